@@ -1,0 +1,16 @@
+// CheckConfig: the validation behind `bantam -t`. It looks at a loaded
+// configuration's resolved values (time values, integers, regexes, log
+// levels, backends, dns modes) and appends one error diagnostic per problem,
+// located at the file and line that defined the value.
+#ifndef BANTAM_CONFIG_CHECK_H_
+#define BANTAM_CONFIG_CHECK_H_
+
+#include "bantam/config_loader.h"
+
+namespace bantam {
+
+void CheckConfig(LoadedConfig* config);
+
+}  // namespace bantam
+
+#endif  // BANTAM_CONFIG_CHECK_H_

@@ -1,0 +1,69 @@
+// LoadConfig: reads a fail2ban configuration directory (fail2ban.conf,
+// jail.conf, filter.d, action.d with their .local/.d overlays) and resolves
+// it into the command stream fail2ban-client would send to its server:
+//   ["set", "loglevel", "INFO"], ["add", "sshd", "auto"],
+//   ["multi-set", "sshd", "addfailregex", [...]], ["start", "sshd"], ...
+// That stream is bantam's resolved configuration: `bantam --dump` prints
+// it, and the daemon is configured by applying it.
+#ifndef BANTAM_CONFIG_LOADER_H_
+#define BANTAM_CONFIG_LOADER_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bantam/ini.h"
+#include "bantam/ordered_map.h"
+#include "bantam/status.h"
+#include "bantam/value.h"
+
+namespace bantam {
+
+// The fail2ban release whose configuration semantics we follow; configs
+// see it as %(fail2ban_version)s (the stock jail.conf puts it in agent strings).
+inline constexpr const char kFail2banCompatVersion[] = "1.0.2";
+
+struct Diagnostic {
+  enum class Severity { kWarning, kError };
+  Severity severity = Severity::kWarning;
+  std::string message;  // "file:line: text" whenever a location is known
+};
+
+struct LoadOptions {
+  std::string basedir = "/etc/fail2ban";
+  // Server options given on the command line (loglevel, logtarget,
+  // syslogsocket, socket, pidfile); they win over fail2ban.conf.
+  OrderedMap<std::string> overrides;
+  // Resolve only this jail (fail2ban-client reload JAIL).
+  std::optional<std::string> jail;
+};
+
+struct LoadedConfig {
+  // fail2ban.conf's early options: socket, pidfile, loglevel, logtarget,
+  // syslogsocket (with command-line overrides applied).
+  OrderedMap<std::string> server;
+  std::vector<Value> commands;
+  std::vector<Diagnostic> diagnostics;
+  // Where each jail option came from, for validation messages:
+  // (jail, option) -> location of its definition.
+  std::map<std::pair<std::string, std::string>, SourceLoc> origins;
+
+  bool has_errors() const {
+    for (const Diagnostic& d : diagnostics)
+      if (d.severity == Diagnostic::Severity::kError) return true;
+    return false;
+  }
+};
+
+// Errors that stop fail2ban from producing a stream at all (syntax errors,
+// broken interpolation, self-referencing tags) return a Status with
+// "file:line: message". Errors confined to one jail (unknown filter or
+// action file, bad option syntax) become a ["config-error", ...] command
+// for that jail plus an error diagnostic, and the other jails resolve.
+Result<LoadedConfig> LoadConfig(const LoadOptions& options);
+
+}  // namespace bantam
+
+#endif  // BANTAM_CONFIG_LOADER_H_

@@ -1,0 +1,62 @@
+// Value: one element of the configuration command stream.
+//
+// The resolved configuration is a list of commands such as
+// ["set", "sshd", "maxretry", 5], exactly as fail2ban-client sends them to
+// its server. A Value is null, bool, integer, string or a list of Values,
+// which is all that stream ever holds.
+#ifndef BANTAM_VALUE_H_
+#define BANTAM_VALUE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace bantam {
+
+class Value {
+ public:
+  using List = std::vector<Value>;
+
+  Value() : v_(nullptr) {}
+  Value(std::nullptr_t) : v_(nullptr) {}                // NOLINT
+  Value(bool b) : v_(b) {}                              // NOLINT
+  Value(int64_t i) : v_(i) {}                           // NOLINT
+  Value(int i) : v_(static_cast<int64_t>(i)) {}         // NOLINT
+  Value(std::string s) : v_(std::move(s)) {}            // NOLINT
+  Value(std::string_view s) : v_(std::string(s)) {}     // NOLINT
+  Value(const char* s) : v_(std::string(s)) {}          // NOLINT
+  Value(List l) : v_(std::move(l)) {}                   // NOLINT
+
+  bool is_null() const { return std::holds_alternative<std::nullptr_t>(v_); }
+  bool is_bool() const { return std::holds_alternative<bool>(v_); }
+  bool is_int() const { return std::holds_alternative<int64_t>(v_); }
+  bool is_string() const { return std::holds_alternative<std::string>(v_); }
+  bool is_list() const { return std::holds_alternative<List>(v_); }
+
+  bool as_bool() const { return std::get<bool>(v_); }
+  int64_t as_int() const { return std::get<int64_t>(v_); }
+  const std::string& as_string() const { return std::get<std::string>(v_); }
+  const List& as_list() const { return std::get<List>(v_); }
+  List& as_list() { return std::get<List>(v_); }
+
+  // Compact JSON, strings as UTF-8 with JSON escapes.
+  std::string ToJson() const;
+  // What Python's str() gives: "True", "5", "None", the string itself.
+  std::string ToPyStr() const;
+
+  bool operator==(const Value& o) const = default;
+
+ private:
+  std::variant<std::nullptr_t, bool, int64_t, std::string, List> v_;
+};
+
+// JSON string literal for `s` (with quotes).
+std::string JsonQuote(std::string_view s);
+// Python repr() of a str: 'abc', "it's", with Python's escapes.
+std::string PyRepr(std::string_view s);
+
+}  // namespace bantam
+
+#endif  // BANTAM_VALUE_H_

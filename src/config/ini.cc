@@ -1,0 +1,211 @@
+#include "bantam/ini.h"
+
+#include <cerrno>
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace bantam {
+
+bool IsPyWs(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' ||
+         (c >= '\x1c' && c <= '\x1f');
+}
+
+std::string_view StripWs(std::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && IsPyWs(s[b])) ++b;
+  while (e > b && IsPyWs(s[e - 1])) --e;
+  return s.substr(b, e - b);
+}
+
+std::string LowerAscii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+namespace {
+
+// Python text mode reads "\r\n" and a lone "\r" as line ends too.
+std::vector<std::string_view> SplitLines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  size_t start = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n' || text[i] == '\r') {
+      lines.push_back(text.substr(start, i - start));
+      if (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+      start = i + 1;
+    }
+  }
+  if (start < text.size()) lines.push_back(text.substr(start));
+  return lines;
+}
+
+// Index where a comment starts, or npos. ';' starts an inline comment only
+// at the line start or after white space; '#' and ';' start a whole-line
+// comment.
+size_t CommentStart(std::string_view line) {
+  std::string_view stripped = StripWs(line);
+  if (!stripped.empty() && (stripped[0] == '#' || stripped[0] == ';')) return 0;
+  for (size_t i = line.find(';'); i != std::string_view::npos; i = line.find(';', i + 1)) {
+    if (i == 0 || IsPyWs(line[i - 1])) return i;
+  }
+  return std::string_view::npos;
+}
+
+bool ValidUtf8(std::string_view s, size_t* bad_offset) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      n = 1, cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2, cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3, cp = c & 0x07;
+    } else {
+      *bad_offset = i;
+      return false;
+    }
+    if (i + n >= s.size()) {
+      *bad_offset = i;
+      return false;
+    }
+    for (size_t k = 1; k <= n; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) {
+        *bad_offset = i;
+        return false;
+      }
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 3 && (cp < 0x10000 || cp > 0x10ffff))) {
+      *bad_offset = i;
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<IniFile> ParseIni(std::string_view text, const std::string& path) {
+  IniFile ini;
+  ini.path = path;
+  // Values are collected as lines first and joined at the end, like
+  // ConfigParser does; an option is addressed by (section, name) because
+  // map entries move while the maps grow.
+  struct Pending {
+    std::string section;
+    std::string name;
+    std::vector<std::string> lines;
+  };
+  std::vector<Pending> pending;
+  bool in_section = false;
+  bool in_option = false;
+  std::string sectname;
+  size_t indent_level = 0;
+  std::vector<std::pair<std::string, std::string>> seen_options;
+  std::string errors;
+
+  int lineno = 0;
+  for (std::string_view line : SplitLines(text)) {
+    ++lineno;
+    const std::string where = path + ":" + std::to_string(lineno) + ": ";
+    const size_t comment = CommentStart(line);
+    const std::string_view value =
+        StripWs(comment == std::string_view::npos ? line : line.substr(0, comment));
+    if (value.empty()) {
+      // A blank line (not a comment) belongs to the value being read.
+      if (comment == std::string_view::npos && in_option) pending.back().lines.emplace_back();
+      continue;
+    }
+    size_t indent = 0;
+    while (indent < line.size() && IsPyWs(line[indent])) ++indent;
+    if (in_option && indent > indent_level) {
+      pending.back().lines.emplace_back(value);
+      continue;
+    }
+    indent_level = indent;
+    const size_t close = value.rfind(']');
+    if (value[0] == '[' && close != std::string_view::npos && close >= 2) {
+      sectname = std::string(value.substr(1, close - 1));
+      in_option = false;
+      in_section = true;
+      if (sectname != "DEFAULT") {
+        if (ini.sections.Contains(sectname)) {
+          return Status::Error(where + "section '" + sectname + "' already exists");
+        }
+        ini.sections.Set(sectname, ConfSection());
+      }
+      continue;
+    }
+    if (!in_section) return Status::Error(where + "no [section] header before this line");
+    const size_t delim = value.find_first_of("=:");
+    if (delim == std::string_view::npos) {
+      errors += where + "expected 'name = value' or '[section]', got '" + std::string(value) +
+                "'\n";
+      continue;
+    }
+    std::string name = LowerAscii(StripWs(value.substr(0, delim)));
+    if (name.empty()) {
+      errors += where + "option name missing before '" + std::string(1, value[delim]) + "'\n";
+      continue;
+    }
+    for (const auto& [s, o] : seen_options) {
+      if (s == sectname && o == name) {
+        return Status::Error(where + "option '" + name + "' in section '" + sectname +
+                             "' already exists");
+      }
+    }
+    seen_options.emplace_back(sectname, name);
+    ConfSection& sect = sectname == "DEFAULT" ? ini.defaults : *ini.sections.Find(sectname);
+    sect.Set(name, ConfValue{"", SourceLoc{path, lineno}});
+    pending.push_back(Pending{sectname, name, {std::string(StripWs(value.substr(delim + 1)))}});
+    in_option = true;
+  }
+  if (!errors.empty()) {
+    errors.pop_back();
+    return Status::Error(errors);
+  }
+  for (Pending& p : pending) {
+    ConfSection& sect = p.section == "DEFAULT" ? ini.defaults : *ini.sections.Find(p.section);
+    std::string joined;
+    for (size_t k = 0; k < p.lines.size(); ++k) {
+      if (k) joined.push_back('\n');
+      joined += p.lines[k];
+    }
+    while (!joined.empty() && IsPyWs(joined.back())) joined.pop_back();
+    sect.Find(p.name)->text = std::move(joined);
+  }
+  return ini;
+}
+
+Result<IniFile> ReadIniFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::FromErrno(path, errno);
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) return Status::FromErrno(path, errno);
+  std::string text = buf.str();
+  size_t bad = 0;
+  if (!ValidUtf8(text, &bad)) {
+    int line = 1;
+    for (size_t i = 0; i < bad; ++i)
+      if (text[i] == '\n') ++line;
+    return Status::Error(path + ":" + std::to_string(line) + ": invalid UTF-8");
+  }
+  return ParseIni(text, path);
+}
+
+}  // namespace bantam

@@ -1,0 +1,179 @@
+#include "bantam/option_list.h"
+
+#include "bantam/ini.h"
+#include "bantam/value.h"
+
+namespace bantam {
+
+namespace {
+
+bool IsKeyChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '.' || static_cast<unsigned char>(c) >= 0x80;
+}
+
+// True when only white space remains from i (Python's "\s*$").
+bool OnlyWsFrom(std::string_view s, size_t i) {
+  for (; i < s.size(); ++i)
+    if (!IsPyWs(s[i])) return false;
+  return true;
+}
+
+// Parses the text between the brackets: key=value pairs separated by ','
+// or by "][" (several option groups).
+Status ParseOptionPairs(std::string_view s, OrderedMap<std::string>* out) {
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t i = pos;
+    while (i < s.size() && IsPyWs(s[i])) ++i;
+    size_t key_begin = i;
+    while (i < s.size() && IsKeyChar(s[i])) ++i;
+    if (i > key_begin && i < s.size() && s[i] == '=') {
+      std::string key(s.substr(key_begin, i - key_begin));
+      ++i;
+      std::string_view value;
+      char q = i < s.size() ? s[i] : '\0';
+      size_t close = (q == '"' || q == '\'') ? s.find(q, i + 1) : std::string_view::npos;
+      if (close != std::string_view::npos) {
+        value = s.substr(i + 1, close - i - 1);
+        i = close + 1;
+      } else {
+        size_t b = i;
+        while (i < s.size() && s[i] != ',' && s[i] != ']') ++i;
+        value = s.substr(b, i - b);
+      }
+      if (i < s.size() && s[i] == ',') {
+        ++i;
+      } else if (i < s.size() && s[i] == ']') {
+        size_t j = i + 1;
+        while (j < s.size() && IsPyWs(s[j])) ++j;
+        if (j < s.size() && s[j] == '[') {
+          i = j + 1;
+        } else {
+          return Status::Error("unexpected syntax at " + std::to_string(i) + " after option " +
+                               PyRepr(key) + ": " + std::string(s.substr(i, 25)));
+        }
+      } else if (i == s.size() || (i + 1 == s.size() && s[i] == '\n')) {
+        // end of the option text
+      } else {
+        return Status::Error("unexpected syntax at " + std::to_string(i) + " after option " +
+                             PyRepr(key) + ": " + std::string(s.substr(i, 25)));
+      }
+      out->Set(key, std::string(StripWs(value)));
+      pos = i;
+      continue;
+    }
+    // A trailing comma and white space end the list quietly.
+    size_t j = pos;
+    if (j < s.size() && s[j] == ',') ++j;
+    if (OnlyWsFrom(s, j)) return Status::Ok();
+    return Status::Error("expected option, wrong syntax at " + std::to_string(pos) + ": " +
+                         std::string(s.substr(pos, 25)));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<NamedOptions> ParseNamedOptions(std::string_view text) {
+  NamedOptions out;
+  size_t open = text.find('[');
+  if (open == 0 || text.empty()) return Status::Error("unexpected option syntax");
+  if (open == std::string_view::npos) {
+    out.name = std::string(text);
+    return out;
+  }
+  size_t close = text.rfind(']');
+  if (close == std::string_view::npos || close < open || !OnlyWsFrom(text, close + 1)) {
+    return Status::Error("unexpected option syntax");
+  }
+  out.name = std::string(text.substr(0, open));
+  Status s = ParseOptionPairs(text.substr(open + 1, close - open - 1), &out.options);
+  if (!s.ok()) return s;
+  return out;
+}
+
+namespace {
+
+// Length of a "[k=v, ...]" group list starting at s[i] == '[', or npos.
+size_t OptionGroupsLength(std::string_view s, size_t i) {
+  size_t start = i;
+  ++i;  // '['
+  for (;;) {
+    while (i < s.size() && IsPyWs(s[i])) ++i;
+    size_t kb = i;
+    while (i < s.size() && IsKeyChar(s[i])) ++i;
+    if (i == kb || i >= s.size() || s[i] != '=') break;
+    ++i;
+    char q = i < s.size() ? s[i] : '\0';
+    size_t close = (q == '"' || q == '\'') ? s.find(q, i + 1) : std::string_view::npos;
+    if (close != std::string_view::npos) {
+      i = close + 1;
+    } else {
+      while (i < s.size() && s[i] != ',' && s[i] != ']') ++i;
+    }
+    while (i < s.size() && IsPyWs(s[i])) ++i;
+    if (i < s.size() && s[i] == ',') {
+      ++i;
+    } else if (i < s.size() && s[i] == ']') {
+      size_t j = i + 1;
+      while (j < s.size() && IsPyWs(s[j])) ++j;
+      if (j < s.size() && s[j] == '[') i = j + 1;
+    }
+    while (i < s.size() && IsPyWs(s[i])) ++i;
+  }
+  if (i < s.size() && s[i] == ']') return i + 1 - start;
+  return std::string_view::npos;
+}
+
+}  // namespace
+
+std::vector<std::string> SplitNamedOptionsList(std::string_view text) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    if (IsPyWs(text[pos])) {
+      ++pos;
+      continue;
+    }
+    // A name, optionally followed by its bracketed options, must end at
+    // white space or the end; anything else is taken as one bare word.
+    size_t i = pos;
+    while (i < text.size() && text[i] != '[' && !IsPyWs(text[i])) ++i;
+    size_t end = std::string_view::npos;
+    if (i > pos) {
+      size_t j = i;
+      while (j < text.size() && IsPyWs(text[j])) ++j;
+      if (j < text.size() && text[j] == '[') {
+        size_t len = OptionGroupsLength(text, j);
+        if (len != std::string_view::npos &&
+            (j + len == text.size() || IsPyWs(text[j + len]))) {
+          end = j + len;
+        }
+      }
+      if (end == std::string_view::npos && (i == text.size() || IsPyWs(text[i]))) end = i;
+    }
+    if (end == std::string_view::npos) {
+      end = pos;
+      while (end < text.size() && !IsPyWs(text[end])) ++end;
+    }
+    out.emplace_back(text.substr(pos, end - pos));
+    pos = end;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitWords(std::string_view text) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t j = text.find_first_of(" ,\n", i);
+    if (j == std::string_view::npos) j = text.size();
+    std::string_view w = StripWs(text.substr(i, j - i));
+    if (!w.empty()) out.emplace_back(w);
+    i = j + 1;
+  }
+  return out;
+}
+
+}  // namespace bantam
