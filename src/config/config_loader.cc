@@ -526,9 +526,11 @@ Status Loader::ReadJail(LayeredConfig* jails, const std::string& name, Jail* jai
   jail->enabled = en && en->is_bool() && en->as_bool();
   if (!jail->enabled) return Status::Ok();
 
-  auto def_error = [&](std::string msg) {
-    SourceLoc loc = jails->Where(name, "enabled");
-    Error((loc.file.empty() ? "" : loc.ToString() + ": ") + "jail '" + name + "': " + msg);
+  // A broken jail is skipped with a config-error command, as in fail2ban.
+  auto def_error = [&](std::string msg, const char* option, const std::string& detail = "") {
+    SourceLoc loc = jails->Where(name, option);
+    Error((loc.file.empty() ? "" : loc.ToString() + ": ") + "jail '" + name + "': " + msg +
+          detail);
     jail->config_error = std::move(msg);
     return Status::Ok();
   };
@@ -538,15 +540,16 @@ Status Loader::ReadJail(LayeredConfig* jails, const std::string& name, Jail* jai
     Result<NamedOptions> parsed = ParseNamedOptions(flt);
     if (!parsed.ok()) {
       return def_error("Invalid filter definition " + PyRepr(flt) + ": " +
-                       parsed.status().message());
+                           parsed.status().message(),
+                       "filter");
     }
     jail->filter = std::make_unique<DefinitionInitReader>(
         this, "filter.d/" + parsed->name, name, parsed->options, &FilterOpts());
     Result<bool> found = jail->filter->Read();
     if (!found.ok()) return found.status();
     if (!*found) {
-      Error("no filter file filter.d/" + parsed->name + ".conf or .local under " + basedir_);
-      return def_error("Unable to read the filter " + PyRepr(parsed->name));
+      return def_error("Unable to read the filter " + PyRepr(parsed->name), "filter",
+                       " (no filter.d/" + parsed->name + ".conf or .local in " + basedir_ + ")");
     }
     // Journal or file log type, unless the filter or jail decided.
     const std::string backend = jail->opts.Find("backend")->ToPyStr();
@@ -590,7 +593,8 @@ Status Loader::ReadJail(LayeredConfig* jails, const std::string& name, Jail* jai
     Result<NamedOptions> parsed = ParseNamedOptions(act);
     if (!parsed.ok()) {
       return def_error("Invalid action definition " + PyRepr(act) + ": " +
-                       parsed.status().message());
+                           parsed.status().message(),
+                       "action");
     }
     const std::string& act_name = parsed->name;
     if (act_name.size() > 3 && act_name.compare(act_name.size() - 3, 3, ".py") == 0) {
@@ -623,8 +627,8 @@ Status Loader::ReadJail(LayeredConfig* jails, const std::string& name, Jail* jai
     Result<bool> found = reader->Read();
     if (!found.ok()) return found.status();
     if (!*found) {
-      Error("no action file action.d/" + act_name + ".conf or .local under " + basedir_);
-      return def_error("Unable to read action " + PyRepr(act_name));
+      return def_error("Unable to read action " + PyRepr(act_name), "action",
+                       " (no action.d/" + act_name + ".conf or .local in " + basedir_ + ")");
     }
     s = reader->GetOptions(jail->opts, false);
     if (!s.ok()) {
