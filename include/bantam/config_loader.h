@@ -47,7 +47,7 @@ struct LoadedConfig {
   std::vector<Value> commands;
   std::vector<Diagnostic> diagnostics;
   // Where each jail option came from, for validation messages:
-  // (jail, option) -> location of its definition.
+  // (jail, option) -> location of its definition; jail "" for fail2ban.conf.
   std::map<std::pair<std::string, std::string>, SourceLoc> origins;
 
   bool has_errors() const {

@@ -77,6 +77,8 @@ class LayeredConfig {
   // The section's own option names, in order.
   std::vector<std::string> Options(const std::string& section) const;
 
+  // Overlays one parsed file, as Read() does for each file it reads.
+  void MergeFile(const IniFile& ini);
   void MergeDefault(const std::string& option, const std::string& value);
   // Adds `values` to `section`; with a prefix, each name not already
   // starting with it is stored as prefix+name.
@@ -95,7 +97,6 @@ class LayeredConfig {
                          std::vector<std::string>* out);
   Status ExpandWithLocal(const std::vector<std::string>& paths,
                          const std::vector<std::string>& seen, std::vector<std::string>* out);
-  void MergeFile(const IniFile& ini);
   Status Interpolate(const std::string& section, const std::string& option,
                      const std::string& raw, const Vars* vars, std::string* out) const;
 

@@ -785,6 +785,12 @@ Status Loader::ReadServer(LayeredConfig* cfg) {
     for (const OptSpec& o : kMain)
       if (!o.fallback.is_null()) main.Set(o.name, o.fallback);
   }
+  if (cfg) {
+    for (const OptSpec& o : kMain) {
+      SourceLoc loc = cfg->Where("Definition", o.name);
+      if (!loc.file.empty()) out_.origins[{"", o.name}] = loc;
+    }
+  }
   for (const auto& [k, v] : options_.overrides) early.Set(k, v);
   for (const auto& [k, v] : early) {
     out_.server.Set(k, v.ToPyStr());
@@ -803,7 +809,7 @@ Status Loader::ReadServer(LayeredConfig* cfg) {
     (void)rank;  // the table is already in fail2ban's sorted order
     if (const Value* v = main.Find(name)) server_stream_.push_back(Value::List{"set", name, *v});
   }
-  if (cfg && cfg->HasSection("Thread")) {
+  if (cfg && cfg->HasOption("Thread", "stacksize", false)) {
     Warn("[Thread] stacksize in fail2ban.conf has no meaning for bantam and is ignored");
   }
   return Status::Ok();

@@ -104,7 +104,7 @@ Status LayeredConfig::CollectIncludes(const std::string& path,
     // An unreadable file contributes nothing (as in fail2ban); a broken one
     // stops the load.
     if (IsMissingFileError(ini.status(), path)) {
-      warnings_.push_back(ini.status().message());
+      if (PathExists(path)) warnings_.push_back(ini.status().message());  // unreadable
       return Status::Ok();
     }
     return ini.status();
@@ -125,9 +125,8 @@ Status LayeredConfig::CollectIncludes(const std::string& path,
         std::string target = JoinPath(DirName(path), text.substr(start, nl - start));
         start = nl + 1;
         if (std::find(seen.begin(), seen.end(), target) != seen.end()) continue;
-        if (!PathExists(target)) {
-          warnings_.push_back(v->loc.ToString() + ": included file '" + target + "' not found");
-        }
+        // A missing include is normal: stock files name optional .local
+        // overlays (after = paths-overrides.local) that rarely exist.
         Status s = ExpandWithLocal({target}, child_seen, list);
         if (!s.ok()) return s;
       }

@@ -68,13 +68,13 @@ TEST_F(LayeredConfigTest, SelfIncludeDoesNotLoop) {
   EXPECT_EQ(Get(cfg, "s", "x"), "1");
 }
 
-TEST_F(LayeredConfigTest, MissingIncludeIsAWarning) {
-  tree_.Write("a.conf", "[INCLUDES]\nbefore = gone.conf\n[s]\nx = 1\n");
+TEST_F(LayeredConfigTest, MissingIncludeIsSilentlySkipped) {
+  // Stock files name optional overlays (after = paths-overrides.local).
+  tree_.Write("a.conf", "[INCLUDES]\nbefore = gone.conf\nafter = gone.local\n[s]\nx = 1\n");
   LayeredConfig& cfg = Read("a");
   EXPECT_EQ(Get(cfg, "s", "x"), "1");
-  ASSERT_FALSE(cfg.warnings().empty());
-  EXPECT_EQ(cfg.warnings().front(),
-            tree_.Path("a.conf") + ":2: included file '" + tree_.Path("gone.conf") + "' not found");
+  EXPECT_TRUE(cfg.warnings().empty());
+  EXPECT_EQ(cfg.files(), std::vector<std::string>{tree_.Path("a.conf")});
 }
 
 TEST_F(LayeredConfigTest, KnownKeepsTheOverriddenValue) {
