@@ -8,6 +8,7 @@
 #ifndef BANTAM_CONFIG_LOADER_H_
 #define BANTAM_CONFIG_LOADER_H_
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -38,6 +39,9 @@ struct LoadOptions {
   OrderedMap<std::string> overrides;
   // Resolve only this jail (fail2ban-client reload JAIL).
   std::optional<std::string> jail;
+  // Expands a logpath glob into existing paths (dangling links excluded,
+  // in directory order). Tests and fuzzers replace the file system here.
+  std::function<std::vector<std::string>(const std::string& pattern)> glob_logpath;
 };
 
 struct LoadedConfig {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -18,6 +19,8 @@ namespace bantam {
 class Value {
  public:
   using List = std::vector<Value>;
+  // A mapping, as in ["set", "thread", {"stacksize": 256}]; keeps order.
+  using Dict = std::vector<std::pair<std::string, Value>>;
 
   Value() : v_(nullptr) {}
   Value(std::nullptr_t) : v_(nullptr) {}                // NOLINT
@@ -28,18 +31,21 @@ class Value {
   Value(std::string_view s) : v_(std::string(s)) {}     // NOLINT
   Value(const char* s) : v_(std::string(s)) {}          // NOLINT
   Value(List l) : v_(std::move(l)) {}                   // NOLINT
+  Value(Dict d) : v_(std::move(d)) {}                   // NOLINT
 
   bool is_null() const { return std::holds_alternative<std::nullptr_t>(v_); }
   bool is_bool() const { return std::holds_alternative<bool>(v_); }
   bool is_int() const { return std::holds_alternative<int64_t>(v_); }
   bool is_string() const { return std::holds_alternative<std::string>(v_); }
   bool is_list() const { return std::holds_alternative<List>(v_); }
+  bool is_dict() const { return std::holds_alternative<Dict>(v_); }
 
   bool as_bool() const { return std::get<bool>(v_); }
   int64_t as_int() const { return std::get<int64_t>(v_); }
   const std::string& as_string() const { return std::get<std::string>(v_); }
   const List& as_list() const { return std::get<List>(v_); }
   List& as_list() { return std::get<List>(v_); }
+  const Dict& as_dict() const { return std::get<Dict>(v_); }
 
   // Compact JSON, strings as UTF-8 with JSON escapes.
   std::string ToJson() const;
@@ -49,7 +55,7 @@ class Value {
   bool operator==(const Value& o) const = default;
 
  private:
-  std::variant<std::nullptr_t, bool, int64_t, std::string, List> v_;
+  std::variant<std::nullptr_t, bool, int64_t, std::string, List, Dict> v_;
 };
 
 // JSON string literal for `s` (with quotes).

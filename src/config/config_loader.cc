@@ -508,6 +508,25 @@ Status FillFilterStream(std::vector<Value>* stream, const OrderedMap<Value>& opt
   return Status::Ok();
 }
 
+// Python's glob.glob() order (directory order), without dangling links.
+std::vector<std::string> GlobLogPath(const std::string& pattern, Loader* loader) {
+  glob_t g{};
+  std::vector<std::string> out;
+  if (::glob(pattern.c_str(), GLOB_NOESCAPE | GLOB_NOSORT, nullptr, &g) == 0) {
+    for (size_t i = 0; i < g.gl_pathc; ++i) {
+      struct stat st;
+      if (::stat(g.gl_pathv[i], &st) != 0) {
+        loader->Warn(std::string("File ") + g.gl_pathv[i] +
+                     " is a dangling link, thus cannot be monitored");
+        continue;
+      }
+      out.emplace_back(g.gl_pathv[i]);
+    }
+  }
+  ::globfree(&g);
+  return out;
+}
+
 struct Loader::Jail {
   std::string name;
   OrderedMap<Value> opts;
@@ -680,23 +699,15 @@ Status Loader::ConvertJail(Jail* jail, std::vector<Value>* out) {
           tail = path.substr(sp + 1);
           path = path.substr(0, sp);
         }
-        glob_t g{};
-        std::vector<std::string> matches;
-        if (::glob(path.c_str(), GLOB_NOESCAPE | GLOB_NOSORT, nullptr, &g) == 0) {
-          for (size_t i = 0; i < g.gl_pathc; ++i) matches.emplace_back(g.gl_pathv[i]);
-        }
-        ::globfree(&g);
+        std::vector<std::string> matches = options_.glob_logpath
+                                               ? options_.glob_logpath(path)
+                                               : GlobLogPath(path, this);
         if (matches.empty()) {
           auto o = out_.origins.find({name, "logpath"});
           Warn((o == out_.origins.end() ? "" : o->second.ToString() + ": ") +
                "jail '" + name + "': no file matches logpath " + PyRepr(path));
         }
         for (const std::string& p : matches) {
-          struct stat st;
-          if (::stat(p.c_str(), &st) != 0) {
-            Warn("File " + p + " is a dangling link, thus cannot be monitored");
-            continue;
-          }
           ++found;
           logpaths.push_back(Value::List{"set", name, "addlogpath", p, tail});
         }
@@ -802,15 +813,26 @@ Status Loader::ReadServer(LayeredConfig* cfg) {
     return Status::Error((loc.file.empty() ? "" : loc.ToString() + ": ") + "Invalid log level " +
                          PyRepr(level));
   }
+  // [Thread] stacksize: meaningless for bantam, but part of the stream.
+  if (cfg && cfg->HasSection("Thread")) {
+    static const std::vector<OptSpec> kThread = {{OptType::kInt, "stacksize", nullptr}};
+    OrderedMap<Value> thread;
+    Status ts = GetOptions(cfg, "Thread", kThread, nullptr, nullptr, true, false, &thread);
+    if (!ts.ok()) return ts;
+    if (!thread.empty()) {
+      Value::Dict d;
+      for (const auto& [k, v] : thread) d.emplace_back(k, v);
+      server_stream_.push_back(Value::List{"set", "thread", Value(std::move(d))});
+      Warn(cfg->Where("Thread", "stacksize").ToString() +
+           ": [Thread] stacksize has no meaning for bantam and is ignored");
+    }
+  }
   static const std::vector<std::pair<const char*, int>> kOrder = {
       {"syslogsocket", 11}, {"loglevel", 12},     {"logtarget", 13}, {"allowipv6", 14},
       {"dbfile", 50},       {"dbmaxmatches", 51}, {"dbpurgeage", 51}};
   for (const auto& [name, rank] : kOrder) {
     (void)rank;  // the table is already in fail2ban's sorted order
     if (const Value* v = main.Find(name)) server_stream_.push_back(Value::List{"set", name, *v});
-  }
-  if (cfg && cfg->HasOption("Thread", "stacksize", false)) {
-    Warn("[Thread] stacksize in fail2ban.conf has no meaning for bantam and is ignored");
   }
   return Status::Ok();
 }

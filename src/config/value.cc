@@ -78,6 +78,16 @@ std::string Value::ToJson() const {
   if (is_bool()) return as_bool() ? "true" : "false";
   if (is_int()) return std::to_string(as_int());
   if (is_string()) return JsonQuote(as_string());
+  if (is_dict()) {
+    std::string out = "{";
+    bool first = true;
+    for (const auto& [k, v] : as_dict()) {
+      if (!first) out.append(", ");
+      first = false;
+      out.append(JsonQuote(k)).append(": ").append(v.ToJson());
+    }
+    return out + "}";
+  }
   std::string out = "[";
   bool first = true;
   for (const Value& v : as_list()) {
@@ -94,12 +104,23 @@ std::string Value::ToPyStr() const {
   if (is_bool()) return as_bool() ? "True" : "False";
   if (is_int()) return std::to_string(as_int());
   if (is_string()) return as_string();
+  auto repr = [](const Value& v) { return v.is_string() ? PyRepr(v.as_string()) : v.ToPyStr(); };
+  if (is_dict()) {
+    std::string out = "{";
+    bool first = true;
+    for (const auto& [k, v] : as_dict()) {
+      if (!first) out.append(", ");
+      first = false;
+      out.append(PyRepr(k)).append(": ").append(repr(v));
+    }
+    return out + "}";
+  }
   std::string out = "[";
   bool first = true;
   for (const Value& v : as_list()) {
     if (!first) out.append(", ");
     first = false;
-    out.append(v.is_string() ? PyRepr(v.as_string()) : v.ToPyStr());
+    out.append(repr(v));
   }
   out.push_back(']');
   return out;

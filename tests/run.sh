@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Quick start, step 2: the whole test suite. Unit and conformance tests
+# (ctest), the same again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# then every libFuzzer target for a short run. Needs packaging/setup.sh first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+fuzz_seconds=${BANTAM_FUZZ_SECONDS:-30}
+
+echo "== build and test"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAM_BUILD_TESTS=ON >/dev/null
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== build and test under ASan/UBSan"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBANTAM_BUILD_TESTS=ON \
+  -DBANTAM_SANITIZE="address;undefined" >/dev/null
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+echo "== fuzz (${fuzz_seconds}s per target)"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DBANTAM_BUILD_TESTS=OFF -DBANTAM_BUILD_FUZZERS=ON >/dev/null
+cmake --build build-fuzz -j"$jobs"
+for fuzzer in build-fuzz/fuzz/*_fuzzer; do
+  name=$(basename "$fuzzer" _fuzzer)
+  work=$(mktemp -d)
+  cp -r "fuzz/corpus/$name/." "$work/" 2>/dev/null || true
+  echo "-- $name"
+  "$fuzzer" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -timeout=10 \
+    -print_final_stats=1 "$work" 2>&1 | tail -n 12
+  rm -rf "$work"
+done
+echo "== all tests passed"
