@@ -49,6 +49,7 @@ class Value {
 
   // Compact JSON, strings as UTF-8 with JSON escapes.
   std::string ToJson() const;
+  void AppendJson(std::string* out) const;
   // What Python's str() gives: "True", "5", "None", the string itself.
   std::string ToPyStr() const;
 

@@ -73,29 +73,39 @@ std::string PyRepr(std::string_view s) {
   return out;
 }
 
-std::string Value::ToJson() const {
-  if (is_null()) return "null";
-  if (is_bool()) return as_bool() ? "true" : "false";
-  if (is_int()) return std::to_string(as_int());
-  if (is_string()) return JsonQuote(as_string());
-  if (is_dict()) {
-    std::string out = "{";
-    bool first = true;
+void Value::AppendJson(std::string* out) const {
+  if (is_null()) {
+    out->append("null");
+  } else if (is_bool()) {
+    out->append(as_bool() ? "true" : "false");
+  } else if (is_int()) {
+    out->append(std::to_string(as_int()));
+  } else if (is_string()) {
+    out->append(JsonQuote(as_string()));
+  } else if (is_dict()) {
+    out->push_back('{');
+    const char* sep = "";
     for (const auto& [k, v] : as_dict()) {
-      if (!first) out.append(", ");
-      first = false;
-      out.append(JsonQuote(k)).append(": ").append(v.ToJson());
+      out->append(sep).append(JsonQuote(k)).append(": ");
+      v.AppendJson(out);
+      sep = ", ";
     }
-    return out + "}";
+    out->push_back('}');
+  } else {
+    out->push_back('[');
+    const char* sep = "";
+    for (const Value& v : as_list()) {
+      out->append(sep);
+      v.AppendJson(out);
+      sep = ", ";
+    }
+    out->push_back(']');
   }
-  std::string out = "[";
-  bool first = true;
-  for (const Value& v : as_list()) {
-    if (!first) out.append(", ");
-    first = false;
-    out.append(v.ToJson());
-  }
-  out.push_back(']');
+}
+
+std::string Value::ToJson() const {
+  std::string out;
+  AppendJson(&out);
   return out;
 }
 
