@@ -7,6 +7,7 @@
 
 #include "bantam/config_check.h"
 #include "bantam/config_loader.h"
+#include "bantam/duration.h"
 
 namespace {
 
@@ -23,13 +24,14 @@ void Usage(FILE* out) {
                "    -d, --dump              dump the resolved configuration, one JSON array per "
                "line\n"
                "    -t, --test              test the configuration\n"
+               "    --str2sec <STRING>      convert a time abbreviation (e.g. 1h 30m) to seconds\n"
                "    -h, --help              this help\n"
                "    -V, --version           version\n");
 }
 
 bool TakesValue(const std::string& a) {
   return a == "-c" || a == "-s" || a == "-p" || a == "--loglevel" || a == "--logtarget" ||
-         a == "--syslogsocket";
+         a == "--syslogsocket" || a == "--str2sec";
 }
 
 }  // namespace
@@ -60,6 +62,14 @@ int main(int argc, char** argv) {
       load.overrides.Set("pidfile", value);
     } else if (a == "--loglevel" || a == "--logtarget" || a == "--syslogsocket") {
       load.overrides.Set(a.substr(2), value);
+    } else if (a == "--str2sec") {
+      bantam::Result<bantam::TimeValue> t = bantam::ParseTimeValue(value);
+      if (!t.ok()) {
+        std::fprintf(stderr, "ERROR: %s\n", t.status().message().c_str());
+        return 255;
+      }
+      std::printf("%s\n", bantam::FormatStr2Sec(*t).c_str());
+      return 0;
     } else if (a == "-d" || a == "--dump") {
       dump = true;
     } else if (a == "-t" || a == "--test") {

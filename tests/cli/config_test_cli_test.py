@@ -120,5 +120,22 @@ else:
     failed += 1
     print(f'FAIL binary jail.local: rc={r.returncode}', r.stderr[:500])
 
+# --str2sec prints what fail2ban-client --str2sec prints.
+for value, want in (('1h 30m', '5400'), ('1mo', '2629800.0'), ('-1', '-1')):
+    r = run('--str2sec', value)
+    if r.returncode == 0 and r.stdout == want + '\n':
+        passed += 1
+        print(f'PASS --str2sec {value!r}')
+    else:
+        failed += 1
+        print(f'FAIL --str2sec {value!r}: rc={r.returncode} out={r.stdout!r} err={r.stderr!r}')
+r = run('--str2sec', 'soon')
+if r.returncode == 255 and r.stderr == "ERROR: invalid time value 'soon'\n":
+    passed += 1
+    print('PASS --str2sec rejects junk')
+else:
+    failed += 1
+    print(f'FAIL --str2sec junk: rc={r.returncode} err={r.stderr!r}')
+
 print(f'{passed} passed, {failed} failed')
 sys.exit(1 if failed else 0)
