@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -115,7 +116,7 @@ Result<IniFile> ParseIni(std::string_view text, const std::string& path) {
   bool in_option = false;
   std::string sectname;
   size_t indent_level = 0;
-  std::vector<std::pair<std::string, std::string>> seen_options;
+  std::set<std::pair<std::string, std::string>> seen_options;
   std::string errors;
 
   int lineno = 0;
@@ -162,13 +163,10 @@ Result<IniFile> ParseIni(std::string_view text, const std::string& path) {
       errors += where + "option name missing before '" + std::string(1, value[delim]) + "'\n";
       continue;
     }
-    for (const auto& [s, o] : seen_options) {
-      if (s == sectname && o == name) {
-        return Status::Error(where + "option '" + name + "' in section '" + sectname +
-                             "' already exists");
-      }
+    if (!seen_options.emplace(sectname, name).second) {
+      return Status::Error(where + "option '" + name + "' in section '" + sectname +
+                           "' already exists");
     }
-    seen_options.emplace_back(sectname, name);
     ConfSection& sect = sectname == "DEFAULT" ? ini.defaults : *ini.sections.Find(sectname);
     sect.Set(name, ConfValue{"", SourceLoc{path, lineno}});
     pending.push_back(Pending{sectname, name, {std::string(StripWs(value.substr(delim + 1)))}});

@@ -12,6 +12,9 @@ namespace bantam {
 namespace {
 
 constexpr int kMaxInterpolationDepth = 10;
+// fail2ban would hit Python's recursion limit; we stop well before the stack.
+constexpr size_t kMaxIncludeDepth = 64;
+constexpr size_t kMaxIncludedFiles = 4096;
 
 bool PathExists(const std::string& p) {
   struct stat st;
@@ -111,6 +114,11 @@ Status LayeredConfig::CollectIncludes(const std::string& path,
   }
   std::vector<std::string> before, after;
   if (const ConfSection* inc = ini->sections.Find("INCLUDES")) {
+    if (seen.size() >= kMaxIncludeDepth || out->size() >= kMaxIncludedFiles) {
+      return Status::Error(path + ": [INCLUDES] nest deeper than " +
+                           std::to_string(kMaxIncludeDepth) + " files or pull in more than " +
+                           std::to_string(kMaxIncludedFiles));
+    }
     std::vector<std::string> child_seen = seen;
     child_seen.push_back(path);
     for (auto [key, list] : {std::pair{"before", &before}, std::pair{"after", &after}}) {

@@ -77,6 +77,31 @@ TEST_F(LayeredConfigTest, MissingIncludeIsSilentlySkipped) {
   EXPECT_EQ(cfg.files(), std::vector<std::string>{tree_.Path("a.conf")});
 }
 
+TEST_F(LayeredConfigTest, EndlessIncludeChainIsAnError) {
+  for (int i = 0; i < 100; ++i) {
+    tree_.Write("c" + std::to_string(i) + ".conf",
+                "[INCLUDES]\nbefore = c" + std::to_string(i + 1) + ".conf\n[s]\nx = 1\n");
+  }
+  LayeredConfig cfg(tree_.root(), &cache_);
+  bool found = false;
+  Status s = cfg.Read("c0", &found);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), tree_.Path("c64.conf") +
+                             ": [INCLUDES] nest deeper than 64 files or pull in more than 4096");
+}
+
+TEST_F(LayeredConfigTest, ExponentialIncludeFanOutIsAnError) {
+  // Each file includes the next one twice: 2^40 reads without a cap.
+  for (int i = 0; i < 40; ++i) {
+    std::string next = "f" + std::to_string(i + 1) + ".conf";
+    tree_.Write("f" + std::to_string(i) + ".conf",
+                "[INCLUDES]\nbefore = " + next + "\n  " + next + "\n[s]\nx = 1\n");
+  }
+  LayeredConfig cfg(tree_.root(), &cache_);
+  bool found = false;
+  EXPECT_FALSE(cfg.Read("f0", &found).ok());
+}
+
 TEST_F(LayeredConfigTest, KnownKeepsTheOverriddenValue) {
   tree_.Write("filter.d/f.conf", "[Definition]\nfailregex = ^stock$\n");
   tree_.Write("filter.d/f.local",
