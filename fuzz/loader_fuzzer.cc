@@ -4,6 +4,7 @@
 // CheckConfig run as `bantam -t` would. Log path globs go to a fake so a
 // pattern such as /*/*/*/* never walks the real file system.
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstddef>
