@@ -233,11 +233,10 @@ class Loader;
 // given in the jail (name[opt=value]).
 class DefinitionInitReader {
  public:
-  DefinitionInitReader(Loader* loader, std::string file, std::string jail,
-                       OrderedMap<std::string> init_opts, const std::vector<OptSpec>* specs)
+  DefinitionInitReader(Loader* loader, std::string file, OrderedMap<std::string> init_opts,
+                       const std::vector<OptSpec>* specs)
       : loader_(loader),
         file_(std::move(file)),
-        jail_(std::move(jail)),
         init_opts_(std::move(init_opts)),
         specs_(specs) {}
 
@@ -248,14 +247,12 @@ class DefinitionInitReader {
 
   LayeredConfig* cfg() const { return cfg_; }
   OrderedMap<std::string>& init_opts() { return init_opts_; }
-  const std::string& file() const { return file_; }
 
  private:
   Result<std::optional<std::string>> CombOption(const std::string& name);
 
   Loader* loader_;
   std::string file_;
-  std::string jail_;
   OrderedMap<std::string> init_opts_;
   const std::vector<OptSpec>* specs_;
   LayeredConfig* cfg_ = nullptr;
@@ -296,9 +293,6 @@ class Loader {
                     const OrderedMap<std::string>* skip, bool convert, bool section_must_exist,
                     OrderedMap<Value>* out);
 
-  const std::string& basedir() const { return basedir_; }
-  LoadedConfig& out() { return out_; }
-
  private:
   struct Jail;
   Status ReadJail(LayeredConfig* jails, const std::string& name, Jail* jail);
@@ -311,6 +305,7 @@ class Loader {
   std::unordered_map<std::string, std::unique_ptr<LayeredConfig>> configs_;
   LoadedConfig out_;
   std::vector<Value> server_stream_;
+  std::set<std::pair<const LayeredConfig*, std::string>> missing_sections_;  // reported once
 };
 
 Status Loader::GetOptions(LayeredConfig* cfg, const std::string& section,
@@ -325,8 +320,10 @@ Status Loader::GetOptions(LayeredConfig* cfg, const std::string& section,
         return Status::Error(l.error);
       case LookupCode::kNoSection:
         if (section_must_exist) return Status::Error("section [" + section + "] not found");
-        Error("no section [" + section + "] in " +
-              (cfg->files().empty() ? basedir_ : cfg->files().front()));
+        if (missing_sections_.emplace(cfg, section).second) {
+          Error((cfg->files().empty() ? basedir_ : cfg->files().front()) + ": no [" + section +
+                "] section");
+        }
         out->Set(spec.name, spec.fallback);
         break;
       case LookupCode::kNoOption:
@@ -563,7 +560,7 @@ Status Loader::ReadJail(LayeredConfig* jails, const std::string& name, Jail* jai
                        "filter");
     }
     jail->filter = std::make_unique<DefinitionInitReader>(
-        this, "filter.d/" + parsed->name, name, parsed->options, &FilterOpts());
+        this, "filter.d/" + parsed->name, parsed->options, &FilterOpts());
     Result<bool> found = jail->filter->Read();
     if (!found.ok()) return found.status();
     if (!*found) {
@@ -641,7 +638,7 @@ Status Loader::ReadJail(LayeredConfig* jails, const std::string& name, Jail* jai
       if (n != name) actname += StartsWith(n, name) ? n.substr(name.size()) : "-" + n;
       init.Set("actname", actname);
     }
-    auto reader = std::make_unique<DefinitionInitReader>(this, "action.d/" + act_name, name,
+    auto reader = std::make_unique<DefinitionInitReader>(this, "action.d/" + act_name,
                                                          std::move(init), &ActionOpts());
     Result<bool> found = reader->Read();
     if (!found.ok()) return found.status();
