@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "bantam/value.h"
+
 // PCRE2_MATCH_INVALID_UTF is what keeps undecodable log bytes harmless.
 #if PCRE2_MAJOR < 10 || (PCRE2_MAJOR == 10 && PCRE2_MINOR < 34)
 #error "bantam needs PCRE2 10.34 or later"
@@ -207,41 +209,14 @@ std::string EscapeLiteral(char32_t c, bool in_class) {
   return out;
 }
 
-// Python's repr() of a str, enough for names in error messages.
-std::string PyRepr(const std::u32string& s) {
-  const bool has_single = s.find(U'\'') != std::u32string::npos;
-  const bool has_double = s.find(U'"') != std::u32string::npos;
-  const char quote = has_single && !has_double ? '"' : '\'';
-  std::string out(1, quote);
-  for (char32_t c : s) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == static_cast<char32_t>(quote)) {
-      out += '\\';
-      out += quote;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0xA0)) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(c));
-      out += buf;
-    } else {
-      AppendUtf8(&out, c);
-    }
-  }
-  out += quote;
-  return out;
-}
-
 std::string ToUtf8(const std::u32string& s) {
   std::string out;
   for (char32_t c : s) AppendUtf8(&out, c);
   return out;
 }
+
+// Python's repr() of a decoded name, for error messages.
+std::string PyRepr(const std::u32string& s) { return bantam::PyRepr(ToUtf8(s)); }
 
 // ---------------------------------------------------------------------------
 // Step 1: fail2ban's tags. The expansions are fail2ban's documented regexes
