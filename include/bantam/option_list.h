@@ -28,6 +28,10 @@ Result<NamedOptions> ParseNamedOptions(std::string_view text);
 // space or new lines; options may contain spaces and new lines.
 std::vector<std::string> SplitNamedOptionsList(std::string_view text);
 
+// Python's str.split('\n'): every piece, empty ones included. Views into
+// `text`, which must outlive them.
+std::vector<std::string_view> SplitNewlines(std::string_view text);
+
 // Words separated by spaces, commas or new lines; empty words dropped.
 std::vector<std::string> SplitWords(std::string_view text);
 

@@ -50,13 +50,10 @@ class Checker {
       if (verb == "set" && c.size() == 3) {
         CheckServer(c[1].as_string(), c[2]);
       } else if (verb == "set" && c.size() >= 4 && c[2].is_string()) {
-        CheckJail(c[1].as_string(), c[2].as_string(), c, 3);
+        CheckJail(c[1].as_string(), c[2].as_string(), c[3]);
       } else if (verb == "multi-set" && c.size() == 4 && c[3].is_list()) {
         // ["multi-set", jail, "addfailregex", [regex, ...]]
-        for (const Value& v : c[3].as_list()) {
-          Value::List one{"set", c[1], c[2], v};
-          CheckJail(c[1].as_string(), c[2].as_string(), one, 3);
-        }
+        for (const Value& v : c[3].as_list()) CheckJail(c[1].as_string(), c[2].as_string(), v);
       } else if (verb == "add" && c.size() == 3 && c[2].is_string()) {
         CheckBackend(c[1].as_string(), c[2].as_string());
       }
@@ -91,9 +88,7 @@ class Checker {
     }
   }
 
-  void CheckJail(const std::string& jail, const std::string& option, const Value::List& c,
-                 size_t at) {
-    const Value& v = c[at];
+  void CheckJail(const std::string& jail, const std::string& option, const Value& v) {
     static const std::set<std::string> kTimes = {"bantime", "findtime", "bantime.maxtime",
                                                  "bantime.rndtime"};
     if (kTimes.count(option)) {

@@ -462,13 +462,8 @@ Status FillFilterStream(std::vector<Value>* stream, const OrderedMap<Value>& opt
     if (opt == "failregex" || opt == "ignoreregex") {
       Value::List multi;
       const std::string text = value.ToPyStr();
-      size_t start = 0;
-      while (start <= text.size()) {
-        size_t nl = text.find('\n', start);
-        if (nl == std::string::npos) nl = text.size();
-        if (nl > start) multi.emplace_back(text.substr(start, nl - start));
-        start = nl + 1;
-      }
+      for (std::string_view regex : SplitNewlines(text))
+        if (!regex.empty()) multi.emplace_back(regex);
       if (multi.size() > 1) {
         stream->push_back(Value::List{"multi-set", jail, "add" + opt, Value(std::move(multi))});
       } else if (multi.size() == 1) {
@@ -484,12 +479,7 @@ Status FillFilterStream(std::vector<Value>* stream, const OrderedMap<Value>& opt
       stream->push_back(Value::List{"set", jail, opt, value});
     } else if (opt == "journalmatch") {
       const std::string text = value.ToPyStr();
-      size_t start = 0;
-      while (start <= text.size()) {
-        size_t nl = text.find('\n', start);
-        if (nl == std::string::npos) nl = text.size();
-        std::string line = text.substr(start, nl - start);
-        start = nl + 1;
+      for (std::string_view line : SplitNewlines(text)) {
         if (line.empty()) continue;
         Result<std::vector<std::string>> words = ShlexSplit(line);
         if (!words.ok()) {
@@ -685,12 +675,8 @@ Status Loader::ConvertJail(Jail* jail, std::vector<Value>* out) {
       if (StartsWith(jail->opts.Find("backend")->ToPyStr(), "systemd")) continue;
       int found = 0;
       const std::string text = value.ToPyStr();
-      size_t start = 0;
-      while (start <= text.size()) {
-        size_t nl = text.find('\n', start);
-        if (nl == std::string::npos) nl = text.size();
-        std::string path = text.substr(start, nl - start), tail = "head";
-        start = nl + 1;
+      for (std::string_view entry : SplitNewlines(text)) {
+        std::string path(entry), tail = "head";
         // "path tail": the last space-separated word is the start position.
         if (size_t sp = path.rfind(' '); sp != std::string::npos) {
           tail = path.substr(sp + 1);

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <functional>
 
+#include "bantam/option_list.h"
+
 namespace bantam {
 
 namespace {
@@ -125,13 +127,8 @@ Status LayeredConfig::CollectIncludes(const std::string& path,
       const ConfValue* v = inc->Find(key);
       if (!v) v = ini->defaults.Find(key);
       if (!v) continue;
-      size_t start = 0;
-      const std::string& text = v->text;
-      while (start <= text.size()) {
-        size_t nl = text.find('\n', start);
-        if (nl == std::string::npos) nl = text.size();
-        std::string target = JoinPath(DirName(path), text.substr(start, nl - start));
-        start = nl + 1;
+      for (std::string_view name : SplitNewlines(v->text)) {
+        std::string target = JoinPath(DirName(path), std::string(name));
         if (std::find(seen.begin(), seen.end(), target) != seen.end()) continue;
         // A missing include is normal: stock files name optional .local
         // overlays (after = paths-overrides.local) that rarely exist.

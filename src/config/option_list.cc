@@ -163,6 +163,17 @@ std::vector<std::string> SplitNamedOptionsList(std::string_view text) {
   return out;
 }
 
+std::vector<std::string_view> SplitNewlines(std::string_view text) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (size_t nl = text.find('\n'); nl != std::string_view::npos; nl = text.find('\n', start)) {
+    out.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  out.push_back(text.substr(start));
+  return out;
+}
+
 std::vector<std::string> SplitWords(std::string_view text) {
   std::vector<std::string> out;
   size_t i = 0;

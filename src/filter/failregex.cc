@@ -976,31 +976,24 @@ bool PyRegexTranslator::ClassEscape(Token escape, ClassItem* item, int flags) {
     case 'd':
     case 'w':
     case 's':
-      if (ascii || c == 's') {
-        item->kind = ClassItem::kSet;
-        item->set = c == 'd'   ? &AsciiDigits()
-                    : c == 'w' ? &AsciiWord()
-                    : ascii    ? &AsciiSpaces()
-                               : &PySpaces();
-      } else {
-        item->kind = ClassItem::kNative;
-        item->native = c == 'd' ? "\\d" : "\\w";
-      }
-      return true;
     case 'D':
     case 'W':
-    case 'S':
-      if (ascii || c == 'S') {
-        item->kind = ClassItem::kNotSet;
-        item->set = c == 'D'   ? &AsciiDigits()
-                    : c == 'W' ? &AsciiWord()
-                    : ascii    ? &AsciiSpaces()
-                               : &PySpaces();
+    case 'S': {
+      // Upper case is the complement of the lower-case class.
+      const bool negate = c == 'D' || c == 'W' || c == 'S';
+      const char lower = static_cast<char>(negate ? c - 'A' + 'a' : c);
+      if (ascii || lower == 's') {
+        item->kind = negate ? ClassItem::kNotSet : ClassItem::kSet;
+        item->set = lower == 'd'   ? &AsciiDigits()
+                    : lower == 'w' ? &AsciiWord()
+                    : ascii        ? &AsciiSpaces()
+                                   : &PySpaces();
       } else {
         item->kind = ClassItem::kNative;
-        item->native = c == 'D' ? "\\D" : "\\W";
+        item->native = lower == 'd' ? (negate ? "\\D" : "\\d") : (negate ? "\\W" : "\\w");
       }
       return true;
+    }
     case 'x':
     case 'u':
     case 'U': {

@@ -74,6 +74,11 @@ TEST(SplitNamedOptionsList, JunkAfterBracketIsOneWord) {
   EXPECT_EQ(v[1], "c");
 }
 
+TEST(SplitNewlines, KeepsEmptyPiecesLikePythonSplit) {
+  EXPECT_EQ(SplitNewlines("a\n\nb\n"), (std::vector<std::string_view>{"a", "", "b", ""}));
+  EXPECT_EQ(SplitNewlines(""), (std::vector<std::string_view>{""}));
+}
+
 TEST(SplitWords, SpacesCommasNewlines) {
   EXPECT_EQ(SplitWords("127.0.0.1/8 ::1,10.0.0.0/8\n\n  host.example ,"),
             (std::vector<std::string>{"127.0.0.1/8", "::1", "10.0.0.0/8", "host.example"}));
