@@ -39,9 +39,11 @@ struct pcre2_real_jit_stack_8;
 
 namespace bantam {
 
-enum class RegexKind { kPrefRegex, kFailRegex, kIgnoreRegex };
+// kDateRegex is a plain Python regex (a date template): no fail2ban tags, no
+// flag rewriting, no failure-id requirement.
+enum class RegexKind { kPrefRegex, kFailRegex, kIgnoreRegex, kDateRegex };
 
-// "prefregex", "failregex" or "ignoreregex", as in filter files.
+// "prefregex", "failregex", "ignoreregex" or "datepattern".
 std::string_view RegexKindName(RegexKind kind);
 
 // The jail settings that change how fail2ban prepares a regex.
@@ -117,6 +119,12 @@ class FailRegex {
   // time it meets a regex with more groups, so steady-state searching does
   // not allocate. `subject` must outlive the use of `match`'s groups.
   Result<bool> Search(std::string_view subject, FailRegexMatch* match) const;
+  // Like pattern.search(subject, pos): starts at byte `start_offset`, where
+  // `^` does not match (unless multi-line after "\n") but lookbehind and \b
+  // still see the bytes before it. To emulate Python's endpos, pass
+  // subject.substr(0, endpos).
+  Result<bool> Search(std::string_view subject, size_t start_offset,
+                      FailRegexMatch* match) const;
 
  private:
   FailRegex() = default;

@@ -1539,14 +1539,22 @@ Result<Translation> Translate(std::string_view regex, RegexKind kind,
       return Status::Error("invalid UTF-8 at offset " + std::to_string(bad));
     }
   }
-  const MappedText tagged = ResolveTags(regex, options.host_matches_dns);
+  // Date templates are plain Python regexes: no tags, no flag rewriting.
+  const bool plain = kind == RegexKind::kDateRegex;
+  MappedText tagged;
+  if (plain) {
+    for (size_t i = 0; i < regex.size(); ++i) tagged.Append(regex.substr(i, 1), i);
+    tagged.Finish(regex.size());
+  } else {
+    tagged = ResolveTags(regex, options.host_matches_dns);
+  }
   std::vector<char32_t> cps;
   std::vector<size_t> starts;
   DecodeUtf8(tagged.text, &cps, &starts);  // valid: tags are ASCII
-  if (std::all_of(cps.begin(), cps.end(), IsPySpace)) {
+  if (!plain && std::all_of(cps.begin(), cps.end(), IsPySpace)) {
     return Status::Error("cannot add empty regex");
   }
-  const MappedText text = GlobalToLocalFlags(tagged);
+  const MappedText text = plain ? tagged : GlobalToLocalFlags(tagged);
   cps.clear();
   starts.clear();
   DecodeUtf8(text.text, &cps, &starts);
@@ -1601,6 +1609,8 @@ std::string_view RegexKindName(RegexKind kind) {
       return "failregex";
     case RegexKind::kIgnoreRegex:
       return "ignoreregex";
+    case RegexKind::kDateRegex:
+      return "datepattern";
   }
   return "regex";
 }
@@ -1701,13 +1711,19 @@ int FailRegex::GroupIndex(std::string_view name) const {
 bool FailRegex::HasFailureIdGroup() const { return HasFailureId(groups_); }
 
 Result<bool> FailRegex::Search(std::string_view subject, FailRegexMatch* match) const {
+  return Search(subject, 0, match);
+}
+
+Result<bool> FailRegex::Search(std::string_view subject, size_t start_offset,
+                               FailRegexMatch* match) const {
   match->matched_ = false;
+  if (start_offset > subject.size()) return false;
   match->subject_ = subject;
   const uint32_t pairs = static_cast<uint32_t>(capture_count_) + 1;
   if (!match->Reserve(pairs)) return Status::Error("out of memory for regex match data");
   // PCRE2 wants a non-null pointer even for an empty subject.
   const char* data = subject.data() != nullptr ? subject.data() : "";
-  const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(data), subject.size(), 0, 0,
+  const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(data), subject.size(), start_offset, 0,
                              match->data_, match->context_);
   if (rc == PCRE2_ERROR_NOMATCH) return false;
   if (rc < 0) {
