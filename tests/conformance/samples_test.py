@@ -102,6 +102,7 @@ class Variant:
         self.filter_opts = dict((k, v) for k, v in opts.items() if not k.startswith("test."))
         self.journal = opts.get("logtype") == "journal"
         self.lines = []
+        self.command = None  # set when run
 
     def label(self):
         return filter_spec(self.name, self.filter_opts) if self.filter_opts else self.name
@@ -398,6 +399,13 @@ def summarize(f):
 # Running the implementation under test
 
 
+def variant_command(variant, command_prefix, path, config_dir):
+    cmd = list(command_prefix) + ["--json", "--raw", "--now", str(TEST_NOW), "-c", config_dir]
+    if variant.journal:
+        cmd += ["--datepattern", "{NONE}"]
+    return cmd + [path, filter_spec(variant.name, variant.filter_opts)]
+
+
 def run_variant(variant, command_prefix, workdir, config_dir):
     """Runs the implementation on VARIANT's lines; returns (failures, error)."""
     safe = re.sub(r"[^\w.-]+", "_", variant.flt_name)[:80]
@@ -406,13 +414,10 @@ def run_variant(variant, command_prefix, workdir, config_dir):
         for s in variant.lines:
             f.write(s.text + "\n")
     try:
-        spec = filter_spec(variant.name, variant.filter_opts)
+        cmd = variant_command(variant, command_prefix, path, config_dir)
     except ValueError as e:
         return [], "cannot express the filter options: %s" % e
-    cmd = list(command_prefix) + ["--json", "--raw", "--now", str(TEST_NOW), "-c", config_dir]
-    if variant.journal:
-        cmd += ["--datepattern", "{NONE}"]
-    cmd += [path, spec]
+    variant.command = cmd
     env = dict(os.environ)
     env["TZ"] = TEST_TZ
     env.setdefault("LC_ALL", "C.UTF-8")
@@ -483,7 +488,7 @@ def main(argv):
                         help="diagnostics shown per variant (default 10; 0: all)")
     parser.add_argument("--keep", action="store_true", help="keep the generated inputs")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show every variant and the command lines")
+                        help="also print the command line of every variant")
     args = parser.parse_args(argv)
 
     if args.oracle_selftest:
@@ -569,11 +574,11 @@ def main(argv):
             pass_p += r.plain_passed
             if not r.passed:
                 failed_variants += 1
-            if r.passed and not args.verbose:
-                continue
             print("  %s %s: %d/%d annotations, %d/%d unannotated lines unmatched" % (
                 "ok  " if r.passed else "FAIL", r.variant.label(), r.annotated_passed,
                 r.annotated_total, r.plain_passed, r.plain_total))
+            if args.verbose and r.variant.command:
+                print("    $ TZ=%s %s" % (TEST_TZ, shell_join(r.variant.command)))
             if r.error:
                 print("    error: %s" % r.error)
             shown = r.failures if not args.max_failures else r.failures[:args.max_failures]
