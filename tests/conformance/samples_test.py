@@ -258,6 +258,8 @@ def expected_time(t):
 
 
 def fmt_time(t):
+    if not isinstance(t, (int, float)) or isinstance(t, bool):
+        return repr(t)
     try:
         return "%r (%s UTC)" % (t, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)))
     except (TypeError, ValueError, OverflowError):
