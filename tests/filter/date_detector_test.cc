@@ -118,6 +118,22 @@ TEST(DateDetectorTest, SyslogAndIso) {
   EXPECT_EQ(Find(dd, "no date here"), "-");
 }
 
+// Where fail2ban raises something other than ValueError, the line is
+// dropped; Match() says so instead of guessing a time.
+TEST(DateDetectorTest, RaisedWhereFail2banRaises) {
+  ScopedTz tz(kTestTz);
+  DateDetector none = MakeDetector("{NONE}");
+  EXPECT_EQ(Find(none, ""), "@raised");  // line[0] of an empty line: IndexError
+  EXPECT_EQ(Find(none, "x"), "@1123970400");  // empty date: today, midnight
+  DateDetector zone = MakeDetector("%d.%m.%Y %H:%M:%S %Z");
+  EXPECT_EQ(Find(zone, "23.01.2005 21:59:59 ABC"), "23.01.2005 21:59:59 ABC@raised");  // KeyError
+  EXPECT_EQ(Find(zone, "23.01.2005 21:59:59 CET"), "23.01.2005 21:59:59 CET@1106513999");
+  DateDetector month = MakeDetector("%m %H:%M");
+  EXPECT_EQ(Find(month, "12 21:59"), "12 21:59@raised");  // no day: TypeError
+  DateDetector iso = MakeDetector("%Y-%m-%d %H:%M:%S");
+  EXPECT_EQ(Find(iso, "2005-02-30 21:59:59"), "2005-02-30 21:59:59@none");  // ValueError
+}
+
 TEST(DateDetectorTest, Errors) {
   EXPECT_EQ(DateDetector::Create({"%q %Y", ""}).status().message(),
             "Failed to set datepattern '%q %Y' (may be an invalid format or unescaped percent "
@@ -795,6 +811,54 @@ TEST(DateDetectorPythonTest, TemplateReordering) {
   sessions.push_back(Lines("", alt));
   sessions.push_back(Lines("%Y-%m-%d %H:%M:%S\n%b %d %H:%M:%S\nEPOCH", alt));
   Report("template reordering", ExpectSameAsFail2ban(sessions));
+}
+
+// Lines and patterns where fail2ban's own code trips: exceptions other than
+// ValueError, empty matches, non-ASCII digits and case folding.
+TEST(DateDetectorPythonTest, EdgeCases) {
+  SkipWithoutFail2ban();
+  if (::testing::Test::IsSkipped()) return;
+  std::vector<Session> sessions;
+  const std::vector<std::string> lines = {
+      "",
+      "x",
+      "Jan 23 21:59:59",
+      "2005-01-23 21:59:59",
+      "\u0662\u0660\u0660\u0665-01-23 21:59:59 arabic-indic year",
+      "2005-01-23 \u0662\u0661:59:59 arabic-indic hour",
+      "\u0661\u0661\u0660\u0666\u0665\u0661\u0663\u0669\u0669\u0669 epoch in arabic-indic",
+      "\u017fep 23 21:59:59 long s",
+      "Sep 23 21:59:59",
+      "\u212a 12:00:00 kelvin",
+      "23.01.2005 21:59:59 ABC",
+      "23.01.2005 21:59:59 abc",
+      "23.01.2005 21:59:59 GMT",
+      "23.01.2005 21:59:59 gmt",
+      "9:59:59 x",
+      "12 21:59 month only",
+      "Feb 29 2004 12:00:00 leap",
+      "2004 060 12:00:00",
+      "2005 000 12:00:00",
+      "2005 366 12:00:00",
+      "0000-01-23 21:59:59",
+      "9999-12-31 23:59:59 +0100",
+      "0001-01-01 00:00:00 +0100",
+      "0001-01-01 00:00:00 -0100",
+      "\u00e9\u00e9\u00e9 21:59:59",
+      "\t2005-01-23 21:59:59",
+  };
+  for (const std::string& p :
+       {std::string(), std::string("{NONE}"), std::string("{UNB}(?:%H:%M:%S)?"),
+        std::string("%d.%m.%Y %H:%M:%S %Z"), std::string("%d.%m.%Y %H:%M:%S %z"),
+        std::string("%m %H:%M"), std::string("%I:%M:%S(?: %p)?"), std::string("%Y %j %H:%M:%S"),
+        std::string("%Y-%m-%d %H:%M:%S(?: %z)?"), std::string("%b %d %H:%M:%S"),
+        std::string("%b %d %Y %H:%M:%S"), std::string("{UNB}%H:%M:%S"), std::string("EPOCH"),
+        std::string("%Y-%m-%d %H:%M:%S"), std::string("%H:%M:%S"), std::string("(?P<Z>\\S+) %H:%M"),
+        std::string("%ExZ %H:%M:%S"), std::string("(?P<y>\\d+)?-%H:%M:%S")}) {
+    sessions.push_back(Lines(p, lines));
+    for (const std::string& l : lines) sessions.push_back(Lines(p, {l}));
+  }
+  Report("edge cases", ExpectSameAsFail2ban(sessions));
 }
 
 }  // namespace
