@@ -1,0 +1,142 @@
+// DateDetector: finds and converts the date in a log line exactly as
+// fail2ban 1.0.2's DateDetector does (matchTime + getTime).
+//
+// A detector holds a list of date templates: fail2ban's default set (each
+// default also comes anchored at line begin, weighted to be preferred), or
+// the ones a `datepattern` names. Which template wins on a line depends on
+// history: the template that matched last is tried first within the same
+// boundaries, templates that match keep bubbling up the list by hits and
+// distance. That order is part of fail2ban's observable behaviour (it picks
+// between two dates on one line), so it is reproduced step by step,
+// including positions counted in code points as Python does.
+//
+// Not reproduced: fail2ban shares each template's raw regex hit counter
+// between all jails of a server (its templates are cached objects); here
+// every detector counts its own, as one fail2ban-regex run does. The
+// "template unused for 5 minutes" rule uses the `now` passed to Match()
+// instead of the wall clock.
+#ifndef BANTAM_DATE_DETECTOR_H_
+#define BANTAM_DATE_DETECTOR_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bantam/failregex.h"
+#include "bantam/status.h"
+#include "bantam/strptime.h"
+
+namespace bantam {
+
+struct DateDetectorOptions {
+  // The jail's/filter's `datepattern` as written ("" = fail2ban's default
+  // template set). Like fail2ban's setDatePattern, the value is split at
+  // newlines and every non-empty stripped line is one template: a strptime
+  // style pattern with fail2ban's extensions (%ExY, %Exd, %k, %z, %Z, ...),
+  // EPOCH, LEPOCH, TAI64N, {^LN-BEG}..., {UNB}..., {NONE}, {^LN-BEG} or
+  // {DEFAULT} alone, or a pattern containing {DATE}.
+  std::string datepattern;
+  // `logtimezone` / fail2ban-regex --timezone, e.g. "UTC", "UTC+0200",
+  // "+0200"; "" = local time (TZ). Applies to dates that carry no zone.
+  std::string logtimezone;
+};
+
+struct DateMatch {
+  // Byte span of the date text (fail2ban's group 1) in the line; may be
+  // empty (fail2ban's filter then uses the last date or now instead).
+  size_t begin = 0, end = 0;
+  // Epoch seconds as getTime() computes them (whole seconds except for
+  // EPOCH templates); nullopt if the text matched but could not be
+  // converted (fail2ban: "findFailure failed to parse timeText").
+  std::optional<double> time;
+  // Index into templates() of the template that matched, after reordering.
+  int template_index = -1;
+  // fail2ban's code raised an exception other than ValueError for this line
+  // (an unknown zone name in %Z, a month without a day, an empty match at
+  // the very end of the line...). fail2ban drops such a line; `time` is
+  // nullopt.
+  bool raised = false;
+};
+
+// A template's name as fail2ban-regex prints it and its hit count.
+struct DateTemplateStats {
+  std::string name;
+  uint64_t hits;
+};
+
+struct DateTemplate;  // one compiled template with its usage counters
+
+// Owns its templates and their compiled regexes. Not thread-safe: Match()
+// updates hit counts and reorders templates. Movable, not copyable.
+class DateDetector {
+ public:
+  // Error: an invalid datepattern (fail2ban's message, e.g. "Failed to set
+  // datepattern '%Y-%q' (may be an invalid format or unescaped percent
+  // char): unsupported format character 'q' (0x71) at index 6"), a regex
+  // that does not compile, a duplicate template, or a bad logtimezone.
+  static Result<DateDetector> Create(const DateDetectorOptions& options);
+
+  DateDetector(DateDetector&& other) noexcept;
+  DateDetector& operator=(DateDetector&& other) noexcept;
+  DateDetector(const DateDetector&) = delete;
+  DateDetector& operator=(const DateDetector&) = delete;
+  ~DateDetector();
+
+  // fail2ban's matchTime(line) then getTime(): finds the date in `line`
+  // (UTF-8 bytes, no trailing newline). `now` is epoch seconds, fail2ban's
+  // MyTime, used for year inference. nullopt: no template matched. Does not
+  // allocate in steady state.
+  std::optional<DateMatch> Match(std::string_view line, double now);
+
+  // Templates in their current order, as fail2ban-regex lists them under
+  // "Date template hits:" (it prints only those with hits).
+  std::vector<DateTemplateStats> templates() const;
+
+ private:
+  DateDetector();
+
+  // A character around the last match, as Python's one-character slice.
+  struct Char {
+    char bytes[4] = {0, 0, 0, 0};
+    uint8_t size = 0;  // 0: the empty string
+    bool alnum = false;
+    std::string_view view() const { return {bytes, size}; }
+  };
+  // fail2ban's __lastPos / __lastEndPos: a code point index and the
+  // characters next to it.
+  struct Boundary {
+    int64_t index = 0;
+    Char before, at;
+  };
+
+  // Finds the matching template like matchTime(); returns its index or -1.
+  // Sets *raised when fail2ban would have raised (IndexError).
+  int MatchTemplate(std::string_view line, double now, bool* raised);
+  int ReorderTemplate(int num);
+  bool SearchTemplate(DateTemplate& t, std::string_view line, size_t pos, size_t endpos);
+  void Convert(const DateTemplate& t, double now, DateMatch* out);
+  Char CharAt(std::string_view line, size_t byte);
+
+  std::vector<std::unique_ptr<DateTemplate>> templates_;
+  std::optional<int> default_tz_;
+  // Two match buffers: the current search and the best one saved while
+  // the search goes on (fail2ban's `found`), swapped rather than copied.
+  std::unique_ptr<FailRegexMatch> match_;
+  std::unique_ptr<FailRegexMatch> found_match_;
+  // Scratch for one conversion, sized at Create.
+  std::vector<TimeFieldValue> fields_;
+  std::optional<LocalNow> local_now_;
+
+  Boundary last_pos_{1, {}, {}};
+  Boundary last_end_pos_{0x7fffffff, {}, {}};
+  int last_template_ = 0x7fffffff;
+  int first_unused_ = 0;
+};
+
+}  // namespace bantam
+
+#endif  // BANTAM_DATE_DETECTOR_H_

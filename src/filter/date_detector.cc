@@ -1,0 +1,1123 @@
+#include "bantam/date_detector.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <functional>
+#include <set>
+#include <utility>
+
+#include "bantam/value.h"
+
+namespace bantam {
+
+// Template flags, as fail2ban's DateTemplate names them: where the regex is
+// anchored decides whether the search may stop at it.
+enum : int { kLineBegin = 8, kLineEnd = 4, kWordBegin = 2, kWordEnd = 1 };
+
+// fail2ban's wordBegin argument: False, True or 'start'.
+enum class Bound { kNone, kWord, kLineStart };
+
+enum class TemplateKind { kPattern, kEpoch, kTai64n };
+
+// One date template (fail2ban's DateTemplate and its per-detector
+// DateDetectorTemplate wrapper in one).
+struct DateTemplate {
+  TemplateKind kind = TemplateKind::kPattern;
+  std::string name;
+  std::string regex;                   // Python syntax
+  std::optional<std::string> pattern;  // only pattern templates have one
+  int flags = 0;
+  double weight = 1.0;
+  bool long_epoch = false;
+  int value_group = 1;  // the group an EPOCH template reads
+
+  std::optional<FailRegex> re;
+  std::vector<std::pair<int, TimeField>> fields;  // strptime groups, by group number
+  bool has_p = false;
+
+  // DateDetectorTemplate's counters.
+  uint64_t hits = 0;
+  double last_used = 0;
+  int64_t distance = 0x7fffffff;
+  // DateTemplate.hits: every successful regex search, winning or not.
+  uint64_t regex_hits = 0;
+
+  double Weight() const {
+    return static_cast<double>(hits) * weight / static_cast<double>(std::max<int64_t>(1, distance));
+  }
+};
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// The regexes fail2ban uses to rewrite date patterns. They are Python
+// regexes run on pattern text; our translator runs them with Python's
+// semantics, so \w, lookbehinds and $ behave as in fail2ban.
+
+struct MetaRegexes {
+  FailRegex global_flags, no_word_bound_beg, no_word_bound_end, grouped, group, line_bound_beg,
+      line_bound_end, del_word_bounds, alpha_pattern, epoch_pattern, date_prematch,
+      exsanc_bound_beg, exeanc_bound_beg, alnum;
+};
+
+FailRegex MustCompile(std::string_view re) {
+  Result<FailRegex> r = FailRegex::Compile(re, RegexKind::kDateRegex);
+  if (!r.ok()) {
+    std::fprintf(stderr, "bantam: internal date regex %.*s: %s\n", static_cast<int>(re.size()),
+                 re.data(), r.status().message().c_str());
+    std::abort();
+  }
+  return std::move(*r);
+}
+
+const MetaRegexes& Meta() {
+  static const MetaRegexes* const kMeta = new MetaRegexes{
+      MustCompile(R"(((?:^|(?!<\\))\(\?[a-z]+\)))"),
+      MustCompile(R"(^\(*(?:\(\?\w+\))?(?:\^|\(*\*\*|\((?:\?:)?\^))"),
+      MustCompile(R"((?<!\\)(?:\$\)?|\\b|\\s|\*\*\)*)$)"),
+      MustCompile(R"((?<!(?:\(\?))(?<!\\)\((?!\?))"),
+      MustCompile(R"(^((?:\(\?\w+\))?\^?(?:\(\?\w+\))?)(.*?)(\$?)$)"),
+      MustCompile(R"(^(?:\(\?\w+\))?(?:\^|\((?:\?:)?\^(?!\|)))"),
+      MustCompile(R"((?<![\\\|])(?:\$\)?)$)"),
+      MustCompile(R"(^\(*(?:\(\?\w+\))?\(*\*\*|(?<!\\)\*\*\)*$)"),
+      MustCompile(R"((?<!\%)\%[aAbBpc])"),
+      MustCompile(R"((?i)(?<!\\)\{L?EPOCH\})"),
+      MustCompile(R"((?i)(?<!\\)\{DATE\})"),
+      MustCompile(R"(^\((?:\?:)?\^\|\\b\|\\W\))"),
+      MustCompile(R"(\(\?=\\b\|\\W\|\$\)$)"),
+      MustCompile(R"([^\W_])"),
+  };
+  return *kMeta;
+}
+
+bool Found(const FailRegex& re, std::string_view s, FailRegexMatch* m) {
+  Result<bool> r = re.Search(s, m);
+  return r.ok() && *r;
+}
+
+bool Found(const FailRegex& re, std::string_view s) {
+  FailRegexMatch m;
+  return Found(re, s, &m);
+}
+
+// re.sub(regex, repl, s, count): `repl` builds the replacement from a match.
+std::string Sub(const FailRegex& re, std::string_view s,
+                const std::function<std::string(const FailRegexMatch&)>& repl, int count = 0) {
+  FailRegexMatch m;
+  std::string out;
+  size_t pos = 0, copied = 0;
+  int done = 0;
+  while (pos <= s.size() && (count == 0 || done < count)) {
+    Result<bool> r = re.Search(s, pos, &m);
+    if (!r.ok() || !*r) break;
+    out.append(s.substr(copied, m.start() - copied));
+    out += repl(m);
+    copied = m.end();
+    ++done;
+    pos = m.end() > m.start() ? m.end() : m.end() + 1;
+  }
+  out.append(s.substr(std::min(copied, s.size())));
+  return out;
+}
+
+std::string SubLiteral(const FailRegex& re, std::string_view s, const std::string& text) {
+  return Sub(re, s, [&](const FailRegexMatch&) { return text; });
+}
+
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+std::string AsciiUpper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
+  return out;
+}
+
+// Decodes the UTF-8 code point at s[pos] (an invalid byte counts alone).
+size_t CodePointLength(std::string_view s, size_t pos) {
+  const auto b0 = static_cast<unsigned char>(s[pos]);
+  size_t len = b0 < 0x80 ? 1 : (b0 >> 5) == 6 ? 2 : (b0 >> 4) == 14 ? 3 : (b0 >> 3) == 30 ? 4 : 1;
+  if (pos + len > s.size()) return 1;
+  for (size_t i = 1; i < len; ++i) {
+    if ((static_cast<unsigned char>(s[pos + i]) & 0xC0) != 0x80) return 1;
+  }
+  return len;
+}
+
+// Python's str.strip(): whitespace at both ends (ASCII and the Unicode
+// spaces Python counts).
+bool SpaceAt(std::string_view s, size_t pos, size_t* len) {
+  const auto b = static_cast<unsigned char>(s[pos]);
+  if ((b >= 0x09 && b <= 0x0D) || (b >= 0x1C && b <= 0x20)) {
+    *len = 1;
+    return true;
+  }
+  static constexpr std::string_view kSpaces[] = {
+      "\u0085", "\u00a0", "\u1680", "\u2000", "\u2001", "\u2002", "\u2003", "\u2004",
+      "\u2005", "\u2006", "\u2007", "\u2008", "\u2009", "\u200a", "\u2028", "\u2029",
+      "\u202f", "\u205f", "\u3000"};
+  for (std::string_view sp : kSpaces) {
+    if (s.substr(pos, sp.size()) == sp) {
+      *len = sp.size();
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string PyStrip(std::string_view s) {
+  size_t begin = 0, len = 0;
+  while (begin < s.size() && SpaceAt(s, begin, &len)) begin += len;
+  size_t end = begin;
+  for (size_t pos = begin; pos < s.size();) {
+    if (SpaceAt(s, pos, &len)) {
+      pos += len;
+    } else {
+      pos += CodePointLength(s, pos);
+      end = pos;
+    }
+  }
+  return std::string(s.substr(begin, end - begin));
+}
+
+// ---------------------------------------------------------------------------
+// fail2ban's strptime directive table (its TimeRE after its own overrides,
+// under the C locale): the regex each %-directive expands to and the name
+// it takes in a template's name.
+
+struct Directive {
+  std::string_view key;
+  std::string_view regex;  // "" for ExY, computed from the current year
+  std::string_view name;
+};
+
+constexpr Directive kDirectives[] = {
+    {"d", R"((?P<d>[1-2]\d|[0 ]?[1-9]|3[0-1]))", "Day"},
+    {"f", R"((?P<f>[0-9]{1,6}))", "Microseconds"},
+    {"H", R"((?P<H>[0-1]?\d|2[0-3]))", "24hour"},
+    {"I", R"((?P<I>1[0-2]|0[1-9]|[1-9]))", "12hour"},
+    {"G", R"((?P<G>\d\d\d\d))", "%G"},
+    {"j", R"((?P<j>36[0-6]|3[0-5]\d|[1-2]\d\d|0[1-9]\d|00[1-9]|[1-9]\d|0[1-9]|[1-9]))", "Yearday"},
+    {"m", R"((?P<m>0?[1-9]|1[0-2]))", "Month"},
+    {"M", R"((?P<M>[0-5]?\d))", "Minute"},
+    {"S", R"((?P<S>[0-5]?\d|6[0-1]))", "Second"},
+    {"U", R"((?P<U>5[0-3]|[0-4]\d|\d))", "Yearweek"},
+    {"w", R"((?P<w>[0-6]))", "Weekday"},
+    {"u", R"((?P<u>[1-7]))", "%u"},
+    {"V", R"((?P<V>5[0-3]|0[1-9]|[1-4]\d|\d))", "%V"},
+    {"y", R"((?P<y>\d\d))", "Year2"},
+    {"Y", R"((?P<Y>\d{4}))", "Year"},
+    {"z", R"((?P<z>Z|UTC|GMT|[+-][01]\d(?::?\d{2})?))", "Zone offset"},
+    {"A", R"((?P<A>wednesday|thursday|saturday|tuesday|monday|friday|sunday))", "DAYNAME"},
+    {"a", R"((?P<a>mon|tue|wed|thu|fri|sat|sun))", "DAY"},
+    {"B",
+     R"((?P<B>september|february|november|december|january|october|august|march|april|june|july|may))",
+     "MONTH"},
+    {"b", R"((?P<b>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))", "MON"},
+    {"p", R"((?P<p>am|pm))", "AMPM"},
+    {"Z", R"((?P<Z>Z|[A-Z]{3,5}))", "Zone name"},
+    {"%", "%", "%"},
+    {"W", R"((?P<W>5[0-3]|[0-4]\d|\d))", "Yearweek"},
+    {"c",
+     R"((?P<a>mon|tue|wed|thu|fri|sat|sun)\s+(?P<b>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\s+(?P<d>3[0-1]|[1-2]\d|0[1-9]|[1-9]| [1-9])\s+(?P<H>2[0-3]|[0-1]\d|\d):(?P<M>[0-5]\d|\d):(?P<S>6[0-1]|[0-5]\d|\d)\s+(?P<Y>\d\d\d\d))",
+     "%c"},
+    {"x", R"((?P<m>1[0-2]|0[1-9]|[1-9])/(?P<d>3[0-1]|[1-2]\d|0[1-9]|[1-9]| [1-9])/(?P<y>\d\d))", "%x"},
+    {"X", R"((?P<H>2[0-3]|[0-1]\d|\d):(?P<M>[0-5]\d|\d):(?P<S>6[0-1]|[0-5]\d|\d))", "%X"},
+    {"k", R"( ?(?P<H>[0-2]?\d))", "%k"},
+    {"l", R"( ?(?P<I>1?\d))", "%l"},
+    // Multi-character keys; fail2ban's directive regex tries them in this order.
+    {"ExZ", R"((?P<Z>[A-Z](?:[A-Z]{2,4})?))", "ExZone name"},
+    {"Exz", R"((?P<z>(?:[A-Z](?:[A-Z]{2,4})?)?[+-][01]\d(?::?\d{2})?|[A-Z](?:[A-Z]{2,4})?))",
+     "ExZone offset"},
+    {"Exd", R"((?P<d>[1-2]\d|0[1-9]|3[0-1]))", "ExDay"},
+    {"Exm", R"((?P<m>0[1-9]|1[0-2]))", "ExMonth"},
+    {"ExH", R"((?P<H>[0-1]\d|2[0-3]))", "Ex24hour"},
+    // fail2ban names these "Ex%k"/"%Exk" depending on Python's set order
+    // (hash seed); we settle on one.
+    {"Exk", R"( ?(?P<H>[0-1]?\d|2[0-3]))", "Ex%k"},
+    {"Exl", R"( ?(?P<I>1[0-2]|\d))", "Ex%l"},
+    {"ExM", R"((?P<M>[0-5]\d))", "ExMinute"},
+    {"ExS", R"((?P<S>[0-5]\d|6[0-1]))", "ExSecond"},
+    {"ExY", "", "ExYear"},
+    {"Exy", R"((?P<y>\d{2}))", "ExYear2"},
+};
+
+const Directive* FindDirective(std::string_view key) {
+  for (const Directive& d : kDirectives) {
+    if (d.key == key) return &d;
+  }
+  return nullptr;
+}
+
+// fail2ban's _getYearCentRE grouping: a compact alternation of the given
+// three-digit year prefixes ("20[012]").
+std::string GroupPrefixes(const std::vector<std::string>& set) {
+  if (set.size() > 1) {
+    std::optional<std::string> c;
+    for (const std::string& i : set) {
+      const std::string head = i.substr(0, i.empty() ? 0 : i.size() - 1);
+      if (!c || head == *c) {
+        c = head;
+      } else {
+        c.reset();
+        break;
+      }
+    }
+    if (!c || c->empty()) {
+      const bool started_empty = c.has_value();
+      c.reset();
+      if (!started_empty) {
+        for (const std::string& i : set) {
+          const std::string first = i.substr(0, 1);
+          if (!c || first == *c) {
+            c = first;
+          } else {
+            c.reset();
+            break;
+          }
+        }
+      }
+    }
+    if (c && !c->empty()) {
+      std::vector<std::string> rest;
+      for (const std::string& i : set) rest.push_back(i.substr(c->size()));
+      return *c + GroupPrefixes(rest);
+    }
+  }
+  std::string out;
+  if (set.size() > 1) {
+    if (set[0].size() > 1) {
+      out = "(?:";
+      for (size_t k = 0; k < set.size(); ++k) out += (k ? "|" : "") + set[k];
+      out += ")";
+    } else {
+      out = "[";
+      for (const std::string& i : set) out += i;
+      out += "]";
+    }
+  } else {
+    for (const std::string& i : set) out += i;
+  }
+  return out;
+}
+
+// %ExY: the centuries of last year, in three years, and every third year
+// back to 2001, so that years of the running decade(s) match only.
+std::string ExYearRegex() {
+  const time_t t = std::time(nullptr);
+  struct tm tm {};
+  ::localtime_r(&t, &tm);
+  const int year = tm.tm_year + 1900;
+  std::set<std::string> cents;
+  auto cent = [](int y) { return std::to_string(y).substr(0, 3); };
+  cents.insert(cent(year - 1));
+  cents.insert(cent(year + 3));
+  const int alt_year = 2001;
+  for (int i = -1; i < year - alt_year + 1; i += 3) cents.insert(cent(alt_year + i));
+  return "(?P<Y>" + GroupPrefixes(std::vector<std::string>(cents.begin(), cents.end())) + "\\d)";
+}
+
+// The "%(key)s" format fail2ban builds from a pattern (its _patternRE.sub).
+std::string PatternToFormat(std::string_view pattern) {
+  std::string fmt;
+  for (size_t i = 0; i < pattern.size();) {
+    if (pattern[i] == '%' && i + 1 < pattern.size()) {
+      std::string_view key;
+      if (pattern[i + 1] == '%') {
+        key = "%";
+      } else {
+        for (const Directive& d : kDirectives) {
+          if (d.key.size() == 3 && pattern.substr(i + 1, 3) == d.key) {
+            key = d.key;
+            break;
+          }
+        }
+        if (key.empty() && FindDirective(pattern.substr(i + 1, 1)) != nullptr) {
+          key = pattern.substr(i + 1, 1);
+        }
+      }
+      if (!key.empty()) {
+        fmt += "%(";
+        fmt += key;
+        fmt += ")s";
+        i += 1 + key.size();
+        continue;
+      }
+    }
+    fmt += pattern[i++];
+  }
+  return fmt;
+}
+
+size_t CodePointIndex(std::string_view s, size_t byte) {
+  size_t n = 0;
+  for (size_t i = 0; i < byte && i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) ++n;
+  }
+  return n;
+}
+
+// Python's `fmt % mapping`, enough of it for what a datepattern can hold.
+// Errors carry Python's message. With a mapping argument Python hands the
+// mapping itself to the first conversion without a key, and nothing to any
+// later one ("not enough arguments") until a keyed conversion resets it.
+Result<std::string> PyFormat(std::string_view fmt,
+                             const std::function<std::optional<std::string>(std::string_view)>& lookup) {
+  constexpr std::string_view kNotEnough = "not enough arguments for format string";
+  std::string out;
+  int argidx = -2;  // CPython's unicode_format state for a mapping argument
+  bool keyed = false;
+  auto next_arg = [&]() {
+    if (argidx < -1) {
+      argidx = -1;
+      return true;
+    }
+    return false;
+  };
+  size_t i = 0;
+  while (i < fmt.size()) {
+    if (fmt[i] != '%') {
+      out += fmt[i++];
+      continue;
+    }
+    ++i;
+    std::optional<std::string> value;
+    keyed = false;
+    if (i < fmt.size() && fmt[i] == '(') {
+      ++i;
+      const size_t start = i;
+      int depth = 1;
+      while (depth > 0 && i < fmt.size()) {
+        if (fmt[i] == ')') --depth;
+        else if (fmt[i] == '(') ++depth;
+        ++i;
+      }
+      if (depth > 0) return Status::Error("incomplete format key");
+      const std::string key(fmt.substr(start, i - 1 - start));
+      value = lookup(key);
+      if (!value) return Status::Error(PyRepr(key));  // KeyError
+      keyed = true;
+      argidx = -2;
+    }
+    bool decorated = false;
+    while (i < fmt.size() && std::string_view("-+ #0").find(fmt[i]) != std::string_view::npos) {
+      ++i;
+      decorated = true;
+    }
+    for (int part = 0; part < 2; ++part) {  // width, then precision
+      if (part == 1) {
+        if (i >= fmt.size() || fmt[i] != '.') break;
+        ++i;
+      }
+      if (i < fmt.size() && fmt[i] == '*') {
+        if (!next_arg()) return Status::Error(std::string(kNotEnough));
+        return Status::Error("* wants int");
+      }
+      while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9') {
+        ++i;
+        decorated = true;
+      }
+    }
+    if (i >= fmt.size()) return Status::Error("incomplete format");
+    const size_t conv_at = i;
+    const size_t conv_len = CodePointLength(fmt, i);
+    const std::string_view conv = fmt.substr(i, conv_len);
+    i += conv_len;
+    if (conv == "%") {
+      out += '%';
+      continue;
+    }
+    if (!next_arg()) return Status::Error(std::string(kNotEnough));
+    const std::string type = keyed ? "str" : "dict";
+    const char c = conv.size() == 1 ? conv[0] : '\0';
+    switch (c) {
+      case 's':
+        if (keyed && !decorated) {
+          out += *value;
+          continue;
+        }
+        [[fallthrough]];
+      case 'r':
+      case 'a':
+        // Python would paste the repr of its whole directive table here.
+        return Status::Error(std::string("unsupported conversion '%") + c + "' in a date pattern");
+      case 'd': case 'i': case 'u':
+        return Status::Error(std::string("%") + c + " format: a real number is required, not " + type);
+      case 'o': case 'x': case 'X':
+        return Status::Error(std::string("%") + c + " format: an integer is required, not " + type);
+      case 'e': case 'E': case 'f': case 'F': case 'g': case 'G':
+        return Status::Error("must be real number, not " + type);
+      case 'c':
+        return Status::Error("%c requires int or char");
+      default: {
+        // Python reports the character and its code point.
+        char32_t cp = static_cast<unsigned char>(conv[0]);
+        if (conv.size() > 1) {
+          cp = static_cast<unsigned char>(conv[0]) & (0x3F >> (conv.size() - 1));
+          for (size_t p = 1; p < conv.size(); ++p) cp = (cp << 6) | (conv[p] & 0x3F);
+        }
+        char hex[16];
+        std::snprintf(hex, sizeof hex, "0x%x", static_cast<unsigned>(cp));
+        return Status::Error("unsupported format character '" + std::string(conv) + "' (" + hex +
+                             ") at index " + std::to_string(CodePointIndex(fmt, conv_at)));
+      }
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Building templates, following fail2ban's constructors step by step.
+
+class TemplateFactory {
+ public:
+  TemplateFactory() : ex_year_(ExYearRegex()) {}
+
+  // DateTemplate.setRegex: word/line boundaries, group 1, flags.
+  void SetRegex(DateTemplate* t, std::string_view regex_in, Bound word_begin, bool word_end) const {
+    const MetaRegexes& meta = Meta();
+    FailRegexMatch m;
+    std::string regex = PyStrip(regex_in);
+    // Global flags like (?iu) move to the front, after the rewriting.
+    std::optional<std::string> global_flags;
+    if (Found(meta.global_flags, regex, &m)) {
+      global_flags = std::string(*m.Group(1));
+      regex.erase(m.start(), m.end() - m.start());
+    }
+    const bool bound_begin = word_begin != Bound::kNone && !Found(meta.no_word_bound_beg, regex);
+    const bool bound_end = word_end && !Found(meta.no_word_bound_end, regex);
+    if (!Found(meta.grouped, regex)) {
+      regex = Sub(meta.group, regex, [](const FailRegexMatch& g) {
+        return std::string(g.Group(1).value_or("")) + "(" + std::string(g.Group(2).value_or("")) +
+               ")" + std::string(g.Group(3).value_or(""));
+      });
+    }
+    t->flags = 0;
+    if (bound_begin) {
+      if (word_begin != Bound::kLineStart) {
+        t->flags |= kWordBegin;
+        regex = R"((?=^|\b|\W))" + regex;
+      } else {
+        t->flags |= kLineBegin;
+        regex = R"(^(?:\W{0,2})?)" + regex;
+        if (!StartsWith(t->name, "{^LN-BEG}")) t->name = "{^LN-BEG}" + t->name;
+      }
+    }
+    if (bound_end) {
+      t->flags |= kWordEnd;
+      regex += R"((?=\b|\W|$))";
+    }
+    if (!(t->flags & kLineBegin) && Found(meta.line_bound_beg, regex)) t->flags |= kLineBegin;
+    if (!(t->flags & kLineEnd) && Found(meta.line_bound_end, regex)) t->flags |= kLineEnd;
+    regex = Sub(meta.del_word_bounds, regex, [](const FailRegexMatch& g) {
+      std::string s(*g.Group(0));
+      std::string out;
+      for (size_t k = 0; k < s.size(); ++k) {
+        if (s.compare(k, 2, "**") == 0) {
+          ++k;
+        } else {
+          out += s[k];
+        }
+      }
+      return out;
+    });
+    if (global_flags) regex = *global_flags + regex;
+    t->regex = std::move(regex);
+  }
+
+  // DatePatternRegex(pattern).
+  Result<DateTemplate> Pattern(std::string_view pattern_in) const {
+    DateTemplate t;
+    t.kind = TemplateKind::kPattern;
+    t.pattern = std::string(pattern_in);
+    std::string_view pattern = pattern_in;
+    Bound word_begin = Bound::kWord;
+    bool word_end = true;
+    if (StartsWith(pattern, "{UNB}")) {
+      pattern.remove_prefix(5);
+      word_begin = Bound::kNone;
+      word_end = false;
+    }
+    if (word_begin != Bound::kNone && StartsWith(pattern, "{^LN-BEG}")) {
+      pattern.remove_prefix(9);
+      word_begin = Bound::kLineStart;
+    }
+    const std::string fmt = PatternToFormat(pattern);
+    Result<std::string> name = PyFormat(fmt, [](std::string_view key) -> std::optional<std::string> {
+      const Directive* d = FindDirective(key);
+      if (d == nullptr) return std::nullopt;
+      return std::string(d->name);
+    });
+    Result<std::string> regex = !name.ok() ? Result<std::string>(name.status())
+                                           : PyFormat(fmt, [&](std::string_view key) -> std::optional<std::string> {
+                                               const Directive* d = FindDirective(key);
+                                               if (d == nullptr) return std::nullopt;
+                                               return d->key == "ExY" ? ex_year_ : std::string(d->regex);
+                                             });
+    if (!regex.ok()) {
+      return Status::Error("Failed to set datepattern '" + std::string(pattern) +
+                           "' (may be an invalid format or unescaped percent char): " +
+                           regex.status().message());
+    }
+    std::string re = std::move(*regex);
+    if (Found(Meta().alpha_pattern, pattern)) re = "(?iu)" + re;
+    t.name = std::move(*name);
+    SetRegex(&t, re, word_begin, word_end);
+    return t;
+  }
+
+  // DateEpoch(lineBeginOnly, pattern, longFrm).
+  DateTemplate Epoch(bool line_begin_only, std::optional<std::string_view> pattern, bool long_form) const {
+    DateTemplate t;
+    t.kind = TemplateKind::kEpoch;
+    t.long_epoch = long_form;
+    std::string epoch_re = R"(\d{10,11}\b(?:\.\d{3,6})?)";
+    t.name = pattern ? std::string(*pattern) : "Epoch";
+    if (long_form) {
+      t.name = pattern ? std::string(*pattern) : "LongEpoch";
+      epoch_re = R"(\d{10,11}(?:\d{3}(?:\.\d{1,6}|\d{3})?)?)";
+    }
+    if (pattern) {
+      t.value_group = 2;
+      SetRegex(&t, "(" + SubLiteral(Meta().epoch_pattern, *pattern, "(" + epoch_re + ")") + ")",
+               Bound::kWord, true);
+    } else if (!line_begin_only) {
+      SetRegex(&t,
+               R"(((?:^|(?P<square>(?<=^\[))|(?P<selinux>(?<=\baudit\())))" + epoch_re +
+                   R"re()(?:(?(selinux)(?=:\d+\)))|(?(square)(?=\]))))re",
+               Bound::kNone, true);
+    } else {
+      SetRegex(&t, R"(((?P<square>(?<=^\[))?)" + epoch_re + R"()(?(square)(?=\])))",
+               Bound::kLineStart, true);
+    }
+    return t;
+  }
+
+  // DateTai64n(wordBegin).
+  DateTemplate Tai64n(Bound word_begin) const {
+    DateTemplate t;
+    t.kind = TemplateKind::kTai64n;
+    t.name = "TAI64N";
+    SetRegex(&t, "@[0-9a-f]{24}", word_begin, true);
+    return t;
+  }
+
+  // _getPatternTemplate(pattern, key).
+  Result<DateTemplate> FromPattern(std::string_view pattern, std::string key = "") const {
+    if (key.empty()) {
+      key = pattern.find('%') == std::string_view::npos ? AsciiUpper(pattern) : std::string(pattern);
+    }
+    if (key.find("EPOCH") != std::string::npos) {
+      if (Found(Meta().epoch_pattern, pattern)) {
+        return Epoch(false, pattern, key.find("LEPOCH") != std::string::npos);
+      }
+      if (key == "EPOCH" || key == "{^LN-BEG}EPOCH" || key == "^EPOCH") {
+        return Epoch(key != "EPOCH", std::nullopt, false);
+      }
+      if (key == "LEPOCH" || key == "{^LN-BEG}LEPOCH" || key == "^LEPOCH") {
+        return Epoch(key != "LEPOCH", std::nullopt, true);
+      }
+    }
+    if (key == "TAI64N" || key == "{^LN-BEG}TAI64N" || key == "^TAI64N") {
+      return Tai64n(key != "TAI64N" ? Bound::kLineStart : Bound::kNone);
+    }
+    return Pattern(pattern);
+  }
+
+  // _getAnchoredTemplate(template, wrap): the template rebuilt from its
+  // wrapped pattern (or, without one, from its wrapped name).
+  Result<DateTemplate> Anchored(const DateTemplate& t,
+                                const std::function<std::string(std::string_view)>& wrap) const {
+    if (t.pattern) return FromPattern(wrap(*t.pattern));
+    return FromPattern(wrap(t.name));
+  }
+
+  // fail2ban's DEFAULT_TEMPLATES, built once per factory.
+  const std::vector<DateTemplate>& Raw() const {
+    if (raw_.empty()) {
+      for (std::string_view p : kDefaultPatterns) {
+        Result<DateTemplate> t = FromPattern(p);
+        if (t.ok()) raw_.push_back(std::move(*t));
+      }
+    }
+    return raw_;
+  }
+
+  // DateDetectorCache.templates: every default that is not anchored yet
+  // comes first in a line-begin anchored copy weighted 100, then the
+  // defaults themselves.
+  const std::vector<DateTemplate>& Cached() const {
+    if (cached_.empty()) {
+      std::vector<DateTemplate> anchored, plain;
+      for (const DateTemplate& dt : Raw()) {
+        if (!StartsWith(dt.name, "{^LN-BEG}") && !StartsWith(dt.name, "^")) {
+          Result<DateTemplate> t2 =
+              Anchored(dt, [](std::string_view s) { return "{^LN-BEG}" + std::string(s); });
+          if (t2.ok() && t2->name != dt.name) {
+            t2->weight = 100.0;
+            anchored.push_back(std::move(*t2));
+          }
+        }
+        plain.push_back(Copy(dt));
+      }
+      for (DateTemplate& t : anchored) cached_.push_back(std::move(t));
+      for (DateTemplate& t : plain) cached_.push_back(std::move(t));
+    }
+    return cached_;
+  }
+
+  // Templates are built uncompiled, so copies are plain data.
+  static DateTemplate Copy(const DateTemplate& t) {
+    DateTemplate c;
+    c.kind = t.kind;
+    c.name = t.name;
+    c.regex = t.regex;
+    c.pattern = t.pattern;
+    c.flags = t.flags;
+    c.weight = t.weight;
+    c.long_epoch = t.long_epoch;
+    c.value_group = t.value_group;
+    return c;
+  }
+
+ private:
+  static constexpr std::string_view kDefaultPatterns[] = {
+      R"(%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?)",
+      R"((?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?)",
+      R"((?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?)",
+      R"(%d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S)",
+      R"(%d(?P<_sep>[-/])%b(?P=_sep)%ExY[ :]?%H:%M:%S(?:\.%f)?(?: %z)?)",
+      R"(%m/%d/%ExY:%H:%M:%S)",
+      R"(%m-%d-%ExY %k:%M:%S(?:\.%f)?)",
+      R"(EPOCH)",
+      R"({^LN-BEG}%H:%M:%S)",
+      R"(^<%m/%d/%Exy@%H:%M:%S>)",
+      R"(%Exy%Exm%Exd  ?%H:%M:%S)",
+      R"(%b %d, %ExY %I:%M:%S %p)",
+      R"(^%b-%d-%Exy %k:%M:%S)",
+      R"(%ExY%Exm%Exd(?:T|  ?)%ExH%ExM%ExS(?:[.,]%f)?(?:\s*%z)?)",
+      R"((?:%Z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?)",
+      R"((?:%z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?)",
+      R"(TAI64N)",
+  };
+
+  std::string ex_year_;
+  mutable std::vector<DateTemplate> raw_;
+  mutable std::vector<DateTemplate> cached_;
+};
+
+// unboundPattern(s): drops {UNB}, {^LN-BEG} and the explicit boundary
+// groups, so a default can be embedded in a {DATE} pattern.
+std::string UnboundPattern(std::string_view s) {
+  const MetaRegexes& meta = Meta();
+  std::string p(s);
+  if (StartsWith(p, "{UNB}")) p.erase(0, 5);
+  if (StartsWith(p, "{^LN-BEG}")) p.erase(0, 9);
+  p = SubLiteral(meta.exsanc_bound_beg, p, "");
+  return SubLiteral(meta.exeanc_bound_beg, p, "");
+}
+
+// Template list under construction (DateDetector.appendTemplate and
+// addDefaultTemplate).
+class TemplateList {
+ public:
+  explicit TemplateList(const TemplateFactory& factory) : factory_(factory) {}
+
+  Status AppendOne(DateTemplate t, bool ignore_dup) {
+    if (!names_.insert(t.name).second) {
+      if (ignore_dup) return Status::Ok();
+      return Status::Error("There is already a template with name " + t.name);
+    }
+    list_.push_back(std::move(t));
+    return Status::Ok();
+  }
+
+  enum class Filter { kAll, kLineBegin, kNothing };
+
+  Status AddDefaults(Filter filter, std::optional<std::string_view> pre_match, bool all_defaults) {
+    const bool ignore_dup = !list_.empty();
+    const std::vector<DateTemplate>& defaults = all_defaults ? factory_.Cached() : factory_.Raw();
+    for (const DateTemplate& dt : defaults) {
+      if (filter == Filter::kNothing) continue;
+      if (filter == Filter::kLineBegin && !(dt.flags & kLineBegin)) continue;
+      if (pre_match) {
+        Result<DateTemplate> t = factory_.Anchored(dt, [&](std::string_view s) {
+          const std::string inner = UnboundPattern(s);
+          return SubLiteral(Meta().date_prematch, *pre_match, inner);
+        });
+        if (!t.ok()) return t.status();
+        if (Status st = AppendOne(std::move(*t), ignore_dup); !st.ok()) return st;
+      } else {
+        if (Status st = AppendOne(TemplateFactory::Copy(dt), ignore_dup); !st.ok()) return st;
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status Append(std::string_view pattern) {
+    const std::string key =
+        pattern.find('%') == std::string_view::npos ? AsciiUpper(pattern) : std::string(pattern);
+    if (key == "{^LN-BEG}" || key == "{DEFAULT}") {
+      // fail2ban's filter for {DEFAULT} returns None for every template, so
+      // it adds nothing (and alone leaves the full default set for later).
+      return AddDefaults(key == "{^LN-BEG}" ? Filter::kLineBegin : Filter::kNothing, std::nullopt, true);
+    }
+    if (key.find("{DATE}") != std::string::npos) {
+      return AddDefaults(Filter::kAll, pattern, false);
+    }
+    Result<DateTemplate> t = key == "{NONE}" ? factory_.FromPattern("{UNB}^", key)
+                                             : factory_.FromPattern(pattern, key);
+    if (!t.ok()) return t.status();
+    return AppendOne(std::move(*t), false);
+  }
+
+  std::vector<DateTemplate>& list() { return list_; }
+
+ private:
+  const TemplateFactory& factory_;
+  std::vector<DateTemplate> list_;
+  std::set<std::string> names_;
+};
+
+Status Compile(DateTemplate* t) {
+  Result<FailRegex> re = FailRegex::Compile(t->regex, RegexKind::kDateRegex);
+  if (!re.ok()) {
+    // The message already quotes the expression.
+    return Status::Error("Compile " + PyRepr(t->name) + " failed, " + re.status().message());
+  }
+  if (re->capture_count() < t->value_group) {
+    return Status::Error("Compile " + PyRepr(t->name) + " failed, expression " + PyRepr(t->regex) +
+                         ": no such group");
+  }
+  for (const FailRegexGroup& g : re->groups()) {
+    if (std::optional<TimeField> f = TimeFieldFromGroupName(g.name)) {
+      t->fields.emplace_back(g.index, *f);
+      if (*f == TimeField::p) t->has_p = true;
+    }
+  }
+  std::sort(t->fields.begin(), t->fields.end());
+  t->re = std::move(*re);
+  return Status::Ok();
+}
+
+// Length of the code point that ends at byte `end` (1 for invalid bytes).
+size_t CodePointBackLength(std::string_view s, size_t end) {
+  size_t start = end - 1;
+  while (start > 0 && end - start < 4 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
+  const size_t len = CodePointLength(s, start);
+  return start + len == end ? len : 1;
+}
+
+// Byte offset of code point `cp` in `line` (line.size() for the end), or
+// nullopt past the end. Python indexes lines by code point; invalid bytes
+// count one each.
+std::optional<size_t> ByteOfCodePoint(std::string_view line, int64_t cp) {
+  if (cp < 0) return std::nullopt;
+  size_t pos = 0;
+  for (int64_t n = 0; n < cp; ++n) {
+    if (pos >= line.size()) return std::nullopt;
+    pos += CodePointLength(line, pos);
+  }
+  return pos;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+DateDetector::DateDetector()
+    : match_(std::make_unique<FailRegexMatch>()), found_match_(std::make_unique<FailRegexMatch>()) {}
+DateDetector::DateDetector(DateDetector&& other) noexcept = default;
+DateDetector& DateDetector::operator=(DateDetector&& other) noexcept = default;
+DateDetector::~DateDetector() = default;
+
+Result<DateDetector> DateDetector::Create(const DateDetectorOptions& options) {
+  DateDetector dd;
+  if (!options.logtimezone.empty()) {
+    Result<int> tz = ParseTimeZone(options.logtimezone);
+    if (!tz.ok()) return tz.status();
+    dd.default_tz_ = *tz;
+  }
+  ::tzset();  // mktime re-reads TZ; localtime_r only once, so read it now
+
+  TemplateFactory factory;
+  TemplateList list(factory);
+  // setDatePattern: one template per non-empty, stripped line.
+  std::string_view rest = options.datepattern;
+  while (!rest.empty()) {
+    const size_t nl = rest.find('\n');
+    const std::string line = PyStrip(rest.substr(0, nl));
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    if (line.empty()) continue;
+    if (Status st = list.Append(line); !st.ok()) return st;
+  }
+  if (list.list().empty()) {
+    if (Status st = list.AddDefaults(TemplateList::Filter::kAll, std::nullopt, true); !st.ok()) return st;
+  }
+  size_t max_fields = 0;
+  for (DateTemplate& t : list.list()) {
+    if (Status st = Compile(&t); !st.ok()) return st;
+    max_fields = std::max(max_fields, t.fields.size());
+    dd.templates_.push_back(std::make_unique<DateTemplate>(std::move(t)));
+  }
+  dd.fields_.reserve(max_fields);
+  return dd;
+}
+
+std::vector<DateTemplateStats> DateDetector::templates() const {
+  std::vector<DateTemplateStats> out;
+  out.reserve(templates_.size());
+  for (const auto& t : templates_) out.push_back({t->name, t->hits});
+  return out;
+}
+
+DateDetector::Char DateDetector::CharAt(std::string_view line, size_t byte) {
+  Char c;
+  if (byte >= line.size()) return c;
+  const size_t len = CodePointLength(line, byte);
+  std::copy_n(line.data() + byte, len, c.bytes);
+  c.size = static_cast<uint8_t>(len);
+  const auto b = static_cast<unsigned char>(line[byte]);
+  if (b < 0x80) {
+    c.alnum = (b >= '0' && b <= '9') || ((b | 0x20) >= 'a' && (b | 0x20) <= 'z');
+  } else {
+    FailRegexMatch* m = found_match_.get();  // free at this point
+    c.alnum = Found(Meta().alnum, c.view(), m);
+  }
+  return c;
+}
+
+bool DateDetector::SearchTemplate(DateTemplate& t, std::string_view line, size_t pos, size_t endpos) {
+  // pattern.search(line, pos, endpos): both clamped to the line; nothing
+  // is found when pos lies beyond endpos.
+  endpos = std::min(endpos, line.size());
+  pos = std::min(pos, line.size());
+  if (pos > endpos) return false;
+  Result<bool> r = t.re->Search(line.substr(0, endpos), pos, match_.get());
+  // PCRE2 giving up (match limit) counts as no match; Python would go on.
+  if (!r.ok() || !*r) return false;
+  ++t.regex_hits;
+  return true;
+}
+
+int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised) {
+  const int count = static_cast<int>(templates_.size());
+  bool matched = false;
+  int found_index = -1;
+  int64_t found_distance = 0x7fffffff, found_endpos = 0x7fffffff;
+  int ignore_by_search = 0x7fffffff;
+  int64_t distance = 0, endpos = 0;
+  int i = last_template_;
+  // First the template that matched last, within the same boundaries.
+  if (i < count) {
+    DateTemplate& t = *templates_[i];
+    if (t.flags & (kLineBegin | kLineEnd)) {
+      matched = SearchTemplate(t, line, 0, line.size());
+      ignore_by_search = i;
+    } else {
+      const int64_t d = last_pos_.index, e = last_end_pos_.index;
+      auto slice = [&](int64_t cp) -> Char {  // line[cp:cp+1]
+        std::optional<size_t> b = ByteOfCodePoint(line, cp);
+        Char c;
+        if (!b || *b >= line.size()) return c;
+        const size_t len = CodePointLength(line, *b);
+        std::copy_n(line.data() + *b, len, c.bytes);
+        c.size = static_cast<uint8_t>(len);
+        return c;
+      };
+      const Char before_d = slice(d - 1), at_d = slice(d), at_e = slice(e), before_e = slice(e - 1);
+      const bool begin_ok = before_d.view() == last_pos_.before.view() ||
+                            (at_d.view() == last_pos_.at.view() && !last_pos_.at.alnum);
+      const bool end_ok = at_e.view() == last_end_pos_.at.view() ||
+                          (before_e.view() == last_end_pos_.before.view() && !last_end_pos_.before.alnum);
+      if (begin_ok && end_ok) {
+        const size_t pos_b = ByteOfCodePoint(line, d).value_or(line.size());
+        const size_t end_b = ByteOfCodePoint(line, e).value_or(line.size());
+        matched = SearchTemplate(t, line, pos_b, end_b);
+      } else {
+        matched = SearchTemplate(t, line, 0, line.size());
+        ignore_by_search = i;
+      }
+    }
+    if (matched) {
+      distance = static_cast<int64_t>(CodePointIndex(line, match_->start()));
+      endpos = static_cast<int64_t>(CodePointIndex(line, match_->end()));
+      if (!(count == 1 || (t.flags & (kLineBegin | kLineEnd)) ||
+            (distance == last_pos_.index && endpos == last_end_pos_.index))) {
+        // Another position: maybe another format; keep it as a fallback.
+        found_index = i;
+        found_distance = distance;
+        found_endpos = endpos;
+        std::swap(match_, found_match_);
+        matched = false;
+      }
+    }
+  }
+  if (!matched) {
+    for (i = 0; i < count; ++i) {
+      if (i == ignore_by_search) continue;
+      DateTemplate& t = *templates_[i];
+      if (!SearchTemplate(t, line, 0, line.size())) continue;
+      matched = true;
+      distance = static_cast<int64_t>(CodePointIndex(line, match_->start()));
+      endpos = static_cast<int64_t>(CodePointIndex(line, match_->end()));
+      if (i + 1 >= count) break;
+      if (t.flags & (kLineBegin | kLineEnd)) break;
+      if (distance == 0 && t.hits && !templates_[i + 1]->regex_hits) break;
+      if (distance > t.distance || distance > last_pos_.index) {
+        // Further into the line than usual: maybe a date inside the
+        // message. Keep the nearest and search on.
+        if (distance < found_distance) {
+          found_index = i;
+          found_distance = distance;
+          found_endpos = endpos;
+          std::swap(match_, found_match_);
+        }
+        matched = false;
+        continue;
+      }
+      break;
+    }
+    if (!matched && found_index >= 0) {
+      i = found_index;
+      distance = found_distance;
+      endpos = found_endpos;
+      std::swap(match_, found_match_);
+      matched = true;
+    }
+  }
+  if (!matched) return -1;
+
+  DateTemplate& t = *templates_[i];
+  ++t.hits;
+  t.last_used = now;
+  t.distance = distance;
+  if (first_unused_ == i) ++first_unused_;
+  const size_t start_b = match_->start(), end_b = match_->end();
+  if (start_b >= line.size()) {
+    // line[distance] past the end: fail2ban's IndexError.
+    *raised = true;
+    return i;
+  }
+  last_pos_.index = distance;
+  last_pos_.before = start_b == 0 ? Char{} : CharAt(line, start_b - CodePointBackLength(line, start_b));
+  last_pos_.at = CharAt(line, start_b);
+  last_end_pos_.index = endpos;
+  // line[endpos - 1]: for endpos 0 Python's index -1 is the last character.
+  const size_t before_end = end_b == 0 ? line.size() : end_b;
+  last_end_pos_.before = CharAt(line, before_end - CodePointBackLength(line, before_end));
+  last_end_pos_.at = CharAt(line, end_b);
+  if (i != 0 && i != last_template_) i = ReorderTemplate(i);
+  last_template_ = i;
+  return i;
+}
+
+int DateDetector::ReorderTemplate(int num) {
+  if (num == 0) return num;
+  DateTemplate& t = *templates_[num];
+  const double untime = t.last_used - 300;  // unused for 5 minutes
+  const double weight = t.Weight();
+  int pos = first_unused_ < num ? first_unused_ : num / 2;
+  auto moveable = [&] {
+    const DateTemplate& other = *templates_[pos];
+    return weight > other.Weight() || untime > other.last_used;
+  };
+  if (!moveable()) {
+    if (pos == num - 1) return num;
+    pos = num - 1;
+    if (!moveable()) return num;
+  }
+  std::unique_ptr<DateTemplate> moving = std::move(templates_[num]);
+  templates_.erase(templates_.begin() + num);
+  templates_.insert(templates_.begin() + pos, std::move(moving));
+  while (first_unused_ < static_cast<int>(templates_.size()) && templates_[first_unused_]->hits) {
+    ++first_unused_;
+  }
+  return pos;
+}
+
+void DateDetector::Convert(const DateTemplate& t, double now, DateMatch* out) {
+  switch (t.kind) {
+    case TemplateKind::kPattern: {
+      fields_.clear();
+      for (const auto& [index, field] : t.fields) fields_.push_back({field, match_->Group(index)});
+      if (!local_now_ || local_now_->epoch != now) local_now_ = MakeLocalNow(now);
+      const StrptimeResult r = FieldsToTime(fields_, t.has_p, *local_now_, default_tz_);
+      if (r.error == StrptimeError::kNone) out->time = r.time;
+      if (r.error == StrptimeError::kOtherError) out->raised = true;
+      return;
+    }
+    case TemplateKind::kEpoch: {
+      const std::optional<std::string_view> v = match_->Group(t.value_group);
+      if (!v) {
+        out->raised = true;
+        return;
+      }
+      // float(v), Unicode digits included (the regex's \d allows them).
+      char buf[64];
+      size_t n = 0;
+      bool has_dot = false;
+      for (size_t p = 0; p < v->size() && n + 1 < sizeof buf;) {
+        const size_t len = CodePointLength(*v, p);
+        if (len == 1) {
+          buf[n++] = (*v)[p];
+          has_dot |= (*v)[p] == '.';
+        } else {
+          const std::optional<int64_t> d = PyInt(v->substr(p, len));
+          if (!d) return;
+          buf[n++] = static_cast<char>('0' + *d);
+        }
+        p += len;
+      }
+      buf[n] = '\0';
+      char* end = nullptr;
+      double value = std::strtod(buf, &end);
+      if (end != buf + n || n == 0) return;
+      if (t.long_epoch && n >= 13) value = (n >= 16 && !has_dot) ? value / 1000000 : value / 1000;
+      out->time = value;
+      return;
+    }
+    case TemplateKind::kTai64n: {
+      // int(value[2:17], 16): the seconds, without TAI64's 2^62 offset
+      // digit and without leap-second correction, as fail2ban does.
+      const std::string_view v = match_->Group(1).value_or("");
+      if (v.size() < 17) return;
+      double value = 0;
+      for (char c : v.substr(2, 15)) {
+        const int d = c <= '9' ? c - '0' : c - 'a' + 10;
+        value = value * 16 + d;
+      }
+      out->time = value;
+      return;
+    }
+  }
+}
+
+std::optional<DateMatch> DateDetector::Match(std::string_view line, double now) {
+  bool raised = false;
+  const int i = MatchTemplate(line, now, &raised);
+  if (i < 0) return std::nullopt;
+  DateMatch out;
+  out.template_index = i;
+  if (std::optional<std::string_view> g = match_->Group(1)) {
+    out.begin = static_cast<size_t>(g->data() - line.data());
+    out.end = out.begin + g->size();
+  }
+  if (raised) {
+    out.raised = true;
+    out.template_index = -1;
+    return out;
+  }
+  Convert(*templates_[i], now, &out);
+  return out;
+}
+
+}  // namespace bantam
