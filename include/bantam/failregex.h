@@ -69,6 +69,10 @@ Result<std::string> TranslateFailRegex(std::string_view regex, RegexKind kind);
 Result<std::string> TranslateFailRegex(std::string_view regex, RegexKind kind,
                                        const FailRegexOptions& options);
 
+// The regex with fail2ban's tags expanded and "((?i)x)" rewritten, still in
+// Python syntax: what fail2ban's Regex.getRegex() returns.
+std::string ExpandFailRegexTags(std::string_view regex, const FailRegexOptions& options = {});
+
 // Translates and compiles `regex`. Error: "cannot compile failregex
 // '^foo(': missing ), unterminated subpattern at offset 4".
 Status CheckFailRegex(std::string_view regex, RegexKind kind);
@@ -112,6 +116,15 @@ class FailRegex {
   // True if one of fail2ban's failure-id groups (fid, ip4, ip6, dns, mlfid)
   // is present; a prefregex with one lets failregexes go without.
   bool HasFailureIdGroup() const;
+  // Strings one of which every match must contain; Search() skips the
+  // matcher when none occurs. Empty when nothing is known.
+  struct RequiredLiteral {
+    explicit RequiredLiteral(std::string t);
+    bool FoundIn(std::string_view hay) const;
+    std::string text;
+    size_t anchor = 0;  // index of the byte memchr() looks for: the rarest one
+  };
+  const std::vector<RequiredLiteral>& required_literals() const { return required_; }
 
   // Like Python's pattern.search(subject): finds the leftmost match. Returns
   // true on a match, false on none, an error if PCRE2 gave up (match or JIT
@@ -134,6 +147,7 @@ class FailRegex {
   RegexKind kind_ = RegexKind::kFailRegex;
   int capture_count_ = 0;
   std::vector<FailRegexGroup> groups_;
+  std::vector<RequiredLiteral> required_;  // literal prefilter: one must occur
   pcre2_real_code_8* code_ = nullptr;
   bool jit_ = false;
 };

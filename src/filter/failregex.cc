@@ -3,6 +3,10 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <string.h>
+
+#include <cstring>
+
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -440,15 +444,53 @@ enum class ItemKind {
 };
 
 struct Item {
+  Item() = default;
+  Item(std::string t, Width w, ItemKind k) : text(std::move(t)), width(w), kind(k) {}
+
   std::string text;  // one PCRE2 atom (or an unquantifiable assertion)
   Width width;
   ItemKind kind = ItemKind::kPlain;
+  // For the literal prefilter: `lit` is the exact text the item matches
+  // (a case-sensitive literal character), and `need` a set of strings one
+  // of which every match of the item contains (empty: nothing known).
+  std::string lit;
+  std::vector<std::string> need;
 };
 
 struct Alternation {
   std::string text;
   Width width;
+  std::vector<std::string> need;  // as Item::need, for the whole alternation
 };
+
+// The most selective "one of these must occur" set a sequence guarantees:
+// runs of adjacent literals, or the set of a required sub-item. Prefers
+// the set whose shortest string is longest.
+std::vector<std::string> SequenceNeed(const std::vector<Item>& seq) {
+  std::vector<std::string> best;
+  size_t best_score = 0;
+  auto consider = [&](std::vector<std::string> cand) {
+    if (cand.empty()) return;
+    size_t score = SIZE_MAX;
+    for (const std::string& c : cand) score = std::min(score, c.size());
+    if (score > best_score || (score == best_score && cand.size() < best.size())) {
+      best_score = score;
+      best = std::move(cand);
+    }
+  };
+  std::string run;
+  for (const Item& item : seq) {
+    if (!item.lit.empty()) {
+      run += item.lit;
+      continue;
+    }
+    consider(run.empty() ? std::vector<std::string>() : std::vector<std::string>{run});
+    run.clear();
+    consider(item.need);
+  }
+  consider(run.empty() ? std::vector<std::string>() : std::vector<std::string>{run});
+  return best;
+}
 
 struct Token {
   bool end = true;
@@ -496,8 +538,11 @@ class PyRegexTranslator {
   int capture_count() const { return static_cast<int>(group_names_.size()) - 1; }
   // Index 0 unused; empty for unnamed groups.
   const std::vector<std::u32string>& group_names() const { return group_names_; }
+  // Strings one of which every match contains (empty: none known).
+  const std::vector<std::string>& need() const { return need_; }
 
  private:
+  std::vector<std::string> need_;
   // -- Tokenizer (re._parser.Tokenizer) --
   void Advance();
   Token Get() {
@@ -640,6 +685,7 @@ std::optional<std::string> PyRegexTranslator::Run() {
   Alternation top;
   ParseSub(&flags_, (flags_ & kFlagX) != 0, 0, &top);
   if (failed()) return std::nullopt;
+  need_ = top.need;
   // fix_flags(): str patterns take UNICODE unless ASCII was asked for.
   if ((flags_ & kFlagA) && (flags_ & kFlagU)) {
     FailAt("ASCII and UNICODE flags are incompatible", std::nullopt);
@@ -671,7 +717,9 @@ std::optional<std::string> PyRegexTranslator::Run() {
 bool PyRegexTranslator::ParseSub(const int* flags, bool verbose, int nested, Alternation* out) {
   Width width{kMaxRepeat - 1, 0};
   bool any = false;
+  bool need_known = true;
   out->text.clear();
+  out->need.clear();
   while (true) {
     std::vector<Item> seq;
     if (!Parse(flags, verbose, nested + 1, nested == 0 && !any, &seq)) return false;
@@ -682,6 +730,9 @@ bool PyRegexTranslator::ParseSub(const int* flags, bool verbose, int nested, Alt
       w.lo = SatAdd(w.lo, item.width.lo);
       w.hi = SatAdd(w.hi, item.width.hi);
     }
+    std::vector<std::string> branch_need = SequenceNeed(seq);
+    if (branch_need.empty()) need_known = false;
+    if (need_known) out->need.insert(out->need.end(), branch_need.begin(), branch_need.end());
     w = CapWidth(w);
     width.lo = std::min(width.lo, w.lo);
     width.hi = std::max(width.hi, w.hi);
@@ -690,6 +741,9 @@ bool PyRegexTranslator::ParseSub(const int* flags, bool verbose, int nested, Alt
     if (nested == 0) verbose = (flags_ & kFlagX) != 0;
   }
   out->width = width;
+  if (!need_known) out->need.clear();
+  // More than a few alternatives cost more to scan for than they save.
+  if (out->need.size() > 8) out->need.clear();
   return !failed();
 }
 
@@ -720,6 +774,11 @@ bool PyRegexTranslator::Parse(const int* flags, bool verbose, int nested, bool f
     if (self.escaped) {
       Item item;
       if (!ParseEscape(self, *flags, &item)) return false;
+      // An escaped ASCII punctuation or space character is itself.
+      if (!(*flags & kFlagI) && self.c < 0x80 && !IsAsciiLetter(self.c) &&
+          !IsAsciiDigit(self.c) && self.c >= 0x20 && self.c != 0x7f) {
+        item.lit = std::string(1, static_cast<char>(self.c));
+      }
       seq->push_back(std::move(item));
       continue;
     }
@@ -756,9 +815,12 @@ bool PyRegexTranslator::Parse(const int* flags, bool verbose, int nested, bool f
       case '$':
         seq->push_back(Item{"$", {0, 0}, ItemKind::kAt});
         break;
-      default:
-        seq->push_back(Item{EmitLiteral(self.c, *flags), {1, 1}, ItemKind::kPlain});
+      default: {
+        Item item{EmitLiteral(self.c, *flags), {1, 1}, ItemKind::kPlain};
+        if (!(*flags & kFlagI)) AppendUtf8(&item.lit, self.c);
+        seq->push_back(std::move(item));
         break;
+      }
     }
   }
   return !failed();
@@ -1252,6 +1314,12 @@ bool PyRegexTranslator::ParseRepeat(Token quantifier, std::vector<Item>* seq, bo
   item.text += text;
   item.width = {SatMul(item.width.lo, min), SatMul(item.width.hi, max)};
   item.kind = ItemKind::kRepeat;
+  if (min == 0) {
+    item.need.clear();
+  } else if (!item.lit.empty()) {
+    item.need = {item.lit};
+  }
+  item.lit.clear();
   return !failed();
 }
 
@@ -1508,7 +1576,9 @@ bool PyRegexTranslator::ParseGroup(const int* flags, bool verbose, int nested, b
     }
     open = "(?" + on + (off.empty() ? "" : "-" + off) + ":";
   }
-  seq->push_back(Item{open + body.text + ")", body.width, ItemKind::kPlain});
+  Item group_item{open + body.text + ")", body.width, ItemKind::kPlain};
+  group_item.need = std::move(body.need);
+  seq->push_back(std::move(group_item));
   return true;
 }
 
@@ -1516,6 +1586,7 @@ bool PyRegexTranslator::ParseGroup(const int* flags, bool verbose, int nested, b
 
 struct Translation {
   std::string pattern;
+  std::vector<std::string> need;
   int capture_count = 0;
   std::vector<FailRegexGroup> groups;  // sorted by name
 };
@@ -1572,6 +1643,7 @@ Result<Translation> Translate(std::string_view regex, RegexKind kind,
   Translation t;
   t.pattern = std::move(*pattern);
   t.capture_count = translator.capture_count();
+  t.need = translator.need();
   const auto& names = translator.group_names();
   for (size_t i = 1; i < names.size(); ++i) {
     if (!names[i].empty()) t.groups.push_back({ToUtf8(names[i]), static_cast<int>(i)});
@@ -1613,6 +1685,10 @@ std::string_view RegexKindName(RegexKind kind) {
       return "datepattern";
   }
   return "regex";
+}
+
+std::string ExpandFailRegexTags(std::string_view regex, const FailRegexOptions& options) {
+  return GlobalToLocalFlags(ResolveTags(regex, options.host_matches_dns)).text;
 }
 
 Result<std::string> TranslateFailRegex(std::string_view regex, RegexKind kind) {
@@ -1675,6 +1751,7 @@ Result<FailRegex> FailRegex::Compile(std::string_view regex, RegexKind kind,
   re.kind_ = kind;
   re.capture_count_ = t->capture_count;
   re.groups_ = std::move(t->groups);
+  for (std::string& lit : t->need) re.required_.emplace_back(std::move(lit));
   re.code_ = compiled;
   // Without JIT support PCRE2's interpreter gives the same results, slower.
   re.jit_ = pcre2_jit_compile(compiled, PCRE2_JIT_COMPLETE) == 0;
@@ -1691,6 +1768,7 @@ FailRegex& FailRegex::operator=(FailRegex&& other) noexcept {
     kind_ = other.kind_;
     capture_count_ = other.capture_count_;
     groups_ = std::move(other.groups_);
+    required_ = std::move(other.required_);
     code_ = std::exchange(other.code_, nullptr);
     jit_ = other.jit_;
   }
@@ -1699,6 +1777,46 @@ FailRegex& FailRegex::operator=(FailRegex&& other) noexcept {
 
 FailRegex::~FailRegex() {
   if (code_ != nullptr) pcre2_code_free(code_);
+}
+
+namespace {
+
+// How common a byte is in log text; the rarest byte of a literal is the
+// one memchr() looks for.
+int Commonness(unsigned char c) {
+  if (c == ' ' || (c >= 'a' && c <= 'z')) return 3;
+  if (c >= '0' && c <= '9') return 2;
+  return 1;
+}
+
+}  // namespace
+
+FailRegex::RequiredLiteral::RequiredLiteral(std::string t) : text(std::move(t)) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (Commonness(static_cast<unsigned char>(text[i])) <=
+        Commonness(static_cast<unsigned char>(text[anchor]))) {
+      anchor = i;
+    }
+  }
+}
+
+bool FailRegex::RequiredLiteral::FoundIn(std::string_view hay) const {
+  if (text.size() > hay.size()) return false;
+  const char a = text[anchor];
+  const char* p = hay.data() + anchor;
+  const char* const last = hay.data() + (hay.size() - text.size()) + anchor;
+  while (p <= last) {
+    p = static_cast<const char*>(std::memchr(p, a, static_cast<size_t>(last - p) + 1));
+    if (p == nullptr) return false;
+    const char* start = p - anchor;
+    // First and last byte inline before the call: most candidates fail there.
+    if (start[0] == text[0] && start[text.size() - 1] == text.back() &&
+        std::memcmp(start, text.data(), text.size()) == 0) {
+      return true;
+    }
+    ++p;
+  }
+  return false;
 }
 
 int FailRegex::GroupIndex(std::string_view name) const {
@@ -1718,6 +1836,19 @@ Result<bool> FailRegex::Search(std::string_view subject, size_t start_offset,
                                FailRegexMatch* match) const {
   match->matched_ = false;
   if (start_offset > subject.size()) return false;
+  // Literal prefilter: a line without any of the required strings cannot
+  // match, and memmem() is far cheaper than starting the matcher.
+  if (!required_.empty()) {
+    const std::string_view rest = subject.substr(start_offset);
+    bool found = false;
+    for (const RequiredLiteral& lit : required_) {
+      if (lit.FoundIn(rest)) {
+        found = true;
+        break;
+      }
+    }
+    if (!found) return false;
+  }
   match->subject_ = subject;
   const uint32_t pairs = static_cast<uint32_t>(capture_count_) + 1;
   if (!match->Reserve(pairs)) return Status::Error("out of memory for regex match data");

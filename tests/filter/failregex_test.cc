@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 namespace bantam {
@@ -1121,6 +1122,65 @@ TEST(FailRegexPythonTest, CaseInsensitiveLiteralsOverAllCasedCodePoints) {
     ++checked;
   }
   EXPECT_GT(checked, 2000);
+}
+
+}  // namespace
+}  // namespace bantam
+
+namespace bantam {
+namespace {
+
+// The literal prefilter's "one of these must occur" set, joined by "|".
+std::string Need(std::string_view regex) {
+  Result<FailRegex> r = FailRegex::Compile(regex, RegexKind::kIgnoreRegex);
+  if (!r.ok()) return "ERROR: " + r.status().message();
+  std::string out;
+  for (const FailRegex::RequiredLiteral& l : r->required_literals()) {
+    out += (out.empty() ? "" : "|") + l.text;
+  }
+  return out;
+}
+
+TEST(FailRegexPrefilter, RequiredLiteralsAreSound) {
+  EXPECT_EQ(Need("^Registration from '[^']*' failed"), "Registration from '");
+  EXPECT_EQ(Need("^(?:NOTICE|SECURITY|WARNING) x"), "NOTICE|SECURITY|WARNING");
+  // Optional or zero-repeat parts guarantee nothing; what follows them does.
+  EXPECT_EQ(Need("^(?:abc)?x"), "x");
+  EXPECT_EQ(Need("^a*b"), "b");
+  EXPECT_EQ(Need("^a*"), "");
+  EXPECT_EQ(Need("^(abc){0,3}"), "");
+  // A repeat of at least one keeps its literal; an alternative without any
+  // literal makes the whole alternation unknown.
+  EXPECT_EQ(Need("(?:xyz)+"), "xyz");
+  EXPECT_EQ(Need("(?:foo|\\d+)"), "");
+  // Case-insensitive literals are not literal bytes.
+  EXPECT_EQ(Need("(?i)failed password"), "");
+  EXPECT_EQ(Need("a(?i:bcd)e"), "a");
+  // Escaped punctuation is a literal; class escapes are not.
+  EXPECT_EQ(Need("\\[auth\\]\\s"), "[auth]");
+  // Lookarounds consume nothing and are left out.
+  EXPECT_EQ(Need("(?=abc)x"), "x");
+  EXPECT_EQ(Need("(?!abc)"), "");
+}
+
+TEST(FailRegexPrefilter, PrefilterKeepsEveryMatch) {
+  // Lines that match must still match with the prefilter in front; lines
+  // without the literal must not.
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"^(?:NOTICE|WARNING)\\[\\d+\\] x", "NOTICE[1] x", "NOTICE[1] x"},
+      {"^(?:NOTICE|WARNING)\\[\\d+\\] x", "VERBOSE[1] x", "<nomatch>"},
+      {"failed for '(\\d+)'", "Registration failed for '12'", "failed for '12'"},
+      {"failed for '(\\d+)'", "failed for \"12\"", "<nomatch>"},
+      {"(?:xyz)+!", "axyzxyz!", "xyzxyz!"},
+      {"\\bword\\b", "a word here", "word"},
+      {"\\bword\\b", "swordfish", "<nomatch>"},
+      {"caf\u00e9 (\\w+)", "caf\u00e9 ok", "caf\u00e9 ok"},
+  };
+  for (const auto& [regex, line, want] : cases) {
+    FailRegex re = MustCompile(regex);
+    EXPECT_FALSE(re.required_literals().empty()) << regex;
+    EXPECT_EQ(Find(re, line), want) << regex << " on " << line;
+  }
 }
 
 }  // namespace
