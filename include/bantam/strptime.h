@@ -74,6 +74,10 @@ Result<int> ParseTimeZone(std::string_view tz);
 // saturate (callers treat them as overflow).
 std::optional<int64_t> PyInt(std::string_view text);
 
+// Call after the local zone may have changed (TZ set and tzset() called):
+// drops cached local-time conversions.
+void LocalZoneChanged();
+
 }  // namespace bantam
 
 #endif  // BANTAM_STRPTIME_H_

@@ -847,6 +847,7 @@ Result<DateDetector> DateDetector::Create(const DateDetectorOptions& options) {
     dd.default_tz_ = *tz;
   }
   ::tzset();  // mktime re-reads TZ; localtime_r only once, so read it now
+  LocalZoneChanged();
 
   TemplateFactory factory;
   TemplateList list(factory);
@@ -1047,12 +1048,23 @@ int DateDetector::ReorderTemplate(int num) {
 void DateDetector::Convert(const DateTemplate& t, double now, DateMatch* out) {
   switch (t.kind) {
     case TemplateKind::kPattern: {
+      const std::string_view whole = match_->Group(0).value_or("");
+      if (memo_template_ == &t && memo_now_ == now && memo_text_ == whole) {
+        out->time = memo_time_;
+        out->raised = out->raised || memo_raised_;
+        return;
+      }
       fields_.clear();
       for (const auto& [index, field] : t.fields) fields_.push_back({field, match_->Group(index)});
       if (!local_now_ || local_now_->epoch != now) local_now_ = MakeLocalNow(now);
       const StrptimeResult r = FieldsToTime(fields_, t.has_p, *local_now_, default_tz_);
       if (r.error == StrptimeError::kNone) out->time = r.time;
       if (r.error == StrptimeError::kOtherError) out->raised = true;
+      memo_template_ = &t;
+      memo_now_ = now;
+      memo_text_.assign(whole);
+      memo_time_ = out->time;
+      memo_raised_ = r.error == StrptimeError::kOtherError;
       return;
     }
     case TemplateKind::kEpoch: {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <string>
@@ -331,6 +332,14 @@ std::optional<int64_t> PyInt(std::string_view text) {
   return negative ? -value : value;
 }
 
+namespace {
+// Bumped whenever the local zone may have changed (TZ re-read), so cached
+// conversions are dropped.
+std::atomic<uint64_t> g_zone_generation{1};
+}  // namespace
+
+void LocalZoneChanged() { g_zone_generation.fetch_add(1, std::memory_order_relaxed); }
+
 LocalNow MakeLocalNow(double now) {
   // datetime.fromtimestamp(now): microseconds rounded half-even, then the
   // local calendar fields of the whole second.
@@ -534,20 +543,34 @@ StrptimeResult FieldsToTime(std::span<const TimeFieldValue> fields, bool has_p,
   if (tzoffset) return {static_cast<double>(date.seconds), StrptimeError::kNone};
 
   // time.mktime(date.timetuple()): local time, DST decided by libc.
-  int y, m, d, hh, mm, ss;
-  SplitNaive(date.seconds, &y, &m, &d, &hh, &mm, &ss);
-  struct tm tm {};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = m - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = hh;
-  tm.tm_min = mm;
-  tm.tm_sec = ss;
-  tm.tm_isdst = -1;
-  tm.tm_wday = -1;  // sentinel, as Python uses it to detect failure
-  const time_t t = ::mktime(&tm);
-  if (t == static_cast<time_t>(-1) && tm.tm_wday == -1) return kOtherError;
-  return {static_cast<double>(t), StrptimeError::kNone};
+  // mktime() re-validates the zone (a stat of /etc/localtime) on every
+  // call, so the epoch of the minute is cached: log lines come in order and
+  // zone offsets only change on minute boundaries.
+  const int64_t minute_key = date.seconds - ((date.seconds % 60) + 60) % 60;
+  const int sec_in_minute = static_cast<int>(date.seconds - minute_key);
+  thread_local int64_t cached_key = INT64_MIN;
+  thread_local time_t cached_base = 0;
+  thread_local uint64_t cached_generation = 0;
+  const uint64_t generation = g_zone_generation.load(std::memory_order_relaxed);
+  if (minute_key != cached_key || generation != cached_generation) {
+    cached_generation = generation;
+    int y, m, d, hh, mm, ss;
+    SplitNaive(minute_key, &y, &m, &d, &hh, &mm, &ss);
+    struct tm tm {};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = m - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = hh;
+    tm.tm_min = mm;
+    tm.tm_sec = ss;
+    tm.tm_isdst = -1;
+    tm.tm_wday = -1;  // sentinel, as Python uses it to detect failure
+    const time_t t = ::mktime(&tm);
+    if (t == static_cast<time_t>(-1) && tm.tm_wday == -1) return kOtherError;
+    cached_key = minute_key;
+    cached_base = t;
+  }
+  return {static_cast<double>(cached_base + sec_in_minute), StrptimeError::kNone};
 }
 
 }  // namespace bantam
