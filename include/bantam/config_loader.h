@@ -68,6 +68,24 @@ struct LoadedConfig {
 // for that jail plus an error diagnostic, and the other jails resolve.
 Result<LoadedConfig> LoadConfig(const LoadOptions& options);
 
+// One filter resolved on its own, as fail2ban-regex reads it: its
+// filter-level commands (prefregex, addfailregex, addignoreregex, maxlines,
+// datepattern, addjournalmatch) for jail `jail`.
+struct LoadedFilter {
+  std::vector<Value> commands;
+  std::vector<Diagnostic> diagnostics;
+  std::vector<std::string> files;  // the files read, in order
+};
+
+// Reads `file` ("filter.d/sshd", relative to `basedir`, with its .local and
+// .d overlays) with the options given as NAME[opt=value]. `backend` picks
+// logtype=journal for "systemd..." when neither filter nor options set it.
+// Error: missing file, syntax or interpolation errors ("file:line: ...").
+Result<LoadedFilter> LoadFilter(const std::string& basedir, const std::string& file,
+                                const OrderedMap<std::string>& options,
+                                const std::string& backend = "auto",
+                                const std::string& jail = "fail2ban-regex-jail");
+
 }  // namespace bantam
 
 #endif  // BANTAM_CONFIG_LOADER_H_

@@ -268,6 +268,8 @@ class Loader {
   }
 
   Result<LoadedConfig> Run();
+  Result<LoadedFilter> RunFilter(const std::string& file, const OrderedMap<std::string>& options,
+                                 const std::string& backend, const std::string& jail);
 
   // The shared, layered view of `name` ("filter.d/sshd"); null if absent.
   Result<LayeredConfig*> Config(const std::string& name) {
@@ -871,6 +873,42 @@ Result<LoadedConfig> Loader::Run() {
 Result<LoadedConfig> LoadConfig(const LoadOptions& options) {
   Loader loader(options);
   return loader.Run();
+}
+
+Result<LoadedFilter> Loader::RunFilter(const std::string& file,
+                                       const OrderedMap<std::string>& options,
+                                       const std::string& backend, const std::string& jail) {
+  DefinitionInitReader reader(this, file, options, &FilterOpts());
+  Result<bool> found = reader.Read();
+  if (!found.ok()) return found.status();
+  if (!*found) return Status::Error("no " + file + ".conf or .local in " + basedir_);
+  OrderedMap<std::string>& init = reader.init_opts();
+  const std::string* lt = init.Find("logtype");
+  if ((!lt || lt->empty()) && !reader.cfg()->HasOption("Definition", "logtype", false)) {
+    init.Set("logtype", StartsWith(backend, "systemd") ? "journal" : "file");
+  }
+  Status s = reader.GetOptions(OrderedMap<Value>(), /*all=*/false);
+  if (!s.ok()) return s;
+  Result<OrderedMap<Value>> combined = reader.GetCombined({});
+  if (!combined.ok()) return combined.status();
+  LoadedFilter out;
+  s = FillFilterStream(&out.commands, *combined, jail);
+  if (!s.ok()) return s;
+  out.files = reader.cfg()->files();
+  out.diagnostics = std::move(out_.diagnostics);
+  for (const Diagnostic& d : out.diagnostics) {
+    if (d.severity == Severity::kError) return Status::Error(d.message);
+  }
+  return out;
+}
+
+Result<LoadedFilter> LoadFilter(const std::string& basedir, const std::string& file,
+                                const OrderedMap<std::string>& options,
+                                const std::string& backend, const std::string& jail) {
+  LoadOptions o;
+  o.basedir = basedir;
+  Loader loader(o);
+  return loader.RunFilter(file, options, backend, jail);
 }
 
 }  // namespace bantam
