@@ -1,0 +1,27 @@
+// bantam-regex: fail2ban-regex's command line over bantam's filter engine.
+// Same arguments, same report layout; plus --json (one object per failure)
+// and --now (a fixed clock for tests).
+#ifndef BANTAM_REGEX_TOOL_H_
+#define BANTAM_REGEX_TOOL_H_
+
+#include <string>
+#include <string_view>
+
+namespace bantam {
+
+// Runs the tool with argv[1..argc); writes to stdout/stderr. Returns the
+// exit code: 0, or 255 on errors as fail2ban-regex does.
+int RegexToolMain(int argc, char** argv);
+
+// Python's bytes.decode("utf-8", "replace"): each maximal invalid subpart
+// becomes U+FFFD. Returns `raw` itself when it is valid UTF-8, else a view
+// of *scratch.
+std::string_view DecodeUtf8Replace(std::string_view raw, std::string* scratch);
+
+// Python repr() of a float: the shortest text that reads back the same,
+// "1124013600.0", "0.1", "1e+16", "inf", "nan".
+std::string PyFloatRepr(double v);
+
+}  // namespace bantam
+
+#endif  // BANTAM_REGEX_TOOL_H_

@@ -1,0 +1,1143 @@
+#include "bantam/regex_tool.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "bantam/config_loader.h"
+#include "bantam/filter.h"
+#include "bantam/ini.h"
+#include "bantam/option_list.h"
+#include "bantam/value.h"
+
+namespace bantam {
+
+// ---------------------------------------------------------------------------
+// Small pieces with Python's exact behaviour.
+
+std::string_view DecodeUtf8Replace(std::string_view raw, std::string* scratch) {
+  size_t i = 0;
+  const size_t n = raw.size();
+  // Fast path: ASCII and well-formed sequences need no copy.
+  auto seq_len = [&](size_t at) -> size_t {
+    const unsigned char c = static_cast<unsigned char>(raw[at]);
+    if (c < 0x80) return 1;
+    auto cont = [&](size_t k, unsigned char lo, unsigned char hi) {
+      if (at + k >= n) return false;
+      const unsigned char d = static_cast<unsigned char>(raw[at + k]);
+      return d >= lo && d <= hi;
+    };
+    if (c >= 0xc2 && c <= 0xdf) return cont(1, 0x80, 0xbf) ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+      const unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+      return cont(1, lo, hi) && cont(2, 0x80, 0xbf) ? 3 : 0;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+      const unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+      return cont(1, lo, hi) && cont(2, 0x80, 0xbf) && cont(3, 0x80, 0xbf) ? 4 : 0;
+    }
+    return 0;
+  };
+  while (i < n) {
+    // Eight ASCII bytes at a time: most log text is ASCII.
+    while (i + 8 <= n) {
+      uint64_t w;
+      std::memcpy(&w, raw.data() + i, 8);
+      if (w & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i >= n) break;
+    if (static_cast<unsigned char>(raw[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    const size_t l = seq_len(i);
+    if (l == 0) break;
+    i += l;
+  }
+  if (i >= n) return raw;
+  scratch->assign(raw.substr(0, i));
+  static constexpr std::string_view kReplacement = "\xef\xbf\xbd";
+  while (i < n) {
+    const size_t l = seq_len(i);
+    if (l != 0) {
+      scratch->append(raw.substr(i, l));
+      i += l;
+      continue;
+    }
+    // The maximal subpart: a lead byte plus the continuation bytes that
+    // were still valid for it.
+    const unsigned char c = static_cast<unsigned char>(raw[i]);
+    size_t take = 1;
+    auto ok = [&](size_t k, unsigned char lo, unsigned char hi) {
+      if (i + k >= n) return false;
+      const unsigned char d = static_cast<unsigned char>(raw[i + k]);
+      return d >= lo && d <= hi;
+    };
+    if (c >= 0xe0 && c <= 0xef) {
+      const unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+      if (ok(1, lo, hi)) take = 2;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      const unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+      if (ok(1, lo, hi)) {
+        take = 2;
+        if (ok(2, 0x80, 0xbf)) take = 3;
+      }
+    }
+    scratch->append(kReplacement);
+    i += take;
+  }
+  return *scratch;
+}
+
+std::string PyFloatRepr(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+  (void)ec;
+  std::string sci(buf, end);  // d.ddde[+-]XX
+  const size_t e = sci.find('e');
+  std::string mant = sci.substr(0, e);
+  const int exp = std::atoi(sci.c_str() + e + 1);
+  const bool neg = !mant.empty() && mant[0] == '-';
+  if (neg) mant.erase(0, 1);
+  std::string digits;
+  for (char c : mant)
+    if (c != '.') digits.push_back(c);
+  std::string out = neg ? "-" : "";
+  if (exp < -4 || exp >= 16) {
+    out += digits.substr(0, 1);
+    if (digits.size() > 1) out += "." + digits.substr(1);
+    char eb[16];
+    std::snprintf(eb, sizeof eb, "e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
+    return out + eb;
+  }
+  if (exp < 0) {
+    return out + "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
+  }
+  const size_t int_len = static_cast<size_t>(exp) + 1;
+  if (digits.size() <= int_len) {
+    return out + digits + std::string(int_len - digits.size(), '0') + ".0";
+  }
+  return out + digits.substr(0, int_len) + "." + digits.substr(int_len);
+}
+
+namespace {
+
+constexpr const char kVersion[] = "1.0.2";
+
+// Output goes through stdio with a large buffer: a report of a big log is
+// written once at the end, --json streams.
+void Out(const std::string& s) {
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fputc('\n', stdout);
+}
+
+std::string ShortStr(std::string_view s, size_t l = 53) {
+  // Python counts code points; count UTF-8 lead bytes.
+  size_t cps = 0;
+  for (char c : s)
+    if ((static_cast<unsigned char>(c) & 0xc0) != 0x80) ++cps;
+  if (cps <= l) return std::string(s);
+  size_t keep = 0, seen = 0;
+  while (keep < s.size()) {
+    if ((static_cast<unsigned char>(s[keep]) & 0xc0) != 0x80) {
+      if (seen == l - 3) break;
+      ++seen;
+    }
+    ++keep;
+  }
+  return std::string(s.substr(0, keep)) + "...";
+}
+
+void PprintList(const std::vector<std::string>& l, const std::string& header = "") {
+  if (l.empty()) return;
+  std::string s = header.empty() ? "" : "|- " + header + "\n";
+  s += "|  ";
+  for (size_t i = 0; i < l.size(); ++i) {
+    if (i != 0) s += "\n|  ";
+    s += l[i];
+  }
+  s += "\n`-";
+  Out(s);
+}
+
+std::string RStrip(std::string_view s) {
+  size_t e = s.size();
+  while (e > 0 && IsPyWs(static_cast<unsigned char>(s[e - 1]))) --e;
+  return std::string(s.substr(0, e));
+}
+
+struct Options {
+  std::string config = "/etc/fail2ban";
+  std::optional<std::string> datepattern;
+  std::optional<std::string> timezone;
+  std::string encoding = "UTF-8";
+  bool raw = false;
+  std::optional<std::string> usedns;
+  int maxlines = 0;
+  std::optional<std::string> journalmatch;
+  std::string log_level = "critical";
+  int verbose = 0;
+  bool verbose_date = false;
+  bool check_all = true;
+  std::optional<std::string> out;
+  bool print_no_missed = false, print_no_ignored = false;
+  bool print_all_matched = false, print_all_missed = false, print_all_ignored = false;
+  bool json = false;
+  std::optional<double> now;
+  std::vector<std::string> args;
+};
+
+void PrintUsage(FILE* f, const char* prog) {
+  std::fprintf(
+      f,
+      "Usage: %s [OPTIONS] <LOG> <REGEX> [IGNOREREGEX]\n\n"
+      "bantam-regex: test failregex/ignoreregex and filters against log lines or files, as\n"
+      "fail2ban-regex does, with bantam's filter engine.\n\n"
+      "LOG:\n"
+      "  string                a string representing a log line\n"
+      "  filename              path to a log file (/var/log/auth.log)\n\n"
+      "REGEX:\n"
+      "  string                a string representing a 'failregex'\n"
+      "  filter                name of filter, optionally with options (sshd[mode=aggressive])\n"
+      "  filename              path to a filter file (filter.d/sshd.conf)\n\n"
+      "IGNOREREGEX:\n"
+      "  string                a string representing an 'ignoreregex'\n"
+      "  filename              path to a filter file (filter.d/sshd.conf)\n\n"
+      "Options:\n"
+      "  -h, --help            show this help message and exit\n"
+      "  -c CONFIG, --config=CONFIG\n"
+      "                        set alternate config directory (default /etc/fail2ban)\n"
+      "  -d DATEPATTERN, --datepattern=DATEPATTERN\n"
+      "                        set custom pattern used to match date/times\n"
+      "  --timezone=TIMEZONE, --TZ=TIMEZONE\n"
+      "                        set time-zone used by convert time format\n"
+      "  -e ENCODING, --encoding=ENCODING\n"
+      "                        file encoding (only UTF-8 is supported)\n"
+      "  -r, --raw             raw hosts, don't resolve dns\n"
+      "  --usedns=USEDNS       DNS specified replacement of tags <HOST> in regexp ('yes' -\n"
+      "                        matches all form of hosts, 'no' - IP addresses only)\n"
+      "  -L MAXLINES, --maxlines=MAXLINES\n"
+      "                        maxlines for multi-line regex.\n"
+      "  -l LOG_LEVEL, --log-level=LOG_LEVEL\n"
+      "                        log level for warnings (critical, error, warning, info, debug)\n"
+      "  -V                    get version in machine-readable short format\n"
+      "  -v, --verbose         increase verbosity\n"
+      "  --verbosity=VERBOSE   set numerical level of verbosity (0..4)\n"
+      "  --verbose-date, --VD  verbose date patterns in output\n"
+      "  --no-check-all        disable check for all regex's\n"
+      "  -o OUT, --out=OUT     set token to print failure information only (row, id, ip, msg,\n"
+      "                        host, ip4, ip6, dns, matches, ...)\n"
+      "  --print-no-missed     do not print any missed lines\n"
+      "  --print-no-ignored    do not print any ignored lines\n"
+      "  --print-all-matched   print all matched lines\n"
+      "  --print-all-missed    print all missed lines, no matter how many\n"
+      "  --print-all-ignored   print all ignored lines, no matter how many\n"
+      "  --json                print one JSON object per failure and nothing else:\n"
+      "                        {\"lineno\":N,\"id\":...,\"time\":T,\"fail\":{...}}\n"
+      "  --now=EPOCH           fix the current time (year inference, lines without date)\n",
+      prog);
+}
+
+// optparse-style parsing: "-dX", "-d X", "--datepattern=X", "--datepattern X".
+// Returns an error message, or "" on success; sets *exit_now for -h/-V.
+std::string ParseArgs(int argc, char** argv, Options* o, int* exit_now) {
+  struct Spec {
+    const char* short_name;
+    const char* long_name;
+    const char* long_alias;
+    bool value;
+  };
+  static const Spec kSpecs[] = {
+      {"-c", "--config", nullptr, true},          {"-d", "--datepattern", nullptr, true},
+      {nullptr, "--timezone", "--TZ", true},      {"-e", "--encoding", nullptr, true},
+      {"-r", "--raw", nullptr, false},            {nullptr, "--usedns", nullptr, true},
+      {"-L", "--maxlines", nullptr, true},        {"-m", "--journalmatch", nullptr, true},
+      {"-l", "--log-level", nullptr, true},       {"-V", nullptr, nullptr, false},
+      {"-v", "--verbose", nullptr, false},        {nullptr, "--verbosity", nullptr, true},
+      {nullptr, "--verbose-date", "--VD", false}, {"-D", "--debuggex", nullptr, false},
+      {nullptr, "--no-check-all", nullptr, false}, {"-o", "--out", nullptr, true},
+      {nullptr, "--print-no-missed", nullptr, false}, {nullptr, "--print-no-ignored", nullptr, false},
+      {nullptr, "--print-all-matched", nullptr, false}, {nullptr, "--print-all-missed", nullptr, false},
+      {nullptr, "--print-all-ignored", nullptr, false}, {"-t", "--log-traceback", nullptr, false},
+      {nullptr, "--full-traceback", nullptr, false}, {nullptr, "--json", nullptr, false},
+      {nullptr, "--now", nullptr, true},          {"-h", "--help", nullptr, false},
+  };
+  bool only_args = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (only_args || a.size() < 2 || a[0] != '-') {
+      o->args.push_back(a);
+      continue;
+    }
+    if (a == "--") {
+      only_args = true;
+      continue;
+    }
+    const Spec* spec = nullptr;
+    std::optional<std::string> value;
+    if (a.rfind("--", 0) == 0) {
+      const size_t eq = a.find('=');
+      const std::string name = a.substr(0, eq);
+      if (eq != std::string::npos) value = a.substr(eq + 1);
+      for (const Spec& s : kSpecs) {
+        if ((s.long_name && name == s.long_name) || (s.long_alias && name == s.long_alias)) spec = &s;
+      }
+      if (!spec) return "no such option: " + name;
+      if (!spec->value && value) return spec->long_name + std::string(" option does not take a value");
+    } else {
+      const std::string name = a.substr(0, 2);
+      for (const Spec& s : kSpecs) {
+        if (s.short_name && name == s.short_name) spec = &s;
+      }
+      if (!spec) return "no such option: " + name;
+      if (a.size() > 2) {
+        if (spec->value) {
+          value = a.substr(2);
+        } else {
+          // Bundled flags such as -rv.
+          std::string rest = "-" + a.substr(2);
+          // Re-dispatch the remaining flags one by one.
+          for (size_t k = 1; k < rest.size(); ++k) {
+            std::string flag = std::string("-") + rest[k];
+            const Spec* fs = nullptr;
+            for (const Spec& s : kSpecs)
+              if (s.short_name && flag == s.short_name) fs = &s;
+            if (!fs || fs->value) return "no such option: " + flag;
+            if (flag == "-r") o->raw = true;
+            if (flag == "-v") ++o->verbose;
+            if (flag == "-D") return "--debuggex is not supported by bantam-regex";
+            if (flag == "-V") {
+              Out(kVersion);
+              *exit_now = 0;
+              return "";
+            }
+            if (flag == "-h") {
+              PrintUsage(stdout, argv[0]);
+              *exit_now = 0;
+              return "";
+            }
+          }
+        }
+      }
+    }
+    const std::string key = spec->long_name ? spec->long_name : spec->short_name;
+    if (spec->value && !value) {
+      if (i + 1 >= argc) return a + " option requires an argument";
+      value = argv[++i];
+    }
+    if (key == "--config") o->config = *value;
+    else if (key == "--datepattern") o->datepattern = *value;
+    else if (key == "--timezone") o->timezone = *value;
+    else if (key == "--encoding") o->encoding = *value;
+    else if (key == "--raw") o->raw = true;
+    else if (key == "--usedns") o->usedns = *value;
+    else if (key == "--maxlines" || key == "--verbosity") {
+      char* end = nullptr;
+      const long v = std::strtol(value->c_str(), &end, 10);
+      if (value->empty() || *end != '\0') {
+        return "option " + a + ": invalid integer value: " + PyRepr(*value);
+      }
+      (key == "--maxlines" ? o->maxlines : o->verbose) = static_cast<int>(v);
+    } else if (key == "--journalmatch") o->journalmatch = *value;
+    else if (key == "--log-level") o->log_level = *value;
+    else if (key == "-V") {
+      Out(kVersion);
+      *exit_now = 0;
+      return "";
+    } else if (key == "--verbose") ++o->verbose;
+    else if (key == "--verbose-date") o->verbose_date = true;
+    else if (key == "--debuggex") return "--debuggex is not supported by bantam-regex";
+    else if (key == "--no-check-all") o->check_all = false;
+    else if (key == "--out") o->out = *value;
+    else if (key == "--print-no-missed") o->print_no_missed = true;
+    else if (key == "--print-no-ignored") o->print_no_ignored = true;
+    else if (key == "--print-all-matched") o->print_all_matched = true;
+    else if (key == "--print-all-missed") o->print_all_missed = true;
+    else if (key == "--print-all-ignored") o->print_all_ignored = true;
+    else if (key == "--json") o->json = true;
+    else if (key == "--now") {
+      char* end = nullptr;
+      const double v = std::strtod(value->c_str(), &end);
+      if (value->empty() || *end != '\0' || !std::isfinite(v)) {
+        return "option --now: invalid number: " + PyRepr(*value);
+      }
+      o->now = v;
+    } else if (key == "--help") {
+      PrintUsage(stdout, argv[0]);
+      *exit_now = 0;
+      return "";
+    }
+  }
+  return "";
+}
+
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A log file mapped into memory (or read, for pipes and /proc files).
+class LogText {
+ public:
+  ~LogText() {
+    if (map_ != nullptr) ::munmap(map_, size_);
+  }
+  std::string Open(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return "[Errno " + std::to_string(errno) + "] " + std::strerror(errno) + ": " + PyRepr(path);
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+      void* m = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+      if (m != MAP_FAILED) {
+        map_ = m;
+        size_ = static_cast<size_t>(st.st_size);
+        ::madvise(m, size_, MADV_SEQUENTIAL);
+        ::close(fd);
+        text_ = std::string_view(static_cast<const char*>(map_), size_);
+        return "";
+      }
+    }
+    char buf[1 << 16];
+    ssize_t r;
+    while ((r = ::read(fd, buf, sizeof buf)) > 0) owned_.append(buf, static_cast<size_t>(r));
+    ::close(fd);
+    text_ = owned_;
+    return "";
+  }
+  std::string_view text() const { return text_; }
+
+ private:
+  void* map_ = nullptr;
+  size_t size_ = 0;
+  std::string owned_;
+  std::string_view text_;
+};
+
+struct RegexStat {
+  std::string regex;
+  uint64_t hits = 0;
+  struct Hit {
+    std::string id;
+    std::optional<double> time;
+    bool multiple;
+  };
+  std::vector<Hit> ips;  // only with -v
+};
+
+struct LineStats {
+  uint64_t tested = 0, matched = 0, missed = 0, ignored = 0;
+  std::vector<std::string> matched_lines, missed_lines, ignored_lines;
+};
+
+void AppendJsonFail(const Failure& f, std::string* out) {
+  out->push_back('{');
+  bool first = true;
+  auto key = [&](std::string_view k) {
+    if (!first) out->push_back(',');
+    first = false;
+    out->append(JsonQuote(k));
+    out->push_back(':');
+  };
+  for (const auto& [k, v] : f.fail.groups()) {
+    if (!v) continue;
+    key(k);
+    out->append(JsonQuote(*v));
+  }
+  if (f.fail.ip) {
+    key("ip");
+    out->append(JsonQuote(*f.fail.ip));
+  }
+  if (f.fail.has_users) {
+    key("users");
+    out->push_back('[');
+    for (size_t i = 0; i < f.fail.users.size(); ++i) {
+      if (i != 0) out->push_back(',');
+      out->append(JsonQuote(f.fail.users[i]));
+    }
+    out->push_back(']');
+  }
+  key("matches");
+  out->push_back('[');
+  for (size_t i = 0; i < f.fail.matches.size(); ++i) {
+    if (i != 0) out->push_back(',');
+    out->append(JsonQuote(f.fail.matches[i]));
+  }
+  out->push_back(']');
+  out->push_back('}');
+}
+
+// Python's "%a %b %d %H:%M:%S %Y" of time.localtime(t).
+std::string CTimeString(double t) {
+  const time_t secs = static_cast<time_t>(std::floor(t));
+  struct tm tm {};
+  localtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a %b %d %H:%M:%S %Y", &tm);
+  return buf;
+}
+
+class RegexTool {
+ public:
+  explicit RegexTool(Options o) : o_(std::move(o)) {}
+  int Run();
+
+ private:
+  void Output(const std::string& s) {
+    if (!quiet()) Out(s);
+  }
+  bool quiet() const { return o_.out.has_value() || o_.json; }
+  bool ReadRegex(const std::string& value, bool fail);
+  bool SetDatePattern(const std::string& pattern);
+  void TestLine(std::string_view line, uint64_t lineno);
+  void OutFormatted(const std::vector<Failure>& ret);
+  void PrintStats(double elapsed);
+  void PrintLines(const char* type, uint64_t count, const std::vector<std::string>& lines,
+                  bool print_all);
+
+  Options o_;
+  FilterSettings settings_;
+  bool maxlines_set_ = false;
+  bool datepattern_set_ = false;
+  int maxlines_stat_ = 20;
+  std::optional<std::string> prefregex_;
+  std::vector<RegexStat> failregex_, ignoreregex_;
+  std::unique_ptr<Filter> filter_;
+  uint64_t pref_matched_ = 0;
+  LineStats stats_;
+  std::vector<Failure> failures_;
+  LineResult line_result_;
+  std::vector<uint64_t> buffer_before_, buffer_after_;
+  std::vector<std::string> buffered_text_;  // text of lines in the buffer, by seq order
+  std::vector<std::pair<uint64_t, std::string>> pending_lines_;
+  std::string json_;
+  double now_ = 0;
+};
+
+void RegexTool::OutFormatted(const std::vector<Failure>& ret) {
+  const std::string& fmt = *o_.out;
+  for (const Failure& r : ret) {
+    const std::string id = r.id ? r.id->ToString() : "None";
+    if (fmt == "id" || fmt == "fid") {
+      Out(id);
+    } else if (fmt == "ip") {
+      Out(r.fail.ip ? *r.fail.ip : id);
+    } else if (fmt == "msg") {
+      for (const std::string& m : r.fail.matches) Out(m);
+    } else if (fmt == "row") {
+      std::string row = "[" + PyRepr(id) + ",\t" + (r.time ? PyFloatRepr(*r.time) : "None") + ",\t{";
+      bool first = true;
+      for (const auto& [k, v] : r.fail.groups()) {
+        if (!first) row += ", ";
+        first = false;
+        row += PyRepr(k) + ": " + (v ? PyRepr(*v) : "None");
+      }
+      row += "}],";
+      Out(row);
+    } else if (fmt == "matches") {
+      std::string l = "[";
+      for (size_t i = 0; i < r.fail.matches.size(); ++i) {
+        if (i != 0) l += ", ";
+        l += PyRepr(r.fail.matches[i]);
+      }
+      Out(l + "]");
+    } else {
+      // A field name, or a template with <tags>.
+      if (fmt.find('<') == std::string::npos) {
+        std::optional<std::string_view> v = r.fail.Get(fmt);
+        Out(v ? std::string(*v) : "None");
+        continue;
+      }
+      std::string s;
+      for (size_t i = 0; i < fmt.size();) {
+        if (fmt[i] == '<') {
+          const size_t e = fmt.find('>', i);
+          if (e != std::string::npos) {
+            const std::string tag = fmt.substr(i + 1, e - i - 1);
+            std::optional<std::string> v;
+            if (tag == "ip" || tag == "fid") v = tag == "ip" && r.fail.ip ? *r.fail.ip : id;
+            else if (tag == "time") v = r.time ? PyFloatRepr(*r.time) : "None";
+            else if (tag == "msg" || tag == "matches") {
+              std::string m;
+              for (size_t k = 0; k < r.fail.matches.size(); ++k) {
+                if (k != 0) m += "\n";
+                m += r.fail.matches[k];
+              }
+              v = m;
+            } else if (tag.rfind("F-", 0) == 0) {
+              if (auto g = r.fail.Get(LowerAscii(tag.substr(2)))) v = std::string(*g);
+            } else if (auto g = r.fail.Get(tag)) {
+              v = std::string(*g);
+            }
+            if (v) {
+              std::string esc;
+              for (char c : *v) {
+                if (c == '\0') esc += "\\x00";
+                else esc.push_back(c);
+              }
+              s += esc;
+              i = e + 1;
+              continue;
+            }
+          }
+        }
+        s.push_back(fmt[i]);
+        ++i;
+      }
+      Out(s);
+    }
+  }
+}
+
+// fail2ban-regex's setDatePattern: the first pattern wins (command line
+// before filter file), reported with the name of the template it makes.
+bool RegexTool::SetDatePattern(const std::string& pattern) {
+  if (datepattern_set_) return true;
+  DateDetectorOptions d;
+  d.datepattern = pattern;
+  d.logtimezone = settings_.logtimezone;
+  Result<DateDetector> dd = DateDetector::Create(d);
+  if (!dd.ok()) {
+    Out("ERROR: " + dd.status().message());
+    return false;
+  }
+  settings_.datepattern = pattern;
+  datepattern_set_ = true;
+  const std::vector<DateTemplateStats> t = dd->templates();
+  const std::string name =
+      t.empty() || t.size() > 2 ? std::string("Default Detectors") : t.front().name;
+  Output("Use      datepattern : " + pattern + " : " + name);
+  return true;
+}
+
+bool RegexTool::ReadRegex(const std::string& value, bool fail) {
+  const std::string kind = fail ? "failregex" : "ignoreregex";
+  std::string basedir = o_.config;
+  std::string flt_name = value;
+  std::optional<std::string> flt_file;
+  OrderedMap<std::string> flt_opt;
+  static const std::regex kFilterName(R"(^/{0,3}[\w/_\-.]+(?:\[[\s\S]*\])?$)");
+  if (fail && std::regex_match(value, kFilterName)) {
+    Result<NamedOptions> parsed = ParseNamedOptions(value);
+    if (!parsed.ok()) {
+      Out("ERROR: Wrong filter name or options: " + parsed.status().message());
+      Out("       while parsing: " + value);
+      return false;
+    }
+    flt_name = parsed->name;
+    flt_opt = parsed->options;
+    std::vector<std::string> tries;
+    const std::string tail = flt_name.size() > 6 ? flt_name.substr(flt_name.size() - 6) : flt_name;
+    if (tail.find('.') != std::string::npos) {
+      tries = {flt_name};
+    } else {
+      tries = {flt_name, flt_name + ".conf", flt_name + ".local"};
+    }
+    auto base = [](const std::string& p) {
+      const size_t s = p.rfind('/');
+      return s == std::string::npos ? p : p.substr(s + 1);
+    };
+    for (std::string f : tries) {
+      if (f.find('/') == std::string::npos) {
+        f = base(basedir) == "filter.d" ? basedir + "/" + f : basedir + "/filter.d/" + f;
+      } else {
+        const size_t s = f.rfind('/');
+        basedir = s == 0 ? "/" : f.substr(0, s);
+      }
+      struct stat st {};
+      if (::stat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+        flt_file = f;
+        break;
+      }
+    }
+  }
+  std::vector<std::string> regexes;
+  if (flt_file) {
+    auto base = [](const std::string& p) {
+      const size_t s = p.rfind('/');
+      return s == std::string::npos ? p : p.substr(s + 1);
+    };
+    std::string load_basedir = basedir;
+    std::string file;
+    const std::string stem = [&] {
+      std::string b = base(flt_name);
+      const size_t dot = b.rfind('.');
+      return dot == std::string::npos || dot == 0 ? b : b.substr(0, dot);
+    }();
+    const std::string tail = flt_name.size() > 6 ? flt_name.substr(flt_name.size() - 6) : flt_name;
+    if (basedir == o_.config || base(basedir) == "filter.d" ||
+        (tail.find('.') == std::string::npos && flt_name.find('/') == std::string::npos)) {
+      if (base(load_basedir) == "filter.d") {
+        const size_t s = load_basedir.rfind('/');
+        load_basedir = s == std::string::npos ? "." : load_basedir.substr(0, s);
+      }
+      Output("Use " + std::string(11 - std::min<size_t>(11, kind.size()), ' ') + kind +
+             " filter file : " + stem + ", basedir: " + load_basedir);
+      file = "filter.d/" + stem;
+    } else {
+      // A file outside any filter.d: read it (and its overlays) on its own.
+      Output("Use " + std::string(11 - std::min<size_t>(11, kind.size()), ' ') + kind +
+             " file : " + flt_name);
+      const std::string path = *flt_file;
+      const size_t s = path.rfind('/');
+      load_basedir = s == std::string::npos ? "." : path.substr(0, s);
+      file = stem;
+    }
+    if (!flt_opt.empty()) {
+      std::string repr = "{";
+      bool first = true;
+      for (const auto& [k, v] : flt_opt) {
+        if (!first) repr += ", ";
+        first = false;
+        repr += PyRepr(k) + ": " + PyRepr(v);
+      }
+      Output("Use   filter options : " + repr + "}");
+    }
+    Result<LoadedFilter> loaded = LoadFilter(load_basedir, file, flt_opt, "auto");
+    if (!loaded.ok()) {
+      Out("Wrong config file: " + loaded.status().message());
+      Out("ERROR: failed to load filter " + value);
+      return false;
+    }
+    for (const Value& cmd : loaded->commands) {
+      const Value::List& c = cmd.as_list();
+      if (c.size() < 4) continue;
+      const std::string& op = c[0].as_string();
+      const std::string& opt = c[2].as_string();
+      std::vector<std::string> vals;
+      if (op == "multi-set") {
+        for (const Value& v : c[3].as_list()) vals.push_back(v.ToPyStr());
+      } else {
+        for (size_t k = 3; k < c.size(); ++k) vals.push_back(c[k].ToPyStr());
+      }
+      if (opt == "prefregex") {
+        for (const std::string& v : vals) prefregex_ = v;
+      } else if (opt == "addfailregex" || opt == "addignoreregex") {
+        for (const std::string& v : vals) {
+          RegexStat st;
+          st.regex = v;
+          (opt == "addfailregex" ? failregex_ : ignoreregex_).push_back(std::move(st));
+        }
+        if (opt == "addfailregex" && !fail) {
+          // fail2ban-regex keeps whatever type the file provides.
+        }
+      } else if (opt == "maxlines") {
+        for (const std::string& v : vals) {
+          if (!maxlines_set_) {
+            char* end = nullptr;
+            const long n = std::strtol(v.c_str(), &end, 10);
+            if (v.empty() || *end != '\0') {
+              Out("ERROR: Invalid value for maxlines (" + PyRepr(v) + ") read from " + value);
+              return false;
+            }
+            settings_.maxlines = static_cast<int>(n);
+            maxlines_set_ = true;
+            Output("Use         maxlines : " + std::to_string(settings_.maxlines));
+          }
+        }
+      } else if (opt == "datepattern") {
+        for (const std::string& v : vals) {
+          if (!SetDatePattern(v)) return false;
+        }
+      } else if (opt == "addjournalmatch") {
+        // Only meaningful for systemd-journal, which bantam-regex does not read.
+      }
+    }
+    (void)regexes;
+    return true;
+  }
+  Output("Use " + std::string(11 - std::min<size_t>(11, kind.size()), ' ') + kind +
+         " line : " + ShortStr(value));
+  RegexStat st;
+  st.regex = value;
+  (fail ? failregex_ : ignoreregex_).push_back(std::move(st));
+  return true;
+}
+
+void RegexTool::TestLine(std::string_view line, uint64_t lineno) {
+  const bool multi = settings_.maxlines > 1;
+  if (multi) filter_->LineBufferSeqs(&buffer_before_);
+  const bool full_buffer = buffer_before_.size() >= static_cast<size_t>(settings_.maxlines);
+  filter_->ProcessLine(line, now_, lineno, &failures_, &line_result_);
+  bool is_ignored = !line_result_.ignored_by.empty();
+  for (int i : line_result_.ignored_by) ++ignoreregex_[static_cast<size_t>(i)].hits;
+
+  if (o_.json) {
+    for (const Failure& f : failures_) {
+      if (!f.id || f.nofail()) continue;
+      json_.clear();
+      json_ += "{\"lineno\":";
+      json_ += std::to_string(lineno);
+      json_ += ",\"id\":";
+      json_ += JsonQuote(f.id->ToString());
+      json_ += ",\"time\":";
+      json_ += f.time ? PyFloatRepr(*f.time) : "null";
+      json_ += ",\"fail\":";
+      AppendJsonFail(f, &json_);
+      json_ += "}\n";
+      std::fwrite(json_.data(), 1, json_.size(), stdout);
+    }
+    return;
+  }
+  std::vector<const Failure*> ret;
+  size_t counted = 0;
+  for (const Failure& f : failures_) {
+    if (!o_.out) {
+      RegexStat& rs = failregex_[static_cast<size_t>(f.regex_index)];
+      ++rs.hits;
+      if (o_.verbose) rs.ips.push_back({f.id ? f.id->ToString() : "None", f.time, counted > 1});
+    }
+    if (!f.nofail()) {
+      ret.push_back(&f);
+      ++counted;
+    } else {
+      is_ignored = true;
+    }
+  }
+  if (o_.out) {
+    if (!ret.empty() && !is_ignored) {
+      std::vector<Failure> copy;
+      for (const Failure* f : ret) copy.push_back(*f);
+      OutFormatted(copy);
+    }
+    return;
+  }
+  if (line_result_.prefregex_matched && filter_->prefregex()) ++pref_matched_;
+
+  if (multi) {
+    // Lines of the buffer that a match consumed count as matched, not missed.
+    filter_->LineBufferSeqs(&buffer_after_);
+    for (size_t k = full_buffer ? 1 : 0; k < buffer_before_.size(); ++k) {
+      const uint64_t seq = buffer_before_[k];
+      if (std::find(buffer_after_.begin(), buffer_after_.end(), seq) != buffer_after_.end()) {
+        continue;
+      }
+      for (auto it = pending_lines_.begin(); it != pending_lines_.end(); ++it) {
+        if (it->first == seq) {
+          auto m = std::find(stats_.missed_lines.begin(), stats_.missed_lines.end(), it->second);
+          if (m != stats_.missed_lines.end()) stats_.missed_lines.erase(m);
+          if (o_.print_all_matched) stats_.matched_lines.push_back(it->second);
+          break;
+        }
+      }
+      ++stats_.matched;
+      --stats_.missed;
+    }
+  }
+
+  const std::string text(line);
+  if (is_ignored) {
+    ++stats_.ignored;
+    if (!o_.print_no_ignored &&
+        (o_.print_all_ignored || stats_.ignored <= static_cast<uint64_t>(maxlines_stat_) + 1)) {
+      stats_.ignored_lines.push_back(text);
+    }
+  } else if (!ret.empty()) {
+    ++stats_.matched;
+    if (o_.print_all_matched) stats_.matched_lines.push_back(text);
+  } else {
+    ++stats_.missed;
+    if (!o_.print_no_missed &&
+        (o_.print_all_missed || stats_.missed <= static_cast<uint64_t>(maxlines_stat_) + 1)) {
+      stats_.missed_lines.push_back(text);
+    }
+  }
+  ++stats_.tested;
+  if (multi) {
+    pending_lines_.emplace_back(lineno, text);
+    while (pending_lines_.size() > static_cast<size_t>(settings_.maxlines) + 1) {
+      pending_lines_.erase(pending_lines_.begin());
+    }
+  }
+}
+
+void RegexTool::PrintLines(const char* type, uint64_t count, const std::vector<std::string>& lines,
+                           bool print_all) {
+  if (count == 0) return;
+  std::string cap = type;
+  cap[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(cap[0])));
+  const std::string header = cap + " line(s):";
+  if (count < static_cast<uint64_t>(maxlines_stat_) || print_all) {
+    std::vector<std::string> l;
+    for (const std::string& s : lines) l.push_back(RStrip(s));
+    PprintList(l, header);
+  } else {
+    Out(header + " too many to print.  Use --print-all-" + type + " to print all " +
+        std::to_string(count) + " lines");
+  }
+}
+
+void RegexTool::PrintStats(double elapsed) {
+  Out("");
+  Out("Results");
+  Out("=======");
+  if (filter_->prefregex()) {
+    FailRegexOptions ro;
+    ro.host_matches_dns = settings_.usedns != "no";
+    Out("\nPrefregex: " + std::to_string(pref_matched_) + " total");
+    PprintList({ExpandFailRegexTags(*prefregex_, ro)});
+  }
+  auto print_regexes = [&](const char* title, const std::vector<RegexStat>& list) {
+    uint64_t total = 0;
+    std::vector<std::string> out;
+    for (size_t i = 0; i < list.size(); ++i) {
+      total += list[i].hits;
+      if (list[i].hits || o_.verbose) {
+        char num[32];
+        std::snprintf(num, sizeof num, "%2zu", i + 1);
+        out.push_back(std::string(num) + ") [" + std::to_string(list[i].hits) + "] " +
+                      list[i].regex);
+      }
+      if (o_.verbose) {
+        for (const RegexStat::Hit& h : list[i].ips) {
+          out.push_back("    " + h.id + "  " + CTimeString(h.time.value_or(now_)) +
+                        (h.multiple ? " (multiple regex matched)" : ""));
+        }
+      }
+    }
+    Out("\n" + std::string(title) + ": " + std::to_string(total) + " total");
+    PprintList(out, " #) [# of hits] regular expression");
+  };
+  print_regexes("Failregex", failregex_);
+  print_regexes("Ignoreregex", ignoreregex_);
+
+  Out("\nDate template hits:");
+  std::vector<std::string> out;
+  for (const DateTemplateStats& t : filter_->date_detector().templates()) {
+    if (o_.verbose || t.hits) out.push_back("[" + std::to_string(t.hits) + "] " + t.name);
+  }
+  PprintList(out, "[# of hits] date format");
+
+  Out("\nLines: " + std::to_string(stats_.tested) + " lines, " + std::to_string(stats_.ignored) +
+      " ignored, " + std::to_string(stats_.matched) + " matched, " +
+      std::to_string(stats_.missed) + " missed");
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "[processed in %.2f sec]", elapsed);
+  Out(buf);
+  Out("");
+  if (o_.print_all_matched) {
+    PrintLines("matched", stats_.matched, stats_.matched_lines, true);
+  }
+  if (!o_.print_no_ignored) {
+    PrintLines("ignored", stats_.ignored, stats_.ignored_lines, o_.print_all_ignored);
+  }
+  if (!o_.print_no_missed) {
+    PrintLines("missed", stats_.missed, stats_.missed_lines, o_.print_all_missed);
+  }
+}
+
+// A progress bar on stderr for long runs on a terminal.
+class Progress {
+ public:
+  Progress(size_t total, bool enabled) : total_(total), enabled_(enabled && total > (8u << 20)) {}
+  void Update(size_t done, uint64_t lines) {
+    if (!enabled_ || (lines & 0x3fff) != 0) return;
+    const auto t = std::chrono::steady_clock::now();
+    if (t - last_ < std::chrono::milliseconds(200)) return;
+    last_ = t;
+    const int pct = static_cast<int>(100.0 * static_cast<double>(done) / static_cast<double>(total_));
+    const int bar = pct * 30 / 100;
+    std::fprintf(stderr, "\r[%s%s] %3d%% %llu lines", std::string(static_cast<size_t>(bar), '#').c_str(),
+                 std::string(static_cast<size_t>(30 - bar), '.').c_str(), pct,
+                 static_cast<unsigned long long>(lines));
+    shown_ = true;
+  }
+  ~Progress() {
+    if (shown_) std::fprintf(stderr, "\r\033[K");
+  }
+
+ private:
+  size_t total_;
+  bool enabled_;
+  bool shown_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+int RegexTool::Run() {
+  if (!quiet()) {
+    Out("");
+    Out("Running tests");
+    Out("=============");
+    Out("");
+  }
+  if (o_.maxlines) {
+    settings_.maxlines = o_.maxlines;
+    maxlines_set_ = true;
+    maxlines_stat_ = o_.maxlines;
+    Output("Use         maxlines : " + std::to_string(settings_.maxlines));
+  }
+  if (o_.timezone) settings_.logtimezone = *o_.timezone;
+  if (o_.datepattern && !SetDatePattern(*o_.datepattern)) return 255;
+  if (o_.usedns) settings_.usedns = *o_.usedns;
+  settings_.return_raw_host = o_.raw;
+  settings_.check_find_time = false;
+  settings_.check_all_regex = o_.check_all && !o_.out;
+  settings_.ignore_pending = o_.out.has_value();
+  if (o_.encoding != "UTF-8" && LowerAscii(o_.encoding) != "utf-8" && LowerAscii(o_.encoding) != "utf8") {
+    Out("ERROR: only UTF-8 log encoding is supported, not " + o_.encoding);
+    return 255;
+  }
+  const int level = [&] {
+    const std::string l = LowerAscii(o_.log_level);
+    if (l == "debug" || l == "trace" || l == "heavydebug") return 0;
+    if (l == "info" || l == "notice") return 1;
+    if (l == "warning" || l == "warn") return 2;
+    if (l == "error") return 3;
+    return 4;
+  }();
+  if (level <= 2) {
+    settings_.warn = [](const std::string& m) { std::fprintf(stderr, "W: %s\n", m.c_str()); };
+  }
+
+  const std::string& cmd_log = o_.args[0];
+  if (cmd_log.rfind("systemd-journal", 0) == 0) {
+    Out("ERROR: systemd-journal is not supported by bantam-regex yet; export the journal "
+        "(journalctl -o short-iso) to a file and test that");
+    return 255;
+  }
+  if (!ReadRegex(o_.args[1], true)) return 255;
+  if (o_.args.size() == 3 && !ReadRegex(o_.args[2], false)) return 255;
+
+  if (prefregex_) settings_.prefregex = *prefregex_;
+  for (const RegexStat& r : failregex_) settings_.failregex.push_back(r.regex);
+  for (const RegexStat& r : ignoreregex_) settings_.ignoreregex.push_back(r.regex);
+  Result<std::unique_ptr<Filter>> filter = Filter::Create(settings_);
+  if (!filter.ok()) {
+    Out("ERROR: " + filter.status().message());
+    return 255;
+  }
+  filter_ = std::move(*filter);
+  now_ = o_.now ? *o_.now : NowSeconds();
+
+  LogText log;
+  std::vector<std::string> single_lines;
+  struct stat st {};
+  const bool is_file = ::stat(cmd_log.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  if (is_file) {
+    std::string err = log.Open(cmd_log);
+    if (!err.empty()) {
+      Out(err);
+      return 255;
+    }
+    Output("Use         log file : " + cmd_log);
+    Output("Use         encoding : " + o_.encoding);
+  } else if (settings_.maxlines <= 1 && cmd_log.find('\n') == std::string::npos) {
+    std::string shown;
+    for (char c : cmd_log) shown += c == '\n' ? std::string("\\n") : std::string(1, c);
+    Output("Use      single line : " + ShortStr(shown));
+    single_lines.push_back(cmd_log);
+  } else {
+    size_t start = 0;
+    while (true) {
+      const size_t nl = cmd_log.find('\n', start);
+      single_lines.push_back(cmd_log.substr(start, nl == std::string::npos ? std::string::npos : nl - start));
+      if (nl == std::string::npos) break;
+      start = nl + 1;
+    }
+    Output("Use      multi line : " + std::to_string(single_lines.size()) + " line(s)");
+    for (size_t i = 0; i < single_lines.size(); ++i) {
+      if (i >= 5) {
+        Output("| ...");
+        break;
+      }
+      char num[16];
+      std::snprintf(num, sizeof num, "%2.2s", std::to_string(i + 1).c_str());
+      Output("| " + std::string(num) + ": " + ShortStr(single_lines[i]));
+    }
+    Output("`-");
+  }
+  Output("");
+
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string scratch;
+  auto handle = [&](std::string_view raw, uint64_t lineno, bool from_file) {
+    // fail2ban-regex strips \r and \n at the end and skips comments and
+    // empty lines.
+    while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.remove_suffix(1);
+    if (raw.empty() || raw[0] == '#') return;
+    std::string_view line = from_file ? DecodeUtf8Replace(raw, &scratch) : raw;
+    TestLine(line, lineno);
+  };
+  if (is_file) {
+    const std::string_view text = log.text();
+    Progress progress(text.size(), !quiet() && ::isatty(2));
+    size_t pos = 0;
+    uint64_t lineno = 0;
+    while (pos < text.size()) {
+      const void* nl = std::memchr(text.data() + pos, '\n', text.size() - pos);
+      const size_t end = nl ? static_cast<size_t>(static_cast<const char*>(nl) - text.data()) + 1
+                            : text.size();
+      handle(text.substr(pos, end - pos), ++lineno, true);
+      pos = end;
+      progress.Update(pos, lineno);
+    }
+  } else {
+    uint64_t lineno = 0;
+    for (const std::string& l : single_lines) handle(l, ++lineno, false);
+  }
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!quiet()) PrintStats(elapsed);
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+int RegexToolMain(int argc, char** argv) {
+  static char out_buffer[1 << 16];
+  std::setvbuf(stdout, out_buffer, _IOFBF, sizeof out_buffer);
+  Options o;
+  int exit_now = -1;
+  const std::string err = ParseArgs(argc, argv, &o, &exit_now);
+  if (exit_now >= 0) {
+    std::fflush(stdout);
+    return exit_now;
+  }
+  std::vector<std::string> errors;
+  if (!err.empty()) {
+    std::fprintf(stderr, "Usage: %s [OPTIONS] <LOG> <REGEX> [IGNOREREGEX]\n\n%s: error: %s\n",
+                 argv[0], argv[0], err.c_str());
+    return 2;
+  }
+  if (o.print_no_missed && o.print_all_missed) {
+    errors.push_back("ERROR: --print-no-missed and --print-all-missed are mutually exclusive.");
+  }
+  if (o.print_no_ignored && o.print_all_ignored) {
+    errors.push_back("ERROR: --print-no-ignored and --print-all-ignored are mutually exclusive.");
+  }
+  if (o.args.size() != 2 && o.args.size() != 3) {
+    errors.push_back("ERROR: provide both <LOG> and <REGEX>.");
+  }
+  if (o.json && o.out) errors.push_back("ERROR: --json and --out are mutually exclusive.");
+  if (!errors.empty()) {
+    PrintUsage(stdout, argv[0]);
+    std::fflush(stdout);
+    std::string all;
+    for (const std::string& e : errors) all += e + "\n";
+    std::fprintf(stderr, "\n%s", all.c_str());
+    return 255;
+  }
+  RegexTool tool(std::move(o));
+  const int rc = tool.Run();
+  std::fflush(stdout);
+  return rc;
+}
+
+}  // namespace bantam
