@@ -139,7 +139,14 @@ class JournalReader {
   sd_journal* j_;
   long utc_offset_;
   std::vector<std::vector<std::string>> matches_;
-  JournalEntry entry_;  // reused so Next() allocates nothing per entry
+  // Reused so Next() allocates nothing per entry once warm: the entry's
+  // fields copied out of the journal, and entry_'s views into them.
+  struct FieldSpan {
+    size_t start, eq, size;
+  };
+  std::string field_bytes_;
+  std::vector<FieldSpan> field_spans_;
+  JournalEntry entry_;
 };
 
 }  // namespace bantam

@@ -550,7 +550,11 @@ Result<bool> JournalReader::Previous(JournalLine* out) {
 }
 
 Status JournalReader::ReadCurrent(JournalLine* out) {
-  entry_.fields.clear();
+  // Each enumerated field is valid only until the next call (compressed
+  // ones share one decompression buffer), so copy them all into one reused
+  // buffer first and take the views once it stops growing.
+  field_bytes_.clear();
+  field_spans_.clear();
   const void* data;
   size_t len;
   sd_journal_restart_data(j_);
@@ -560,7 +564,13 @@ Status JournalReader::ReadCurrent(JournalLine* out) {
     std::string_view d(static_cast<const char*>(data), len);
     size_t eq = d.find('=');
     if (eq == std::string_view::npos) continue;
-    entry_.fields.emplace_back(d.substr(0, eq), d.substr(eq + 1));
+    field_spans_.push_back({field_bytes_.size(), eq, len});
+    field_bytes_.append(d);
+  }
+  entry_.fields.clear();
+  for (const FieldSpan& f : field_spans_) {
+    std::string_view d(field_bytes_.data() + f.start, f.size);
+    entry_.fields.emplace_back(d.substr(0, f.eq), d.substr(f.eq + 1));
   }
   int r = sd_journal_get_realtime_usec(j_, &entry_.realtime_usec);
   if (r < 0) return JournalError("reading the entry time", r);

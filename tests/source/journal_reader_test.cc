@@ -362,6 +362,19 @@ TEST_F(JournalTest, BinaryMessageDoesNotBreakReading) {
   EXPECT_EQ(got[1].line, "after");
 }
 
+// Large fields are stored compressed and decompressed into one shared
+// buffer; holding a view across fields would read the wrong bytes.
+TEST_F(JournalTest, LargeCompressedFieldsKeepTheirOwnBytes) {
+  std::string host(2000, 'h'), ident(2000, 'i'), message(3000, 'm');
+  auto r = OpenFiles(MakeJournal(
+      {Entry("1700000000000000", "1",
+             {{"_HOSTNAME", host}, {"SYSLOG_IDENTIFIER", ident}, {"MESSAGE", message}})}));
+  ASSERT_TRUE(r);
+  std::vector<JournalLine> got = ReadAll(r.get());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].line, host + " " + ident + ": " + message);
+}
+
 TEST_F(JournalTest, FdAndProcessWork) {
   auto r = OpenFiles(MakeJournal(Corpus()));
   ASSERT_TRUE(r);
