@@ -39,7 +39,7 @@ struct JournalOptions {
 };
 
 // Parses the option map of systemd[...]. Errors name the bad option, e.g.
-// "systemd backend: journalflags = 'x' is not an integer".
+// "systemd backend: journalflags = 'x' is not a non-negative integer".
 Result<JournalOptions> ParseJournalOptions(const OrderedMap<std::string>& backend_options);
 
 // One entry as fail2ban's FilterSystemd.formatJournalEntry renders it.
@@ -56,8 +56,8 @@ struct JournalLine {
   std::string cursor;  // __CURSOR, for resuming with SeekCursor()
 };
 
-// The raw parts of one entry that formatting reads. Views point into
-// sd_journal's buffers (or the test's) and die with the next cursor move.
+// The raw parts of one entry that formatting reads. The views belong to
+// whoever filled it (JournalReader's copy of the entry, or a test's strings).
 struct JournalEntry {
   std::vector<std::pair<std::string_view, std::string_view>> fields;  // FIELD, bytes; in order
   uint64_t realtime_usec = 0;                                         // __REALTIME_TIMESTAMP
