@@ -55,6 +55,10 @@ struct FilterSettings {
   bool in_operation = true;      // false while reading a log's backlog
   double findtime = 600;
 
+  // Keep the prefregex groups of the last line for prefregex_groups()
+  // (fail2ban-regex -v prints them).
+  bool record_prefregex_groups = false;
+
   // Receives warnings (PCRE2 limits hit, a line cut, DNS lookups under
   // usedns=warn, a match without a date). May be empty.
   std::function<void(const std::string&)> warn;
@@ -150,6 +154,9 @@ class Filter {
 
   const FilterSettings& settings() const { return settings_; }
   const FailRegex* prefregex() const { return prefregex_ ? &*prefregex_ : nullptr; }
+  // The groups of the last prefregex match in group-number order, content
+  // included (only with record_prefregex_groups).
+  const std::vector<FailData::Entry>& prefregex_groups() const { return pref_groups_; }
   const std::vector<FailRegex>& failregexes() const { return failregexes_; }
   const std::vector<FailRegex>& ignoreregexes() const { return ignoreregexes_; }
   DateDetector& date_detector() { return *date_detector_; }
@@ -220,6 +227,7 @@ class Filter {
   std::optional<double> last_date_;
   std::string last_time_text_;
   bool prefregex_matched_ = false;  // fail2ban's prefRegex.hasMatched(), sticky
+  std::vector<FailData::Entry> pref_groups_;
   bool warned_no_date_ = false;
   bool warned_time_skew_ = false;
   bool warned_old_ = false;

@@ -35,6 +35,10 @@ std::vector<std::string_view> SplitNewlines(std::string_view text);
 // Words separated by spaces, commas or new lines; empty words dropped.
 std::vector<std::string> SplitWords(std::string_view text);
 
+// POSIX shlex.split as Python does it (no comments): words with quotes and
+// backslashes resolved. Error: "No closing quotation", "No escaped character".
+Result<std::vector<std::string>> ShlexSplit(std::string_view s);
+
 }  // namespace bantam
 
 #endif  // BANTAM_OPTION_LIST_H_

@@ -187,4 +187,45 @@ std::vector<std::string> SplitWords(std::string_view text) {
   return out;
 }
 
+Result<std::vector<std::string>> ShlexSplit(std::string_view s) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool in_word = false;
+  size_t i = 0;
+  while (i < s.size()) {
+    char c = s[i];
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      if (in_word) out.push_back(std::move(cur)), cur.clear(), in_word = false;
+      ++i;
+    } else if (c == '\'') {
+      size_t e = s.find('\'', i + 1);
+      if (e == std::string_view::npos) return Status::Error("No closing quotation");
+      cur.append(s.substr(i + 1, e - i - 1));
+      in_word = true;
+      i = e + 1;
+    } else if (c == '"') {
+      ++i;
+      for (;;) {
+        if (i >= s.size()) return Status::Error("No closing quotation");
+        if (s[i] == '"') break;
+        if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == '"' || s[i + 1] == '\\')) ++i;
+        cur.push_back(s[i++]);
+      }
+      ++i;
+      in_word = true;
+    } else if (c == '\\') {
+      if (i + 1 >= s.size()) return Status::Error("No escaped character");
+      cur.push_back(s[i + 1]);
+      in_word = true;
+      i += 2;
+    } else {
+      cur.push_back(c);
+      in_word = true;
+      ++i;
+    }
+  }
+  if (in_word) out.push_back(std::move(cur));
+  return out;
+}
+
 }  // namespace bantam

@@ -439,7 +439,9 @@ void Filter::CollectGroups(const FailRegex& re, FailData* fail) const {
   // A tuple is kept as its Python repr, which is what str() of the failure
   // id gives; later parts are appended to that repr.
   std::vector<std::pair<std::string, std::vector<std::string>>> built;
-  for (const auto& [k, n] : tuples) {
+  for (const auto& kn : tuples) {
+    const std::string& k = kn.first;
+    const std::string& n = kn.second;
     const std::optional<std::string>* vk = nullptr;
     for (const auto& e : fail->groups()) {
       if (e.first == k) vk = &e.second;
@@ -647,6 +649,17 @@ void Filter::FindFailure(std::optional<double> date, bool no_date, double now,
     }
     CollectGroups(*prefregex_, &pre_groups);
     have_pre_groups = true;
+    if (settings_.record_prefregex_groups) {
+      std::vector<FailRegexGroup> by_index = prefregex_->groups();
+      std::sort(by_index.begin(), by_index.end(),
+                [](const FailRegexGroup& a, const FailRegexGroup& b) { return a.index < b.index; });
+      pref_groups_.clear();
+      for (const FailRegexGroup& g : by_index) {
+        std::optional<std::string_view> v = match_.Group(g.index);
+        pref_groups_.emplace_back(g.name, v ? std::optional<std::string>(std::string(*v))
+                                            : std::nullopt);
+      }
+    }
     std::optional<std::string> repl;
     if (prefregex_content_ >= 0) {
       if (std::optional<std::string_view> c = pre_groups.Get("content")) repl = std::string(*c);

@@ -21,6 +21,7 @@
 #include "bantam/config_loader.h"
 #include "bantam/filter.h"
 #include "bantam/ini.h"
+#include "bantam/journal_reader.h"
 #include "bantam/option_list.h"
 #include "bantam/value.h"
 
@@ -505,7 +506,8 @@ class RegexTool {
   bool quiet() const { return o_.out.has_value() || o_.json; }
   bool ReadRegex(const std::string& value, bool fail);
   bool SetDatePattern(const std::string& pattern);
-  void TestLine(std::string_view line, uint64_t lineno);
+  void TestLine(std::string_view line, uint64_t lineno, const JournalLine* entry = nullptr);
+  void TestJournalLine(const JournalLine& entry, uint64_t lineno);
   void OutFormatted(const std::vector<Failure>& ret);
   void PrintStats(double elapsed);
   void PrintLines(const char* type, uint64_t count, const std::vector<std::string>& lines,
@@ -519,7 +521,10 @@ class RegexTool {
   std::optional<std::string> prefregex_;
   std::vector<RegexStat> failregex_, ignoreregex_;
   std::unique_ptr<Filter> filter_;
+  std::string backend_ = "auto";
+  std::vector<std::string> journalmatch_;
   uint64_t pref_matched_ = 0;
+  std::vector<std::string> pref_groups_;
   LineStats stats_;
   std::vector<Failure> failures_;
   LineResult line_result_;
@@ -527,6 +532,7 @@ class RegexTool {
   std::vector<std::string> buffered_text_;  // text of lines in the buffer, by seq order
   std::vector<std::pair<uint64_t, std::string>> pending_lines_;
   std::string json_;
+  std::string journal_date_;
   double now_ = 0;
 };
 
@@ -572,7 +578,7 @@ void RegexTool::OutFormatted(const std::vector<Failure>& ret) {
             const std::string tag = fmt.substr(i + 1, e - i - 1);
             std::optional<std::string> v;
             if (tag == "ip" || tag == "fid") v = tag == "ip" && r.fail.ip ? *r.fail.ip : id;
-            else if (tag == "time") v = r.time ? PyFloatRepr(*r.time) : "None";
+            else if (tag == "time") v = PyFloatRepr(r.time.value_or(now_));  // a ticket's default
             else if (tag == "msg" || tag == "matches") {
               std::string m;
               for (size_t k = 0; k < r.fail.matches.size(); ++k) {
@@ -581,7 +587,8 @@ void RegexTool::OutFormatted(const std::vector<Failure>& ret) {
               }
               v = m;
             } else if (tag.rfind("F-", 0) == 0) {
-              if (auto g = r.fail.Get(LowerAscii(tag.substr(2)))) v = std::string(*g);
+              // A failure field; one the failure lacks is empty, as in actions.
+              v = std::string(r.fail.Get(LowerAscii(tag.substr(2))).value_or(""));
             } else if (auto g = r.fail.Get(tag)) {
               v = std::string(*g);
             }
@@ -709,7 +716,7 @@ bool RegexTool::ReadRegex(const std::string& value, bool fail) {
       }
       Output("Use   filter options : " + repr + "}");
     }
-    Result<LoadedFilter> loaded = LoadFilter(load_basedir, file, flt_opt, "auto");
+    Result<LoadedFilter> loaded = LoadFilter(load_basedir, file, flt_opt, backend_);
     if (!loaded.ok()) {
       Out("Wrong config file: " + loaded.status().message());
       Out("ERROR: failed to load filter " + value);
@@ -756,7 +763,7 @@ bool RegexTool::ReadRegex(const std::string& value, bool fail) {
           if (!SetDatePattern(v)) return false;
         }
       } else if (opt == "addjournalmatch") {
-        // Only meaningful for systemd-journal, which bantam-regex does not read.
+        if (!o_.journalmatch) journalmatch_ = vals;  // -m wins; the last one counts
       }
     }
     (void)regexes;
@@ -770,11 +777,23 @@ bool RegexTool::ReadRegex(const std::string& value, bool fail) {
   return true;
 }
 
-void RegexTool::TestLine(std::string_view line, uint64_t lineno) {
+void RegexTool::TestJournalLine(const JournalLine& entry, uint64_t lineno) {
+  // fail2ban's tuple line is ('', isoformat + ' ', line); stats show the
+  // joined text.
+  journal_date_.assign(entry.date_text).push_back(' ');
+  TestLine(entry.line, lineno, &entry);
+}
+
+void RegexTool::TestLine(std::string_view line, uint64_t lineno, const JournalLine* entry) {
   const bool multi = settings_.maxlines > 1;
   if (multi) filter_->LineBufferSeqs(&buffer_before_);
   const bool full_buffer = buffer_before_.size() >= static_cast<size_t>(settings_.maxlines);
-  filter_->ProcessLine(line, now_, lineno, &failures_, &line_result_);
+  if (entry != nullptr) {
+    filter_->ProcessLineWithTime(line, entry->time, journal_date_, now_, lineno, &failures_,
+                                 &line_result_);
+  } else {
+    filter_->ProcessLine(line, now_, lineno, &failures_, &line_result_);
+  }
   bool is_ignored = !line_result_.ignored_by.empty();
   for (int i : line_result_.ignored_by) ++ignoreregex_[static_cast<size_t>(i)].hits;
 
@@ -818,7 +837,23 @@ void RegexTool::TestLine(std::string_view line, uint64_t lineno) {
     }
     return;
   }
-  if (line_result_.prefregex_matched && filter_->prefregex()) ++pref_matched_;
+  if (line_result_.prefregex_matched && filter_->prefregex()) {
+    ++pref_matched_;
+    if (o_.verbose) {
+      if (pref_groups_.size() < static_cast<size_t>(maxlines_stat_)) {
+        std::string repr = "{";
+        bool first = true;
+        for (const auto& [k, v] : filter_->prefregex_groups()) {
+          if (!first) repr += ", ";
+          first = false;
+          repr += PyRepr(k) + ": " + (v ? PyRepr(*v) : "None");
+        }
+        pref_groups_.push_back(repr + "}");
+      } else if (pref_groups_.size() == static_cast<size_t>(maxlines_stat_)) {
+        pref_groups_.push_back("...");
+      }
+    }
+  }
 
   if (multi) {
     // Lines of the buffer that a match consumed count as matched, not missed.
@@ -841,7 +876,7 @@ void RegexTool::TestLine(std::string_view line, uint64_t lineno) {
     }
   }
 
-  const std::string text(line);
+  const std::string text = entry != nullptr ? journal_date_ + std::string(line) : std::string(line);
   if (is_ignored) {
     ++stats_.ignored;
     if (!o_.print_no_ignored &&
@@ -891,7 +926,11 @@ void RegexTool::PrintStats(double elapsed) {
     FailRegexOptions ro;
     ro.host_matches_dns = settings_.usedns != "no";
     Out("\nPrefregex: " + std::to_string(pref_matched_) + " total");
-    PprintList({ExpandFailRegexTags(*prefregex_, ro)});
+    std::vector<std::string> out = {ExpandFailRegexTags(*prefregex_, ro)};
+    if (o_.verbose) {
+      for (const std::string& g : pref_groups_) out.push_back("    " + g);
+    }
+    PprintList(out);
   }
   auto print_regexes = [&](const char* title, const std::vector<RegexStat>& list) {
     uint64_t total = 0;
@@ -989,6 +1028,7 @@ int RegexTool::Run() {
   settings_.check_find_time = false;
   settings_.check_all_regex = o_.check_all && !o_.out;
   settings_.ignore_pending = o_.out.has_value();
+  settings_.record_prefregex_groups = o_.verbose > 0;
   if (o_.encoding != "UTF-8" && LowerAscii(o_.encoding) != "utf-8" && LowerAscii(o_.encoding) != "utf8") {
     Out("ERROR: only UTF-8 log encoding is supported, not " + o_.encoding);
     return 255;
@@ -1006,10 +1046,15 @@ int RegexTool::Run() {
   }
 
   const std::string& cmd_log = o_.args[0];
-  if (cmd_log.rfind("systemd-journal", 0) == 0) {
-    Out("ERROR: systemd-journal is not supported by bantam-regex yet; export the journal "
-        "(journalctl -o short-iso) to a file and test that");
-    return 255;
+  const bool journal = cmd_log.rfind("systemd-journal", 0) == 0;
+  if (journal) backend_ = "systemd";
+  if (o_.journalmatch) {
+    Result<std::vector<std::string>> words = ShlexSplit(*o_.journalmatch);
+    if (!words.ok()) {
+      Out("ERROR: journalmatch: " + words.status().message());
+      return 255;
+    }
+    journalmatch_ = std::move(*words);
   }
   if (!ReadRegex(o_.args[1], true)) return 255;
   if (o_.args.size() == 3 && !ReadRegex(o_.args[2], false)) return 255;
@@ -1027,6 +1072,7 @@ int RegexTool::Run() {
 
   LogText log;
   std::vector<std::string> single_lines;
+  std::unique_ptr<JournalReader> reader;
   struct stat st {};
   const bool is_file = ::stat(cmd_log.c_str(), &st) == 0 && S_ISREG(st.st_mode);
   if (is_file) {
@@ -1037,6 +1083,35 @@ int RegexTool::Run() {
     }
     Output("Use         log file : " + cmd_log);
     Output("Use         encoding : " + o_.encoding);
+  } else if (journal) {
+    Output("Use         systemd journal");
+    Output("Use         encoding : " + o_.encoding);
+    Result<NamedOptions> be = ParseNamedOptions(cmd_log);
+    if (!be.ok()) {
+      Out("ERROR: " + cmd_log + ": " + be.status().message());
+      return 255;
+    }
+    Result<JournalOptions> jo = ParseJournalOptions(be->options);
+    if (!jo.ok()) {
+      Out("ERROR: " + jo.status().message());
+      return 255;
+    }
+    Result<std::unique_ptr<JournalReader>> r = JournalReader::Open(*jo);
+    if (!r.ok()) {
+      Out("ERROR: " + r.status().message());
+      return 255;
+    }
+    reader = std::move(*r);
+    if (!journalmatch_.empty()) {
+      Status s = reader->AddMatch(journalmatch_);
+      if (!s.ok()) {
+        Out("ERROR: " + s.message());
+        return 255;
+      }
+      std::string joined;
+      for (const std::string& w : journalmatch_) joined += (joined.empty() ? "" : " ") + w;
+      Output("Use    journal match : " + joined);
+    }
   } else if (settings_.maxlines <= 1 && cmd_log.find('\n') == std::string::npos) {
     std::string shown;
     for (char c : cmd_log) shown += c == '\n' ? std::string("\\n") : std::string(1, c);
@@ -1074,7 +1149,20 @@ int RegexTool::Run() {
     std::string_view line = from_file ? DecodeUtf8Replace(raw, &scratch) : raw;
     TestLine(line, lineno);
   };
-  if (is_file) {
+  if (reader) {
+    JournalLine entry;
+    uint64_t lineno = 0;
+    std::vector<uint64_t> unused;
+    while (true) {
+      Result<bool> more = reader->Next(&entry);
+      if (!more.ok()) {
+        Out("ERROR: " + more.status().message());
+        return 255;
+      }
+      if (!*more) break;
+      TestJournalLine(entry, ++lineno);
+    }
+  } else if (is_file) {
     const std::string_view text = log.text();
     Progress progress(text.size(), !quiet() && ::isatty(2));
     size_t pos = 0;
