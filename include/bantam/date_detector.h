@@ -130,14 +130,7 @@ class DateDetector {
   // Scratch for one conversion, sized at Create.
   std::vector<TimeFieldValue> fields_;
   std::optional<LocalNow> local_now_;
-  // getTime() of the last pattern match: consecutive log lines mostly carry
-  // the same timestamp text, and the conversion is a pure function of the
-  // template, the matched text and `now`.
-  const DateTemplate* memo_template_ = nullptr;
-  std::string memo_text_;
-  double memo_now_ = 0;
-  std::optional<double> memo_time_;
-  bool memo_raised_ = false;
+
 
   Boundary last_pos_{1, {}, {}};
   Boundary last_end_pos_{0x7fffffff, {}, {}};

@@ -47,6 +47,15 @@ struct DateTemplate {
   // DateTemplate.hits: every successful regex search, winning or not.
   uint64_t regex_hits = 0;
 
+  // getTime() of this template's last match. Consecutive lines mostly carry
+  // the same timestamp text, and the conversion is a pure function of the
+  // template, the matched text and `now`.
+  mutable std::string memo_text;
+  mutable double memo_now = 0;
+  mutable bool memo_valid = false;
+  mutable std::optional<double> memo_time;
+  mutable bool memo_raised = false;
+
   double Weight() const {
     return static_cast<double>(hits) * weight / static_cast<double>(std::max<int64_t>(1, distance));
   }
@@ -1049,9 +1058,9 @@ void DateDetector::Convert(const DateTemplate& t, double now, DateMatch* out) {
   switch (t.kind) {
     case TemplateKind::kPattern: {
       const std::string_view whole = match_->Group(0).value_or("");
-      if (memo_template_ == &t && memo_now_ == now && memo_text_ == whole) {
-        out->time = memo_time_;
-        out->raised = out->raised || memo_raised_;
+      if (t.memo_valid && t.memo_now == now && t.memo_text == whole) {
+        out->time = t.memo_time;
+        out->raised = out->raised || t.memo_raised;
         return;
       }
       fields_.clear();
@@ -1060,11 +1069,11 @@ void DateDetector::Convert(const DateTemplate& t, double now, DateMatch* out) {
       const StrptimeResult r = FieldsToTime(fields_, t.has_p, *local_now_, default_tz_);
       if (r.error == StrptimeError::kNone) out->time = r.time;
       if (r.error == StrptimeError::kOtherError) out->raised = true;
-      memo_template_ = &t;
-      memo_now_ = now;
-      memo_text_.assign(whole);
-      memo_time_ = out->time;
-      memo_raised_ = r.error == StrptimeError::kOtherError;
+      t.memo_valid = true;
+      t.memo_now = now;
+      t.memo_text.assign(whole);
+      t.memo_time = out->time;
+      t.memo_raised = r.error == StrptimeError::kOtherError;
       return;
     }
     case TemplateKind::kEpoch: {

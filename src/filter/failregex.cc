@@ -1781,12 +1781,16 @@ FailRegex::~FailRegex() {
 
 namespace {
 
-// How common a byte is in log text; the rarest byte of a literal is the
-// one memchr() looks for.
+// How common a byte is in log text (higher: more common); the rarest byte
+// of a literal is the one memchr() looks for.
 int Commonness(unsigned char c) {
-  if (c == ' ' || (c >= 'a' && c <= 'z')) return 3;
-  if (c >= '0' && c <= '9') return 2;
-  return 1;
+  if (c == ' ') return 10;
+  if (std::strchr("etaoinsrhl", c) != nullptr && c != 0) return 9;
+  if (c >= '0' && c <= '9') return 8;
+  if (c >= 'a' && c <= 'z') return 7;
+  if (std::strchr(":.[]-/=,_'\"()", c) != nullptr && c != 0) return 6;
+  if (c >= 'A' && c <= 'Z') return 5;
+  return 4;
 }
 
 }  // namespace
