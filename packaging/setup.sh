@@ -62,3 +62,7 @@ echo "== bantam -c config -t"
 build/bantam -c config -t
 echo "== bantam -c config --dump"
 build/bantam -c config --dump
+# Filters at work: the bundled asterisk filter on its sample log, as an
+# operator tests a filter with fail2ban-regex.
+echo "== bantam-regex -c config tests/filter/samples/asterisk.log asterisk"
+build/bantam-regex -c config tests/filter/samples/asterisk.log asterisk
