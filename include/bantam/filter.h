@@ -101,6 +101,22 @@ class FailData {
   std::vector<Entry> groups_;
 };
 
+// A log line after date detection: fail2ban's tuple line (pre, date, post:
+// the text before, of and after the date) with the time it gives.
+struct LogLine {
+  std::string pre, date, post;
+  uint64_t seq = 0;
+  std::optional<double> time;  // nullopt: no date and no recent one to reuse
+  bool no_date = false;        // no date of its own (a recent one may be reused)
+  bool skip = false;           // dropped before matching
+  bool skipped_old = false;    // ... because it is older than findtime
+
+  void Set(std::string_view p, std::string_view d, std::string_view q, uint64_t n);
+  void AppendJoined(std::string* out) const;  // pre + date + post
+  void AppendStripped(std::string* out) const { out->append(pre).append(post); }
+  bool StrippedEquals(std::string_view s) const;
+};
+
 // One failure found on a line: fail2ban's [regex index, fid, time, fail].
 struct Failure {
   int regex_index = 0;
@@ -140,6 +156,17 @@ class Filter {
   // `result`, if given, is filled.
   void ProcessLine(std::string_view line, double now, uint64_t seq, std::vector<Failure>* failures,
                    LineResult* result = nullptr);
+  // ProcessLine in two phases, for callers that pipeline them: DateLine
+  // finds the date (touching only the date state), MatchLine runs the
+  // regexes (touching only the matching state). Each phase must stay on one
+  // thread, and lines must reach MatchLine in DateLine order. MatchLine may
+  // swap `line`'s strings with old buffers (capacity is recycled).
+  void DateLine(std::string_view line, double now, uint64_t seq, LogLine* out);
+  void DateLineWithTime(std::string_view line, double time, std::string_view date_text, double now,
+                        uint64_t seq, LogLine* out);
+  void MatchLine(LogLine* line, double now, std::vector<Failure>* failures,
+                 LineResult* result = nullptr);
+
   // The same for a line whose time is already known (journal entries):
   // nothing is cut out; `date_text` is the time as text, which fail2ban puts
   // in front of the line in "matches".
@@ -163,34 +190,24 @@ class Filter {
   const DateDetector& date_detector() const { return *date_detector_; }
 
  private:
-  // A buffered line split around its date: (pre, date, post) in fail2ban.
-  struct TupleLine {
-    std::string pre, date, post;
-    uint64_t seq = 0;
-    void AppendJoined(std::string* out) const;  // pre + date + post
-    void AppendStripped(std::string* out) const { out->append(pre).append(post); }
-    bool StrippedEquals(std::string_view s) const;
-  };
   // What a regex search over the buffer matched, in buffer line indexes.
   struct MatchedLines {
     std::vector<size_t> matched;
     std::vector<size_t> unmatched;
   };
   struct MlfidEntry {
-    std::optional<double> last_date;
     FailData fail;
     double expires = 0;
   };
 
   explicit Filter(FilterSettings settings);
 
-  void FindFailure(std::optional<double> date, bool no_date, double now,
-                   std::vector<Failure>* failures, LineResult* result);
-  void SetCurrent(std::string_view pre, std::string_view date, std::string_view post, uint64_t seq);
+  void FindFailure(LogLine* line, double now, std::vector<Failure>* failures,
+                   LineResult* result);
   // Searches `re` over buf_; false on no match or a PCRE2 limit (warned).
   bool Search(const FailRegex& re, std::string_view subject);
   void SplitMatched(const FailRegex& re, std::string_view subject,
-                    const std::vector<TupleLine>& org, MatchedLines* out) const;
+                    const std::vector<LogLine>& org, MatchedLines* out) const;
   // fail2ban's _ignoreLine: index of the first matching ignoreregex, or -1.
   int IgnoreLine(const FailRegex* failregex, const MatchedLines* matched_by_fail,
                  LineResult* result);
@@ -215,10 +232,10 @@ class Filter {
   int prefregex_content_ = -1;  // group number of <F-CONTENT> in prefregex
 
   // Per-line state, reused to avoid allocation.
-  std::vector<TupleLine> buffer_;  // fail2ban's __lineBuffer, unless buffer_is_org_
+  std::vector<LogLine> buffer_;  // fail2ban's __lineBuffer, unless buffer_is_org_
   bool buffer_is_org_ = false;     // the buffer is exactly org_ (one line, untouched)
-  std::vector<TupleLine> org_;     // orgBuffer of the current line
-  TupleLine current_;
+  std::vector<LogLine> org_;     // orgBuffer of the current line
+  LogLine current_;  // ProcessLine's line between the two phases
   std::string buf_;  // "\n".join(stripped lines) + "\n"
   bool buf_valid_ = false;
   FailRegexMatch match_;

@@ -133,11 +133,18 @@ std::vector<std::string_view> PySplitLines(std::string_view s) {
 
 // ---------------------------------------------------------------------------
 
-void Filter::TupleLine::AppendJoined(std::string* out) const {
+void LogLine::Set(std::string_view p, std::string_view d, std::string_view q, uint64_t n) {
+  pre.assign(p);
+  date.assign(d);
+  post.assign(q);
+  seq = n;
+}
+
+void LogLine::AppendJoined(std::string* out) const {
   out->append(pre).append(date).append(post);
 }
 
-bool Filter::TupleLine::StrippedEquals(std::string_view s) const {
+bool LogLine::StrippedEquals(std::string_view s) const {
   return s.size() == pre.size() + post.size() && s.substr(0, pre.size()) == pre &&
          s.substr(pre.size()) == post;
 }
@@ -184,61 +191,54 @@ void Filter::Warn(const std::string& message) const {
 
 void Filter::LineBufferSeqs(std::vector<uint64_t>* seqs) const {
   seqs->clear();
-  for (const TupleLine& t : buffer_is_org_ ? org_ : buffer_) seqs->push_back(t.seq);
+  for (const LogLine& t : buffer_is_org_ ? org_ : buffer_) seqs->push_back(t.seq);
 }
 
 std::string Filter::ProcessedLine() const {
   return org_.empty() ? std::string() : org_.back().pre + org_.back().post;
 }
 
-void Filter::SetCurrent(std::string_view pre, std::string_view date, std::string_view post,
-                        uint64_t seq) {
-  current_.pre.assign(pre);
-  current_.date.assign(date);
-  current_.post.assign(post);
-  current_.seq = seq;
-}
 
-void Filter::ProcessLineWithTime(std::string_view line, double time, std::string_view date_text,
-                                 double now, uint64_t seq, std::vector<Failure>* failures,
-                                 LineResult* result) {
-  failures->clear();
-  if (result != nullptr) *result = LineResult();
+void Filter::DateLineWithTime(std::string_view line, double time, std::string_view date_text,
+                              double now, uint64_t seq, LogLine* out) {
   if (line.size() > kMaxLineBytes) {
     Warn("line " + std::to_string(seq) + " cut to " + std::to_string(kMaxLineBytes) + " bytes");
     line = line.substr(0, kMaxLineBytes);
   }
-  SetCurrent("", date_text, line, seq);
+  out->Set("", date_text, line, seq);
+  out->no_date = false;
+  out->skip = false;
+  out->skipped_old = false;
   last_time_text_.assign(date_text);
   last_date_ = time;
-  std::optional<double> date = time;
+  out->time = time;
   if (settings_.check_find_time && !settings_.in_operation && time < now - settings_.findtime) {
-    if (result != nullptr) result->skipped_old = true;
-    return;
+    out->skip = out->skipped_old = true;
   }
-  FindFailure(date, false, now, failures, result);
 }
 
-void Filter::ProcessLine(std::string_view line, double now, uint64_t seq,
-                         std::vector<Failure>* failures, LineResult* result) {
-  failures->clear();
-  if (result != nullptr) *result = LineResult();
+void Filter::DateLine(std::string_view line, double now, uint64_t seq, LogLine* out) {
+  out->no_date = false;
+  out->skip = false;
+  out->skipped_old = false;
+  out->time.reset();
   if (line.size() > kMaxLineBytes) {
     Warn("line " + std::to_string(seq) + " cut to " + std::to_string(kMaxLineBytes) + " bytes");
     line = line.substr(0, kMaxLineBytes);
   }
 
-  bool no_date = false;
-  std::optional<double> date;
+  std::optional<double>& date = out->time;
   const std::optional<DateMatch> m = date_detector_->Match(line, now);
   if (m && m->raised) {
     // fail2ban's date code raises here and the line is dropped with an error.
     Warn("Failed to process line (date parsing raised): " + std::string(line));
+    out->Set("", "", line, seq);
+    out->skip = true;
     return;
   }
   if (m) {
     const std::string_view text = line.substr(m->begin, m->end - m->begin);
-    SetCurrent(line.substr(0, m->begin), text, line.substr(m->end), seq);
+    out->Set(line.substr(0, m->begin), text, line.substr(m->end), seq);
     if (!text.empty()) {
       if (m->time) {
         date = *m->time;
@@ -248,18 +248,18 @@ void Filter::ProcessLine(std::string_view line, double now, uint64_t seq,
         Warn("findFailure failed to parse timeText: " + std::string(text));
       }
     } else if (last_date_ && *last_date_ != 0 && *last_date_ > now - kDateSkew) {
-      SetCurrent("", last_time_text_, line, seq);
+      out->Set("", last_time_text_, line, seq);
       date = last_date_;
     } else {
       date = now;
     }
   } else {
-    SetCurrent("", "", line, seq);
+    out->Set("", "", line, seq);
   }
   if (!date) {
-    no_date = true;
+    out->no_date = true;
     if (last_date_ && *last_date_ != 0 && *last_date_ > now - kDateSkew) {
-      SetCurrent("", last_time_text_, line, seq);
+      out->Set("", last_time_text_, line, seq);
       date = last_date_;
     } else if (settings_.check_find_time && settings_.in_operation) {
       date = now;
@@ -289,16 +289,38 @@ void Filter::ProcessLine(std::string_view line, double now, uint64_t seq,
              std::to_string(static_cast<int64_t>(settings_.findtime)) +
              "s; these are probably messages generated while the daemon was not running.");
       }
-      if (result != nullptr) result->skipped_old = true;
-      return;
+      out->skip = out->skipped_old = true;
     }
   }
-  FindFailure(date, no_date, now, failures, result);
+}
+
+void Filter::MatchLine(LogLine* line, double now, std::vector<Failure>* failures,
+                       LineResult* result) {
+  failures->clear();
+  if (result != nullptr) *result = LineResult();
+  if (line->skip) {
+    if (result != nullptr) result->skipped_old = line->skipped_old;
+    return;
+  }
+  FindFailure(line, now, failures, result);
+}
+
+void Filter::ProcessLineWithTime(std::string_view line, double time, std::string_view date_text,
+                                 double now, uint64_t seq, std::vector<Failure>* failures,
+                                 LineResult* result) {
+  DateLineWithTime(line, time, date_text, now, seq, &current_);
+  MatchLine(&current_, now, failures, result);
+}
+
+void Filter::ProcessLine(std::string_view line, double now, uint64_t seq,
+                         std::vector<Failure>* failures, LineResult* result) {
+  DateLine(line, now, seq, &current_);
+  MatchLine(&current_, now, failures, result);
 }
 
 void Filter::RebuildBuf() {
   buf_.clear();
-  const std::vector<TupleLine>& lines = buffer_is_org_ ? org_ : buffer_;
+  const std::vector<LogLine>& lines = buffer_is_org_ ? org_ : buffer_;
   for (size_t i = 0; i < lines.size(); ++i) {
     if (i != 0) buf_.push_back('\n');
     lines[i].AppendStripped(&buf_);
@@ -320,7 +342,7 @@ bool Filter::Search(const FailRegex& re, std::string_view subject) {
 // (counted by newlines in `subject`, which may be a rewritten buffer), minus
 // the lines eaten by <SKIPLINES>.
 void Filter::SplitMatched(const FailRegex& re, std::string_view subject,
-                          const std::vector<TupleLine>& org, MatchedLines* out) const {
+                          const std::vector<LogLine>& org, MatchedLines* out) const {
   out->matched.clear();
   out->unmatched.clear();
   if (org.size() <= 1) {
@@ -399,7 +421,7 @@ int Filter::IgnoreLine(const FailRegex* failregex, const MatchedLines* matched_b
     if (result != nullptr) result->ignored_by.push_back(found);
     if (!settings_.check_all_regex || settings_.maxlines > 1) {
       if (failregex != nullptr) {
-        std::vector<TupleLine> rest;
+        std::vector<LogLine> rest;
         for (size_t u : matched_by_fail->unmatched) rest.push_back(org_[u]);
         buffer_ = std::move(rest);
         buffer_is_org_ = false;
@@ -575,7 +597,6 @@ FailData* Filter::MergeFailure(const std::string& mlfid, FailData* fail,
     const bool has_users = UpdateUsers(fail, fail->Get("user"));
     users_many = has_users && fail->users.size() > 1;
     MlfidEntry entry;
-    entry.last_date = last_date_;
     entry.fail = std::move(*fail);
     MlfidSet(mlfid, std::move(entry), now);
     merged = &MlfidGet(mlfid, now)->fail;
@@ -604,15 +625,17 @@ FailData* Filter::MergeFailure(const std::string& mlfid, FailData* fail,
 
 // ---------------------------------------------------------------------------
 
-void Filter::FindFailure(std::optional<double> date, bool no_date, double now,
-                         std::vector<Failure>* failures, LineResult* result) {
+void Filter::FindFailure(LogLine* line, double now, std::vector<Failure>* failures,
+                         LineResult* result) {
+  const std::optional<double> date = line->time;
+  const bool no_date = line->no_date;
   const bool raw_default = settings_.usedns == "raw" || settings_.return_raw_host;
   const int default_cidr = raw_default ? kCidrRaw : kCidrUnspec;
   const bool check_all = settings_.check_all_regex;
   const bool multi = settings_.maxlines > 1;
 
   if (multi) {
-    buffer_.push_back(current_);
+    buffer_.push_back(*line);
     if (buffer_.size() > static_cast<size_t>(settings_.maxlines)) {
       buffer_.erase(buffer_.begin(),
                     buffer_.end() - static_cast<ptrdiff_t>(settings_.maxlines));
@@ -623,7 +646,11 @@ void Filter::FindFailure(std::optional<double> date, bool no_date, double now,
     // One line: the buffer and orgBuffer are both just this line. Swapping
     // keeps the strings' capacity, so nothing is allocated per line.
     org_.resize(1);
-    std::swap(org_[0], current_);
+    // The caller's line gets the previous buffers back, for reuse.
+    std::swap(org_[0].pre, line->pre);
+    std::swap(org_[0].date, line->date);
+    std::swap(org_[0].post, line->post);
+    org_[0].seq = line->seq;
     buffer_is_org_ = true;
   }
   RebuildBuf();
@@ -667,7 +694,7 @@ void Filter::FindFailure(std::optional<double> date, bool no_date, double now,
     }
     if (repl && !repl->empty()) {
       buffer_.clear();
-      TupleLine t;
+      LogLine t;
       t.post = std::move(*repl);
       t.seq = org_.back().seq;
       buffer_.push_back(std::move(t));
@@ -704,7 +731,7 @@ void Filter::FindFailure(std::optional<double> date, bool no_date, double now,
       if (!date && settings_.check_find_time) continue;
     }
     if (!check_all || multi) {
-      std::vector<TupleLine> rest;
+      std::vector<LogLine> rest;
       for (size_t u : lines.unmatched) rest.push_back(org_[u]);
       buffer_ = std::move(rest);
       buffer_is_org_ = false;

@@ -7,6 +7,10 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -141,6 +145,9 @@ std::string PyFloatRepr(double v) {
 namespace {
 
 constexpr const char kVersion[] = "1.0.2";
+
+// Files at least this large are read and date-parsed on a second thread.
+constexpr size_t kPipelineBytes = 1 << 20;
 
 // Output goes through stdio with a large buffer: a report of a big log is
 // written once at the end, --json streams.
@@ -506,7 +513,17 @@ class RegexTool {
   bool quiet() const { return o_.out.has_value() || o_.json; }
   bool ReadRegex(const std::string& value, bool fail);
   bool SetDatePattern(const std::string& pattern);
+  // The text fail2ban-regex shows for a line: `prefix` + the line, decoded
+  // from raw bytes when `decode`.
+  struct Original {
+    std::string_view line;
+    std::string_view prefix;
+    bool decode;
+    std::string Text() const;
+  };
   void TestLine(std::string_view line, uint64_t lineno, const JournalLine* entry = nullptr);
+  void TestDated(LogLine* dated, uint64_t lineno, const Original& original);
+  void RunPipelined(std::string_view text);
   void TestJournalLine(const JournalLine& entry, uint64_t lineno);
   void OutFormatted(const std::vector<Failure>& ret);
   void PrintStats(double elapsed);
@@ -533,6 +550,7 @@ class RegexTool {
   std::vector<std::pair<uint64_t, std::string>> pending_lines_;
   std::string json_;
   std::string journal_date_;
+  LogLine dated_;
   double now_ = 0;
 };
 
@@ -785,15 +803,27 @@ void RegexTool::TestJournalLine(const JournalLine& entry, uint64_t lineno) {
 }
 
 void RegexTool::TestLine(std::string_view line, uint64_t lineno, const JournalLine* entry) {
+  if (entry != nullptr) {
+    filter_->DateLineWithTime(line, entry->time, journal_date_, now_, lineno, &dated_);
+    TestDated(&dated_, lineno, Original{line, journal_date_, false});
+  } else {
+    filter_->DateLine(line, now_, lineno, &dated_);
+    TestDated(&dated_, lineno, Original{line, {}, false});
+  }
+}
+
+std::string RegexTool::Original::Text() const {
+  std::string scratch;
+  std::string out(prefix);
+  out.append(decode ? DecodeUtf8Replace(line, &scratch) : line);
+  return out;
+}
+
+void RegexTool::TestDated(LogLine* dated, uint64_t lineno, const Original& original) {
   const bool multi = settings_.maxlines > 1;
   if (multi) filter_->LineBufferSeqs(&buffer_before_);
   const bool full_buffer = buffer_before_.size() >= static_cast<size_t>(settings_.maxlines);
-  if (entry != nullptr) {
-    filter_->ProcessLineWithTime(line, entry->time, journal_date_, now_, lineno, &failures_,
-                                 &line_result_);
-  } else {
-    filter_->ProcessLine(line, now_, lineno, &failures_, &line_result_);
-  }
+  filter_->MatchLine(dated, now_, &failures_, &line_result_);
   bool is_ignored = !line_result_.ignored_by.empty();
   for (int i : line_result_.ignored_by) ++ignoreregex_[static_cast<size_t>(i)].hits;
 
@@ -876,26 +906,26 @@ void RegexTool::TestLine(std::string_view line, uint64_t lineno, const JournalLi
     }
   }
 
-  const std::string text = entry != nullptr ? journal_date_ + std::string(line) : std::string(line);
+  // The line's text is only built when it is kept.
   if (is_ignored) {
     ++stats_.ignored;
     if (!o_.print_no_ignored &&
         (o_.print_all_ignored || stats_.ignored <= static_cast<uint64_t>(maxlines_stat_) + 1)) {
-      stats_.ignored_lines.push_back(text);
+      stats_.ignored_lines.push_back(original.Text());
     }
   } else if (!ret.empty()) {
     ++stats_.matched;
-    if (o_.print_all_matched) stats_.matched_lines.push_back(text);
+    if (o_.print_all_matched) stats_.matched_lines.push_back(original.Text());
   } else {
     ++stats_.missed;
     if (!o_.print_no_missed &&
         (o_.print_all_missed || stats_.missed <= static_cast<uint64_t>(maxlines_stat_) + 1)) {
-      stats_.missed_lines.push_back(text);
+      stats_.missed_lines.push_back(original.Text());
     }
   }
   ++stats_.tested;
   if (multi) {
-    pending_lines_.emplace_back(lineno, text);
+    pending_lines_.emplace_back(lineno, original.Text());
     while (pending_lines_.size() > static_cast<size_t>(settings_.maxlines) + 1) {
       pending_lines_.erase(pending_lines_.begin());
     }
@@ -1007,6 +1037,86 @@ class Progress {
   bool shown_ = false;
   std::chrono::steady_clock::time_point last_{};
 };
+
+// Large files run in two threads: a reader thread splits lines, decodes them
+// and finds their dates (Filter::DateLine), the calling thread matches them
+// (Filter::MatchLine) and keeps the statistics. Batches of lines go round
+// between the two through a small pool, so nothing is allocated per line.
+void RegexTool::RunPipelined(std::string_view text) {
+  constexpr size_t kBatchLines = 2048;
+  constexpr size_t kBatches = 4;
+  struct Batch {
+    std::vector<LogLine> lines{kBatchLines};
+    std::vector<uint64_t> linenos = std::vector<uint64_t>(kBatchLines);
+    std::vector<Original> originals = std::vector<Original>(kBatchLines);
+    size_t count = 0;
+    bool last = false;
+  };
+  std::vector<Batch> pool(kBatches);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Batch*> free_batches, full_batches;
+  for (Batch& b : pool) free_batches.push_back(&b);
+
+  Progress progress(text.size(), !quiet() && ::isatty(2));
+  std::thread reader([&] {
+    std::string scratch;
+    size_t pos = 0;
+    uint64_t lineno = 0;
+    bool done = false;
+    while (!done) {
+      Batch* b;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return !free_batches.empty(); });
+        b = free_batches.front();
+        free_batches.pop_front();
+      }
+      b->count = 0;
+      while (b->count < kBatchLines && pos < text.size()) {
+        const void* nl = std::memchr(text.data() + pos, '\n', text.size() - pos);
+        const size_t end =
+            nl ? static_cast<size_t>(static_cast<const char*>(nl) - text.data()) + 1 : text.size();
+        std::string_view raw = text.substr(pos, end - pos);
+        pos = end;
+        ++lineno;
+        while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.remove_suffix(1);
+        if (raw.empty() || raw[0] == '#') continue;
+        const std::string_view line = DecodeUtf8Replace(raw, &scratch);
+        const size_t i = b->count++;
+        filter_->DateLine(line, now_, lineno, &b->lines[i]);
+        b->linenos[i] = lineno;
+        b->originals[i] = Original{raw, {}, line.data() != raw.data()};
+      }
+      progress.Update(pos, lineno);
+      done = pos >= text.size();
+      b->last = done;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        full_batches.push_back(b);
+      }
+      cv.notify_all();
+    }
+  });
+  bool last = false;
+  while (!last) {
+    Batch* b;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return !full_batches.empty(); });
+      b = full_batches.front();
+      full_batches.pop_front();
+    }
+    for (size_t i = 0; i < b->count; ++i) TestDated(&b->lines[i], b->linenos[i], b->originals[i]);
+    last = b->last;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      free_batches.push_back(b);
+    }
+    cv.notify_all();
+  }
+  reader.join();
+}
 
 int RegexTool::Run() {
   if (!quiet()) {
@@ -1162,6 +1272,8 @@ int RegexTool::Run() {
       if (!*more) break;
       TestJournalLine(entry, ++lineno);
     }
+  } else if (is_file && log.text().size() >= kPipelineBytes) {
+    RunPipelined(log.text());
   } else if (is_file) {
     const std::string_view text = log.text();
     Progress progress(text.size(), !quiet() && ::isatty(2));

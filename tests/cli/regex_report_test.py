@@ -58,6 +58,12 @@ def make_journal():
 
 
 JOURNAL = make_journal()
+
+# Over 1 MiB: bantam-regex reads and date-parses it on a second thread.
+BIG = os.path.join(os.path.dirname(JOURNAL), 'asterisk-big.log')
+subprocess.run([sys.executable, os.path.join(args.source_dir, 'bench', 'gen_asterisk_log.py'),
+                '--lines', '12000', '--seed', '3', '--date-style', 'mix', '--out', BIG],
+               check=True, capture_output=True)
 SSHD_LINE = 'Jan 1 00:00:01 host sshd[1]: Failed password for root from 192.0.2.4 port 22 ssh2'
 
 # (name, argv, compare): compare "report" = whole stdout, "error" = status
@@ -86,6 +92,8 @@ CASES = [
     ('systemd journal, -m and --print-all-matched',
      ['systemd-journal[journalfiles=%s]' % JOURNAL, 'sshd', '-m', '_COMM=cron',
       '--print-all-missed'], 'report'),
+    ('large file (two threads)', [BIG, 'asterisk', '--print-all-matched'], 'report'),
+    ('large file, verbose', [BIG, 'asterisk', '-v'], 'report'),
     ('regex without host', [L('asterisk'), '^nothing here$'], 'error'),
     ('broken regex', [L('asterisk'), '^(unclosed <HOST>'], 'error'),
     ('one argument only', [L('asterisk')], 'error'),
