@@ -128,11 +128,6 @@ std::optional<int64_t> PyInt(std::string_view text) {
   return neg ? -v : v;
 }
 
-bool PyAsBool(std::string_view s) {
-  std::string l = LowerAscii(s);
-  return l == "1" || l == "on" || l == "true" || l == "yes";
-}
-
 // Python's json.dumps for a flat string dict (ensure_ascii).
 std::string PyJsonDumps(const OrderedMap<std::string>& m) {
   std::string out = "{";

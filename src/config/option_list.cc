@@ -228,4 +228,9 @@ Result<std::vector<std::string>> ShlexSplit(std::string_view s) {
   return out;
 }
 
+bool PyAsBool(std::string_view s) {
+  std::string l = LowerAscii(s);
+  return l == "1" || l == "on" || l == "true" || l == "yes";
+}
+
 }  // namespace bantam

@@ -1,0 +1,243 @@
+#include "bantam/logging.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+
+#include <spdlog/logger.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/sinks/systemd_sink.h>
+
+#include "bantam/ini.h"
+#include "bantam/option_list.h"
+#include "bantam/value.h"
+
+namespace bantam {
+namespace {
+
+// A file appended to, reopened on request (logrotate). spdlog's file sinks
+// cannot reopen a moved file.
+class ReopenableFileSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit ReopenableFileSink(std::FILE* f) : file_(f) {}
+  ~ReopenableFileSink() override {
+    if (file_ != nullptr) std::fclose(file_);
+  }
+  // Swaps in a freshly opened file.
+  void Replace(std::FILE* f) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (file_ != nullptr) std::fclose(file_);
+    file_ = f;
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    if (file_ == nullptr) return;
+    std::fwrite(msg.payload.data(), 1, msg.payload.size(), file_);
+    std::fputc('\n', file_);
+    // Line-buffered in effect: an operator tailing the log (or recidive)
+    // sees a ban when it happens, and a crash loses nothing written.
+    std::fflush(file_);
+  }
+  void flush_() override {
+    if (file_ != nullptr) std::fflush(file_);
+  }
+
+ private:
+  std::FILE* file_;
+};
+
+spdlog::level::level_enum SpdLevel(LogLevel level) {
+  const int l = static_cast<int>(level);
+  if (l >= 50) return spdlog::level::critical;
+  if (l >= 40) return spdlog::level::err;
+  if (l >= 30) return spdlog::level::warn;
+  if (l >= 20) return spdlog::level::info;
+  if (l >= 10) return spdlog::level::debug;
+  return spdlog::level::trace;
+}
+
+std::FILE* OpenAppend(const std::string& path, std::string* error) {
+  std::FILE* f = std::fopen(path.c_str(), "ae");
+  if (f == nullptr) *error = "Unable to log to " + PyRepr(path) + ": " + strerror(errno);
+  return f;
+}
+
+}  // namespace
+
+Result<LogLevel> ParseLogLevel(std::string_view text) {
+  const std::string t = LowerAscii(std::string(StripWs(text)));
+  static const std::pair<const char*, LogLevel> kNames[] = {
+      {"critical", LogLevel::kCritical}, {"fatal", LogLevel::kCritical},
+      {"error", LogLevel::kError},       {"warning", LogLevel::kWarning},
+      {"warn", LogLevel::kWarning},      {"notice", LogLevel::kNotice},
+      {"info", LogLevel::kInfo},         {"debug", LogLevel::kDebug},
+      {"tracedebug", LogLevel::kTraceDebug}, {"heavydebug", LogLevel::kHeavyDebug},
+  };
+  for (const auto& [name, level] : kNames) {
+    if (t == name) return level;
+  }
+  if (!t.empty() && t.find_first_not_of("0123456789") == std::string::npos && t.size() < 4) {
+    return static_cast<LogLevel>(std::stoi(t));
+  }
+  return Status::Error("Invalid log level " + PyRepr(text));
+}
+
+std::string LogLevelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kCritical:
+      return "CRITICAL";
+    case LogLevel::kError:
+      return "ERROR";
+    case LogLevel::kWarning:
+      return "WARNING";
+    case LogLevel::kNotice:
+      return "NOTICE";
+    case LogLevel::kInfo:
+      return "INFO";
+    case LogLevel::kDebug:
+      return "DEBUG";
+    case LogLevel::kTraceDebug:
+      return "TRACE";
+    case LogLevel::kHeavyDebug:
+      return "HEAVY";
+  }
+  return "Level " + std::to_string(static_cast<int>(level));
+}
+
+std::string FormatLogLine(double epoch, std::string_view component, int pid, LogLevel level,
+                          std::string_view message, bool with_time, bool padding) {
+  std::string out;
+  out.reserve(64 + message.size());
+  if (with_time) {
+    const double secs = std::floor(epoch);
+    const time_t t = static_cast<time_t>(secs);
+    struct tm tm {};
+    localtime_r(&t, &tm);
+    char buf[64];
+    const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+    out.append(buf, n);
+    // Python's logging: int(msecs), truncated.
+    std::snprintf(buf, sizeof buf, ",%03d ", static_cast<int>((epoch - secs) * 1000));
+    out += buf;
+  }
+  out.append(component);
+  if (padding && component.size() < 24) out.append(24 - component.size(), ' ');
+  out += "[" + std::to_string(pid) + "]: ";
+  const std::string name = LogLevelName(level);
+  out += name;
+  if (padding && name.size() < 7) out.append(7 - name.size(), ' ');
+  out += ' ';
+  out.append(message);
+  return out;
+}
+
+Result<std::unique_ptr<Logger>> Logger::Open(std::string_view target, std::string_view syslog_socket,
+                                             LogLevel level) {
+  Result<NamedOptions> parsed = ParseNamedOptions(target);
+  if (!parsed.ok()) return Status::Error("Invalid logtarget " + PyRepr(target) + ": " + parsed.status().message());
+  const std::string name = parsed->name;
+  std::string upper;
+  for (char c : name) upper.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  const OrderedMap<std::string>& opts = parsed->options;
+
+  std::unique_ptr<Logger> logger(new Logger());
+  logger->target_ = std::string(target);
+  logger->level_ = static_cast<int>(level);
+  std::shared_ptr<spdlog::sinks::sink> sink;
+  bool default_padding = true;
+  if (upper == "STDOUT" || upper == "SYSOUT") {
+    sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+    logger->with_time_ = upper != "SYSOUT";
+  } else if (upper == "STDERR") {
+    sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  } else if (upper == "SYSTEMD-JOURNAL") {
+    sink = std::make_shared<spdlog::sinks::systemd_sink_mt>("fail2ban");
+    logger->journal_ = true;
+  } else if (upper == "SYSLOG") {
+    std::string facility_name = "DAEMON";
+    if (const std::string* f = opts.Find("facility")) {
+      facility_name.clear();
+      for (char c : *f) facility_name.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+    }
+    static const std::pair<const char*, int> kFacilities[] = {
+        {"AUTH", LOG_AUTH},     {"AUTHPRIV", LOG_AUTHPRIV}, {"CRON", LOG_CRON},
+        {"DAEMON", LOG_DAEMON}, {"KERN", LOG_KERN},         {"LPR", LOG_LPR},
+        {"MAIL", LOG_MAIL},     {"NEWS", LOG_NEWS},         {"SYSLOG", LOG_SYSLOG},
+        {"USER", LOG_USER},     {"UUCP", LOG_UUCP},         {"LOCAL0", LOG_LOCAL0},
+        {"LOCAL1", LOG_LOCAL1}, {"LOCAL2", LOG_LOCAL2},     {"LOCAL3", LOG_LOCAL3},
+        {"LOCAL4", LOG_LOCAL4}, {"LOCAL5", LOG_LOCAL5},     {"LOCAL6", LOG_LOCAL6},
+        {"LOCAL7", LOG_LOCAL7},
+    };
+    int facility = -1;
+    for (const auto& [fname, value] : kFacilities) {
+      if (facility_name == fname) facility = value;
+    }
+    if (facility < 0) return Status::Error("Unable to set facility " + PyRepr(facility_name));
+    // libc's syslog() writes to /dev/log, which is what "auto" means on
+    // Linux; another socket path cannot be honoured through it.
+    const std::string socket(syslog_socket);
+    if (socket != "auto" && socket != "/dev/log") {
+      return Status::Error("syslogsocket " + PyRepr(socket) +
+                           ": only auto (/dev/log) is supported by bantamd");
+    }
+    struct stat st {};
+    if (::stat("/dev/log", &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      return Status::Error("Syslog socket file: /dev/log does not exists or is not a socket");
+    }
+    sink = std::make_shared<spdlog::sinks::syslog_sink_mt>("fail2ban", LOG_PID, facility, false);
+    logger->with_time_ = false;
+    default_padding = false;
+  } else {
+    std::string error;
+    std::FILE* f = OpenAppend(name, &error);
+    if (f == nullptr) return Status::Error(error);
+    sink = std::make_shared<ReopenableFileSink>(f);
+    logger->path_ = name;
+  }
+  if (const std::string* d = opts.Find("datetime")) logger->with_time_ = PyAsBool(*d);
+  logger->padding_ = default_padding;
+  if (const std::string* p = opts.Find("padding")) logger->padding_ = PyAsBool(*p);
+  logger->sink_logger_ = std::make_shared<spdlog::logger>("bantam", sink);
+  logger->sink_logger_->set_pattern("%v");
+  logger->sink_logger_->set_level(spdlog::level::trace);
+  return logger;
+}
+
+Logger::~Logger() {
+  if (sink_logger_) sink_logger_->flush();
+}
+
+void Logger::Log(LogLevel level, std::string_view component, std::string_view message) {
+  if (!Enabled(level)) return;
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const std::string line =
+      journal_ ? std::string(message)
+               : FormatLogLine(now, component, static_cast<int>(::getpid()), level, message,
+                               with_time_, padding_);
+  sink_logger_->log(SpdLevel(level), line);
+}
+
+Result<std::string> Logger::Reopen() {
+  if (path_.empty()) return std::string("flushed");
+  std::string error;
+  std::FILE* f = OpenAppend(path_, &error);
+  if (f == nullptr) return Status::Error(error);
+  for (const auto& sink : sink_logger_->sinks()) {
+    if (auto* file = dynamic_cast<ReopenableFileSink*>(sink.get())) file->Replace(f);
+  }
+  return std::string("rolled over");
+}
+
+}  // namespace bantam
