@@ -67,7 +67,8 @@ struct BanData {
 
 // One ban as the store holds it.
 struct StoredBan {
-  std::string ip;        // the ticket id as text (fail2ban: str(IPAddr)); canonical form is the caller's job
+  std::string
+      ip;  // the ticket id as text (fail2ban: str(IPAddr)); canonical form is the caller's job
   int64_t time = 0;      // timeofban; fail2ban stores round(ticket time)
   int64_t bantime = 0;   // seconds; -1 permanent. REAL values fail2ban wrote read truncated.
   int64_t bancount = 1;  // how many times this ip has been banned in this jail
@@ -135,8 +136,8 @@ class BanStore {
   BanStore(const BanStore&) = delete;
   BanStore& operator=(const BanStore&) = delete;
 
-  bool enabled() const;                 // false for dbfile = none
-  const std::string& filename() const;  // as given to Open()
+  bool enabled() const;                     // false for dbfile = none
+  const std::string& filename() const;      // as given to Open()
   const std::string& journal_mode() const;  // "wal" on a file, "memory" for :memory:, "" for none
 
   // dbpurgeage / dbmaxmatches may change while running (fail2ban-client set).

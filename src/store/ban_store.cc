@@ -5,9 +5,7 @@
 
 #include <cctype>
 #include <cerrno>
-#include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -22,8 +20,7 @@ constexpr int kBusyTimeoutMs = 5000;
 // fail2ban 1.0's schema, statement for statement. The text must stay the
 // same: fail2ban re-runs these with IF NOT EXISTS, and sqlite_master keeps
 // the text an operator sees with `.schema`.
-constexpr const char* kCreateFail2banDb =
-    "CREATE TABLE IF NOT EXISTS fail2banDb(version INTEGER);";
+constexpr const char* kCreateFail2banDb = "CREATE TABLE IF NOT EXISTS fail2banDb(version INTEGER);";
 constexpr const char* kCreateJails =
     "CREATE TABLE IF NOT EXISTS jails("
     "name TEXT NOT NULL UNIQUE, "
@@ -154,7 +151,8 @@ class JsonReader {
 
  private:
   void SkipSpace() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
+    while (i_ < s_.size() &&
+           (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
       ++i_;
     }
   }
@@ -222,10 +220,14 @@ class JsonReader {
     for (int k = 0; k < 4; ++k) {
       char c = s_[i_++];
       v <<= 4;
-      if (c >= '0' && c <= '9') v |= c - '0';
-      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-      else return false;
+      if (c >= '0' && c <= '9')
+        v |= c - '0';
+      else if (c >= 'a' && c <= 'f')
+        v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        v |= c - 'A' + 10;
+      else
+        return false;
     }
     *cp = v;
     return true;
@@ -241,14 +243,30 @@ class JsonReader {
       if (i_ >= s_.size()) return false;
       char e = s_[i_++];
       switch (e) {
-        case '"': out->push_back('"'); break;
-        case '\\': out->push_back('\\'); break;
-        case '/': out->push_back('/'); break;
-        case 'b': out->push_back('\b'); break;
-        case 'f': out->push_back('\f'); break;
-        case 'n': out->push_back('\n'); break;
-        case 'r': out->push_back('\r'); break;
-        case 't': out->push_back('\t'); break;
+        case '"':
+          out->push_back('"');
+          break;
+        case '\\':
+          out->push_back('\\');
+          break;
+        case '/':
+          out->push_back('/');
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
         case 'u': {
           uint32_t cp = 0;
           if (!Hex4(&cp)) return false;
@@ -268,7 +286,8 @@ class JsonReader {
           AppendUtf8(cp, out);
           break;
         }
-        default: return false;
+        default:
+          return false;
       }
     }
   }
@@ -520,10 +539,10 @@ struct BanStore::Impl {
     double pos_real = 0;
   };
   Result<LogRow> ReadLog(std::string_view jail, std::string_view path);
-  Status InsertLog(std::string_view jail, std::string_view path, std::optional<std::string_view> md5,
-                   double pos, bool pos_is_real);
-  Status UpdateLogRow(std::string_view jail, std::string_view path, std::string_view md5, double pos,
-                      bool pos_is_real);
+  Status InsertLog(std::string_view jail, std::string_view path,
+                   std::optional<std::string_view> md5, double pos, bool pos_is_real);
+  Status UpdateLogRow(std::string_view jail, std::string_view path, std::string_view md5,
+                      double pos, bool pos_is_real);
 };
 
 bool BanStore::Impl::TableExists(const char* name) {
@@ -556,8 +575,8 @@ Status BanStore::Impl::OpenSchema() {
   }
   if (version && *version > kSchemaVersion) {
     return Status::Error(filename + ": schema version " + std::to_string(*version) +
-                         " is newer than this bantam supports (" +
-                         std::to_string(kSchemaVersion) + ")");
+                         " is newer than this bantam supports (" + std::to_string(kSchemaVersion) +
+                         ")");
   }
   if (version && *version < 1) {
     return Status::Error(filename + ": unknown schema version " + std::to_string(*version));
@@ -656,9 +675,9 @@ Result<std::unique_ptr<BanStore>> BanStore::Open(const std::string& dbfile,
     }
   }
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(dbfile.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(dbfile.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   impl->db.reset(raw);
   if (rc != SQLITE_OK) {
     return Status::Error(dbfile + ": " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
@@ -718,8 +737,8 @@ Status BanStore::DelAllJails() {
 Result<std::set<std::string>> BanStore::GetJailNames(std::optional<bool> enabled) {
   std::set<std::string> names;
   if (!impl_->db) return names;
-  auto stmt = impl_->Prepare(enabled ? "SELECT name FROM jails WHERE enabled=?"
-                                     : "SELECT name FROM jails");
+  auto stmt =
+      impl_->Prepare(enabled ? "SELECT name FROM jails WHERE enabled=?" : "SELECT name FROM jails");
   if (!stmt.ok()) return stmt.status();
   Impl::Query q(impl_.get(), *stmt);
   if (enabled) q.Bind(int64_t{*enabled ? 1 : 0});
@@ -793,8 +812,8 @@ Result<std::optional<int64_t>> BanStore::AddLog(std::string_view jail, std::stri
     if (row->found) resume = row->pos;
     // As fail2ban: a row without an md5 counts as absent and is replaced.
     if (!row->md5 && (pos != 0 || first_line_md5)) {
-      if (Status ist = impl_->InsertLog(jail, path, first_line_md5, static_cast<double>(pos),
-                                        false);
+      if (Status ist =
+              impl_->InsertLog(jail, path, first_line_md5, static_cast<double>(pos), false);
           !ist.ok()) {
         return ist;
       }
@@ -849,7 +868,8 @@ Result<std::optional<double>> BanStore::GetJournalPosition(std::string_view jail
 
 Status BanStore::UpdateJournal(std::string_view jail, std::string_view name, double time,
                                std::string_view iso) {
-  return impl_->InWrite([&]() -> Status { return impl_->UpdateLogRow(jail, name, iso, time, true); });
+  return impl_->InWrite(
+      [&]() -> Status { return impl_->UpdateLogRow(jail, name, iso, time, true); });
 }
 
 // --- bans ----------------------------------------------------------------
@@ -864,8 +884,13 @@ Status BanStore::AddBan(std::string_view jail, const StoredBan& ban) {
       Impl::Query q(impl_.get(), *stmt);
       // data as a BLOB: Python's sqlite3 stores the bytes fail2ban's adapter
       // returns that way, and we keep the file looking the same.
-      return q.Bind(first).Bind(second).Bind(ban.time).Bind(ban.bantime).Bind(ban.bancount)
-          .BindBlob(data).Run();
+      return q.Bind(first)
+          .Bind(second)
+          .Bind(ban.time)
+          .Bind(ban.bantime)
+          .Bind(ban.bancount)
+          .BindBlob(data)
+          .Run();
     };
     Status st = insert(
         "INSERT INTO bans(jail, ip, timeofban, bantime, bancount, data) VALUES(?, ?, ?, ?, ?, ?)",
@@ -881,8 +906,8 @@ Status BanStore::AddBan(std::string_view jail, const StoredBan& ban) {
 Status BanStore::DelBans(std::string_view jail, std::span<const std::string> ips) {
   if (ips.empty()) return Status::Ok();
   return impl_->InWrite([&]() -> Status {
-    for (const char* sql :
-         {"DELETE FROM bips WHERE jail = ? AND ip = ?", "DELETE FROM bans WHERE jail = ? AND ip = ?"}) {
+    for (const char* sql : {"DELETE FROM bips WHERE jail = ? AND ip = ?",
+                            "DELETE FROM bans WHERE jail = ? AND ip = ?"}) {
       auto stmt = impl_->Prepare(sql);
       if (!stmt.ok()) return stmt.status();
       for (const std::string& ip : ips) {

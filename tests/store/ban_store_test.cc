@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -194,10 +195,10 @@ TEST(BanStoreTest, CurrentBansDropExpiredAndCorrectBanTime) {
   auto store = MustOpen(tmp.Path("db"));
   ASSERT_TRUE(store);
   ASSERT_TRUE(store->AddJail("sshd").ok());
-  ASSERT_TRUE(store->AddBan("sshd", Ban("10.0.0.1", 1000, 100, 1)).ok());    // over at 1100
-  ASSERT_TRUE(store->AddBan("sshd", Ban("10.0.0.2", 1000, 5000, 1)).ok());   // long
-  ASSERT_TRUE(store->AddBan("sshd", Ban("10.0.0.3", 1000, -1, 1)).ok());     // permanent
-  ASSERT_TRUE(store->AddBan("sshd", Ban("10.0.0.4", 1900, 600, 1)).ok());    // recent
+  ASSERT_TRUE(store->AddBan("sshd", Ban("10.0.0.1", 1000, 100, 1)).ok());   // over at 1100
+  ASSERT_TRUE(store->AddBan("sshd", Ban("10.0.0.2", 1000, 5000, 1)).ok());  // long
+  ASSERT_TRUE(store->AddBan("sshd", Ban("10.0.0.3", 1000, -1, 1)).ok());    // permanent
+  ASSERT_TRUE(store->AddBan("sshd", Ban("10.0.0.4", 1900, 600, 1)).ok());   // recent
   CurrentBansQuery q;
   q.jail = "sshd";
   q.now = 2000;
@@ -208,8 +209,8 @@ TEST(BanStoreTest, CurrentBansDropExpiredAndCorrectBanTime) {
   EXPECT_EQ(Ips(*store->GetCurrentBans(q)), (std::vector<std::string>{"10.0.0.4"}));
   q.forbantime = -1;
   EXPECT_EQ(Ips(*store->GetCurrentBans(q)).size(), 3u);
-  // A max bantime of 1500 shortens the long and permanent bans; both are
-  // then over at 2500 > 2000? no: 1000 + 1500 = 2500 > 2000, still on.
+  // A max bantime of 1500 shortens the long and the permanent ban; both
+  // still end after now (1000 + 1500 > 2000), so all three stay.
   q.forbantime.reset();
   q.max_bantime = 1500;
   auto capped = *store->GetCurrentBans(q);
@@ -311,10 +312,10 @@ TEST(BanStoreTest, PurgeDropsOldHistoryOutdatedBipsAndEmptyDisabledJails) {
   ASSERT_TRUE(store->AddJail("gone").ok());
   const int64_t now = 100000;
   // horizon = now - 1000 = 99000.
-  ASSERT_TRUE(store->AddBan("a", Ban("10.0.0.1", 50000, 100, 1)).ok());      // old, short
-  ASSERT_TRUE(store->AddBan("a", Ban("10.0.0.2", 50000, 20000, 1)).ok());    // old, 3x long
-  ASSERT_TRUE(store->AddBan("a", Ban("10.0.0.3", 50000, -1, 1)).ok());       // permanent
-  ASSERT_TRUE(store->AddBan("a", Ban("10.0.0.4", 99500, 100, 1)).ok());      // recent
+  ASSERT_TRUE(store->AddBan("a", Ban("10.0.0.1", 50000, 100, 1)).ok());    // old, short
+  ASSERT_TRUE(store->AddBan("a", Ban("10.0.0.2", 50000, 20000, 1)).ok());  // old, 3x long
+  ASSERT_TRUE(store->AddBan("a", Ban("10.0.0.3", 50000, -1, 1)).ok());     // permanent
+  ASSERT_TRUE(store->AddBan("a", Ban("10.0.0.4", 99500, 100, 1)).ok());    // recent
   ASSERT_TRUE(store->AddBan("gone", Ban("10.0.0.5", 50000, 100, 1)).ok());
   ASSERT_TRUE(store->DelJail("gone").ok());
   ASSERT_TRUE(store->Purge(now).ok());
@@ -352,8 +353,9 @@ TEST(BanStoreTest, DbMaxMatchesCutsStoredAndRestoredMatches) {
   ASSERT_TRUE(store->AddBan("a", Ban("10.0.0.2", 1000, -1, 1, {"x"}, 1)).ok());
   EXPECT_EQ(RawSql(tmp.Path("db"), "SELECT CAST(data AS TEXT) FROM bips WHERE ip='10.0.0.2'"),
             "{\"failures\": 1}\n");
-  EXPECT_EQ(RawSql(tmp.Path("db"), "SELECT typeof(data), CAST(data AS TEXT) FROM bips WHERE "
-                                   "ip='10.0.0.1'"),
+  EXPECT_EQ(RawSql(tmp.Path("db"),
+                   "SELECT typeof(data), CAST(data AS TEXT) FROM bips WHERE "
+                   "ip='10.0.0.1'"),
             "blob|{\"matches\": [\"3\", \"4\", \"5\"], \"failures\": 5}\n");
 }
 
@@ -378,9 +380,8 @@ TEST(BanStoreTest, DataKeepsOtherKeysAndJoinsPiecewiseMatches) {
   ASSERT_EQ(bans.size(), 3u);
   EXPECT_EQ(bans[0].data.matches, (std::vector<std::string>{"pre m post", "é😀"}));
   EXPECT_EQ(bans[0].data.failures, 7);
-  EXPECT_EQ(bans[0].data.extra, (Value::Dict{{"user", Value("bob")},
-                                             {"score", Value("1.5")},
-                                             {"ok", Value(true)}}));
+  EXPECT_EQ(bans[0].data.extra,
+            (Value::Dict{{"user", Value("bob")}, {"score", Value("1.5")}, {"ok", Value(true)}}));
   EXPECT_EQ(bans[1].data, BanData{});
   EXPECT_EQ(bans[2].data, BanData{});
 }
@@ -606,8 +607,9 @@ void WriteScenarioWithBanStore(BanStore* store) {
   store->set_max_matches(2);
   ASSERT_TRUE(store->AddJail("sshd").ok());
   ASSERT_TRUE(store->AddJail("web").ok());
-  ASSERT_TRUE(store->AddBan("sshd", Ban("192.0.2.1", 1000, 600, 1, {"line a", "line b", "line c"}, 3))
-                  .ok());
+  ASSERT_TRUE(
+      store->AddBan("sshd", Ban("192.0.2.1", 1000, 600, 1, {"line a", "line b", "line c"}, 3))
+          .ok());
   ASSERT_TRUE(store->AddBan("sshd", Ban("192.0.2.1", 2000, 1200, 2, {"line d"}, 1)).ok());
   StoredBan v6 = Ban("2001:db8::1", 1500, -1, 1, {"ünïcode \"q\" \\ \t"}, 5);
   v6.data.extra = {{"user", Value("root")}};
@@ -616,10 +618,9 @@ void WriteScenarioWithBanStore(BanStore* store) {
   ASSERT_TRUE(store->AddBan("web", Ban("198.51.100.7", 100, 600, 1, {"expired"}, 1)).ok());
   ASSERT_TRUE(store->AddLog("sshd", "/var/log/auth.log", 4242, "abc123").ok());
   ASSERT_TRUE(store->UpdateLog("sshd", "/var/log/auth.log", 5000, "abc123").ok());
-  ASSERT_TRUE(store
-                  ->UpdateJournal("sshd", "systemd-journal", 1700000000.5,
-                                  "2023-11-14T22:13:20.500000")
-                  .ok());
+  ASSERT_TRUE(
+      store->UpdateJournal("sshd", "systemd-journal", 1700000000.5, "2023-11-14T22:13:20.500000")
+          .ok());
   ASSERT_TRUE(store->DelJail("web").ok());
 }
 
@@ -881,9 +882,10 @@ TEST(BanStoreTest, HundredThousandBansPerformanceNote) {
   }
   auto t4 = Clock::now();
   auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
-  std::printf("[perf] AddBan x%d in one batch: %.0f ms; GetCurrentBans -> %zu bans: %.0f ms; "
-              "committed AddBan: %.3f ms each\n",
-              kBans, ms(t1 - t0), bans->size(), ms(t2 - t1), ms(t4 - t3) / 200);
+  std::printf(
+      "[perf] AddBan x%d in one batch: %.0f ms; GetCurrentBans -> %zu bans: %.0f ms; "
+      "committed AddBan: %.3f ms each\n",
+      kBans, ms(t1 - t0), bans->size(), ms(t2 - t1), ms(t4 - t3) / 200);
 }
 
 }  // namespace
