@@ -1,0 +1,252 @@
+// BanStore: the persistent ban database (`dbfile`), on the very file format
+// fail2ban 1.0 uses (schema version 4: tables fail2banDb, jails, logs, bans,
+// bips), so an operator who switches keeps `dbfile =
+// /var/lib/fail2ban/fail2ban.sqlite3`, gets the bans fail2ban had restored,
+// and can switch back.
+//
+// What fail2ban keeps there and what each table means:
+//   jails  name, enabled: jails known to the daemon; a stopped jail is
+//          disabled, and Purge() forgets it once it has no bans left.
+//   logs   per (jail, path): MD5 of the log's first line and the byte offset
+//          read so far, so a restart resumes where it stopped unless the log
+//          was rotated (the first line changed).
+//   bans   one row per ban ever made (history, aged out by dbpurgeage).
+//   bips   one row per (ip, jail): the latest ban, its bantime and bancount;
+//          this is what restore and bantime.increment read.
+//   data   (in bans and bips) a JSON object: "matches" (log lines, oldest
+//          first, at most dbmaxmatches), "failures" and any other ticket data.
+//
+// Every write commits before it returns (WAL journal, synchronous=NORMAL):
+// once AddBan() has returned, the ban survives the process being killed at
+// any moment (not necessarily a power cut: that would need an fsync per ban
+// on the event loop). fail2ban itself runs with synchronous=OFF and an
+// in-memory journal, so it can lose or corrupt recent writes; the switch
+// between the two is harmless, as each sets its journal mode on open.
+//
+// Times are epoch seconds passed in by the caller ("now" is a parameter,
+// never read from a clock here), which keeps the store testable with fake
+// time. Bantimes are seconds; -1 means permanent, and -2 (only in rows that
+// fail2ban upgraded from schema version 2) means unknown.
+//
+// Thread-safety: none. A BanStore (and its SQLite connection, opened
+// SQLITE_OPEN_NOMUTEX) belongs to one thread at a time; the daemon uses it
+// from its event loop. Other processes may use the same file; SQLite's file
+// locks serialise them, and a write waits up to 5 s for a lock (as Python's
+// sqlite3 does for fail2ban).
+#ifndef BANTAM_BAN_STORE_H_
+#define BANTAM_BAN_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bantam/status.h"
+#include "bantam/value.h"
+
+namespace bantam {
+
+// The ticket data kept with a ban: fail2ban's ticket.getData() dict.
+struct BanData {
+  // The log lines behind the ban, oldest first. fail2ban may store a line as
+  // a list of pieces ([pre, match, post]); those are read joined, as its
+  // ticket.getMatches() joins them.
+  std::vector<std::string> matches;
+  int64_t failures = 0;
+  // Every other key of the dict, in stored order (e.g. "ip", "user" from
+  // <F-*> groups). Written back as they are read; a JSON number that is not
+  // a 64-bit integer reads as a string of its digits.
+  Value::Dict extra;
+
+  bool operator==(const BanData&) const = default;
+};
+
+// One ban as the store holds it.
+struct StoredBan {
+  std::string
+      ip;  // the ticket id as text (fail2ban: str(IPAddr)); canonical form is the caller's job
+  int64_t time = 0;      // timeofban; fail2ban stores round(ticket time)
+  int64_t bantime = 0;   // seconds; -1 permanent. REAL values fail2ban wrote read truncated.
+  int64_t bancount = 1;  // how many times this ip has been banned in this jail
+  BanData data;
+
+  bool operator==(const StoredBan&) const = default;
+};
+
+// getBan(): what bantime.increment learns about an ip's past bans.
+struct BanHistory {
+  int64_t bancount = 0;     // for all jails: the sum over them
+  int64_t time_of_ban = 0;  // the last ban's time (for all jails: the latest)
+  int64_t bantime = 0;      // the last ban's bantime (for all jails: the sum, as fail2ban does)
+
+  bool operator==(const BanHistory&) const = default;
+};
+
+// The restore query (fail2ban's getCurrentBans): bans that are still in
+// force at `now`.
+struct CurrentBansQuery {
+  std::optional<std::string> jail;  // unset: every jail, the latest ban per ip
+  std::optional<std::string> ip;    // unset: every ip; set: at most one result
+  // Only bans made within this many seconds before `now` (fail2ban passes
+  // the jail's bantime unless bantime.increment is on). Unset or -1: any age.
+  std::optional<int64_t> forbantime;
+  int64_t now = 0;  // fromtime
+  // correctBanTime: a ban longer than this, or permanent, is shortened to it
+  // (the jail's max bantime), and dropped if that has already expired.
+  // Unset or -1: bantimes are kept as stored.
+  std::optional<int64_t> max_bantime;
+  // Bantime for rows whose bantime is unknown (-2): the jail's bantime.
+  // Unset: max_bantime if set, else 600, as fail2ban does without a jail.
+  std::optional<int64_t> unknown_bantime;
+  // Keep the last N matches of each ban; 0 drops them. Unset: the store's
+  // max_matches (dbmaxmatches).
+  std::optional<int> max_matches;
+};
+
+struct BanStoreOptions {
+  int64_t purge_age = 24 * 60 * 60;  // dbpurgeage, seconds
+  int max_matches = 10;              // dbmaxmatches; 0 stores no matches
+  // A bips row outlives dbpurgeage until its ban has been over for this many
+  // bantimes (fail2ban's outDatedFactor), so bantime.increment remembers
+  // repeat offenders.
+  int outdated_factor = 3;
+};
+
+class BanStore {
+ public:
+  // Opens (creating if absent) the database `dbfile`, as fail2ban's `dbfile`:
+  //   "none" (any case)  no database: every write succeeds doing nothing and
+  //                      every read finds nothing, which is how fail2ban
+  //                      behaves without one (no restore, no increment
+  //                      history). enabled() is false.
+  //   ":memory:"         a private in-memory database, lost on close.
+  //   a path             created with its last directory level if absent.
+  // A database of schema version 1-3 is upgraded in one transaction (as
+  // fail2ban would, without the backup copy: a failed upgrade rolls back).
+  // Errors name the path: "PATH: file is not a database", "PATH: schema
+  // version 5 is newer than this bantam supports (4)". Unlike fail2ban, a
+  // damaged file is never moved aside and recreated: the operator decides.
+  static Result<std::unique_ptr<BanStore>> Open(const std::string& dbfile,
+                                                const BanStoreOptions& options = {});
+  ~BanStore();
+  BanStore(const BanStore&) = delete;
+  BanStore& operator=(const BanStore&) = delete;
+
+  bool enabled() const;                     // false for dbfile = none
+  const std::string& filename() const;      // as given to Open()
+  const std::string& journal_mode() const;  // "wal" on a file, "memory" for :memory:, "" for none
+
+  // dbpurgeage / dbmaxmatches may change while running (fail2ban-client set).
+  void set_purge_age(int64_t seconds);
+  int64_t purge_age() const;
+  void set_max_matches(int n);
+  int max_matches() const;
+
+  // --- jails (a jail must be added before its logs and bans: foreign keys) ---
+  // addJail: inserts or re-enables.
+  Status AddJail(std::string_view jail);
+  // delJail: marks it disabled; its rows stay until Purge().
+  Status DelJail(std::string_view jail);
+  // delAllJails: disables every jail (fail2ban does this when it opens the
+  // database, before adding the configured jails).
+  Status DelAllJails();
+  // Jail names; `enabled` unset: all.
+  Result<std::set<std::string>> GetJailNames(std::optional<bool> enabled = std::nullopt);
+
+  // --- logs ---
+  // addLog: records `path` for `jail` if it has no row yet (with `pos` and
+  // `first_line_md5`), and returns the stored offset to resume from: unset
+  // when there is none, or when `first_line_md5` is given and differs from
+  // the stored one (the log was rotated: start over). fail2ban passes "" as
+  // the md5 of a file without a complete first line.
+  Result<std::optional<int64_t>> AddLog(std::string_view jail, std::string_view path, int64_t pos,
+                                        std::optional<std::string_view> first_line_md5);
+  // The same answer as AddLog without writing anything.
+  Result<std::optional<int64_t>> GetLogPosition(std::string_view jail, std::string_view path,
+                                                std::optional<std::string_view> first_line_md5);
+  // updateLog: sets md5 and offset, inserting the row if missing.
+  Status UpdateLog(std::string_view jail, std::string_view path, int64_t pos,
+                   std::string_view first_line_md5);
+  Result<std::set<std::string>> GetLogPaths(std::optional<std::string_view> jail = std::nullopt);
+  // getJournalPos / updateJournal: the journal backend keeps its last entry
+  // time (a float) in lastfilepos and the ISO form in firstlinemd5, under the
+  // path "systemd-journal". Unset: no position stored.
+  Result<std::optional<double>> GetJournalPosition(std::string_view jail, std::string_view name);
+  Status UpdateJournal(std::string_view jail, std::string_view name, double time,
+                       std::string_view iso);
+
+  // --- bans ---
+  // addBan: appends to the history (bans) and replaces the ip's row in bips;
+  // committed when it returns (or with the enclosing Batch). Matches beyond
+  // max_matches() are cut from the front; with max_matches() 0 none are kept.
+  Status AddBan(std::string_view jail, const StoredBan& ban);
+  // delBan: forgets these ips' bans in `jail` (history and bips).
+  Status DelBans(std::string_view jail, std::span<const std::string> ips);
+  Status DelBan(std::string_view jail, const std::string& ip) { return DelBans(jail, {&ip, 1}); }
+  // delBan without ips: forgets every ban of `jail`.
+  Status DelAllBans(std::string_view jail);
+
+  // getBans: the history, ordered by ip then newest first. `bantime` set and
+  // >= 0: only bans made after now - bantime. bantime/bancount of the
+  // results are as stored; data.matches are not cut.
+  struct BansQuery {
+    std::optional<std::string> jail = {};
+    std::optional<std::string> ip = {};
+    std::optional<int64_t> bantime = {};
+    int64_t now = 0;
+  };
+  Result<std::vector<StoredBan>> GetBans(const BansQuery& query);
+
+  // getCurrentBans: the bans to restore, ordered by ip; see CurrentBansQuery.
+  Result<std::vector<StoredBan>> GetCurrentBans(const CurrentBansQuery& query);
+
+  // getBan: the ip's ban history from bips; unset if it was never banned
+  // (within the window). `jail` unset or `overall_jails`: across all jails.
+  // `forbantime`: only bans after now - forbantime; `fromtime`: only after it.
+  struct BanHistoryQuery {
+    std::string ip = {};
+    std::optional<std::string> jail = {};
+    bool overall_jails = false;
+    std::optional<int64_t> forbantime = {};
+    std::optional<int64_t> fromtime = {};
+    int64_t now = 0;
+  };
+  Result<std::optional<BanHistory>> GetBan(const BanHistoryQuery& query);
+
+  // purge: drops history older than purge_age(), bips rows whose ban ended
+  // outdated_factor bantimes before that (never permanent ones), and
+  // disabled jails that have no bans left.
+  Status Purge(int64_t now);
+
+  // Batch: groups writes into one transaction, for bulk work (importing,
+  // tests, benchmarks). Writes inside are durable only after Commit();
+  // destroying an uncommitted Batch rolls them back. At most one at a time;
+  // the BanStore must outlive it.
+  class Batch {
+   public:
+    Batch(Batch&& other) noexcept;
+    Batch& operator=(Batch&&) = delete;
+    Batch(const Batch&) = delete;
+    ~Batch();
+    Status Commit();
+
+   private:
+    friend class BanStore;
+    explicit Batch(BanStore* store) : store_(store) {}
+    BanStore* store_;  // null once committed, rolled back or moved from
+  };
+  Result<Batch> BeginBatch();
+
+ private:
+  struct Impl;
+  explicit BanStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bantam
+
+#endif  // BANTAM_BAN_STORE_H_
