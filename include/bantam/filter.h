@@ -180,6 +180,8 @@ class Filter {
   std::string ProcessedLine() const;
 
   const FilterSettings& settings() const { return settings_; }
+  // fail2ban's inOperation: false while a log's backlog is read at start.
+  void set_in_operation(bool value) { settings_.in_operation = value; }
   const FailRegex* prefregex() const { return prefregex_ ? &*prefregex_ : nullptr; }
   // The groups of the last prefregex match in group-number order, content
   // included (only with record_prefregex_groups).

@@ -1,0 +1,132 @@
+// Jail: one fail2ban jail at run time. Lines come in (from the log sources
+// the server runs), the Filter finds failures, the IgnoreList drops trusted
+// addresses, the FailManager counts them inside findtime, and at maxretry
+// the id is banned (BanManager, with bantime.increment) and handed to the
+// server's JailEvents, which runs the actions, records the ban and logs it.
+// Expired bans come back through UnbanDue().
+//
+// Single-threaded: owned and driven by the server's event loop.
+#ifndef BANTAM_JAIL_H_
+#define BANTAM_JAIL_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "bantam/ban_manager.h"
+#include "bantam/ban_time.h"
+#include "bantam/clock.h"
+#include "bantam/fail_manager.h"
+#include "bantam/filter.h"
+#include "bantam/ignore_list.h"
+#include "bantam/status.h"
+#include "bantam/value.h"
+
+namespace bantam {
+
+// One action of a jail as the command stream gives it: its name and its
+// resolved options (actionban, actionstart, <init tags>, ...).
+struct JailActionConfig {
+  std::string name;
+  Value::Dict options;
+};
+
+// A jail's settings, collected from the command stream ("set JAIL ...").
+struct JailConfig {
+  std::string name;
+  std::string backend = "auto";
+  FilterSettings filter;
+  std::vector<std::pair<std::string, bool>> logpaths;  // path, tail
+  std::vector<std::vector<std::string>> journalmatch;
+  int maxretry = 5;
+  double findtime = 600;
+  int maxmatches = 5;
+  double bantime = 600;
+  std::vector<std::string> ignoreip;
+  bool ignoreself = true;
+  std::string ignorecommand;
+  BanTimeIncrementOptions increment;
+  std::vector<JailActionConfig> actions;
+};
+
+// Collects every jail of a command stream (LoadConfig's), in order, with
+// fail2ban's value parsing (time values such as "10m"). Unknown jail
+// settings are ignored with a warning; a bad value is an error naming the
+// jail and the setting.
+Result<std::vector<JailConfig>> JailsFromCommands(const std::vector<Value>& commands,
+                                                  std::vector<std::string>* warnings);
+
+// What the jail reports; the server implements it.
+class JailEvents {
+ public:
+  virtual ~JailEvents() = default;
+  virtual void OnFound(const std::string& jail, const IpAddr& id, double time) = 0;
+  virtual void OnIgnored(const std::string& jail, const IpAddr& id, const char* source) = 0;
+  // A new ban: run the ban actions and record it. `ticket` has the final
+  // bantime and ban count.
+  virtual void OnBan(const std::string& jail, const Ticket& ticket) = 0;
+  virtual void OnAlreadyBanned(const std::string& jail, const IpAddr& id) = 0;
+  virtual void OnUnban(const std::string& jail, const Ticket& ticket) = 0;
+  virtual void OnWarning(const std::string& jail, const std::string& message) = 0;
+};
+
+class Jail {
+ public:
+  // `clock`, `events`, `history`, `resolver`, `self`, `runner` must outlive
+  // the jail; `resolver`/`self`/`runner` may be null (defaults/none).
+  static Result<std::unique_ptr<Jail>> Create(JailConfig config, const Clock& clock,
+                                              JailEvents* events, BanHistory* history,
+                                              Resolver* resolver, HostAddresses* self,
+                                              CommandRunner* runner);
+
+  const std::string& name() const { return config_.name; }
+  const JailConfig& config() const { return config_; }
+
+  // One log line (UTF-8, no terminator). `in_operation` is false while a
+  // log's backlog is read at start: lines older than findtime then count
+  // for nothing, as in fail2ban.
+  void ProcessLine(std::string_view line, bool in_operation = true);
+  // A journal entry whose time is known.
+  void ProcessJournalLine(std::string_view line, double time, std::string_view date_text);
+
+  // Bans `id` now as if it had reached maxretry (fail2ban-client set JAIL
+  // banip); false if it is already banned.
+  bool BanNow(const IpAddr& id);
+  // A ban read back from the database at start: re-applied unless expired.
+  void Restore(Ticket ticket);
+  // Unbans `id` (set JAIL unbanip); false if it was not banned.
+  bool Unban(const IpAddr& id);
+  // Ends every ban whose time is over.
+  void UnbanDue();
+  // When the next ban ends (kMaxBanEnd if none).
+  double NextUnbanTime() const { return bans_.NextUnbanTime(); }
+
+  const FailManager& failures() const { return fails_; }
+  const BanManager& bans() const { return bans_; }
+  BanManager& mutable_bans() { return bans_; }
+  Filter& filter() { return *filter_; }
+
+ private:
+  Jail(JailConfig config, const Clock& clock, JailEvents* events, BanHistory* history);
+  void HandleFailures(bool in_operation);
+  void TryBan(const IpAddr& id);
+
+  JailConfig config_;
+  const Clock& clock_;
+  JailEvents* events_;
+  BanHistory* history_;
+  std::unique_ptr<Filter> filter_;
+  std::unique_ptr<IgnoreList> ignore_;
+  std::optional<BanTimeIncrement> increment_;
+  FailManager fails_;
+  BanManager bans_;
+  std::vector<Failure> failures_;
+  uint64_t seq_ = 0;
+};
+
+}  // namespace bantam
+
+#endif  // BANTAM_JAIL_H_

@@ -1,0 +1,269 @@
+#include "bantam/jail.h"
+
+#include <cmath>
+#include <utility>
+
+#include "bantam/duration.h"
+#include "bantam/option_list.h"
+
+namespace bantam {
+namespace {
+
+Status BadValue(const std::string& jail, const std::string& opt, const Value& v,
+                const std::string& why) {
+  return Status::Error("jail '" + jail + "': " + opt + " = " + v.ToPyStr() + ": " + why);
+}
+
+Result<double> Seconds(const std::string& jail, const std::string& opt, const Value& v) {
+  if (v.is_int()) return static_cast<double>(v.as_int());
+  Result<double> d = ParseDuration(v.ToPyStr());
+  if (!d.ok()) return BadValue(jail, opt, v, d.status().message());
+  return *d;
+}
+
+Result<int> Int(const std::string& jail, const std::string& opt, const Value& v) {
+  if (v.is_int()) return static_cast<int>(v.as_int());
+  const std::string s = v.ToPyStr();
+  char* end = nullptr;
+  const long n = std::strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0') return BadValue(jail, opt, v, "not an integer");
+  return static_cast<int>(n);
+}
+
+bool Bool(const Value& v) { return v.is_bool() ? v.as_bool() : PyAsBool(v.ToPyStr()); }
+
+}  // namespace
+
+Result<std::vector<JailConfig>> JailsFromCommands(const std::vector<Value>& commands,
+                                                  std::vector<std::string>* warnings) {
+  std::vector<JailConfig> jails;
+  auto find = [&](const std::string& name) -> JailConfig* {
+    for (JailConfig& j : jails)
+      if (j.name == name) return &j;
+    return nullptr;
+  };
+  for (const Value& cmd : commands) {
+    if (!cmd.is_list()) continue;
+    const Value::List& c = cmd.as_list();
+    if (c.size() < 2 || !c[0].is_string()) continue;
+    const std::string& op = c[0].as_string();
+    if (op == "add" && c.size() >= 3) {
+      JailConfig j;
+      j.name = c[1].ToPyStr();
+      j.backend = c[2].ToPyStr();
+      jails.push_back(std::move(j));
+      continue;
+    }
+    if ((op != "set" && op != "multi-set") || c.size() < 4) continue;
+    JailConfig* j = find(c[1].ToPyStr());
+    if (j == nullptr) continue;  // a server-level setting
+    const std::string opt = c[2].ToPyStr();
+    const Value& v = c[3];
+    std::vector<std::string> values;
+    if (op == "multi-set" && v.is_list() && opt != "action") {
+      for (const Value& x : v.as_list()) values.push_back(x.ToPyStr());
+    } else {
+      for (size_t i = 3; i < c.size(); ++i) values.push_back(c[i].ToPyStr());
+    }
+    const std::string& name = j->name;
+    if (opt == "usedns") {
+      j->filter.usedns = v.ToPyStr();
+    } else if (opt == "prefregex") {
+      j->filter.prefregex = v.ToPyStr();
+    } else if (opt == "addfailregex") {
+      for (std::string& r : values) j->filter.failregex.push_back(std::move(r));
+    } else if (opt == "addignoreregex") {
+      for (std::string& r : values) j->filter.ignoreregex.push_back(std::move(r));
+    } else if (opt == "maxlines") {
+      Result<int> n = Int(name, opt, v);
+      if (!n.ok()) return n.status();
+      j->filter.maxlines = *n;
+    } else if (opt == "datepattern") {
+      j->filter.datepattern = v.ToPyStr();
+    } else if (opt == "logtimezone") {
+      j->filter.logtimezone = v.ToPyStr();
+    } else if (opt == "addjournalmatch") {
+      j->journalmatch.push_back(values);
+    } else if (opt == "addlogpath") {
+      const bool tail = c.size() >= 5 && c[4].ToPyStr() == "tail";
+      j->logpaths.emplace_back(v.ToPyStr(), tail);
+    } else if (opt == "maxretry" || opt == "maxmatches") {
+      Result<int> n = Int(name, opt, v);
+      if (!n.ok()) return n.status();
+      (opt == "maxretry" ? j->maxretry : j->maxmatches) = *n;
+    } else if (opt == "findtime" || opt == "bantime") {
+      Result<double> s = Seconds(name, opt, v);
+      if (!s.ok()) return s.status();
+      (opt == "findtime" ? j->findtime : j->bantime) = *s;
+      if (opt == "findtime") j->filter.findtime = *s;
+    } else if (opt == "addignoreip") {
+      for (std::string& ip : values) j->ignoreip.push_back(std::move(ip));
+    } else if (opt == "ignoreself") {
+      j->ignoreself = Bool(v);
+    } else if (opt == "ignorecommand") {
+      j->ignorecommand = v.ToPyStr();
+    } else if (opt == "bantime.increment") {
+      j->increment.increment = Bool(v);
+    } else if (opt == "bantime.factor") {
+      j->increment.factor = v.ToPyStr();
+    } else if (opt == "bantime.formula") {
+      j->increment.formula = v.ToPyStr();
+    } else if (opt == "bantime.multipliers") {
+      j->increment.multipliers = v.ToPyStr();
+    } else if (opt == "bantime.maxtime" || opt == "bantime.rndtime") {
+      Result<double> s = Seconds(name, opt, v);
+      if (!s.ok()) return s.status();
+      (opt == "bantime.maxtime" ? j->increment.maxtime : j->increment.rndtime) = *s;
+    } else if (opt == "bantime.overalljails") {
+      j->increment.overalljails = Bool(v);
+    } else if (opt == "addaction") {
+      j->actions.push_back(JailActionConfig{v.ToPyStr(), {}});
+    } else if (opt == "action" && c.size() >= 5) {
+      const std::string actname = v.ToPyStr();
+      JailActionConfig* a = nullptr;
+      for (JailActionConfig& x : j->actions)
+        if (x.name == actname) a = &x;
+      if (a == nullptr) continue;
+      if (op == "multi-set" && c[4].is_list()) {
+        for (const Value& pair : c[4].as_list()) {
+          if (pair.is_list() && pair.as_list().size() == 2) {
+            a->options.emplace_back(pair.as_list()[0].ToPyStr(), pair.as_list()[1]);
+          }
+        }
+      } else if (c.size() >= 6) {
+        a->options.emplace_back(c[4].ToPyStr(), c[5]);
+      }
+    } else if (opt == "logencoding" || opt == "idle") {
+      // UTF-8 only (decoded as fail2ban's 'replace'); idle comes with the client.
+    } else {
+      if (warnings) warnings->push_back("jail '" + name + "': setting " + opt + " is not supported yet; ignored");
+    }
+  }
+  return jails;
+}
+
+// ---------------------------------------------------------------------------
+
+Jail::Jail(JailConfig config, const Clock& clock, JailEvents* events, BanHistory* history)
+    : config_(std::move(config)),
+      clock_(clock),
+      events_(events),
+      history_(history),
+      fails_(FailManagerOptions{config_.maxretry, config_.findtime, config_.maxmatches,
+                                kDefaultMaxFailEntries}),
+      bans_(clock, config_.bantime) {}
+
+Result<std::unique_ptr<Jail>> Jail::Create(JailConfig config, const Clock& clock, JailEvents* events,
+                                           BanHistory* history, Resolver* resolver,
+                                           HostAddresses* self, CommandRunner* runner) {
+  std::unique_ptr<Jail> j(new Jail(std::move(config), clock, events, history));
+  FilterSettings fs = j->config_.filter;
+  fs.resolver = resolver;
+  const std::string jail_name = j->config_.name;
+  JailEvents* ev = events;
+  fs.warn = [ev, jail_name](const std::string& m) { ev->OnWarning(jail_name, m); };
+  Result<std::unique_ptr<Filter>> filter = Filter::Create(std::move(fs));
+  if (!filter.ok()) {
+    return Status::Error("jail '" + jail_name + "': " + filter.status().message());
+  }
+  j->filter_ = std::move(*filter);
+  j->ignore_ = std::make_unique<IgnoreList>(clock, resolver, self, runner);
+  for (const std::string& ip : j->config_.ignoreip) j->ignore_->Add(ip);
+  j->ignore_->set_ignoreself(j->config_.ignoreself);
+  j->ignore_->set_ignorecommand(j->config_.ignorecommand);
+  if (j->config_.increment.increment) {
+    Result<BanTimeIncrement> inc = BanTimeIncrement::Create(j->config_.increment);
+    if (!inc.ok()) return Status::Error("jail '" + jail_name + "': " + inc.status().message());
+    j->increment_.emplace(std::move(*inc));
+  }
+  return j;
+}
+
+void Jail::ProcessLine(std::string_view line, bool in_operation) {
+  filter_->set_in_operation(in_operation);
+  filter_->ProcessLine(line, clock_.Now(), ++seq_, &failures_);
+  HandleFailures(in_operation);
+}
+
+void Jail::ProcessJournalLine(std::string_view line, double time, std::string_view date_text) {
+  filter_->ProcessLineWithTime(line, time, date_text, clock_.Now(), ++seq_, &failures_);
+  HandleFailures(true);
+}
+
+void Jail::HandleFailures(bool in_operation) {
+  (void)in_operation;
+  const double now = clock_.Now();
+  for (Failure& f : failures_) {
+    if (!f.id || f.nofail()) continue;
+    // A failure never lies in the future (fail2ban clamps estimated times).
+    const double time = std::min(f.time.value_or(now), now);
+    IgnoreVerdict verdict = ignore_->Check(*f.id, &f.fail);
+    if (!verdict.error.empty()) events_->OnWarning(config_.name, verdict.error);
+    if (verdict.ignored) {
+      events_->OnIgnored(config_.name, *f.id, IgnoreSourceName(verdict.source));
+      continue;
+    }
+    events_->OnFound(config_.name, *f.id, time);
+    const int retry = fails_.AddFailure(*f.id, time, std::move(f.fail));
+    if (retry >= fails_.maxretry()) TryBan(*f.id);
+  }
+  fails_.Service(now);
+}
+
+void Jail::TryBan(const IpAddr& id) {
+  std::optional<Ticket> ticket = fails_.ToBan(&id);
+  if (!ticket) return;
+  double bantime = config_.bantime;
+  if (increment_ && history_ != nullptr) {
+    std::string error;
+    bantime = increment_->IncrementFor(bantime, &*ticket, *history_, config_.name, &error);
+    if (!error.empty()) events_->OnWarning(config_.name, "bantime.increment: " + error);
+  }
+  ticket->ban_time = bantime;
+  ticket->time = clock_.Now();
+  const Ticket* existing = nullptr;
+  switch (bans_.AddBan(*ticket, &existing)) {
+    case AddBanOutcome::kAdded:
+      events_->OnBan(config_.name, *ticket);
+      break;
+    case AddBanOutcome::kAlreadyBanned:
+    case AddBanOutcome::kProlonged:
+      events_->OnAlreadyBanned(config_.name, id);
+      break;
+    case AddBanOutcome::kExpired:
+      break;
+  }
+}
+
+bool Jail::BanNow(const IpAddr& id) {
+  if (bans_.IsBanned(id)) return false;
+  Ticket t;
+  t.id = id;
+  t.time = clock_.Now();
+  t.first_time = t.time;
+  t.retry = t.attempts = config_.maxretry;
+  double bantime = config_.bantime;
+  if (increment_ && history_ != nullptr) bantime = increment_->IncrementFor(bantime, &t, *history_, config_.name);
+  t.ban_time = bantime;
+  if (bans_.AddBan(t) != AddBanOutcome::kAdded) return false;
+  events_->OnBan(config_.name, t);
+  return true;
+}
+
+void Jail::Restore(Ticket ticket) {
+  ticket.restored = true;
+  if (bans_.AddBan(ticket) == AddBanOutcome::kAdded) events_->OnBan(config_.name, ticket);
+}
+
+bool Jail::Unban(const IpAddr& id) {
+  std::optional<Ticket> t = bans_.Remove(id);
+  if (!t) return false;
+  events_->OnUnban(config_.name, *t);
+  return true;
+}
+
+void Jail::UnbanDue() {
+  for (const Ticket& t : bans_.TakeDue(clock_.Now())) events_->OnUnban(config_.name, t);
+}
+
+}  // namespace bantam
