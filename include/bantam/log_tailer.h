@@ -194,7 +194,6 @@ class LogTailer {
   int inotify_fd_;
   std::vector<std::unique_ptr<LogFile>> files_;
   std::unordered_map<int, std::vector<LogFile*>> watchers_;  // wd -> files
-  std::vector<LogFile*> dirty_;   // reused by Process()
   std::vector<char> read_buf_;    // reused for every read
   std::vector<char> event_buf_;   // inotify events
   std::string notice_;            // reused for notice text

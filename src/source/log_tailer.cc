@@ -304,6 +304,9 @@ bool LogTailer::Open(LogFile& f) {
     // Watch the inode we hold, not whatever the path names by now.
     std::string self = "/proc/self/fd/" + std::to_string(fd);
     f.wd_file_ = AddWatch(self, kFileMask, &f);
+    // Without /proc, the path: it named this inode a moment ago, and a
+    // wrong guess is corrected by the next rotation check.
+    if (f.wd_file_ < 0) f.wd_file_ = AddWatch(f.path_, kFileMask, &f);
     char resolved[PATH_MAX];
     if (::realpath(f.path_.c_str(), resolved)) {
       std::string tdir = DirName(resolved);
@@ -484,8 +487,7 @@ void LogTailer::ReadAvailable(LogFile& f) {
     if (f.hash_ != h) RestartFromTop(f, "first line changed (copytruncate?)");
   }
   if (f.hash_.empty() && size > 0) UpdateHash(f);
-  // Read to the end as it is now, and a little past: a writer may add more
-  // while we read, and pread tells us where the end is.
+  // Up to where pread finds the end, so bytes a writer adds meanwhile count.
   ReadRange(f, f.fd_, UINT64_MAX);
 }
 
@@ -552,10 +554,7 @@ Status LogTailer::Process() {
       auto it = watchers_.find(ev.wd);
       if (it == watchers_.end()) continue;
       for (LogFile* f : it->second) {
-        if (!f->dirty_) {
-          f->dirty_ = true;
-          dirty_.push_back(f);
-        }
+        f->dirty_ = true;
         if (ev.mask & IN_IGNORED) {
           // The kernel dropped the watch (directory or inode gone).
           if (f->wd_file_ == ev.wd) f->wd_file_ = -1;
@@ -566,19 +565,13 @@ Status LogTailer::Process() {
       if (ev.mask & IN_IGNORED) watchers_.erase(it);
     }
   }
-  if (all) {
-    for (LogFile* f : dirty_) f->dirty_ = false;
-    dirty_.clear();
-    Poll();
-    return Status::Ok();
-  }
-  // Add() order, so that files are read in a stable order.
+  // In Add() order, so that files are read in a stable order. After an
+  // overflow (events were dropped) every file is checked.
   for (auto& f : files_) {
-    if (!f->dirty_) continue;
+    if (!f->dirty_ && !all) continue;
     f->dirty_ = false;
     Check(*f);
   }
-  dirty_.clear();
   return Status::Ok();
 }
 
@@ -616,7 +609,6 @@ void LogTailer::DropAllWatches(LogFile& f) {
   DropWatch(&f.wd_dir_, &f);
   DropWatch(&f.wd_target_dir_, &f);
   f.dirty_ = false;
-  dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), &f), dirty_.end());
 }
 
 void LogTailer::EnsureWatches(LogFile& f) {

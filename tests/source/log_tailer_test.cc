@@ -379,6 +379,28 @@ TEST_P(LogTailerTest, FileCreatedAfterAddIsReadFromItsStart) {
   EXPECT_EQ(Texts(), Numbered(1, 3));
 }
 
+// inotify cannot watch a directory that does not exist: the periodic Poll()
+// picks the file up, and events drive it from then on.
+TEST_P(LogTailerTest, FileInADirectoryCreatedLaterIsPickedUpByPoll) {
+  std::string log = tree_.Path("later/dir/app.log");
+  Start();
+  Add(log);
+  tailer_->Poll();
+  fs::create_directories(tree_.Path("later/dir"));
+  Writer w(log);
+  w.Lines(1, 2);
+  tailer_->Poll();  // the timer
+  w.Lines(3, 4);
+  Pump();
+  EXPECT_EQ(Texts(), Numbered(1, 4));
+  ASSERT_EQ(::unlink(log.c_str()), 0);
+  Pump();
+  Writer again(log);
+  again.Lines(5, 5);
+  Pump();
+  EXPECT_EQ(Texts(), Numbered(1, 5));
+}
+
 TEST_P(LogTailerTest, HugeLinesAreCutAtTheCapAndTheRestSkipped) {
   std::string log = tree_.Path("a.log");
   Writer w(log);
