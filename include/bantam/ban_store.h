@@ -78,12 +78,12 @@ struct StoredBan {
 };
 
 // getBan(): what bantime.increment learns about an ip's past bans.
-struct BanHistory {
+struct BanHistoryRow {
   int64_t bancount = 0;     // for all jails: the sum over them
   int64_t time_of_ban = 0;  // the last ban's time (for all jails: the latest)
   int64_t bantime = 0;      // the last ban's bantime (for all jails: the sum, as fail2ban does)
 
-  bool operator==(const BanHistory&) const = default;
+  bool operator==(const BanHistoryRow&) const = default;
 };
 
 // The restore query (fail2ban's getCurrentBans): bans that are still in
@@ -215,7 +215,7 @@ class BanStore {
     std::optional<int64_t> fromtime = {};
     int64_t now = 0;
   };
-  Result<std::optional<BanHistory>> GetBan(const BanHistoryQuery& query);
+  Result<std::optional<BanHistoryRow>> GetBan(const BanHistoryQuery& query);
 
   // purge: drops history older than purge_age(), bips rows whose ban ended
   // outdated_factor bantimes before that (never permanent ones), and

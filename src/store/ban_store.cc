@@ -1014,8 +1014,8 @@ Result<std::vector<StoredBan>> BanStore::GetCurrentBans(const CurrentBansQuery& 
   return bans;
 }
 
-Result<std::optional<BanHistory>> BanStore::GetBan(const BanHistoryQuery& query) {
-  if (!impl_->db) return std::optional<BanHistory>();
+Result<std::optional<BanHistoryRow>> BanStore::GetBan(const BanHistoryQuery& query) {
+  if (!impl_->db) return std::optional<BanHistoryRow>();
   const bool overall = query.overall_jails || !query.jail;
   std::string sql = query.overall_jails
                         ? "SELECT sum(bancount), max(timeofban), sum(bantime) FROM bips"
@@ -1033,8 +1033,8 @@ Result<std::optional<BanHistory>> BanStore::GetBan(const BanHistoryQuery& query)
   if (query.forbantime) q.Bind(query.now - *query.forbantime);
   if (query.fromtime) q.Bind(*query.fromtime);
   Status st;
-  std::optional<BanHistory> history;
-  if (q.Step(&st) && !q.IsNull(1)) history = BanHistory{q.Int(0), q.Int(1), q.Int(2)};
+  std::optional<BanHistoryRow> history;
+  if (q.Step(&st) && !q.IsNull(1)) history = BanHistoryRow{q.Int(0), q.Int(1), q.Int(2)};
   if (!st.ok()) return st;
   return history;
 }

@@ -264,17 +264,17 @@ TEST(BanStoreTest, GetBanHistoryPerJailAndOverall) {
   ASSERT_TRUE(store->AddBan("a", Ban("10.0.0.1", 2000, 1200, 2)).ok());
   ASSERT_TRUE(store->AddBan("b", Ban("10.0.0.1", 1500, 300, 1)).ok());
   using Q = BanStore::BanHistoryQuery;
-  EXPECT_EQ(**store->GetBan(Q{.ip = "10.0.0.1", .jail = "a"}), (BanHistory{2, 2000, 1200}));
-  EXPECT_EQ(**store->GetBan(Q{.ip = "10.0.0.1", .jail = "b"}), (BanHistory{1, 1500, 300}));
+  EXPECT_EQ(**store->GetBan(Q{.ip = "10.0.0.1", .jail = "a"}), (BanHistoryRow{2, 2000, 1200}));
+  EXPECT_EQ(**store->GetBan(Q{.ip = "10.0.0.1", .jail = "b"}), (BanHistoryRow{1, 1500, 300}));
   EXPECT_EQ(**store->GetBan(Q{.ip = "10.0.0.1", .jail = "a", .overall_jails = true}),
-            (BanHistory{3, 2000, 1500}));
+            (BanHistoryRow{3, 2000, 1500}));
   EXPECT_FALSE(store->GetBan(Q{.ip = "10.0.0.2", .jail = "a"})->has_value());
   EXPECT_FALSE(store->GetBan(Q{.ip = "10.0.0.2", .overall_jails = true})->has_value());
   // Window: only bans after now - forbantime (or after fromtime).
   EXPECT_FALSE(
       store->GetBan(Q{.ip = "10.0.0.1", .jail = "b", .forbantime = 100, .now = 2000})->has_value());
   EXPECT_EQ(**store->GetBan(Q{.ip = "10.0.0.1", .overall_jails = true, .fromtime = 1200}),
-            (BanHistory{3, 2000, 1500}));
+            (BanHistoryRow{3, 2000, 1500}));
 }
 
 TEST(BanStoreTest, DelBansForgetsHistoryAndCurrent) {
