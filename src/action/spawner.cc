@@ -1,0 +1,332 @@
+#include "bantam/spawner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+extern char** environ;
+
+namespace bantam {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+std::string SignalName(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  if (abbrev) return std::string("SIG") + abbrev;
+  return "signal " + std::to_string(sig);
+}
+
+std::string FormatSeconds(double s) {
+  if (s == std::floor(s) && std::fabs(s) < 1e15) return std::to_string(static_cast<int64_t>(s));
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", s);
+  return buf;
+}
+
+// Reads what is available from `fd` into `out` (up to `limit`, the rest is
+// read and dropped so the writer never blocks). False at EOF or error.
+bool ReadSome(int fd, std::string* out, size_t limit) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      size_t keep = out->size() < limit ? std::min(limit - out->size(), static_cast<size_t>(n)) : 0;
+      out->append(buf, keep);
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK;
+  }
+}
+
+int PidfdOpen(pid_t pid) {
+#ifdef SYS_pidfd_open
+  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+#else
+  (void)pid;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+void CloseFd(int* fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+// Waits up to `ms` (< 0: forever) for `pid` to end, collecting output on
+// the way. True when it ended. The child is left unreaped (WNOWAIT), so its
+// pid and process group id stay reserved while we may still signal them.
+bool WaitChild(pid_t pid, int pidfd, int* out_fd, int* err_fd, std::string* out, std::string* err,
+               size_t limit, int64_t ms) {
+  const auto deadline = SteadyClock::now() + std::chrono::milliseconds(ms < 0 ? 0 : ms);
+  for (;;) {
+    siginfo_t info;
+    info.si_pid = 0;
+    int w = waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    if (w == 0 && info.si_pid == pid) return true;
+    if (w < 0 && errno != EINTR) return true;  // not our child any more (reaped elsewhere)
+    int64_t left = -1;
+    if (ms >= 0) {
+      left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now())
+                 .count();
+      if (left <= 0) return false;
+    }
+    pollfd fds[3];
+    int n = 0;
+    int out_i = -1, err_i = -1;
+    if (*out_fd >= 0) {
+      out_i = n;
+      fds[n++] = {*out_fd, POLLIN, 0};
+    }
+    if (*err_fd >= 0) {
+      err_i = n;
+      fds[n++] = {*err_fd, POLLIN, 0};
+    }
+    if (pidfd >= 0) fds[n++] = {pidfd, POLLIN, 0};
+    // Without a pidfd, poll in short ticks and ask waitpid again.
+    int timeout = static_cast<int>(left < 0 ? -1 : std::min<int64_t>(left, 1 << 30));
+    if (pidfd < 0 && (timeout < 0 || timeout > 10)) timeout = 10;
+    if (poll(fds, n, timeout) <= 0) continue;
+    if (out_i >= 0 && fds[out_i].revents && !ReadSome(*out_fd, out, limit)) CloseFd(out_fd);
+    if (err_i >= 0 && fds[err_i].revents && !ReadSome(*err_fd, err, limit)) CloseFd(err_fd);
+  }
+}
+
+}  // namespace
+
+std::string SpawnResult::Describe(double timeout_seconds) const {
+  switch (end) {
+    case End::kExited:
+      return "returned " + std::to_string(exit_code);
+    case End::kSignaled:
+      return "killed with " + SignalName(signal);
+    case End::kTimedOut:
+      return "timed out after " + FormatSeconds(timeout_seconds) + " seconds (process group killed)";
+    case End::kFailedToStart:
+      return "failed to start: " + error;
+  }
+  return "?";
+}
+
+SpawnResult ShellSpawner::Run(const SpawnRequest& request) {
+  SpawnResult result;
+  const auto start = SteadyClock::now();
+  auto finish = [&]() -> SpawnResult {
+    result.elapsed_seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+    return std::move(result);
+  };
+
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+    result.error = std::string("pipe: ") + strerror(errno);
+    return finish();
+  }
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    result.error = std::string("pipe: ") + strerror(errno);
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    return finish();
+  }
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+  // The daemon's sockets, logs and database stay out of actions even when
+  // some library opened them without O_CLOEXEC.
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t empty, all;
+  sigemptyset(&empty);
+  sigfillset(&all);
+  sigdelset(&all, SIGKILL);
+  sigdelset(&all, SIGSTOP);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  // SIGPIPE ignored by the daemon must not stay ignored in `... | sendmail`.
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETSIGDEF);
+
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(shell_.c_str()));
+  argv.push_back(const_cast<char*>("-c"));
+  argv.push_back(const_cast<char*>(request.script.c_str()));
+  for (const std::string& a : request.args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, shell_.c_str(), &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  int out_fd = out_pipe[0], err_fd = err_pipe[0];
+  if (rc != 0) {
+    result.error = "posix_spawn " + shell_ + ": " + strerror(rc);
+    CloseFd(&out_fd);
+    CloseFd(&err_fd);
+    return finish();
+  }
+  fcntl(out_fd, F_SETFL, O_NONBLOCK);
+  fcntl(err_fd, F_SETFL, O_NONBLOCK);
+  int pidfd = PidfdOpen(pid);
+
+  const double t = request.timeout_seconds;
+  const int64_t limit_ms = t > 0 ? static_cast<int64_t>(std::ceil(t * 1000)) : -1;
+  bool ended =
+      WaitChild(pid, pidfd, &out_fd, &err_fd, &result.out, &result.err, max_output_, limit_ms);
+  if (!ended) {
+    // The shell and everything it started share its process group (setsid).
+    // The leader is not reaped yet, so the group id cannot have been reused.
+    // As fail2ban: SIGTERM, a short grace, then SIGKILL for what is left.
+    killpg(pid, SIGTERM);
+    WaitChild(pid, pidfd, &out_fd, &err_fd, &result.out, &result.err, max_output_, 200);
+    killpg(pid, SIGKILL);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!ended) {
+    result.end = SpawnResult::End::kTimedOut;
+    result.signal = WIFSIGNALED(status) ? WTERMSIG(status) : SIGTERM;
+  } else if (WIFEXITED(status)) {
+    result.end = SpawnResult::End::kExited;
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.end = SpawnResult::End::kSignaled;
+    result.signal = WTERMSIG(status);
+  } else {
+    result.end = SpawnResult::End::kExited;
+    result.exit_code = 0;
+  }
+  // What the command wrote before it ended is in the pipes; do not wait for
+  // EOF, a background child may hold them open for long.
+  if (out_fd >= 0) ReadSome(out_fd, &result.out, max_output_);
+  if (err_fd >= 0) ReadSome(err_fd, &result.err, max_output_);
+  CloseFd(&out_fd);
+  CloseFd(&err_fd);
+  CloseFd(&pidfd);
+  return finish();
+}
+
+// ---------------------------------------------------------------- WorkerPool
+
+WorkerPool::WorkerPool(int threads) {
+  event_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (event_fd_ < 0) {
+    std::perror("bantam: eventfd");
+    std::abort();
+  }
+  if (threads < 1) threads = 1;
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { WorkerMain(); });
+}
+
+WorkerPool::~WorkerPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+  close(event_fd_);
+}
+
+WorkerPool::StrandId WorkerPool::NewStrand() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return next_strand_++;
+}
+
+void WorkerPool::Post(StrandId strand, Job job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Lane& lane = lanes_[strand];
+    lane.jobs.push_back(std::move(job));
+    if (lane.running || lane.jobs.size() > 1) return;  // already queued or running
+    ready_.push_back(strand);
+  }
+  work_cv_.notify_one();
+}
+
+void WorkerPool::WaitIdle(StrandId strand) {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [&] {
+    auto it = lanes_.find(strand);
+    return it == lanes_.end() || (!it->second.running && it->second.jobs.empty());
+  });
+}
+
+void WorkerPool::WorkerMain() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    // Stopping: keep running until every posted job has run.
+    work_cv_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
+    if (ready_.empty()) return;  // stopping and nothing left
+    StrandId id = ready_.front();
+    ready_.pop_front();
+    Lane& lane = lanes_[id];
+    Job job = std::move(lane.jobs.front());
+    lane.jobs.pop_front();
+    lane.running = true;
+    lock.unlock();
+    Completion done = job();
+    lock.lock();
+    if (done) {
+      completions_.push_back(std::move(done));
+      uint64_t one = 1;
+      ssize_t w = write(event_fd_, &one, sizeof(one));
+      (void)w;  // EAGAIN only when the counter is saturated: already readable
+    }
+    Lane& after = lanes_[id];
+    after.running = false;
+    if (!after.jobs.empty()) {
+      ready_.push_back(id);
+      work_cv_.notify_one();
+    } else {
+      lanes_.erase(id);
+      idle_cv_.notify_all();
+    }
+  }
+}
+
+size_t WorkerPool::RunCompletions() {
+  uint64_t count;
+  ssize_t r = read(event_fd_, &count, sizeof(count));
+  (void)r;
+  std::deque<Completion> batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    batch.swap(completions_);
+  }
+  for (Completion& c : batch) c();
+  return batch.size();
+}
+
+size_t WorkerPool::WaitAndRunCompletions(int timeout_ms) {
+  pollfd p = {event_fd_, POLLIN, 0};
+  int r;
+  do {
+    r = poll(&p, 1, timeout_ms);
+  } while (r < 0 && errno == EINTR);
+  return RunCompletions();
+}
+
+}  // namespace bantam
