@@ -68,13 +68,13 @@ class BanContext {
 // ActionInfo). Copied into the queued operation; `context` is shared.
 struct BanInfo {
   std::string jail;
-  std::string ip;        // <ip>: the address as text (or a raw id for non-IP tickets)
-  std::string family;    // "inet4", "inet6", or "" for raw ids: picks [Init?family=...]
-  std::string fid;       // <fid>; empty means `ip`
-  int64_t failures = 0;  // <failures>
-  double time = 0;       // <time>: ticket time, epoch seconds
-  int64_t bantime = 0;   // <bantime>: seconds (-1 forever)
-  int64_t bancount = 0;  // <bancount>
+  std::string ip;                    // <ip>: the address as text (or a raw id for non-IP tickets)
+  std::string family;                // "inet4", "inet6", or "" for raw ids: picks [Init?family=...]
+  std::string fid;                   // <fid>; empty means `ip`
+  int64_t failures = 0;              // <failures>
+  double time = 0;                   // <time>: ticket time, epoch seconds
+  int64_t bantime = 0;               // <bantime>: seconds (-1 forever)
+  int64_t bancount = 0;              // <bancount>
   std::vector<std::string> matches;  // <matches>, joined by "\n"
   bool restored = false;             // <restored>: re-banned from the database at start
   // Filter captures for <F-NAME>, keyed as fail2ban stores them: lower case,
@@ -128,7 +128,7 @@ const char* ActionOpName(ActionOp op);  // "start", "ban", ...
 struct CommandRun {
   std::string operation;  // "actionban", "actioncheck", ...
   std::string family;
-  ShellCommand command;   // exactly what was executed
+  ShellCommand command;  // exactly what was executed
   double timeout_seconds = 0;
   SpawnResult result;
   // "returned 1" etc. with the command and its stderr: the log line(s).
@@ -195,8 +195,7 @@ class CommandAction {
   uint64_t ban_epoch() const;
 
  private:
-  CommandAction(std::string jail, std::string name, OrderedMap<std::string> options,
-                ActionEnv env);
+  CommandAction(std::string jail, std::string name, OrderedMap<std::string> options, ActionEnv env);
   class OpRun;  // one operation in progress (command_action.cc)
   friend class OpRun;
 

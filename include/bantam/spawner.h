@@ -31,17 +31,17 @@ namespace bantam {
 struct SpawnRequest {
   std::string script;             // given to `sh -c`
   std::vector<std::string> args;  // become $0, $1, ... of the script
-  double timeout_seconds = 60;    // <= 0: no limit
+  double timeout_seconds = 60;    // <= 0 or >= 1e9: no limit
 };
 
 // How a command ended. stdout/stderr are captured up to a limit (for the log).
 struct SpawnResult {
   enum class End { kExited, kSignaled, kTimedOut, kFailedToStart };
   End end = End::kFailedToStart;
-  int exit_code = -1;     // kExited: the exit status
-  int signal = 0;         // kSignaled: the signal; kTimedOut: the one that ended it
-  std::string out, err;   // captured output (truncated to the spawner's limit)
-  std::string error;      // kFailedToStart: why ("posix_spawn: No such file...")
+  int exit_code = -1;    // kExited: the exit status
+  int signal = 0;        // kSignaled: the signal; kTimedOut: the one that ended it
+  std::string out, err;  // captured output (truncated to the spawner's limit)
+  std::string error;     // kFailedToStart: why ("posix_spawn: No such file...")
   double elapsed_seconds = 0;
 
   // The command exited with status 0.

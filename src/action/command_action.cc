@@ -10,7 +10,6 @@
 #include <cctype>
 #include <chrono>
 #include <mutex>
-#include <regex>
 #include <utility>
 
 #include "bantam/duration.h"
@@ -36,9 +35,29 @@ const std::set<std::string>& EscapedTags() {
 // fail2ban's ESCAPE_CRE: \#&;`|*?~<>^()[]{}$'" newline CR.
 bool IsShellSpecial(char c) {
   switch (c) {
-    case '\\': case '#': case '&': case ';': case '`': case '|': case '*': case '?':
-    case '~': case '<': case '>': case '^': case '(': case ')': case '[': case ']':
-    case '{': case '}': case '$': case '\'': case '"': case '\n': case '\r':
+    case '\\':
+    case '#':
+    case '&':
+    case ';':
+    case '`':
+    case '|':
+    case '*':
+    case '?':
+    case '~':
+    case '<':
+    case '>':
+    case '^':
+    case '(':
+    case ')':
+    case '[':
+    case ']':
+    case '{':
+    case '}':
+    case '$':
+    case '\'':
+    case '"':
+    case '\n':
+    case '\r':
       return true;
     default:
       return false;
@@ -64,9 +83,9 @@ size_t TagEnd(const std::string& s, size_t i) {
 size_t FTagEnd(const std::string& s, size_t i) {
   if (s.compare(i, 3, "<F-") != 0) return std::string::npos;
   size_t j = i + 3;
-  while (j < s.size() && (std::isupper(static_cast<unsigned char>(s[j])) ||
-                          std::isdigit(static_cast<unsigned char>(s[j])) || s[j] == '_' ||
-                          s[j] == '-'))
+  while (j < s.size() &&
+         (std::isupper(static_cast<unsigned char>(s[j])) ||
+          std::isdigit(static_cast<unsigned char>(s[j])) || s[j] == '_' || s[j] == '-'))
     ++j;
   if (j > i + 3 && j < s.size() && s[j] == '>') return j;
   return std::string::npos;
@@ -86,16 +105,21 @@ class QuoteState {
     }
     switch (kind_) {
       case kNone:
-        if (c == '\\') escaped_ = true;
-        else if (c == '\'') kind_ = kSingle;
-        else if (c == '"') kind_ = kDouble;
+        if (c == '\\')
+          escaped_ = true;
+        else if (c == '\'')
+          kind_ = kSingle;
+        else if (c == '"')
+          kind_ = kDouble;
         break;
       case kSingle:
         if (c == '\'') kind_ = kNone;
         break;
       case kDouble:
-        if (c == '\\') escaped_ = true;
-        else if (c == '"') kind_ = kNone;
+        if (c == '\\')
+          escaped_ = true;
+        else if (c == '"')
+          kind_ = kNone;
         break;
     }
   }
@@ -127,9 +151,12 @@ class ShellVars {
       name = base + "_" + std::to_string(n);  // <a-b> and <a_b> must not share
     }
     switch (quote) {
-      case QuoteState::kNone: return "\"${" + name + "}\"";
-      case QuoteState::kDouble: return "${" + name + "}";
-      case QuoteState::kSingle: return "'\"${" + name + "}\"'";
+      case QuoteState::kNone:
+        return "\"${" + name + "}\"";
+      case QuoteState::kDouble:
+        return "${" + name + "}";
+      case QuoteState::kSingle:
+        return "'\"${" + name + "}\"'";
     }
     return "";
   }
@@ -219,9 +246,13 @@ bool ParseBool(const std::string& s) {
   return l == "true" || l == "yes" || l == "on" || l == "1";
 }
 
+// fail2ban's CONDITIONAL_FAM_RE ^(\w+)\?(family)=(.*)$: "blocktype?family=inet6".
 bool IsCondKey(const std::string& key) {
-  static const std::regex kCond(R"(^(\w+)\?(family)=(.*)$)");
-  return std::regex_match(key, kCond);
+  size_t q = key.find("?family=");
+  if (q == std::string::npos || q == 0) return false;
+  for (size_t i = 0; i < q; ++i)
+    if (!std::isalnum(static_cast<unsigned char>(key[i])) && key[i] != '_') return false;
+  return true;
 }
 
 std::vector<std::string> SplitWords(const std::string& s) {
@@ -323,15 +354,24 @@ ShellCommand ReplaceDynamicTags(const std::string& command, const TagLookup& loo
 
 const char* ActionOpName(ActionOp op) {
   switch (op) {
-    case ActionOp::kStart: return "start";
-    case ActionOp::kStop: return "stop";
-    case ActionOp::kBan: return "ban";
-    case ActionOp::kReban: return "reban";
-    case ActionOp::kProlong: return "prolong";
-    case ActionOp::kUnban: return "unban";
-    case ActionOp::kFlush: return "flush";
-    case ActionOp::kReload: return "reload";
-    case ActionOp::kCheck: return "check";
+    case ActionOp::kStart:
+      return "start";
+    case ActionOp::kStop:
+      return "stop";
+    case ActionOp::kBan:
+      return "ban";
+    case ActionOp::kReban:
+      return "reban";
+    case ActionOp::kProlong:
+      return "prolong";
+    case ActionOp::kUnban:
+      return "unban";
+    case ActionOp::kFlush:
+      return "flush";
+    case ActionOp::kReload:
+      return "reload";
+    case ActionOp::kCheck:
+      return "check";
   }
   return "?";
 }
@@ -361,8 +401,7 @@ std::string CommandRun::Describe() const {
 // ------------------------------------------------------------- CommandAction
 
 Result<std::unique_ptr<CommandAction>> CommandAction::Create(std::string jail, std::string name,
-                                                             const Value& options,
-                                                             ActionEnv env) {
+                                                             const Value& options, ActionEnv env) {
   OrderedMap<std::string> map;
   auto put = [&](const std::string& key, const Value& v) {
     map.Set(key, v.is_string() ? v.as_string() : v.ToPyStr());
@@ -502,8 +541,10 @@ Result<std::string> CommandAction::StaticCommand(const std::string& op_tag,
     }
     query = std::move(value);
     if (--count <= 0) {
-      return Status::Error("unexpected too long replacement interpolation, possible self "
-                           "referencing definitions in query: " + query);
+      return Status::Error(
+          "unexpected too long replacement interpolation, possible self "
+          "referencing definitions in query: " +
+          query);
     }
   }
   static_cache_[key] = query;
@@ -535,7 +576,7 @@ class CommandAction::OpRun {
   Status Ban(const std::string& op_tag) {
     const std::string& family = info_.family;
     if (info_.restored && a_.norestored_) return Skip();
-    if (a_.start_on_demand_ && !a_.started_[family]) {
+    if (a_.start_on_demand_ && !Started(family)) {
       if (Status s = StartFamily(family, true); !s.ok()) return s;
     }
     Result<bool> ok = ProcessCmd(op_tag);
@@ -591,11 +632,18 @@ class CommandAction::OpRun {
         all = false;
       }
     }
-    return all ? Status::Ok() : Status::Error("consistency check of action " + a_.jail_ + "/" +
-                                              a_.name_ + " failed");
+    return all ? Status::Ok()
+               : Status::Error("consistency check of action " + a_.jail_ + "/" + a_.name_ +
+                               " failed");
   }
 
  private:
+  // fail2ban's __started.get(family): no entry is made by asking.
+  int Started(const std::string& family) const {
+    auto it = a_.started_.find(family);
+    return it == a_.started_.end() ? 0 : it->second;
+  }
+
   Status Skip() {
     report_.skipped = true;
     return Status::Ok();
@@ -640,7 +688,8 @@ class CommandAction::OpRun {
       if (!m) return want_matches ? Join(info_.matches) : std::to_string(info_.failures);
       return want_matches ? Join(m->matches) : std::to_string(m->failures);
     }
-    if (tag.rfind("jail.", 0) == 0 && info_.context) return info_.context->JailCounter(info_.jail, tag);
+    if (tag.rfind("jail.", 0) == 0 && info_.context)
+      return info_.context->JailCounter(info_.jail, tag);
     if (tag == "fq-hostname" || tag == "sh-hostname") return HostName(tag == "fq-hostname");
     return std::nullopt;
   }
@@ -673,9 +722,9 @@ class CommandAction::OpRun {
     empty.bantime = info_.bantime;
     empty.time = info_.time;
     if (empty.time == 0) {
-      empty.time = std::chrono::duration<double>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+      empty.time =
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
     }
     empty.context = info_.context;
     OpRun other(&a_, empty, &report_);
@@ -744,7 +793,7 @@ class CommandAction::OpRun {
   Status StartFamily(std::optional<std::string> family, bool force) {
     if (a_.start_on_demand_) {
       if (!force) return Skip();
-    } else if (!force && family && a_.started_[*family]) {
+    } else if (!force && family && Started(*family)) {
       return Status::Ok();
     }
     std::vector<std::string> fams = family ? std::vector<std::string>{*family} : a_.Families();
@@ -773,9 +822,7 @@ class CommandAction::OpRun {
     if (!force_start && !a_.started_.count(family)) return 1;
     Result<std::string> check = Operation("actioncheck", family);
     if (!check.ok()) return check.status();
-    auto run_check = [&] {
-      return Exec("actioncheck", family, Dynamic(*check, family, false));
-    };
+    auto run_check = [&] { return Exec("actioncheck", family, Dynamic(*check, family, false)); };
     if (check->empty() || run_check()) return 1;
     if (before_repair && !before_repair()) return -1;
     report_.notes.push_back("Invariant check failed. Trying to restore a sane environment");
@@ -794,7 +841,7 @@ class CommandAction::OpRun {
       (void)StopFamily(family);  // fail2ban ignores errors of this stop
       if (Status s = StartFamily(family, force_start || !a_.start_on_demand_); !s.ok()) return s;
     }
-    if (a_.started_[family] && !run_check()) {
+    if (Started(family) && !run_check()) {
       report_.notes.push_back("Unable to restore environment");
       return 0;
     }
@@ -841,31 +888,48 @@ ActionReport CommandAction::Run(ActionOp op, const BanInfo& info) {
   report.ip = info.ip;
   OpRun run(this, info, &report);
   switch (op) {
-    case ActionOp::kStart: report.status = run.Start(); break;
-    case ActionOp::kStop: report.status = run.Stop(); break;
-    case ActionOp::kBan: report.status = run.Ban("actionban"); break;
+    case ActionOp::kStart:
+      report.status = run.Start();
+      break;
+    case ActionOp::kStop:
+      report.status = run.Stop();
+      break;
+    case ActionOp::kBan:
+      report.status = run.Ban("actionban");
+      break;
     case ActionOp::kReban:
       report.status = run.Ban(Option("actionreban").empty() ? "actionban" : "actionreban");
       break;
-    case ActionOp::kProlong: report.status = run.Prolong(); break;
-    case ActionOp::kUnban: report.status = run.Unban(); break;
-    case ActionOp::kFlush: report.status = run.Flush(); break;
-    case ActionOp::kReload: report.status = run.Reload(); break;
-    case ActionOp::kCheck: report.status = run.Check(); break;
+    case ActionOp::kProlong:
+      report.status = run.Prolong();
+      break;
+    case ActionOp::kUnban:
+      report.status = run.Unban();
+      break;
+    case ActionOp::kFlush:
+      report.status = run.Flush();
+      break;
+    case ActionOp::kReload:
+      report.status = run.Reload();
+      break;
+    case ActionOp::kCheck:
+      report.status = run.Check();
+      break;
   }
   report.ban_epoch = ban_epoch_.load();
   return report;
 }
 
 void CommandAction::Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done) {
-  env_.pool->Post(strand_, [this, op, info = std::move(info), done = std::move(done)]() mutable
-                  -> WorkerPool::Completion {
-    ActionReport report = Run(op, info);
-    if (!done) return nullptr;
-    return [done = std::move(done), report = std::move(report)]() mutable {
-      done(std::move(report));
-    };
-  });
+  env_.pool->Post(strand_,
+                  [this, op, info = std::move(info),
+                   done = std::move(done)]() mutable -> WorkerPool::Completion {
+                    ActionReport report = Run(op, info);
+                    if (!done) return nullptr;
+                    return [done = std::move(done), report = std::move(report)]() mutable {
+                      done(std::move(report));
+                    };
+                  });
 }
 
 }  // namespace bantam

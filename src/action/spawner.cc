@@ -25,8 +25,9 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 
 std::string SignalName(int sig) {
-  const char* abbrev = sigabbrev_np(sig);
-  if (abbrev) return std::string("SIG") + abbrev;
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 32)
+  if (const char* abbrev = sigabbrev_np(sig)) return std::string("SIG") + abbrev;
+#endif
   return "signal " + std::to_string(sig);
 }
 
@@ -117,7 +118,8 @@ std::string SpawnResult::Describe(double timeout_seconds) const {
     case End::kSignaled:
       return "killed with " + SignalName(signal);
     case End::kTimedOut:
-      return "timed out after " + FormatSeconds(timeout_seconds) + " seconds (process group killed)";
+      return "timed out after " + FormatSeconds(timeout_seconds) +
+             " seconds (process group killed)";
     case End::kFailedToStart:
       return "failed to start: " + error;
   }
@@ -151,7 +153,9 @@ SpawnResult ShellSpawner::Run(const SpawnRequest& request) {
   posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
   // The daemon's sockets, logs and database stay out of actions even when
   // some library opened them without O_CLOEXEC.
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
   posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
 
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -163,8 +167,8 @@ SpawnResult ShellSpawner::Run(const SpawnRequest& request) {
   posix_spawnattr_setsigmask(&attr, &empty);
   // SIGPIPE ignored by the daemon must not stay ignored in `... | sendmail`.
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(shell_.c_str()));
@@ -191,7 +195,8 @@ SpawnResult ShellSpawner::Run(const SpawnRequest& request) {
   int pidfd = PidfdOpen(pid);
 
   const double t = request.timeout_seconds;
-  const int64_t limit_ms = t > 0 ? static_cast<int64_t>(std::ceil(t * 1000)) : -1;
+  // Beyond ~30 years (or inf) means no limit.
+  const int64_t limit_ms = t > 0 && t < 1e9 ? static_cast<int64_t>(std::ceil(t * 1000)) : -1;
   bool ended =
       WaitChild(pid, pidfd, &out_fd, &err_fd, &result.out, &result.err, max_output_, limit_ms);
   if (!ended) {

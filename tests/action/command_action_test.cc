@@ -138,8 +138,8 @@ TEST(ActionTags, SpecialValuesBecomeQuotedVariablesByContext) {
     if (t == "matches") return std::string("a;b");
     return std::nullopt;
   };
-  ShellCommand c = ReplaceDynamicTags("x <matches> \"<matches>\" '<F-USER>'", lookup,
-                                      {{"user", "$(evil)"}});
+  ShellCommand c =
+      ReplaceDynamicTags("x <matches> \"<matches>\" '<F-USER>'", lookup, {{"user", "$(evil)"}});
   EXPECT_EQ(c.script,
             "f2bV_matches=${0} f2bV_F_user=${1} \n"
             "x \"${f2bV_matches}\" \"${f2bV_matches}\" ''\"${f2bV_F_user}\"''");
@@ -224,13 +224,68 @@ TEST(ActionCommand, StockIptablesBanInet6UsesFamilyVariants) {
   EXPECT_NE(stop.runs[0].command.script.find("ip6tables -w -X f2b-SSH"), std::string::npos);
 }
 
+// sendmail-whois[name=SSH, dest=root] as `bantam -d` resolves it.
+TEST(ActionCommand, StockSendmailWhoisBanCommand) {
+  auto pair = [](const char* k, Value v) { return Value(Value::List{Value(k), std::move(v)}); };
+  Value opts(Value::List{
+      pair("actionstart",
+           "printf %b \"Subject: [Fail2Ban] SSH: started on <fq-hostname>\nDate: `LC_ALL=C date "
+           "+\"%a, %d %h %Y %T %z\"`\nFrom: Fail2Ban <fail2ban>\nTo: root\\n\nHi,\\n\nThe jail "
+           "SSH has been started successfully.\\n\nRegards,\\n\nFail2Ban\" | /usr/sbin/sendmail "
+           "-f \"fail2ban\" \"root\""),
+      pair("actioncheck", ""),
+      pair("actionban",
+           "printf %b \"Subject: [Fail2Ban] SSH: banned <ip> from <fq-hostname>\nDate: "
+           "`LC_ALL=C date +\"%a, %d %h %Y %T %z\"`\nFrom: Fail2Ban <fail2ban>\nTo: "
+           "root\\n\nHi,\\n\nThe IP <ip> has just been banned by Fail2Ban after\n<failures> "
+           "attempts against SSH.\\n\\n\nHere is more information about <ip> :\\n\n`whois <ip> "
+           "|| echo \"missing whois program\"`\\n\nRegards,\\n\nFail2Ban\" | /usr/sbin/sendmail "
+           "-f \"fail2ban\" \"root\""),
+      pair("actionunban", ""),
+      pair("norestored", true),
+      pair("name", "SSH"),
+      pair("dest", "root"),
+      pair("actname", "sendmail-whois-SSH"),
+      pair("mailcmd", "/usr/sbin/sendmail -f \"<sender>\" \"<dest>\""),
+      pair("sender", "fail2ban"),
+      pair("sendername", "Fail2Ban"),
+  });
+  FakeSpawner sp;
+  auto a = CommandAction::Create("sshd", "sendmail-whois-SSH", opts, ActionEnv{&sp, nullptr, true});
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_TRUE((*a)->norestored());
+  EXPECT_FALSE((*a)->start_on_demand());
+  ASSERT_TRUE((*a)->Run(ActionOp::kStart, BanInfo{}).status.ok());
+  ASSERT_TRUE((*a)->Run(ActionOp::kBan, Ticket("192.0.2.7")).status.ok());
+  ASSERT_EQ(sp.scripts().size(), 2u);
+  const std::string ban = sp.scripts()[1];
+  const std::string from = "banned 192.0.2.7 from ";
+  size_t h = ban.find(from) + from.size();
+  std::string host = ban.substr(h, ban.find('\n', h) - h);
+  EXPECT_FALSE(host.empty());
+  EXPECT_EQ(host.find('<'), std::string::npos);
+  EXPECT_EQ(ban,
+            "printf %b \"Subject: [Fail2Ban] SSH: banned 192.0.2.7 from " + host +
+                "\nDate: `LC_ALL=C date +\"%a, %d %h %Y %T %z\"`\nFrom: Fail2Ban <fail2ban>\nTo: "
+                "root\\n\nHi,\\n\nThe IP 192.0.2.7 has just been banned by Fail2Ban after\n5 "
+                "attempts against SSH.\\n\\n\nHere is more information about 192.0.2.7 :\\n\n"
+                "`whois 192.0.2.7 || echo \"missing whois program\"`\\n\nRegards,\\n\nFail2Ban\" "
+                "| /usr/sbin/sendmail -f \"fail2ban\" \"root\"");
+  EXPECT_TRUE(sp.requests()[1].args.empty());
+  // A restored ban does not mail again.
+  BanInfo restored = Ticket("192.0.2.8");
+  restored.restored = true;
+  EXPECT_TRUE((*a)->Run(ActionOp::kBan, restored).skipped);
+}
+
 TEST(ActionCommand, Ipv6NotAllowedLeavesOnlyInet4Family) {
   FakeSpawner sp;
-  auto a = CommandAction::Create(
-      "sshd", "a",
-      Opts({{"actionstart", "start <x>"}, {"x", "4"}, {"x?family=inet6", "6"},
-            {"actionstart_on_demand", "false"}}),
-      ActionEnv{&sp, nullptr, false});
+  auto a = CommandAction::Create("sshd", "a",
+                                 Opts({{"actionstart", "start <x>"},
+                                       {"x", "4"},
+                                       {"x?family=inet6", "6"},
+                                       {"actionstart_on_demand", "false"}}),
+                                 ActionEnv{&sp, nullptr, false});
   ASSERT_TRUE(a.ok());
   ASSERT_TRUE((*a)->Run(ActionOp::kStart, BanInfo{}).status.ok());
   EXPECT_EQ(sp.scripts(), (std::vector<std::string>{"start 4"}));
@@ -238,8 +293,11 @@ TEST(ActionCommand, Ipv6NotAllowedLeavesOnlyInet4Family) {
 
 TEST(ActionCommand, SharedStartCommandRunsOnceForBothFamilies) {
   FakeSpawner sp;
-  auto a = Make(Opts({{"actionstart", "start <x>"}, {"actionstop", "stop"}, {"x", "same"},
-                      {"y?family=inet6", "v6"}, {"actionstart_on_demand", "false"}}),
+  auto a = Make(Opts({{"actionstart", "start <x>"},
+                      {"actionstop", "stop"},
+                      {"x", "same"},
+                      {"y?family=inet6", "v6"},
+                      {"actionstart_on_demand", "false"}}),
                 &sp);
   ActionReport r = a->Run(ActionOp::kStart, BanInfo{});
   ASSERT_TRUE(r.status.ok());
@@ -250,7 +308,9 @@ TEST(ActionCommand, SharedStartCommandRunsOnceForBothFamilies) {
 
 TEST(ActionCommand, PlainActionStartsOnceAtStart) {
   FakeSpawner sp;
-  auto a = Make(Opts({{"actionstart", "touch <name>"}, {"actionban", "ban <ip>"}, {"name", "x"},
+  auto a = Make(Opts({{"actionstart", "touch <name>"},
+                      {"actionban", "ban <ip>"},
+                      {"name", "x"},
                       {"norestored", "True"}}),
                 &sp);
   EXPECT_FALSE(a->start_on_demand());
@@ -268,7 +328,8 @@ TEST(ActionCommand, PlainActionStartsOnceAtStart) {
 TEST(ActionCommand, AllTicketTagsSubstituted) {
   class Context : public BanContext {
    public:
-    std::optional<MergedBans> MergedBansOf(const std::string& ip, const std::string& jail) override {
+    std::optional<MergedBans> MergedBansOf(const std::string& ip,
+                                           const std::string& jail) override {
       EXPECT_EQ(ip, "192.0.2.9");
       if (jail.empty()) return MergedBans{12, {"all1", "all2"}};
       return MergedBans{7, {"jail1"}};
@@ -302,8 +363,9 @@ TEST(ActionCommand, AllTicketTagsSubstituted) {
 
 TEST(ActionCommand, MatchesTagsAndFallbackWithoutContext) {
   FakeSpawner sp;
-  auto a = Make(Opts({{"actionban", "m=\"<matches>\" i=\"<ipmatches>\" j=\"<ipjailmatches>\" "
-                                    "f=<ipfailures>"}}),
+  auto a = Make(Opts({{"actionban",
+                       "m=\"<matches>\" i=\"<ipmatches>\" j=\"<ipjailmatches>\" "
+                       "f=<ipfailures>"}}),
                 &sp);
   ASSERT_TRUE(a->Run(ActionOp::kBan, Ticket("192.0.2.9")).status.ok());
   SpawnRequest r = sp.requests()[0];
@@ -339,15 +401,15 @@ TEST(ActionCommand, FailedBanChecksRepairsAndRetries) {
     if (r.script == "check") return checks++ == 0 ? 1 : 0;
     return 0;
   };
-  auto a = Make(Opts({{"actionban", "ban <ip>"}, {"actioncheck", "check"},
-                      {"actionrepair", "repair"}}),
-                &sp);
+  auto a = Make(
+      Opts({{"actionban", "ban <ip>"}, {"actioncheck", "check"}, {"actionrepair", "repair"}}), &sp);
   ActionReport r = a->Run(ActionOp::kBan, Ticket("192.0.2.1"));
   ASSERT_TRUE(r.status.ok()) << r.status.message();
   EXPECT_EQ(Ops(r), (std::vector<std::string>{"actionban", "actioncheck", "actionrepair",
                                               "actioncheck", "actionban"}));
-  EXPECT_EQ(r.notes, (std::vector<std::string>{
-                         "Invariant check failed. Trying to restore a sane environment"}));
+  EXPECT_EQ(
+      r.notes,
+      (std::vector<std::string>{"Invariant check failed. Trying to restore a sane environment"}));
   EXPECT_EQ(r.ban_epoch, 1u);
   EXPECT_EQ(r.runs[0].Describe(),
             "actionban (inet4) -- exec: ban 192.0.2.1 -- returned 1\n  stderr: fake failure");
@@ -361,7 +423,9 @@ TEST(ActionCommand, FailedCheckWithoutRepairRestartsTheAction) {
     if (r.script == "check") return checks++ == 0 ? 1 : 0;
     return 0;
   };
-  auto a = Make(Opts({{"actionstart", "start"}, {"actionstop", "stop"}, {"actionban", "ban <ip>"},
+  auto a = Make(Opts({{"actionstart", "start"},
+                      {"actionstop", "stop"},
+                      {"actionban", "ban <ip>"},
                       {"actioncheck", "check"}}),
                 &sp);
   ASSERT_TRUE(a->Run(ActionOp::kStart, BanInfo{}).status.ok());
@@ -394,8 +458,10 @@ TEST(ActionCommand, FailedUnbanDoesNotRepairUnlessAsked) {
   sp.exit_code = [](const SpawnRequest& r) {
     return r.script.rfind("unban", 0) == 0 || r.script == "check" ? 1 : 0;
   };
-  auto a = Make(Opts({{"actionban", "ban <ip>"}, {"actionunban", "unban <ip>"},
-                      {"actioncheck", "check"}, {"actionrepair", "repair"}}),
+  auto a = Make(Opts({{"actionban", "ban <ip>"},
+                      {"actionunban", "unban <ip>"},
+                      {"actioncheck", "check"},
+                      {"actionrepair", "repair"}}),
                 &sp);
   ASSERT_TRUE(a->Run(ActionOp::kBan, Ticket("192.0.2.1")).status.ok());
   ActionReport r = a->Run(ActionOp::kUnban, Ticket("192.0.2.1"));
@@ -407,9 +473,10 @@ TEST(ActionCommand, FailedUnbanDoesNotRepairUnlessAsked) {
 TEST(ActionCommand, FailedOnDemandStartBlocksTheBan) {
   FakeSpawner sp;
   sp.exit_code = [](const SpawnRequest& r) { return r.script == "start" ? 1 : 0; };
-  auto a = Make(Opts({{"actionstart", "start"}, {"actionban", "ban <ip>"},
-                      {"actionstart_on_demand", "true"}}),
-                &sp);
+  auto a = Make(
+      Opts(
+          {{"actionstart", "start"}, {"actionban", "ban <ip>"}, {"actionstart_on_demand", "true"}}),
+      &sp);
   ActionReport r = a->Run(ActionOp::kBan, Ticket("192.0.2.1"));
   EXPECT_EQ(r.status.message(), "Error starting action sshd/act: script error");
   EXPECT_EQ(sp.scripts(), (std::vector<std::string>{"start"}));
@@ -417,9 +484,9 @@ TEST(ActionCommand, FailedOnDemandStartBlocksTheBan) {
 
 TEST(ActionCommand, FlushClearsBansSoUnbanSkips) {
   FakeSpawner sp;
-  auto a = Make(Opts({{"actionban", "ban <ip>"}, {"actionunban", "unban <ip>"},
-                      {"actionflush", "flush"}}),
-                &sp);
+  auto a = Make(
+      Opts({{"actionban", "ban <ip>"}, {"actionunban", "unban <ip>"}, {"actionflush", "flush"}}),
+      &sp);
   EXPECT_TRUE(a->has_flush());
   EXPECT_TRUE(a->Run(ActionOp::kFlush, BanInfo{}).skipped);  // nothing banned yet
   ASSERT_TRUE(a->Run(ActionOp::kBan, Ticket("192.0.2.1")).status.ok());
@@ -442,8 +509,10 @@ TEST(ActionCommand, OptionsFromStreamValue) {
   Value bad(Value::List{Value("actionban")});
   auto r = CommandAction::Create("j", "a", bad, ActionEnv{&sp, nullptr, true});
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().message(), "action j/a: options must be [name, value] pairs, got \"actionban\"");
-  auto t = CommandAction::Create("j", "a", Opts({{"timeout", "soon"}}), ActionEnv{&sp, nullptr, true});
+  EXPECT_EQ(r.status().message(),
+            "action j/a: options must be [name, value] pairs, got \"actionban\"");
+  auto t =
+      CommandAction::Create("j", "a", Opts({{"timeout", "soon"}}), ActionEnv{&sp, nullptr, true});
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().message(), "action j/a: timeout: invalid time value 'soon'");
 }
@@ -451,9 +520,9 @@ TEST(ActionCommand, OptionsFromStreamValue) {
 TEST(ActionCommand, SubmittedOperationsRunInOrderAndReportOnLoopThread) {
   FakeSpawner sp;
   WorkerPool pool(4);
-  auto a = Make(Opts({{"actionstart", "start"}, {"actionban", "ban <ip>"},
-                      {"actionunban", "unban <ip>"}}),
-                &sp, &pool);
+  auto a = Make(
+      Opts({{"actionstart", "start"}, {"actionban", "ban <ip>"}, {"actionunban", "unban <ip>"}}),
+      &sp, &pool);
   std::vector<std::string> done;
   const std::thread::id loop = std::this_thread::get_id();
   auto record = [&](ActionReport r) {
@@ -461,7 +530,8 @@ TEST(ActionCommand, SubmittedOperationsRunInOrderAndReportOnLoopThread) {
     done.push_back(std::string(ActionOpName(r.op)) + " " + r.ip);
   };
   a->Submit(ActionOp::kStart, BanInfo{}, record);
-  for (int i = 0; i < 20; ++i) a->Submit(ActionOp::kBan, Ticket("192.0.2." + std::to_string(i)), record);
+  for (int i = 0; i < 20; ++i)
+    a->Submit(ActionOp::kBan, Ticket("192.0.2." + std::to_string(i)), record);
   a->Submit(ActionOp::kUnban, Ticket("192.0.2.3"), record);
   for (int spins = 0; done.size() < 22 && spins < 100; ++spins) pool.WaitAndRunCompletions(100);
   ASSERT_EQ(done.size(), 22u);
@@ -518,9 +588,9 @@ TEST_F(ActionShellTest, PositionalArgumentsReachTheScript) {
 }
 
 TEST_F(ActionShellTest, TimeoutKillsTheWholeProcessGroup) {
-  auto a = Make(Opts({{"actionban", "sleep 30 & echo $! > " + Path("pid") + "; sleep 30"},
-                      {"timeout", "1"}}),
-                &spawner_);
+  auto a = Make(
+      Opts({{"actionban", "sleep 30 & echo $! > " + Path("pid") + "; sleep 30"}, {"timeout", "1"}}),
+      &spawner_);
   auto t0 = std::chrono::steady_clock::now();
   ActionReport r = a->Run(ActionOp::kBan, Ticket("192.0.2.1"));
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -545,26 +615,19 @@ TEST_F(ActionShellTest, TimeoutKillsTheWholeProcessGroup) {
 TEST_F(ActionShellTest, HostileValuesArriveAsInertText) {
   const std::string marker = Path("pwned");
   const std::vector<std::string> hostile = {
-      "$(touch " + marker + ")",
-      "`touch " + marker + "`",
-      "x; touch " + marker,
-      "x | touch " + marker,
-      "x && touch " + marker,
-      "x\ntouch " + marker,
-      "' ; touch " + marker + " ; '",
-      "\" ; touch " + marker + " ; \"",
-      "\\'$(touch " + marker + ")\\",
-      "${IFS}$(touch${IFS}" + marker + ")",
-      "<ip> <F-USER> * ? [a]",
-      "-n",
+      "$(touch " + marker + ")",      "`touch " + marker + "`",
+      "x; touch " + marker,           "x | touch " + marker,
+      "x && touch " + marker,         "x\ntouch " + marker,
+      "' ; touch " + marker + " ; '", "\" ; touch " + marker + " ; \"",
+      "\\'$(touch " + marker + ")\\", "${IFS}$(touch${IFS}" + marker + ")",
+      "<ip> <F-USER> * ? [a]",        "-n",
   };
-  auto a = Make(
-      Opts({{"actionban",
-             "printf '%s\\n' '<F-USER>' >> " + Path("sq") + "; printf '%s\\n' \"<F-USER>\" >> " +
-                 Path("dq") + "; printf '%s\\n' <F-USER> >> " + Path("bare") +
-                 "; printf '%s\\n' \"<matches>\" >> " + Path("m") + "; echo <matches> >> " +
-                 Path("echo")}}),
-      &spawner_);
+  auto a = Make(Opts({{"actionban", "printf '%s\\n' '<F-USER>' >> " + Path("sq") +
+                                        "; printf '%s\\n' \"<F-USER>\" >> " + Path("dq") +
+                                        "; printf '%s\\n' <F-USER> >> " + Path("bare") +
+                                        "; printf '%s\\n' \"<matches>\" >> " + Path("m") +
+                                        "; echo <matches> >> " + Path("echo")}}),
+                &spawner_);
   std::string expected;
   for (const std::string& h : hostile) {
     BanInfo info = Ticket("192.0.2.1");
