@@ -168,6 +168,10 @@ class BanStore {
   // The same answer as AddLog without writing anything.
   Result<std::optional<int64_t>> GetLogPosition(std::string_view jail, std::string_view path,
                                                 std::optional<std::string_view> first_line_md5);
+  // The stored first-line md5 and position of `path` in `jail`, for a
+  // reader that compares the hash itself; nullopt if none is stored.
+  Result<std::optional<std::pair<std::string, int64_t>>> GetLog(std::string_view jail,
+                                                                std::string_view path);
   // updateLog: sets md5 and offset, inserting the row if missing.
   Status UpdateLog(std::string_view jail, std::string_view path, int64_t pos,
                    std::string_view first_line_md5);

@@ -18,7 +18,6 @@
 #include <cstring>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -651,14 +650,28 @@ bool RegexTool::SetDatePattern(const std::string& pattern) {
   return true;
 }
 
+// fail2ban-regex's test for "a filter name or file, maybe with options":
+// (?ms)^/{0,3}[\w/_\-.]+(?:\[.*\])?$ (non-ASCII counts as a word character).
+bool LooksLikeFilterName(std::string_view v) {
+  const size_t bracket = v.find('[');
+  const std::string_view name = v.substr(0, bracket);
+  if (name.empty()) return false;
+  for (char ch : name) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    const bool word = c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                      (c >= 'A' && c <= 'Z') || c == '_' || c == '/' || c == '-' || c == '.';
+    if (!word) return false;
+  }
+  return bracket == std::string_view::npos || v.back() == ']';
+}
+
 bool RegexTool::ReadRegex(const std::string& value, bool fail) {
   const std::string kind = fail ? "failregex" : "ignoreregex";
   std::string basedir = o_.config;
   std::string flt_name = value;
   std::optional<std::string> flt_file;
   OrderedMap<std::string> flt_opt;
-  static const std::regex kFilterName(R"(^/{0,3}[\w/_\-.]+(?:\[[\s\S]*\])?$)");
-  if (fail && std::regex_match(value, kFilterName)) {
+  if (fail && LooksLikeFilterName(value)) {
     Result<NamedOptions> parsed = ParseNamedOptions(value);
     if (!parsed.ok()) {
       Out("ERROR: Wrong filter name or options: " + parsed.status().message());

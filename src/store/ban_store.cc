@@ -837,6 +837,16 @@ Result<std::optional<int64_t>> BanStore::GetLogPosition(
   return std::optional<int64_t>(row->pos);
 }
 
+Result<std::optional<std::pair<std::string, int64_t>>> BanStore::GetLog(std::string_view jail,
+                                                                       std::string_view path) {
+  using Out = std::optional<std::pair<std::string, int64_t>>;
+  if (!impl_->db) return Out();
+  auto row = impl_->ReadLog(jail, path);
+  if (!row.ok()) return row.status();
+  if (!row->found || !row->md5) return Out();
+  return Out(std::make_pair(*row->md5, row->pos));
+}
+
 Status BanStore::UpdateLog(std::string_view jail, std::string_view path, int64_t pos,
                            std::string_view first_line_md5) {
   return impl_->InWrite([&]() -> Status {

@@ -1,0 +1,52 @@
+// Server: bantamd's core, fail2ban-server's job. It reads the configuration
+// (LoadConfig), opens the log target and the ban database, builds the jails
+// and their actions, restores unexpired bans, tails every jail's logs, and
+// runs it all on one EventLoop until SIGTERM/SIGINT. Shell actions run on a
+// worker pool and report back through its completion fd.
+//
+// Not thread-safe: created, run and destroyed on one thread.
+#ifndef BANTAM_SERVER_H_
+#define BANTAM_SERVER_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bantam/ordered_map.h"
+#include "bantam/status.h"
+
+namespace bantam {
+
+struct ServerOptions {
+  std::string basedir = "/etc/fail2ban";
+  // Command-line settings that win over fail2ban.conf: loglevel,
+  // logtarget, syslogsocket, socket, pidfile.
+  OrderedMap<std::string> overrides;
+};
+
+class ServerImpl;
+
+class Server {
+ public:
+  // Loads the configuration and opens everything. Error: a configuration
+  // error ("file:line: ..."), an unusable log target or database.
+  static Result<std::unique_ptr<Server>> Create(const ServerOptions& options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Starts the jails (actionstart, restore, log reading) and runs until
+  // Stop() or a termination signal; then stops the jails (unban, actionstop)
+  // and saves the log positions.
+  Status Run();
+  void Stop();
+
+ private:
+  explicit Server(std::unique_ptr<ServerImpl> impl);
+  std::unique_ptr<ServerImpl> impl_;
+};
+
+}  // namespace bantam
+
+#endif  // BANTAM_SERVER_H_

@@ -1,0 +1,117 @@
+// bantamd: the daemon, with fail2ban-server's command line. All logic is
+// in the library (Server).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "bantam/server.h"
+
+namespace {
+
+void Usage(FILE* out) {
+  std::fprintf(out,
+               "Usage: bantamd [OPTIONS]\n\n"
+               "bantamd reads a fail2ban configuration and protects this host as fail2ban-server "
+               "does.\n\n"
+               "Options:\n"
+               "    -c <DIR>                configuration directory (default /etc/fail2ban)\n"
+               "    -s <FILE>               socket path\n"
+               "    -p <FILE>               pidfile path\n"
+               "    --loglevel <LEVEL>      logging level\n"
+               "    --logtarget <TARGET>    logging target: a file, STDOUT, STDERR, SYSLOG, "
+               "SYSTEMD-JOURNAL\n"
+               "    --syslogsocket auto|<FILE>\n"
+               "    -f                      stay in the foreground\n"
+               "    -b                      go to the background (default)\n"
+               "    -x                      force: remove a stale socket first\n"
+               "    -h, --help              this help\n"
+               "    -V, --version           version\n");
+}
+
+// fail2ban-server's -b: detach from the terminal and the session.
+bool Daemonize() {
+  const pid_t pid = ::fork();
+  if (pid < 0) return false;
+  if (pid > 0) ::_exit(0);
+  if (::setsid() < 0) return false;
+  const pid_t again = ::fork();
+  if (again < 0) return false;
+  if (again > 0) ::_exit(0);
+  if (::chdir("/") != 0) return false;
+  ::umask(022);
+  FILE* null_in = std::freopen("/dev/null", "r", stdin);
+  FILE* null_out = std::freopen("/dev/null", "w", stdout);
+  (void)null_in;
+  (void)null_out;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bantam::ServerOptions options;
+  bool background = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* key) -> bool {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bantamd: %s needs a value\n", a.c_str());
+        return false;
+      }
+      options.overrides.Set(key, argv[++i]);
+      return true;
+    };
+    if (a == "-h" || a == "--help") {
+      Usage(stdout);
+      return 0;
+    } else if (a == "-V" || a == "--version") {
+      std::printf("bantamd %s (fail2ban 1.0.2 compatible)\n", BANTAM_VERSION);
+      return 0;
+    } else if (a == "-c") {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bantamd: -c needs a value\n");
+        return 255;
+      }
+      options.basedir = argv[++i];
+    } else if (a == "-s") {
+      if (!value("socket")) return 255;
+    } else if (a == "-p") {
+      if (!value("pidfile")) return 255;
+    } else if (a == "--loglevel") {
+      if (!value("loglevel")) return 255;
+    } else if (a == "--logtarget") {
+      if (!value("logtarget")) return 255;
+    } else if (a == "--syslogsocket") {
+      if (!value("syslogsocket")) return 255;
+    } else if (a == "-f") {
+      background = false;
+    } else if (a == "-b") {
+      background = true;
+    } else if (a == "-x" || a == "--async") {
+      // No socket yet (the control socket comes with the client); accepted.
+    } else {
+      std::fprintf(stderr, "bantamd: unknown option %s\n", a.c_str());
+      Usage(stderr);
+      return 255;
+    }
+  }
+  bantam::Result<std::unique_ptr<bantam::Server>> server = bantam::Server::Create(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "ERROR: %s\n", server.status().message().c_str());
+    return 255;
+  }
+  if (background && !Daemonize()) {
+    std::fprintf(stderr, "ERROR: cannot go to the background: %s\n", strerror(errno));
+    return 255;
+  }
+  bantam::Status s = (*server)->Run();
+  if (!s.ok()) {
+    std::fprintf(stderr, "ERROR: %s\n", s.message().c_str());
+    return 255;
+  }
+  return 0;
+}
