@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""bantamd end to end, as an operator runs it: a real config tree, a real
+log file appended to, a recording shell action, the real ban database,
+real signals, and the real logrotate.
+
+Scenarios (each with its own temp tree):
+  ban-unban     three failures ban at maxretry, the ban ends after bantime,
+                SIGTERM lifts the remaining bans and runs actionstop
+  kill9-restore a ban survives kill -9: the restart restores it (and
+                re-runs actionban), and the old log lines are not counted
+                again (the log resumes at its saved position)
+  logrotate     failures split across a logrotate 'create' rotation still
+                add up to a ban; none is lost or counted twice
+Ends with "N passed, M failed".
+"""
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument('--bantam', required=True)
+ap.add_argument('--source-dir', required=True)
+ap.add_argument('--keep', action='store_true')
+args = ap.parse_args()
+BANTAMD = os.path.join(os.path.dirname(os.path.abspath(args.bantam)), 'bantamd')
+LOGROTATE = '/usr/sbin/logrotate'
+
+
+class Tree:
+    def __init__(self, bantime=3600, maxretry=3):
+        self.dir = tempfile.mkdtemp(prefix='bantamd-e2e-')
+        d = self.dir
+        self.write('fail2ban.conf', f'''[Definition]
+loglevel = INFO
+logtarget = {d}/bantam.log
+pidfile = {d}/bantamd.pid
+dbfile = {d}/db.sqlite3
+''')
+        self.write('filter.d/pbx.conf', '[Definition]\nfailregex = ^\\s*auth failed from <HOST>$\n')
+        self.write('action.d/record.conf', f'''[Definition]
+actionstart = echo start >> {d}/actions.log
+actionstop = echo stop >> {d}/actions.log
+actionban = echo ban <ip> >> {d}/actions.log
+actionunban = echo unban <ip> >> {d}/actions.log
+''')
+        self.write('jail.conf', f'''[DEFAULT]
+ignoreself = false
+[pbx]
+enabled = true
+filter = pbx
+action = record
+logpath = {d}/pbx.log
+maxretry = {maxretry}
+findtime = 600
+bantime = {bantime}
+''')
+        self.write('pbx.log', '')
+        self.proc = None
+
+    def write(self, rel, text, mode='w'):
+        p = os.path.join(self.dir, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, mode) as f:
+            f.write(text)
+
+    def read(self, rel):
+        try:
+            with open(os.path.join(self.dir, rel)) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
+
+    def fail(self, ip, n=1):
+        now = time.strftime('%Y-%m-%d %H:%M:%S')
+        self.write('pbx.log', ''.join('%s auth failed from %s\n' % (now, ip) for _ in range(n)), 'a')
+
+    def start(self):
+        self.proc = subprocess.Popen([BANTAMD, '-f', '-c', self.dir],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.wait_for('bantam.log', 'Server ready', count=self.read('bantam.log').count('Server ready') + 1)
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=30)
+        rc = self.proc.returncode
+        self.proc = None
+        return rc, out.decode(errors='replace')
+
+    def wait_for(self, rel, text, count=1, timeout=10):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.read(rel).count(text) >= count:
+                return True
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError('bantamd exited (%s): %s' % (self.proc.returncode,
+                                     self.proc.stdout.read().decode(errors='replace')))
+            time.sleep(0.05)
+        raise AssertionError('timed out waiting for %r x%d in %s:\n%s' % (text, count, rel, self.read(rel)))
+
+    def actions(self):
+        return self.read('actions.log').split('\n')[:-1]
+
+    def cleanup(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        if not args.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def expect(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def ban_unban(t):
+    t.cleanup()
+    t = Tree(bantime=2)
+    try:
+        t.start()
+        t.fail('192.0.2.1', 2)
+        t.fail('198.51.100.7', 3)
+        t.wait_for('actions.log', 'ban 198.51.100.7')
+        time.sleep(0.5)
+        expect('ban 192.0.2.1' not in t.actions(), 'two failures must not ban: %s' % t.actions())
+        t.wait_for('actions.log', 'unban 198.51.100.7', timeout=6)
+        t.fail('192.0.2.1')
+        t.wait_for('actions.log', 'ban 192.0.2.1')
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
+        acts = t.actions()
+        expect(acts[0] == 'start' and acts[-1] == 'stop', acts)
+        expect('unban 192.0.2.1' in acts, 'SIGTERM lifts bans: %s' % acts)
+        log = t.read('bantam.log')
+        for line in ('fail2ban.actions        [%d]: NOTICE  [pbx] Ban 198.51.100.7',
+                     'fail2ban.actions        [%d]: NOTICE  [pbx] Unban 198.51.100.7'):
+            pids = [l for l in log.splitlines() if 'Ban 198' in l or 'Unban 198' in l]
+            expect(any(line.split('[%d]')[0] in l and line.split(': ')[1] in l for l in pids),
+                   'log line like %r in:\n%s' % (line, log))
+    finally:
+        t.cleanup()
+
+
+def kill9_restore(t):
+    try:
+        t.start()
+        t.fail('203.0.113.9', 3)
+        t.wait_for('actions.log', 'ban 203.0.113.9')
+        time.sleep(11)  # log positions are saved every 10 s
+        t.stop(signal.SIGKILL)
+        before = t.read('bantam.log').count('Found 203.0.113.9')
+        t.start()
+        t.wait_for('bantam.log', 'Restore Ban 203.0.113.9')
+        t.wait_for('actions.log', 'ban 203.0.113.9', count=2)
+        time.sleep(0.5)
+        expect(t.read('bantam.log').count('Found 203.0.113.9') == before,
+               'old lines counted again after restart:\n' + t.read('bantam.log'))
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
+    finally:
+        t.cleanup()
+
+
+def logrotate(t):
+    try:
+        t.start()
+        t.fail('192.0.2.50', 2)
+        t.wait_for('bantam.log', 'Found 192.0.2.50', count=2)
+        conf = os.path.join(t.dir, 'logrotate.conf')
+        t.write('logrotate.conf', '%s/pbx.log {\n  create\n  rotate 2\n}\n' % t.dir)
+        subprocess.run([LOGROTATE, '-f', '-s', os.path.join(t.dir, 'lr.state'), conf], check=True)
+        expect(os.path.exists(os.path.join(t.dir, 'pbx.log.1')), 'logrotate did not rotate')
+        t.fail('192.0.2.50', 1)
+        t.wait_for('actions.log', 'ban 192.0.2.50')
+        expect(t.read('bantam.log').count('Found 192.0.2.50') == 3,
+               'each failure counted once:\n' + t.read('bantam.log'))
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
+    finally:
+        t.cleanup()
+
+
+if not os.path.exists(BANTAMD):
+    print('FATAL: %s missing' % BANTAMD)
+    sys.exit(1)
+passed = failed = 0
+for name, fn in (('ban-unban', ban_unban), ('kill9-restore', kill9_restore), ('logrotate', logrotate)):
+    try:
+        fn(Tree())
+        passed += 1
+        print('ok   %s' % name)
+    except AssertionError as e:
+        failed += 1
+        print('FAIL %s: %s' % (name, e))
+print('%d passed, %d failed' % (passed, failed))
+sys.exit(1 if failed else 0)
