@@ -44,6 +44,13 @@ struct LoadOptions {
   std::function<std::vector<std::string>(const std::string& pattern)> glob_logpath;
 };
 
+// A jail's logpath that matched no file when the configuration was read.
+struct MissingLogPath {
+  std::string jail;
+  std::string path;  // as written (may be a glob)
+  bool tail = false;
+};
+
 struct LoadedConfig {
   // fail2ban.conf's early options: socket, pidfile, loglevel, logtarget,
   // syslogsocket (with command-line overrides applied).
@@ -53,6 +60,8 @@ struct LoadedConfig {
   // Where each jail option came from, for validation messages:
   // (jail, option) -> location of its definition; jail "" for fail2ban.conf.
   std::map<std::pair<std::string, std::string>, SourceLoc> origins;
+  // Logpaths that matched no file; the stream leaves them out.
+  std::vector<MissingLogPath> missing_logpaths;
 
   bool has_errors() const {
     for (const Diagnostic& d : diagnostics)

@@ -642,6 +642,9 @@ Status Loader::ConvertJail(Jail* jail, std::vector<Value>* out) {
                                                ? options_.glob_logpath(path)
                                                : GlobLogPath(path, this);
         if (matches.empty()) {
+          // Not in the stream (fail2ban leaves it out), but the daemon
+          // watches for the file to appear.
+          out_.missing_logpaths.push_back(MissingLogPath{name, path, tail == "tail"});
           auto o = out_.origins.find({name, "logpath"});
           Warn((o == out_.origins.end() ? "" : o->second.ToString() + ": ") +
                "jail '" + name + "': no file matches logpath " + PyRepr(path));

@@ -207,6 +207,20 @@ Status ServerImpl::Init() {
   env.spawner = &spawner_;
   env.pool = pool_.get();
   env.ipv6_allowed = ipv6_allowed_;
+  // Logpaths with no file yet: watched until the file appears (a glob is
+  // only expanded at start).
+  for (const MissingLogPath& m : cfg->missing_logpaths) {
+    for (JailConfig& jc : *jails) {
+      if (jc.name != m.jail) continue;
+      if (m.path.find_first_of("*?[") != std::string::npos) {
+        Log(LogLevel::kWarning, "fail2ban.filter",
+            "[" + m.jail + "] no file matches logpath '" + m.path +
+                "'; files matching it later are not picked up until restart");
+      } else {
+        jc.logpaths.emplace_back(m.path, m.tail);
+      }
+    }
+  }
   for (JailConfig& jc : *jails) {
     const std::string name = jc.name;
     if (jc.backend.rfind("systemd", 0) == 0) {

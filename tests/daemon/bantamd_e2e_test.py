@@ -11,6 +11,8 @@ Scenarios (each with its own temp tree):
                 again (the log resumes at its saved position)
   logrotate     failures split across a logrotate 'create' rotation still
                 add up to a ban; none is lost or counted twice
+  late-logfile  the jail's log does not exist at start; when it appears,
+                its lines are read and ban
 Ends with "N passed, M failed".
 """
 import argparse
@@ -185,11 +187,25 @@ def logrotate(t):
         t.cleanup()
 
 
+def late_logfile(t):
+    try:
+        os.unlink(os.path.join(t.dir, 'pbx.log'))
+        t.start()
+        time.sleep(0.3)
+        t.fail('192.0.2.77', 3)  # creates the file
+        t.wait_for('actions.log', 'ban 192.0.2.77')
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
+    finally:
+        t.cleanup()
+
+
 if not os.path.exists(BANTAMD):
     print('FATAL: %s missing' % BANTAMD)
     sys.exit(1)
 passed = failed = 0
-for name, fn in (('ban-unban', ban_unban), ('kill9-restore', kill9_restore), ('logrotate', logrotate)):
+for name, fn in (('ban-unban', ban_unban), ('kill9-restore', kill9_restore),
+                 ('logrotate', logrotate), ('late-logfile', late_logfile)):
     try:
         fn(Tree())
         passed += 1
