@@ -72,6 +72,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   struct JailState {
     std::unique_ptr<Jail> jail;
     std::vector<std::unique_ptr<CommandAction>> actions;
+    uint64_t evicted_logged = 0;
   };
 
   void Log(LogLevel level, const char* component, const std::string& message) {
@@ -85,6 +86,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void SaveLogPositions();
   void OnLine(const LogFile& file, std::string_view raw);
   void ServiceTimer();
+  void PurgeDatabase();
   Status WritePidFile();
 
   ServerOptions options_;
@@ -409,7 +411,25 @@ void ServerImpl::OnLine(const LogFile& file, std::string_view raw) {
 }
 
 void ServerImpl::ServiceTimer() {
-  for (JailState& js : jails_) js.jail->UnbanDue();
+  for (JailState& js : jails_) {
+    js.jail->UnbanDue();
+    // The failure table is capped; say so when the cap pushes ids out (a
+    // flood of unique sources), at most once per service round.
+    const uint64_t evicted = js.jail->failures().evicted_total();
+    if (evicted > js.evicted_logged) {
+      Log(LogLevel::kWarning, "fail2ban.filter",
+          "[" + js.jail->name() + "] " + std::to_string(evicted - js.evicted_logged) +
+              " failure record(s) of the oldest addresses dropped: more than " +
+              std::to_string(js.jail->failures().max_entries()) + " addresses are being tracked");
+      js.evicted_logged = evicted;
+    }
+  }
+}
+
+void ServerImpl::PurgeDatabase() {
+  if (Status s = store_->Purge(static_cast<int64_t>(clock_.Now())); !s.ok()) {
+    Log(LogLevel::kError, "fail2ban.database", "purge: " + s.message());
+  }
 }
 
 void ServerImpl::StartJails() {
@@ -510,6 +530,9 @@ Status ServerImpl::Run() {
   loop_->AddTimer(poll_ms, [this] { tailer_->Poll(); }, poll_ms);
   loop_->AddTimer(1000, [this] { ServiceTimer(); }, 1000);
   loop_->AddTimer(10000, [this] { SaveLogPositions(); }, 10000);
+  // fail2ban purges bans older than dbpurgeage once an hour.
+  PurgeDatabase();
+  loop_->AddTimer(3600 * 1000, [this] { PurgeDatabase(); }, 3600 * 1000);
 
   StartJails();
   // The backlog of every log is read once, "not in operation": lines older
