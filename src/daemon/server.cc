@@ -22,6 +22,8 @@
 #include "bantam/duration.h"
 #include "bantam/event_loop.h"
 #include "bantam/jail.h"
+#include "bantam/journal_reader.h"
+#include "bantam/option_list.h"
 #include "bantam/log_tailer.h"
 #include "bantam/logging.h"
 #include "bantam/regex_tool.h"
@@ -72,8 +74,11 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   struct JailState {
     std::unique_ptr<Jail> jail;
     std::vector<std::unique_ptr<CommandAction>> actions;
+    std::unique_ptr<JournalReader> journal;  // backend = systemd
     uint64_t evicted_logged = 0;
   };
+  Status OpenJournal(JailState& js);
+  void ReadJournal(JailState& js);
 
   void Log(LogLevel level, const char* component, const std::string& message) {
     if (logger_) logger_->Log(level, component, message);
@@ -225,11 +230,6 @@ Status ServerImpl::Init() {
   }
   for (JailConfig& jc : *jails) {
     const std::string name = jc.name;
-    if (jc.backend.rfind("systemd", 0) == 0) {
-      Log(LogLevel::kError, "fail2ban.jail",
-          "Jail '" + name + "': backend systemd is not served by bantamd yet; jail skipped");
-      continue;
-    }
     Log(LogLevel::kInfo, "fail2ban.jail", "Creating new jail '" + name + "'");
     std::vector<JailActionConfig> actions = jc.actions;
     std::vector<std::pair<std::string, bool>> logpaths = jc.logpaths;
@@ -261,6 +261,14 @@ Status ServerImpl::Init() {
       Log(LogLevel::kError, "fail2ban.database", s.message());
     }
     const uint64_t index = jails_.size();
+    if (js.jail->config().backend.rfind("systemd", 0) == 0) {
+      if (Status j = OpenJournal(js); !j.ok()) {
+        Log(LogLevel::kError, "fail2ban.jail", "Jail '" + name + "': " + j.message());
+        continue;
+      }
+      jails_.push_back(std::move(js));
+      continue;
+    }
     for (const auto& [path, tail] : logpaths) {
       // The last position read, resumed only if the file still starts
       // with the same line (the tailer checks the hash).
@@ -277,6 +285,41 @@ Status ServerImpl::Init() {
     jails_.push_back(std::move(js));
   }
   return Status::Ok();
+}
+
+// backend = systemd[journalpath=..., journalfiles=..., journalflags=...]:
+// the journal, filtered by the jail's journalmatch, from findtime ago (as
+// fail2ban starts without a saved position).
+Status ServerImpl::OpenJournal(JailState& js) {
+  const JailConfig& c = js.jail->config();
+  Result<NamedOptions> be = ParseNamedOptions(c.backend);
+  if (!be.ok()) return Status::Error("backend " + PyRepr(c.backend) + ": " + be.status().message());
+  Result<JournalOptions> jo = ParseJournalOptions(be->options);
+  if (!jo.ok()) return jo.status();
+  Result<std::unique_ptr<JournalReader>> reader = JournalReader::Open(*jo);
+  if (!reader.ok()) return reader.status();
+  js.journal = std::move(*reader);
+  if (Status s = js.journal->AddMatches(c.journalmatch); !s.ok()) return s;
+  if (Status s = js.journal->SeekRealtime(clock_.Now() - c.findtime); !s.ok()) return s;
+  Log(LogLevel::kInfo, "fail2ban.filtersystemd",
+      "[" + c.name + "] Jail is in operation now (process new journal entries)");
+  return Status::Ok();
+}
+
+void ServerImpl::ReadJournal(JailState& js) {
+  JournalLine entry;
+  std::string date;
+  while (true) {
+    Result<bool> more = js.journal->Next(&entry);
+    if (!more.ok()) {
+      Log(LogLevel::kError, "fail2ban.filtersystemd", more.status().message());
+      return;
+    }
+    if (!*more) return;
+    // fail2ban's tuple line carries the ISO date with one space appended.
+    date.assign(entry.date_text).push_back(' ');
+    js.jail->ProcessJournalLine(entry.line, entry.time, date);
+  }
 }
 
 ServerImpl::JailState* ServerImpl::FindJail(const std::string& name) {
@@ -534,12 +577,31 @@ Status ServerImpl::Run() {
   PurgeDatabase();
   loop_->AddTimer(3600 * 1000, [this] { PurgeDatabase(); }, 3600 * 1000);
 
+  for (JailState& js : jails_) {
+    if (!js.journal) continue;
+    Result<int> fd = js.journal->fd();
+    if (!fd.ok()) return fd.status();
+    JailState* jsp = &js;
+    s = loop_->Watch(*fd, [this, jsp](uint32_t) {
+      Result<JournalChange> change = jsp->journal->Process();
+      if (!change.ok()) {
+        Log(LogLevel::kError, "fail2ban.filtersystemd", change.status().message());
+        return;
+      }
+      ReadJournal(*jsp);
+    });
+    if (!s.ok()) return s;
+  }
+
   StartJails();
   // The backlog of every log is read once, "not in operation": lines older
   // than findtime count for nothing, as in fail2ban.
   initial_read_ = true;
   tailer_->Poll();
   initial_read_ = false;
+  for (JailState& js : jails_) {
+    if (js.journal) ReadJournal(js);
+  }
   ServiceTimer();
   sd_notify(0, "READY=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Server ready");

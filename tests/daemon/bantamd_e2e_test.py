@@ -13,6 +13,8 @@ Scenarios (each with its own temp tree):
                 add up to a ban; none is lost or counted twice
   late-logfile  the jail's log does not exist at start; when it appears,
                 its lines are read and ban
+  journal-backend  backend = systemd[journalfiles=...] on a real journal
+                file, with the filter's journalmatch
 Ends with "N passed, M failed".
 """
 import argparse
@@ -200,12 +202,43 @@ def late_logfile(t):
         t.cleanup()
 
 
+def journal_backend(t):
+    """backend = systemd[journalfiles=...] on a real journal file (written by
+    systemd-journal-remote) with entries from the last minute."""
+    try:
+        now_us = int(time.time() * 1e6)
+        entries = []
+        for i, (unit, ip) in enumerate([('pbx.service', '192.0.2.88')] * 3 +
+                                       [('other.service', '192.0.2.99')] * 3):
+            ts = now_us - (30 - i) * 1000000
+            entries.append('\n'.join([
+                '__CURSOR=s=x;i=%d' % i, '__REALTIME_TIMESTAMP=%d' % ts,
+                '__MONOTONIC_TIMESTAMP=%d' % (ts // 2), '_BOOT_ID=0123456789abcdef0123456789abcdef',
+                '_HOSTNAME=pbx', 'SYSLOG_IDENTIFIER=pbxd', '_PID=%d' % (100 + i),
+                '_SYSTEMD_UNIT=' + unit, 'MESSAGE=auth failed from ' + ip]) + '\n')
+        journal = os.path.join(t.dir, 'test.journal')
+        subprocess.run(['/lib/systemd/systemd-journal-remote', '-o', journal, '-'],
+                       input='\n'.join(entries), text=True, check=True, capture_output=True)
+        t.write('filter.d/pbx.conf', '[Definition]\nfailregex = ^\\S+ \\S+: auth failed from <HOST>$\n'
+                'journalmatch = _SYSTEMD_UNIT=pbx.service\n')
+        t.write('jail.local', '[pbx]\nbackend = systemd[journalfiles=%s]\n' % journal)
+        t.start()
+        t.wait_for('actions.log', 'ban 192.0.2.88')
+        time.sleep(0.5)
+        expect('192.0.2.99' not in t.read('bantam.log'), 'journalmatch not applied:\n' + t.read('bantam.log'))
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
+    finally:
+        t.cleanup()
+
+
 if not os.path.exists(BANTAMD):
     print('FATAL: %s missing' % BANTAMD)
     sys.exit(1)
 passed = failed = 0
 for name, fn in (('ban-unban', ban_unban), ('kill9-restore', kill9_restore),
-                 ('logrotate', logrotate), ('late-logfile', late_logfile)):
+                 ('logrotate', logrotate), ('late-logfile', late_logfile),
+                 ('journal-backend', journal_backend)):
     try:
         fn(Tree())
         passed += 1
