@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bantam/strptime.h"
+#include "../testing/oracle_io.h"
 
 namespace bantam {
 namespace {
@@ -245,36 +246,6 @@ for raw in open(sys.argv[1], encoding='ascii'):
         print('T\t' + ','.join('%s=%d' % (hx(t.name), t.hits) for t in dd.templates))
 )PY";
 
-std::string Hex(std::string_view s) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : s) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
-
-std::string Unhex(std::string_view h) {
-  std::string out;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) {
-    out += static_cast<char>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16));
-  }
-  return out;
-}
-
-std::vector<std::string> Split(std::string_view s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    const size_t at = s.find(sep, start);
-    out.emplace_back(s.substr(start, at == std::string_view::npos ? s.npos : at - start));
-    if (at == std::string_view::npos) break;
-    start = at + 1;
-  }
-  return out;
-}
-
 // fail2ban names %Exk/%Exl by Python's set order (hash seed dependent).
 std::string NormalizeName(std::string name) {
   for (auto [from, to] : {std::pair{"%Exk", "Ex%k"}, std::pair{"%Exl", "Ex%l"}}) {
@@ -283,41 +254,16 @@ std::string NormalizeName(std::string name) {
   return name;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "bantam-date-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
 constexpr const char* kPython = "/usr/bin/python3";
 
+using testing::HexDecode;
+using testing::HexEncode;
+using testing::SplitOn;
+using testing::TempTree;
+
 // Runs `command`; stdout, or nullopt with stderr in *err.
-std::optional<std::string> Run(const std::string& command, const TempDir& dir, std::string* err) {
-  const std::string err_file = (dir.path() / "stderr.txt").string();
-  FILE* pipe = ::popen((command + " 2>'" + err_file + "'").c_str(), "r");
-  if (pipe == nullptr) return std::nullopt;
-  std::string out;
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  if (::pclose(pipe) != 0) {
-    std::ifstream in(err_file);
-    std::stringstream text;
-    text << in.rdbuf();
-    *err = text.str();
-    return std::nullopt;
-  }
-  return out;
+std::optional<std::string> Run(const std::string& command, const TempTree& dir, std::string* err) {
+  return testing::RunShell(command, dir, err);
 }
 
 // One detector and the lines it sees, in order.
@@ -338,24 +284,24 @@ struct Tally {
 // the same date span, time, template and final template order with hits.
 Tally ExpectSameAsFail2ban(const std::vector<Session>& sessions) {
   Tally tally;
-  TempDir dir;
+  TempTree dir;
   std::string err;
   if (!Run(std::string(kPython) + " -c 'import fail2ban.server.datedetector'", dir, &err)) {
     ADD_FAILURE() << "internal: skip check should have caught this";
     return tally;
   }
-  const std::filesystem::path script = dir.path() / "oracle.py";
-  const std::filesystem::path input = dir.path() / "cases.txt";
+  const std::filesystem::path script = std::filesystem::path(dir.Path("oracle.py"));
+  const std::filesystem::path input = std::filesystem::path(dir.Path("cases.txt"));
   std::ofstream(script) << kOracle;
   {
     std::ofstream out(input);
     char now[64];
     for (const Session& s : sessions) {
-      out << "D\t" << Hex(s.tz) << '\t' << Hex(s.datepattern) << '\t'
-          << (s.logtimezone.empty() ? "-" : Hex(s.logtimezone)) << '\n';
+      out << "D\t" << HexEncode(s.tz) << '\t' << HexEncode(s.datepattern) << '\t'
+          << (s.logtimezone.empty() ? "-" : HexEncode(s.logtimezone)) << '\n';
       for (const auto& [t, line] : s.lines) {
         std::snprintf(now, sizeof now, "%.17g", t);
-        out << "L\t" << now << '\t' << Hex(line) << '\n';
+        out << "L\t" << now << '\t' << HexEncode(line) << '\n';
       }
       if (s.dump_templates) out << "T\n";
     }
@@ -368,7 +314,7 @@ Tally ExpectSameAsFail2ban(const std::vector<Session>& sessions) {
     ADD_FAILURE() << "oracle failed: " << err;
     return tally;
   }
-  std::vector<std::string> answers = Split(*out, '\n');
+  std::vector<std::string> answers = SplitOn(*out, '\n');
   size_t k = 0;
   auto next = [&]() -> std::string { return k < answers.size() ? answers[k++] : "<missing>"; };
   for (const Session& s : sessions) {
@@ -376,12 +322,12 @@ Tally ExpectSameAsFail2ban(const std::vector<Session>& sessions) {
     SCOPED_TRACE("datepattern '" + s.datepattern + "' logtimezone '" + s.logtimezone + "' TZ " + s.tz);
     ScopedTz tz(s.tz);
     Result<DateDetector> dd = DateDetector::Create({s.datepattern, s.logtimezone});
-    const std::vector<std::string> head = Split(next(), '\t');
+    const std::vector<std::string> head = SplitOn(next(), '\t');
     if (head[0] == "err") {
-      EXPECT_FALSE(dd.ok()) << "fail2ban refuses it: " << Unhex(head[1]);
+      EXPECT_FALSE(dd.ok()) << "fail2ban refuses it: " << HexDecode(head[1]);
       if (!dd.ok() && s.expect_error) {
         std::printf("[          ] refused alike: %s | fail2ban: %s\n", dd.status().message().c_str(),
-                    Unhex(head[1]).c_str());
+                    HexDecode(head[1]).c_str());
       }
       for (size_t n = 0; n < s.lines.size(); ++n) next();
       if (s.dump_templates) next();
@@ -396,7 +342,7 @@ Tally ExpectSameAsFail2ban(const std::vector<Session>& sessions) {
     for (const auto& [now, line] : s.lines) {
       ++tally.lines;
       SCOPED_TRACE("line '" + line.substr(0, 200) + "' now " + std::to_string(now));
-      const std::vector<std::string> py = Split(next(), '\t');
+      const std::vector<std::string> py = SplitOn(next(), '\t');
       std::optional<DateMatch> m = dd->Match(line, now);
       std::string ours;
       if (!m) {
@@ -424,7 +370,7 @@ Tally ExpectSameAsFail2ban(const std::vector<Session>& sessions) {
           std::snprintf(buf, sizeof buf, "%.17g", std::strtod(tm.c_str(), nullptr));
           tm = buf;
         }
-        theirs = "match\t" + py[1] + "\t" + py[2] + "\t" + tm + "\t" + NormalizeName(Unhex(py[4])) +
+        theirs = "match\t" + py[1] + "\t" + py[2] + "\t" + tm + "\t" + NormalizeName(HexDecode(py[4])) +
                  "\t" + py[5];
       }
       if (theirs != "none") ++tally.matched;
@@ -432,12 +378,12 @@ Tally ExpectSameAsFail2ban(const std::vector<Session>& sessions) {
       if (ours == theirs) ++tally.agreed;
     }
     if (s.dump_templates) {
-      const std::vector<std::string> py = Split(next(), '\t');
+      const std::vector<std::string> py = SplitOn(next(), '\t');
       std::string theirs, ours;
       if (py.size() == 2) {
-        for (const std::string& kv : Split(py[1], ',')) {
+        for (const std::string& kv : SplitOn(py[1], ',')) {
           const size_t eq = kv.rfind('=');
-          theirs += NormalizeName(Unhex(kv.substr(0, eq))) + "=" + kv.substr(eq + 1) + "\n";
+          theirs += NormalizeName(HexDecode(kv.substr(0, eq))) + "=" + kv.substr(eq + 1) + "\n";
         }
       }
       for (const DateTemplateStats& t : dd->templates()) {
@@ -450,7 +396,7 @@ Tally ExpectSameAsFail2ban(const std::vector<Session>& sessions) {
 }
 
 void SkipWithoutFail2ban() {
-  TempDir dir;
+  TempTree dir;
   std::string err;
   if (!Run(std::string(kPython) + " -c 'import fail2ban.server.datedetector'", dir, &err)) {
     GTEST_SKIP() << kPython << " cannot import fail2ban (" << err

@@ -17,6 +17,8 @@
 #include <tuple>
 #include <vector>
 
+#include "../testing/oracle_io.h"
+
 namespace bantam {
 namespace {
 
@@ -52,36 +54,6 @@ std::string Find(const FailRegex& re, std::string_view subject, std::string_view
   const int index = name.empty() ? 0 : re.GroupIndex(name);
   std::optional<std::string_view> g = m.Group(index);
   return g ? std::string(*g) : "<none>";
-}
-
-std::string Hex(std::string_view s) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : s) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
-
-std::string Unhex(std::string_view h) {
-  std::string out;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) {
-    out += static_cast<char>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16));
-  }
-  return out;
-}
-
-std::vector<std::string> Split(std::string_view s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    const size_t end = s.find(sep, start);
-    out.emplace_back(s.substr(start, end == std::string_view::npos ? end : end - start));
-    if (end == std::string_view::npos) break;
-    start = end + 1;
-  }
-  return out;
 }
 
 std::string Utf8(char32_t c) {
@@ -599,50 +571,23 @@ def cmd_casefold():
  'casefold': cmd_casefold}[sys.argv[1]](*sys.argv[2:])
 )PY";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "bantam-failregex-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using testing::HexDecode;
+using testing::HexEncode;
+using testing::SplitOn;
+using testing::TempTree;
 
 // Runs `command` through the shell; returns its stdout, or nullopt after
 // recording a test failure that shows its stderr.
-std::optional<std::string> RunCommand(const std::string& command, const TempDir& dir) {
-  const std::string err_file = (dir.path() / "stderr.txt").string();
-  FILE* pipe = ::popen((command + " 2>'" + err_file + "'").c_str(), "r");
-  if (pipe == nullptr) {
-    ADD_FAILURE() << "cannot run: " << command;
-    return std::nullopt;
-  }
-  std::string out;
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = ::pclose(pipe);
-  if (status != 0) {
-    std::ifstream err(err_file);
-    std::stringstream text;
-    text << err.rdbuf();
-    ADD_FAILURE() << "command failed (status " << status << "): " << command << "\n" << text.str();
-    return std::nullopt;
-  }
+std::optional<std::string> RunCommand(const std::string& command, const TempTree& dir) {
+  std::string err;
+  std::optional<std::string> out = testing::RunShell(command, dir, &err);
+  if (!out) ADD_FAILURE() << "command failed (" << err << "): " << command;
   return out;
 }
 
 // The Python interpreter fail2ban runs with (its client's #! line), so the
 // oracle is fail2ban's own code on its own Python.
-std::optional<std::string> Fail2banPython(const TempDir& dir) {
+std::optional<std::string> Fail2banPython(const TempTree& dir) {
   std::optional<std::string> client = RunCommand("command -v fail2ban-client", dir);
   if (!client || client->empty()) {
     ADD_FAILURE() << "fail2ban-client not found: the differential tests need fail2ban 1.0.2 "
@@ -670,14 +615,14 @@ std::optional<std::string> Fail2banPython(const TempDir& dir) {
 }
 
 // Runs the oracle script with `args`; nullopt (and a failure) if it cannot.
-std::optional<std::string> RunOracle(const TempDir& dir, const std::string& args) {
-  if (dir.path().empty()) {
+std::optional<std::string> RunOracle(const TempTree& dir, const std::string& args) {
+  if (dir.root().empty()) {
     ADD_FAILURE() << "cannot create a temporary directory";
     return std::nullopt;
   }
   std::optional<std::string> python = Fail2banPython(dir);
   if (!python) return std::nullopt;
-  const std::filesystem::path script = dir.path() / "oracle.py";
+  const std::filesystem::path script = std::filesystem::path(dir.Path("oracle.py"));
   std::ofstream(script) << kOracle;
   return RunCommand("'" + *python + "' '" + script.string() + "' " + args, dir);
 }
@@ -697,18 +642,18 @@ std::string KindName(RegexKind kind) { return std::string(RegexKindName(kind)); 
 // which cases Python matched, so callers can tell the test is not vacuous.
 std::vector<bool> ExpectSameAsPython(const std::vector<MatchCase>& cases) {
   std::vector<bool> python_matched(cases.size(), false);
-  TempDir dir;
-  const std::filesystem::path input = dir.path() / "cases.txt";
+  TempTree dir;
+  const std::filesystem::path input = std::filesystem::path(dir.Path("cases.txt"));
   {
     std::ofstream out(input);
     for (const MatchCase& c : cases) {
       out << KindName(c.kind) << '\t' << c.maxlines << '\t' << (c.usedns_no ? "no" : "warn") << '\t'
-          << Hex(c.regex) << '\t' << Hex(c.subject) << '\n';
+          << HexEncode(c.regex) << '\t' << HexEncode(c.subject) << '\n';
     }
   }
   std::optional<std::string> out = RunOracle(dir, "match '" + input.string() + "'");
   if (!out) return python_matched;
-  std::vector<std::string> lines = Split(*out, '\n');
+  std::vector<std::string> lines = SplitOn(*out, '\n');
   if (lines.size() < cases.size()) {
     ADD_FAILURE() << "oracle answered " << lines.size() << " of " << cases.size() << " cases";
     return python_matched;
@@ -717,7 +662,7 @@ std::vector<bool> ExpectSameAsPython(const std::vector<MatchCase>& cases) {
   for (size_t i = 0; i < cases.size(); ++i) {
     const MatchCase& c = cases[i];
     SCOPED_TRACE("regex '" + c.regex + "' on '" + c.subject + "'");
-    const std::vector<std::string> py = Split(lines[i], '\t');
+    const std::vector<std::string> py = SplitOn(lines[i], '\t');
     FailRegexOptions options;
     options.maxlines = c.maxlines;
     options.host_matches_dns = !c.usedns_no;
@@ -725,10 +670,10 @@ std::vector<bool> ExpectSameAsPython(const std::vector<MatchCase>& cases) {
     Result<FailRegex> re = FailRegex::Compile(c.regex, c.kind, options);
     if (py[0] == "err") {
       if (re.ok()) {
-        ADD_FAILURE() << "Python refuses it: " << Unhex(py[1]);
+        ADD_FAILURE() << "Python refuses it: " << HexDecode(py[1]);
         continue;
       }
-      std::string want = Unhex(py[1]);
+      std::string want = HexDecode(py[1]);
       if (py[2] != "-") want += " at offset " + py[2];
       EXPECT_NE(re.status().message().find(want), std::string::npos)
           << re.status().message() << "\nPython: " << want;
@@ -750,16 +695,16 @@ std::vector<bool> ExpectSameAsPython(const std::vector<MatchCase>& cases) {
     }
     python_matched[i] = true;
     if (!*found) {
-      ADD_FAILURE() << "Python matched '" << Unhex(Split(py[2], ',')[0]) << "'";
+      ADD_FAILURE() << "Python matched '" << HexDecode(SplitOn(py[2], ',')[0]) << "'";
       continue;
     }
-    const std::vector<std::string> groups = Split(py[2], ',');
+    const std::vector<std::string> groups = SplitOn(py[2], ',');
     for (size_t g = 0; g < groups.size(); ++g) {
       std::optional<std::string_view> ours = m.Group(static_cast<int>(g));
       if (groups[g] == "-") {
         EXPECT_EQ(ours, std::nullopt) << "group " << g;
       } else {
-        EXPECT_EQ(ours.value_or("<none>"), Unhex(groups[g])) << "group " << g;
+        EXPECT_EQ(ours.value_or("<none>"), HexDecode(groups[g])) << "group " << g;
       }
     }
   }
@@ -867,8 +812,8 @@ TEST(FailRegexPythonTest, SemanticsMatchPythonRe) {
 // Invented lines in the formats the stock filters read, checked against
 // every prefregex/failregex/ignoreregex of the named jails.
 TEST(FailRegexPythonTest, StockFiltersOnInventedLines) {
-  TempDir dir;
-  std::optional<std::string> out = RunOracle(dir, "stock '" + dir.path().string() + "'");
+  TempTree dir;
+  std::optional<std::string> out = RunOracle(dir, "stock '" + dir.root() + "'");
   if (!out) return;
   // NOLINTBEGIN(bugprone-suspicious-missing-comma): long lines are split
   const std::map<std::string, std::vector<std::string>> lines = {
@@ -923,8 +868,8 @@ TEST(FailRegexPythonTest, StockFiltersOnInventedLines) {
     int maxlines;
   };
   std::vector<Record> records;
-  for (const std::string& record : Split(*out, '\n')) {
-    const std::vector<std::string> f = Split(record, '\t');
+  for (const std::string& record : SplitOn(*out, '\n')) {
+    const std::vector<std::string> f = SplitOn(record, '\t');
     if (f.size() < 8 || f[0] != "R" || f[4] == "no") continue;
     // Jails are "name", "bantam-name" or "bantam-name-mode" (see kOracle).
     std::string jail = f[1];
@@ -935,7 +880,7 @@ TEST(FailRegexPythonTest, StockFiltersOnInventedLines) {
     const RegexKind kind = f[2] == "prefregex"   ? RegexKind::kPrefRegex
                            : f[2] == "failregex" ? RegexKind::kFailRegex
                                                  : RegexKind::kIgnoreRegex;
-    records.push_back(Record{&it->second, kind, Unhex(f[6]), std::stoi(f[3])});
+    records.push_back(Record{&it->second, kind, HexDecode(f[6]), std::stoi(f[3])});
   }
   // Subjects: each whole line (what prefregex sees) and, as failregexes see
   // it, the <F-CONTENT> any of the jail's prefregexes takes from it (our
@@ -984,15 +929,15 @@ TEST(FailRegexPythonTest, StockFiltersOnInventedLines) {
 // Every regex of every stock filter (every mode, maxlines and usedns as the
 // jail sets them, plus usedns = no) compiles, with Python's groups.
 TEST(FailRegexStockFiltersTest, AllStockRegexesCompileWithPythonsGroups) {
-  TempDir dir;
-  std::optional<std::string> out = RunOracle(dir, "stock '" + dir.path().string() + "'");
+  TempTree dir;
+  std::optional<std::string> out = RunOracle(dir, "stock '" + dir.root() + "'");
   if (!out) return;
   int checked = 0;
   std::map<std::string, bool> distinct;
-  for (const std::string& record : Split(*out, '\n')) {
-    const std::vector<std::string> f = Split(record, '\t');
+  for (const std::string& record : SplitOn(*out, '\n')) {
+    const std::vector<std::string> f = SplitOn(record, '\t');
     if (f.size() < 8 || f[0] != "R") continue;
-    const std::string regex = Unhex(f[6]);
+    const std::string regex = HexDecode(f[6]);
     SCOPED_TRACE("jail " + f[1] + " " + f[2] + " '" + regex + "'");
     FailRegexOptions options;
     options.maxlines = std::stoi(f[3]);
@@ -1001,8 +946,8 @@ TEST(FailRegexStockFiltersTest, AllStockRegexesCompileWithPythonsGroups) {
     const RegexKind kind = f[2] == "prefregex"   ? RegexKind::kPrefRegex
                            : f[2] == "failregex" ? RegexKind::kFailRegex
                                                  : RegexKind::kIgnoreRegex;
-    const std::vector<std::string> verdict = Split(f[7], ' ');
-    ASSERT_EQ(verdict[0], "ok") << "fail2ban refuses it: " << Unhex(verdict[1]);
+    const std::vector<std::string> verdict = SplitOn(f[7], ' ');
+    ASSERT_EQ(verdict[0], "ok") << "fail2ban refuses it: " << HexDecode(verdict[1]);
     EXPECT_TRUE(CheckFailRegex(regex, kind, options).ok())
         << CheckFailRegex(regex, kind, options).message();
     Result<FailRegex> re = FailRegex::Compile(regex, kind, options);
@@ -1045,15 +990,15 @@ TEST(FailRegexPythonTest, CharacterClassesOverAllCodePoints) {
                                              R"((?i)[\u0390-\u03b0])",
                                              R"(.)",
                                              R"((?s).)"};
-  TempDir dir;
-  const std::filesystem::path input = dir.path() / "patterns.txt";
+  TempTree dir;
+  const std::filesystem::path input = std::filesystem::path(dir.Path("patterns.txt"));
   {
     std::ofstream f(input);
-    for (const std::string& p : patterns) f << Hex(p) << '\n';
+    for (const std::string& p : patterns) f << HexEncode(p) << '\n';
   }
   std::optional<std::string> out = RunOracle(dir, "charset '" + input.string() + "'");
   if (!out) return;
-  const std::vector<std::string> lines = Split(*out, '\n');
+  const std::vector<std::string> lines = SplitOn(*out, '\n');
   ASSERT_GE(lines.size(), patterns.size());
   // Every code point but the surrogates, UTF-8 encoded once.
   std::vector<std::pair<char32_t, std::string>> chars;
@@ -1096,13 +1041,13 @@ TEST(FailRegexPythonTest, CharacterClassesOverAllCodePoints) {
 
 // (?i) on every cased character: the same letters match as in Python.
 TEST(FailRegexPythonTest, CaseInsensitiveLiteralsOverAllCasedCodePoints) {
-  TempDir dir;
+  TempTree dir;
   std::optional<std::string> out = RunOracle(dir, "casefold");
   if (!out) return;
-  std::vector<std::string> lines = Split(*out, '\n');
+  std::vector<std::string> lines = SplitOn(*out, '\n');
   ASSERT_GT(lines.size(), 2000u);
   std::vector<std::pair<std::string, std::string>> candidates;  // hex, UTF-8
-  for (const std::string& h : Split(lines[0], ',')) {
+  for (const std::string& h : SplitOn(lines[0], ',')) {
     candidates.emplace_back(h, Utf8(std::stoul(h, nullptr, 16)));
   }
   FailRegexMatch m;
