@@ -638,6 +638,17 @@ bool RegexTool::SetDatePattern(const std::string& pattern) {
   return true;
 }
 
+std::string Basename(const std::string& path) {
+  const size_t s = path.rfind('/');
+  return s == std::string::npos ? path : path.substr(s + 1);
+}
+
+// fail2ban-regex's "has an extension" test: a dot among the last 6 characters.
+bool HasExtension(const std::string& name) {
+  const std::string tail = name.size() > 6 ? name.substr(name.size() - 6) : name;
+  return tail.find('.') != std::string::npos;
+}
+
 // fail2ban-regex's test for "a filter name or file, maybe with options":
 // (?ms)^/{0,3}[\w/_\-.]+(?:\[.*\])?$ (non-ASCII counts as a word character).
 bool LooksLikeFilterName(std::string_view v) {
@@ -669,19 +680,14 @@ bool RegexTool::ReadRegex(const std::string& value, bool fail) {
     flt_name = parsed->name;
     flt_opt = parsed->options;
     std::vector<std::string> tries;
-    const std::string tail = flt_name.size() > 6 ? flt_name.substr(flt_name.size() - 6) : flt_name;
-    if (tail.find('.') != std::string::npos) {
+    if (HasExtension(flt_name)) {
       tries = {flt_name};
     } else {
       tries = {flt_name, flt_name + ".conf", flt_name + ".local"};
     }
-    auto base = [](const std::string& p) {
-      const size_t s = p.rfind('/');
-      return s == std::string::npos ? p : p.substr(s + 1);
-    };
     for (std::string f : tries) {
       if (f.find('/') == std::string::npos) {
-        f = base(basedir) == "filter.d" ? basedir + "/" + f : basedir + "/filter.d/" + f;
+        f = Basename(basedir) == "filter.d" ? basedir + "/" + f : basedir + "/filter.d/" + f;
       } else {
         const size_t s = f.rfind('/');
         basedir = s == 0 ? "/" : f.substr(0, s);
@@ -693,23 +699,17 @@ bool RegexTool::ReadRegex(const std::string& value, bool fail) {
       }
     }
   }
-  std::vector<std::string> regexes;
   if (flt_file) {
-    auto base = [](const std::string& p) {
-      const size_t s = p.rfind('/');
-      return s == std::string::npos ? p : p.substr(s + 1);
-    };
     std::string load_basedir = basedir;
     std::string file;
     const std::string stem = [&] {
-      std::string b = base(flt_name);
+      std::string b = Basename(flt_name);
       const size_t dot = b.rfind('.');
       return dot == std::string::npos || dot == 0 ? b : b.substr(0, dot);
     }();
-    const std::string tail = flt_name.size() > 6 ? flt_name.substr(flt_name.size() - 6) : flt_name;
-    if (basedir == o_.config || base(basedir) == "filter.d" ||
-        (tail.find('.') == std::string::npos && flt_name.find('/') == std::string::npos)) {
-      if (base(load_basedir) == "filter.d") {
+    if (basedir == o_.config || Basename(basedir) == "filter.d" ||
+        (!HasExtension(flt_name) && flt_name.find('/') == std::string::npos)) {
+      if (Basename(load_basedir) == "filter.d") {
         const size_t s = load_basedir.rfind('/');
         load_basedir = s == std::string::npos ? "." : load_basedir.substr(0, s);
       }
@@ -785,7 +785,6 @@ bool RegexTool::ReadRegex(const std::string& value, bool fail) {
         if (!o_.journalmatch) journalmatch_ = vals;  // -m wins; the last one counts
       }
     }
-    (void)regexes;
     return true;
   }
   Output("Use " + std::string(11 - std::min<size_t>(11, kind.size()), ' ') + kind +
