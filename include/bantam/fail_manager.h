@@ -74,6 +74,9 @@ class FailManager {
   bool Service(double now, bool force = false);
 
   void DelFailure(const IpAddr& id);
+  // Takes every entry and the totals of `other` (a jail rebuilt by a
+  // reload), keeping this manager's options; `other` is left empty.
+  void TakeFrom(FailManager& other);
   // The entry of `id`, or null. Valid until the next non-const call.
   const Ticket* Find(const IpAddr& id) const;
 

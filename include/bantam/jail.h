@@ -99,6 +99,12 @@ class Jail {
   void Restore(Ticket ticket);
   // Unbans `id` (set JAIL unbanip); false if it was not banned.
   bool Unban(const IpAddr& id);
+  // Takes over the bans and failures of `old` (the same jail before a
+  // reload rebuilt it); `old` is left with none.
+  void TakeStateFrom(Jail& old);
+  // Lifts every ban (unban --all, reload --unban) and returns the tickets;
+  // OnUnban is reported for each.
+  std::vector<Ticket> UnbanAll();
   // Ends every ban whose time is over.
   void UnbanDue();
   // When the next ban ends (kMaxBanEnd if none).

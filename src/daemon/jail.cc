@@ -262,6 +262,22 @@ bool Jail::Unban(const IpAddr& id) {
   return true;
 }
 
+void Jail::TakeStateFrom(Jail& old) {
+  for (Ticket& t : old.bans_.Flush()) {
+    // AddBan counts a new ban; this one is only moving.
+    t.ban_count -= 1;
+    bans_.AddBan(std::move(t));
+  }
+  bans_.set_ban_total(old.bans_.ban_total());
+  fails_.TakeFrom(old.fails_);
+}
+
+std::vector<Ticket> Jail::UnbanAll() {
+  std::vector<Ticket> all = bans_.Flush();
+  for (const Ticket& t : all) events_->OnUnban(config_.name, t);
+  return all;
+}
+
 void Jail::UnbanDue() {
   for (const Ticket& t : bans_.TakeDue(clock_.Now())) events_->OnUnban(config_.name, t);
 }

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,24 +16,17 @@
 #include <set>
 #include <utility>
 
-#include "bantam/ban_store.h"
-#include "bantam/clock.h"
-#include "bantam/command_action.h"
-#include "bantam/config_loader.h"
 #include "bantam/duration.h"
-#include "bantam/event_loop.h"
-#include "bantam/jail.h"
-#include "bantam/journal_reader.h"
 #include "bantam/option_list.h"
-#include "bantam/log_tailer.h"
-#include "bantam/logging.h"
 #include "bantam/regex_tool.h"
-#include "bantam/spawner.h"
+#include "server_impl.h"
 
 namespace bantam {
 namespace {
 
 constexpr const char kVersion[] = "1.0.2";
+// fail2ban keeps the journal position under this log path.
+constexpr const char kJournalLogName[] = "systemd-journal";
 
 std::string TimeString(double t) {
   const time_t secs = static_cast<time_t>(t);
@@ -43,78 +37,114 @@ std::string TimeString(double t) {
   return buf;
 }
 
-}  // namespace
-
-class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
+// <ipmatches>, <ipjailmatches>... and the jail.* counters of one ban: the
+// counters as they were when the ban was submitted, the database for the
+// merged history. Read by a worker thread.
+class ServerBanContext : public BanContext {
  public:
-  explicit ServerImpl(ServerOptions options) : options_(std::move(options)) {}
-  ~ServerImpl() override;
-
-  Status Init();
-  Status Run();
-  void Stop() {
-    if (loop_) loop_->Stop();
+  ServerBanContext(std::shared_ptr<BanHistoryReader> history, std::string jail, uint64_t banned,
+                   uint64_t banned_total, uint64_t found, uint64_t found_total)
+      : history_(std::move(history)), jail_(std::move(jail)) {
+    counters_[0] = banned;
+    counters_[1] = banned_total;
+    counters_[2] = found;
+    counters_[3] = found_total;
   }
-
-  // JailEvents
-  void OnFound(const std::string& jail, const IpAddr& id, double time) override;
-  void OnIgnored(const std::string& jail, const IpAddr& id, const char* source) override;
-  void OnBan(const std::string& jail, const Ticket& ticket) override;
-  void OnAlreadyBanned(const std::string& jail, const IpAddr& id) override;
-  void OnUnban(const std::string& jail, const Ticket& ticket) override;
-  void OnWarning(const std::string& jail, const std::string& message) override;
-  // BanHistory (bantime.increment)
-  std::optional<BanRecord> LastBan(const IpAddr& id, std::string_view jail,
-                                   bool overalljails) override;
-  // CommandRunner (ignorecommand): blocking, on the loop.
-  Result<int> Run(const std::string& command,
-                  const std::vector<std::pair<std::string, std::string>>& env) override;
+  std::optional<MergedBans> MergedBansOf(const std::string& ip, const std::string& jail) override {
+    if (!history_) return std::nullopt;
+    return history_->Merged(ip, jail);
+  }
+  std::optional<std::string> JailCounter(const std::string& jail, const std::string& tag) override {
+    if (jail != jail_) return std::nullopt;
+    static const char* const kTags[] = {"jail.banned", "jail.banned_total", "jail.found",
+                                        "jail.found_total"};
+    for (int i = 0; i < 4; ++i) {
+      if (tag == kTags[i]) return std::to_string(counters_[i]);
+    }
+    return std::nullopt;
+  }
+  std::optional<std::string> HostName(const std::string& ip) override {
+    std::vector<std::string> names = SystemResolver().IpToName(IpAddr::FromText(ip));
+    if (names.empty()) return std::nullopt;
+    return names.front();
+  }
 
  private:
-  struct JailState {
-    std::unique_ptr<Jail> jail;
-    std::vector<std::unique_ptr<CommandAction>> actions;
-    std::unique_ptr<JournalReader> journal;  // backend = systemd
-    uint64_t evicted_logged = 0;
-  };
-  Status OpenJournal(JailState& js);
-  void ReadJournal(JailState& js);
-
-  void Log(LogLevel level, const char* component, const std::string& message) {
-    if (logger_) logger_->Log(level, component, message);
-  }
-  JailState* FindJail(const std::string& name);
-  BanInfo MakeBanInfo(const std::string& jail, const Ticket& t) const;
-  void Submit(JailState& js, CommandAction& action, ActionOp op, BanInfo info);
-  void StartJails();
-  void StopJails();
-  void SaveLogPositions();
-  void OnLine(const LogFile& file, std::string_view raw);
-  void ServiceTimer();
-  void PurgeDatabase();
-  Status WritePidFile();
-
-  ServerOptions options_;
-  const Clock& clock_ = SystemClock();
-  OrderedMap<std::string> server_opts_;
-  std::unique_ptr<Logger> logger_;
-  std::unique_ptr<BanStore> store_;
-  std::unique_ptr<EventLoop> loop_;
-  std::unique_ptr<LogTailer> tailer_;
-  ShellSpawner spawner_;
-  std::unique_ptr<WorkerPool> pool_;
-  std::unique_ptr<SystemHostAddresses> self_;
-  std::vector<JailState> jails_;
-  std::string pidfile_;
-  bool initial_read_ = false;
-  bool ipv6_allowed_ = true;
-  std::string scratch_;
-  size_t pending_ops_ = 0;
+  std::shared_ptr<BanHistoryReader> history_;
+  std::string jail_;
+  uint64_t counters_[4];
 };
+
+}  // namespace
+
+std::unique_ptr<BanHistoryReader> BanHistoryReader::Open(const std::string& dbfile) {
+  const std::string lower = LowerAscii(dbfile);
+  if (lower == "none" || dbfile == ":memory:" || dbfile.empty()) return nullptr;
+  Result<std::unique_ptr<BanStore>> store = BanStore::Open(dbfile, BanStoreOptions{});
+  if (!store.ok()) return nullptr;
+  return std::unique_ptr<BanHistoryReader>(new BanHistoryReader(std::move(*store)));
+}
+
+std::optional<MergedBans> BanHistoryReader::Merged(const std::string& ip, const std::string& jail) {
+  std::lock_guard<std::mutex> lock(mu_);
+  BanStore::BansQuery q;
+  q.ip = ip;
+  if (!jail.empty()) q.jail = jail;
+  Result<std::vector<StoredBan>> bans = store_->GetBans(q);
+  if (!bans.ok()) return std::nullopt;
+  // fail2ban's getBansMerged: failures summed, matches of every ban, oldest
+  // ban first.
+  MergedBans merged;
+  for (auto it = bans->rbegin(); it != bans->rend(); ++it) {
+    merged.failures += it->data.failures;
+    merged.matches.insert(merged.matches.end(), it->data.matches.begin(), it->data.matches.end());
+  }
+  return merged;
+}
+
+Result<std::vector<ConfiguredJail>> ConfiguredJails(const LoadedConfig& cfg,
+                                                    std::vector<std::string>* warnings) {
+  Result<std::vector<JailConfig>> jails = JailsFromCommands(cfg.commands, warnings);
+  if (!jails.ok()) return jails.status();
+  std::vector<ConfiguredJail> out;
+  for (JailConfig& jc : *jails) {
+    ConfiguredJail c;
+    for (const Value& v : cfg.commands) {
+      const Value::List& l = v.as_list();
+      if (l.size() < 2 || l[1].ToPyStr() != jc.name) continue;
+      const std::string verb = l[0].ToPyStr();
+      if (verb != "add" && verb != "set" && verb != "multi-set") continue;
+      v.AppendJson(&c.signature);
+      c.signature.push_back('\n');
+    }
+    for (const MissingLogPath& m : cfg.missing_logpaths) {
+      if (m.jail != jc.name) continue;
+      if (m.path.find_first_of("*?[") != std::string::npos) {
+        warnings->push_back("[" + m.jail + "] no file matches logpath '" + m.path +
+                            "'; files matching it later are not picked up until restart");
+      } else {
+        jc.logpaths.emplace_back(m.path, m.tail);
+        c.signature += "missing " + m.path + (m.tail ? " tail\n" : "\n");
+      }
+    }
+    c.config = std::move(jc);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+namespace {
+
+std::string ActionSignature(const JailActionConfig& a) {
+  return a.name + "\n" + Value(a.options).ToJson();
+}
+
+}  // namespace
 
 ServerImpl::~ServerImpl() {
   // Actions block in their destructors until queued commands have run.
-  for (JailState& js : jails_) js.actions.clear();
+  for (auto& js : jails_) js->actions.clear();
+  retired_.clear();
   if (!pidfile_.empty()) ::unlink(pidfile_.c_str());
 }
 
@@ -159,13 +189,14 @@ Status ServerImpl::Init() {
   pidfile_ = opt("pidfile", "");
 
   // Server settings from the stream: database and its options.
-  std::string dbfile = "None";
+  dbfile_ = "None";
   BanStoreOptions store_options;
+  bool ipv6_allowed = true;
   for (const Value& c : cfg->commands) {
     const Value::List& l = c.as_list();
     if (l.size() != 3 || l[0].as_string() != "set") continue;
     const std::string key = l[1].ToPyStr();
-    if (key == "dbfile") dbfile = l[2].ToPyStr();
+    if (key == "dbfile") dbfile_ = l[2].ToPyStr();
     if (key == "dbpurgeage") {
       Result<double> age = ParseDuration(l[2].ToPyStr());
       if (age.ok()) store_options.purge_age = static_cast<int64_t>(*age);
@@ -173,32 +204,36 @@ Status ServerImpl::Init() {
     if (key == "dbmaxmatches" && l[2].is_int()) {
       store_options.max_matches = static_cast<int>(l[2].as_int());
     }
-    if (key == "allowipv6") ipv6_allowed_ = LowerAscii(l[2].ToPyStr()) != "no";
+    if (key == "allowipv6") ipv6_allowed = LowerAscii(l[2].ToPyStr()) != "no";
   }
-  Result<std::unique_ptr<BanStore>> store = BanStore::Open(dbfile, store_options);
+  Result<std::unique_ptr<BanStore>> store = BanStore::Open(dbfile_, store_options);
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
   if (store_->enabled()) {
     Log(LogLevel::kInfo, "fail2ban.database",
-        "Connected to fail2ban persistent database '" + dbfile + "'");
+        "Connected to fail2ban persistent database '" + dbfile_ + "'");
   }
+  history_reader_ = BanHistoryReader::Open(dbfile_);
 
   Result<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
   if (!loop.ok()) return loop.status();
   loop_ = std::move(*loop);
   pool_ = std::make_unique<WorkerPool>(4);
   self_ = std::make_unique<SystemHostAddresses>(SystemResolver());
+  action_env_.spawner = &spawner_;
+  action_env_.pool = pool_.get();
+  action_env_.ipv6_allowed = ipv6_allowed;
 
   std::vector<std::string> warnings;
-  Result<std::vector<JailConfig>> jails = JailsFromCommands(cfg->commands, &warnings);
+  Result<std::vector<ConfiguredJail>> jails = ConfiguredJails(*cfg, &warnings);
   if (!jails.ok()) return jails.status();
   for (const std::string& w : warnings) Log(LogLevel::kWarning, "fail2ban.server", w);
 
-  // One tailer for every file backend; the first jail's backend decides
-  // inotify or polling for all (a per-jail choice is not needed in practice).
+  // One tailer for every file backend; a polling jail makes it poll for all
+  // (a per-jail choice is not needed in practice).
   TailBackend backend = TailBackend::kInotify;
-  for (const JailConfig& j : *jails) {
-    if (j.backend.rfind("polling", 0) == 0) backend = TailBackend::kPolling;
+  for (const ConfiguredJail& j : *jails) {
+    if (j.config.backend.rfind("polling", 0) == 0) backend = TailBackend::kPolling;
   }
   LogTailer::Options to;
   to.backend = backend;
@@ -210,86 +245,91 @@ Status ServerImpl::Init() {
   if (!tailer.ok()) return tailer.status();
   tailer_ = std::move(*tailer);
 
-  ActionEnv env;
-  env.spawner = &spawner_;
-  env.pool = pool_.get();
-  env.ipv6_allowed = ipv6_allowed_;
-  // Logpaths with no file yet: watched until the file appears (a glob is
-  // only expanded at start).
-  for (const MissingLogPath& m : cfg->missing_logpaths) {
-    for (JailConfig& jc : *jails) {
-      if (jc.name != m.jail) continue;
-      if (m.path.find_first_of("*?[") != std::string::npos) {
-        Log(LogLevel::kWarning, "fail2ban.filter",
-            "[" + m.jail + "] no file matches logpath '" + m.path +
-                "'; files matching it later are not picked up until restart");
-      } else {
-        jc.logpaths.emplace_back(m.path, m.tail);
-      }
-    }
-  }
-  for (JailConfig& jc : *jails) {
-    const std::string name = jc.name;
-    Log(LogLevel::kInfo, "fail2ban.jail", "Creating new jail '" + name + "'");
-    std::vector<JailActionConfig> actions = jc.actions;
-    std::vector<std::pair<std::string, bool>> logpaths = jc.logpaths;
-    Result<std::unique_ptr<Jail>> jail =
-        Jail::Create(std::move(jc), clock_, this, this, &SystemResolver(), self_.get(), this);
-    if (!jail.ok()) {
-      // A bad jail fails alone; the others run.
-      Log(LogLevel::kError, "fail2ban.jail", jail.status().message());
-      continue;
-    }
-    JailState js;
-    js.jail = std::move(*jail);
-    bool bad = false;
-    for (const JailActionConfig& a : actions) {
-      OrderedMap<std::string> opts;
-      for (const auto& [k, v] : a.options) opts.Set(k, v.ToPyStr());
-      Result<std::unique_ptr<CommandAction>> act =
-          CommandAction::Create(name, a.name, std::move(opts), env);
-      if (!act.ok()) {
-        Log(LogLevel::kError, "fail2ban.jail",
-            "Jail '" + name + "': action '" + a.name + "': " + act.status().message());
-        bad = true;
-        break;
-      }
-      js.actions.push_back(std::move(*act));
-    }
-    if (bad) continue;
-    if (Status s = store_->AddJail(name); !s.ok()) {
-      Log(LogLevel::kError, "fail2ban.database", s.message());
-    }
-    const uint64_t index = jails_.size();
-    if (js.jail->config().backend.rfind("systemd", 0) == 0) {
-      if (Status j = OpenJournal(js); !j.ok()) {
-        Log(LogLevel::kError, "fail2ban.jail", "Jail '" + name + "': " + j.message());
-        continue;
-      }
-      jails_.push_back(std::move(js));
-      continue;
-    }
-    for (const auto& [path, tail] : logpaths) {
-      // The last position read, resumed only if the file still starts
-      // with the same line (the tailer checks the hash).
-      std::optional<SavedPosition> saved;
-      Result<std::optional<std::pair<std::string, int64_t>>> log = store_->GetLog(name, path);
-      if (log.ok() && *log) saved = SavedPosition{static_cast<uint64_t>((*log)->second), (*log)->first};
-      Status s = tailer_->Add(path, index, tail, saved);
-      if (!s.ok()) {
-        Log(LogLevel::kError, "fail2ban.filter", "[" + name + "] " + s.message());
-      } else {
-        Log(LogLevel::kInfo, "fail2ban.filter", "Added logfile: '" + path + "'");
-      }
-    }
-    jails_.push_back(std::move(js));
+  for (ConfiguredJail& c : *jails) {
+    Result<std::unique_ptr<JailState>> js = BuildJail(std::move(c.config), c.signature);
+    // A bad jail fails alone; the others run.
+    if (!js.ok()) continue;
+    jails_.push_back(std::move(*js));
   }
   return Status::Ok();
 }
 
+Result<std::unique_ptr<JailState>> ServerImpl::BuildJail(JailConfig config,
+                                                         const std::string& signature) {
+  const std::string name = config.name;
+  Log(LogLevel::kInfo, "fail2ban.jail", "Creating new jail '" + name + "'");
+  auto js = std::make_unique<JailState>();
+  js->id = next_jail_id_++;
+  js->signature = signature;
+  const std::vector<JailActionConfig> actions = config.actions;
+  Result<std::unique_ptr<Jail>> jail =
+      Jail::Create(std::move(config), clock_, this, this, &SystemResolver(), self_.get(), this);
+  if (!jail.ok()) {
+    Log(LogLevel::kError, "fail2ban.jail", jail.status().message());
+    return jail.status();
+  }
+  js->jail = std::move(*jail);
+  for (const JailActionConfig& a : actions) {
+    OrderedMap<std::string> opts;
+    for (const auto& [k, v] : a.options) opts.Set(k, v.ToPyStr());
+    Result<std::unique_ptr<CommandAction>> act =
+        CommandAction::Create(name, a.name, std::move(opts), action_env_);
+    if (!act.ok()) {
+      Status s = Status::Error("Jail '" + name + "': action '" + a.name + "': " +
+                               act.status().message());
+      Log(LogLevel::kError, "fail2ban.jail", s.message());
+      return s;
+    }
+    js->actions.push_back(std::move(*act));
+    js->action_signatures.push_back(ActionSignature(a));
+  }
+  return js;
+}
+
+void ServerImpl::AttachSources(JailState& js) {
+  const JailConfig& c = js.jail->config();
+  if (Status s = store_->AddJail(c.name); !s.ok()) {
+    Log(LogLevel::kError, "fail2ban.database", s.message());
+  }
+  if (c.backend.rfind("systemd", 0) == 0) {
+    if (Status s = OpenJournal(js); !s.ok()) {
+      Log(LogLevel::kError, "fail2ban.jail", "Jail '" + c.name + "': " + s.message());
+      js.journal.reset();
+    }
+    return;
+  }
+  for (const auto& [path, tail] : c.logpaths) {
+    // The last position read, resumed only if the file still starts with
+    // the same line (the tailer checks the hash). A file other jails
+    // already follow just gains a subscriber at its current position.
+    std::optional<SavedPosition> saved;
+    Result<std::optional<std::pair<std::string, int64_t>>> log = store_->GetLog(c.name, path);
+    if (log.ok() && *log) {
+      saved = SavedPosition{static_cast<uint64_t>((*log)->second), (*log)->first};
+    }
+    Status s = tailer_->Add(path, js.id, tail, saved);
+    if (!s.ok()) {
+      Log(LogLevel::kError, "fail2ban.filter", "[" + c.name + "] " + s.message());
+      continue;
+    }
+    js.logpaths.push_back(path);
+    Log(LogLevel::kInfo, "fail2ban.filter", "Added logfile: '" + path + "'");
+  }
+}
+
+void ServerImpl::DetachSources(JailState& js) {
+  for (const std::string& path : js.logpaths) tailer_->Remove(path, js.id);
+  js.logpaths.clear();
+  if (js.journal) {
+    Result<int> fd = js.journal->fd();
+    if (fd.ok()) loop_->Unwatch(*fd);
+    js.journal.reset();
+  }
+}
+
 // backend = systemd[journalpath=..., journalfiles=..., journalflags=...]:
-// the journal, filtered by the jail's journalmatch, from findtime ago (as
-// fail2ban starts without a saved position).
+// the journal, filtered by the jail's journalmatch, from the last entry
+// read before (kept in the database) but at most findtime ago, as fail2ban.
 Status ServerImpl::OpenJournal(JailState& js) {
   const JailConfig& c = js.jail->config();
   Result<NamedOptions> be = ParseNamedOptions(c.backend);
@@ -300,13 +340,34 @@ Status ServerImpl::OpenJournal(JailState& js) {
   if (!reader.ok()) return reader.status();
   js.journal = std::move(*reader);
   if (Status s = js.journal->AddMatches(c.journalmatch); !s.ok()) return s;
-  if (Status s = js.journal->SeekRealtime(clock_.Now() - c.findtime); !s.ok()) return s;
+  double since = clock_.Now() - c.findtime;
+  if (js.journal_last_time <= 0) {
+    Result<std::optional<double>> saved = store_->GetJournalPosition(c.name, kJournalLogName);
+    if (saved.ok() && *saved) js.journal_last_time = **saved;
+  }
+  // Entries up to the last one read are not read again.
+  if (js.journal_last_time > 0) since = std::max(since, js.journal_last_time + 1e-6);
+  if (Status s = js.journal->SeekRealtime(since); !s.ok()) return s;
+  Result<int> fd = js.journal->fd();
+  if (!fd.ok()) return fd.status();
+  JailState* jsp = &js;
+  Status w = loop_->Watch(*fd, [this, jsp](uint32_t) {
+    if (!jsp->journal) return;
+    Result<JournalChange> change = jsp->journal->Process();
+    if (!change.ok()) {
+      Log(LogLevel::kError, "fail2ban.filtersystemd", change.status().message());
+      return;
+    }
+    ReadJournal(*jsp);
+  });
+  if (!w.ok()) return w;
   Log(LogLevel::kInfo, "fail2ban.filtersystemd",
       "[" + c.name + "] Jail is in operation now (process new journal entries)");
   return Status::Ok();
 }
 
 void ServerImpl::ReadJournal(JailState& js) {
+  if (!js.journal) return;
   JournalLine entry;
   std::string date;
   while (true) {
@@ -319,23 +380,32 @@ void ServerImpl::ReadJournal(JailState& js) {
     // fail2ban's tuple line carries the ISO date with one space appended.
     date.assign(entry.date_text).push_back(' ');
     js.jail->ProcessJournalLine(entry.line, entry.time, date);
+    js.journal_last_time = entry.time;
+    js.journal_last_iso = entry.date_text;
   }
 }
 
-ServerImpl::JailState* ServerImpl::FindJail(const std::string& name) {
-  for (JailState& js : jails_)
-    if (js.jail->name() == name) return &js;
+JailState* ServerImpl::FindJail(const std::string& name) {
+  for (auto& js : jails_)
+    if (js->jail->name() == name) return js.get();
   return nullptr;
 }
 
-BanInfo ServerImpl::MakeBanInfo(const std::string& jail, const Ticket& t) const {
+JailState* ServerImpl::FindJailById(uint64_t id) {
+  // Few jails: a scan beats a map.
+  for (auto& js : jails_)
+    if (js->id == id) return js.get();
+  return nullptr;
+}
+
+BanInfo ServerImpl::MakeBanInfo(const JailState& js, const Ticket& t) const {
   BanInfo info;
-  info.jail = jail;
+  info.jail = js.jail->name();
   info.ip = t.id.ToString();
   info.family = t.id.is_ipv6() ? "inet6" : t.id.is_ipv4() ? "inet4" : "";
   info.failures = t.attempts;
   info.time = t.time;
-  const double bt = t.ban_time.value_or(600);
+  const double bt = t.ban_time.value_or(js.jail->config().bantime);
   info.bantime = static_cast<int64_t>(bt);
   info.bancount = t.ban_count;
   info.matches = t.data.matches;
@@ -343,13 +413,18 @@ BanInfo ServerImpl::MakeBanInfo(const std::string& jail, const Ticket& t) const 
   for (const auto& [k, v] : t.data.groups()) {
     if (v) info.captures[k] = *v;
   }
+  const Jail& j = *js.jail;
+  info.context = std::make_shared<ServerBanContext>(
+      history_reader_, info.jail, j.bans().size(), j.bans().ban_total(), j.failures().size(),
+      j.failures().fail_total());
   return info;
 }
 
-void ServerImpl::Submit(JailState& js, CommandAction& action, ActionOp op, BanInfo info) {
+void ServerImpl::Submit(JailState& js, CommandAction& action, ActionOp op, BanInfo info,
+                        std::function<void()> after) {
   ++pending_ops_;
   const std::string jail = js.jail->name();
-  action.Submit(op, std::move(info), [this, jail](ActionReport r) {
+  action.Submit(op, std::move(info), [this, jail, after = std::move(after)](ActionReport r) {
     --pending_ops_;
     for (const std::string& n : r.notes) Log(LogLevel::kError, "fail2ban.utils", n);
     if (!r.status.ok()) {
@@ -360,6 +435,7 @@ void ServerImpl::Submit(JailState& js, CommandAction& action, ActionOp op, BanIn
           "Failed to execute " + std::string(ActionOpName(r.op)) + " jail '" + jail +
               "' action '" + r.action + "' info '" + r.ip + "': " + r.status.message());
     }
+    if (after) after();
   });
 }
 
@@ -393,7 +469,7 @@ void ServerImpl::OnBan(const std::string& jail, const Ticket& t) {
       Log(LogLevel::kError, "fail2ban.database", "[" + jail + "] " + s.message());
     }
   }
-  const BanInfo info = MakeBanInfo(jail, t);
+  const BanInfo info = MakeBanInfo(*js, t);
   for (auto& a : js->actions) Submit(*js, *a, ActionOp::kBan, info);
 }
 
@@ -405,7 +481,7 @@ void ServerImpl::OnUnban(const std::string& jail, const Ticket& t) {
   JailState* js = FindJail(jail);
   if (js == nullptr) return;
   Log(LogLevel::kNotice, "fail2ban.actions", "[" + jail + "] Unban " + t.id.ToString());
-  const BanInfo info = MakeBanInfo(jail, t);
+  const BanInfo info = MakeBanInfo(*js, t);
   for (auto& a : js->actions) Submit(*js, *a, ActionOp::kUnban, info);
 }
 
@@ -449,12 +525,13 @@ Result<int> ServerImpl::Run(const std::string& command,
 void ServerImpl::OnLine(const LogFile& file, std::string_view raw) {
   const std::string_view line = DecodeUtf8Replace(raw, &scratch_);
   for (SubscriberId id : file.subscribers()) {
-    if (id < jails_.size()) jails_[id].jail->ProcessLine(line, !initial_read_);
+    if (JailState* js = FindJailById(id)) js->jail->ProcessLine(line, !initial_read_);
   }
 }
 
 void ServerImpl::ServiceTimer() {
-  for (JailState& js : jails_) {
+  for (auto& jsp : jails_) {
+    JailState& js = *jsp;
     js.jail->UnbanDue();
     // The failure table is capped; say so when the cap pushes ids out (a
     // flood of unique sources), at most once per service round.
@@ -467,6 +544,11 @@ void ServerImpl::ServiceTimer() {
       js.evicted_logged = evicted;
     }
   }
+  ReapRetiredActions();
+}
+
+void ServerImpl::ReapRetiredActions() {
+  std::erase_if(retired_, [](const Retired& r) { return *r.stopped; });
 }
 
 void ServerImpl::PurgeDatabase() {
@@ -475,64 +557,91 @@ void ServerImpl::PurgeDatabase() {
   }
 }
 
+void ServerImpl::StartJail(JailState& js) {
+  for (auto& a : js.actions) {
+    if (!a->start_on_demand()) Submit(js, *a, ActionOp::kStart, BanInfo{});
+  }
+  // Restore the bans still in force (the actions re-apply them unless they
+  // are norestored).
+  CurrentBansQuery q;
+  q.jail = js.jail->name();
+  q.now = static_cast<int64_t>(clock_.Now());
+  const JailConfig& c = js.jail->config();
+  if (!c.increment.increment) q.forbantime = static_cast<int64_t>(c.bantime);
+  Result<std::vector<StoredBan>> bans = store_->GetCurrentBans(q);
+  if (!bans.ok()) {
+    Log(LogLevel::kError, "fail2ban.database", bans.status().message());
+  } else {
+    for (const StoredBan& b : *bans) {
+      Ticket t;
+      t.id = IpAddr::FromText(b.ip);
+      t.time = static_cast<double>(b.time);
+      t.ban_time = static_cast<double>(b.bantime);
+      t.ban_count = static_cast<int>(b.bancount);
+      t.attempts = static_cast<int>(b.data.failures);
+      t.data.matches = b.data.matches;
+      js.jail->Restore(std::move(t));
+    }
+  }
+  Log(LogLevel::kInfo, "fail2ban.jail", "Jail '" + js.jail->name() + "' started");
+}
+
 void ServerImpl::StartJails() {
-  const int64_t now = static_cast<int64_t>(clock_.Now());
-  for (JailState& js : jails_) {
-    for (auto& a : js.actions) {
-      if (!a->start_on_demand()) Submit(js, *a, ActionOp::kStart, BanInfo{});
-    }
-    // Restore the bans still in force (the actions re-apply them unless
-    // they are norestored).
-    CurrentBansQuery q;
-    q.jail = js.jail->name();
-    q.now = now;
-    if (!js.jail->config().increment.increment) q.forbantime = static_cast<int64_t>(js.jail->config().bantime);
-    Result<std::vector<StoredBan>> bans = store_->GetCurrentBans(q);
-    if (!bans.ok()) {
-      Log(LogLevel::kError, "fail2ban.database", bans.status().message());
-    } else {
-      for (const StoredBan& b : *bans) {
-        Ticket t;
-        t.id = IpAddr::FromText(b.ip);
-        t.time = static_cast<double>(b.time);
-        t.ban_time = static_cast<double>(b.bantime);
-        t.ban_count = static_cast<int>(b.bancount);
-        t.attempts = static_cast<int>(b.data.failures);
-        t.data.matches = b.data.matches;
-        js.jail->Restore(std::move(t));
-      }
-    }
-    Log(LogLevel::kInfo, "fail2ban.jail", "Jail '" + js.jail->name() + "' started");
+  for (auto& js : jails_) {
+    StartJail(*js);
+    AttachSources(*js);
   }
 }
 
-void ServerImpl::StopJails() {
-  for (JailState& js : jails_) {
-    // fail2ban's stop: lift every ban from the firewall (flush when the
-    // action can), then actionstop. The bans stay in the database and come
-    // back at the next start.
-    std::vector<Ticket> bans = js.jail->mutable_bans().Flush();
-    for (auto& a : js.actions) {
-      if (a->has_flush() && !bans.empty()) {
-        Submit(js, *a, ActionOp::kFlush, BanInfo{});
-      } else {
-        for (const Ticket& t : bans) Submit(js, *a, ActionOp::kUnban, MakeBanInfo(js.jail->name(), t));
-      }
-      Submit(js, *a, ActionOp::kStop, BanInfo{});
+void ServerImpl::StopJail(JailState& js) {
+  // fail2ban's stop: lift every ban from the firewall (flush when the
+  // action can), then actionstop. The bans stay in the database and come
+  // back at the next start.
+  std::vector<Ticket> bans = js.jail->mutable_bans().Flush();
+  for (auto& a : js.actions) {
+    if (a->has_flush() && !bans.empty()) {
+      Submit(js, *a, ActionOp::kFlush, BanInfo{});
+    } else {
+      for (const Ticket& t : bans) Submit(js, *a, ActionOp::kUnban, MakeBanInfo(js, t));
     }
-    Log(LogLevel::kInfo, "fail2ban.jail", "Jail '" + js.jail->name() + "' stopped");
+    auto stopped = std::make_shared<bool>(false);
+    Submit(js, *a, ActionOp::kStop, BanInfo{}, [stopped] { *stopped = true; });
+    retired_.push_back(Retired{std::move(a), stopped});
   }
-  // Wait for every queued command (each is bounded by its timeout).
+  js.actions.clear();
+  DetachSources(js);
+  Log(LogLevel::kInfo, "fail2ban.jail", "Jail '" + js.jail->name() + "' stopped");
+}
+
+void ServerImpl::StopJails() {
+  for (auto& js : jails_) StopJail(*js);
+  WaitForActions();
+}
+
+void ServerImpl::WaitForActions() {
+  // Every queued command is bounded by its timeout.
   while (pending_ops_ > 0) pool_->WaitAndRunCompletions(1000);
+  ReapRetiredActions();
 }
 
 void ServerImpl::SaveLogPositions() {
   for (const LogFile* f : tailer_->files()) {
     for (SubscriberId id : f->subscribers()) {
-      if (id >= jails_.size() || f->first_line_hash().empty()) continue;
-      Status s = store_->UpdateLog(jails_[id].jail->name(), f->path(),
+      JailState* js = FindJailById(id);
+      if (js == nullptr || f->first_line_hash().empty()) continue;
+      Status s = store_->UpdateLog(js->jail->name(), f->path(),
                                    static_cast<int64_t>(f->position()), f->first_line_hash());
       if (!s.ok()) Log(LogLevel::kError, "fail2ban.database", s.message());
+    }
+  }
+  for (auto& js : jails_) {
+    if (js->journal_last_time <= 0 || js->journal_last_time == js->journal_saved_time) continue;
+    Status s = store_->UpdateJournal(js->jail->name(), kJournalLogName, js->journal_last_time,
+                                     js->journal_last_iso);
+    if (!s.ok()) {
+      Log(LogLevel::kError, "fail2ban.database", s.message());
+    } else {
+      js->journal_saved_time = js->journal_last_time;
     }
   }
 }
@@ -554,8 +663,11 @@ Status ServerImpl::Run() {
       Result<std::string> r = logger_->Reopen();
       Log(LogLevel::kInfo, "fail2ban.server", r.ok() ? "Log " + *r : r.status().message());
     } else {
-      Log(LogLevel::kWarning, "fail2ban.server",
-          "SIGHUP: configuration reload is not implemented yet; still running the old one");
+      Log(LogLevel::kInfo, "fail2ban.server", "Reloading the configuration (SIGHUP)");
+      if (Status r = Reload(ReloadRequest{}); !r.ok()) {
+        Log(LogLevel::kError, "fail2ban.server",
+            "Reload failed, still running the previous configuration: " + r.message());
+      }
     }
   });
   if (!s.ok()) return s;
@@ -577,40 +689,24 @@ Status ServerImpl::Run() {
   PurgeDatabase();
   loop_->AddTimer(3600 * 1000, [this] { PurgeDatabase(); }, 3600 * 1000);
 
-  for (JailState& js : jails_) {
-    if (!js.journal) continue;
-    Result<int> fd = js.journal->fd();
-    if (!fd.ok()) return fd.status();
-    JailState* jsp = &js;
-    s = loop_->Watch(*fd, [this, jsp](uint32_t) {
-      Result<JournalChange> change = jsp->journal->Process();
-      if (!change.ok()) {
-        Log(LogLevel::kError, "fail2ban.filtersystemd", change.status().message());
-        return;
-      }
-      ReadJournal(*jsp);
-    });
-    if (!s.ok()) return s;
-  }
-
   StartJails();
   // The backlog of every log is read once, "not in operation": lines older
   // than findtime count for nothing, as in fail2ban.
   initial_read_ = true;
   tailer_->Poll();
   initial_read_ = false;
-  for (JailState& js : jails_) {
-    if (js.journal) ReadJournal(js);
-  }
+  for (auto& js : jails_) ReadJournal(*js);
   ServiceTimer();
+  running_ = true;
   sd_notify(0, "READY=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Server ready");
 
   s = loop_->Run();
+  running_ = false;
   sd_notify(0, "STOPPING=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Stopping all jails");
-  StopJails();
   SaveLogPositions();
+  StopJails();
   Log(LogLevel::kInfo, "fail2ban.server", "Exiting Fail2ban");
   return s;
 }

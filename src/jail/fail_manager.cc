@@ -107,6 +107,17 @@ void FailManager::set_max_entries(size_t value) {
   if (value != 0) EvictTo(value);
 }
 
+void FailManager::TakeFrom(FailManager& other) {
+  // Swapping the containers keeps the index's iterators valid.
+  order_.swap(other.order_);
+  index_.swap(other.index_);
+  other.order_.clear();
+  other.index_.clear();
+  fail_total_ = other.fail_total_;
+  evicted_total_ = other.evicted_total_;
+  if (options_.max_entries != 0) EvictTo(options_.max_entries);
+}
+
 void FailManager::Erase(Order::iterator it) {
   index_.erase(it->id);
   order_.erase(it);

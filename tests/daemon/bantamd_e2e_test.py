@@ -13,8 +13,14 @@ Scenarios (each with its own temp tree):
                 add up to a ban; none is lost or counted twice
   late-logfile  the jail's log does not exist at start; when it appears,
                 its lines are read and ban
+  copytruncate  the same with a logrotate 'copytruncate' rotation
   journal-backend  backend = systemd[journalfiles=...] on a real journal
-                file, with the filter's journalmatch
+                file, with the filter's journalmatch; a restart resumes
+                after the last entry read (nothing counted twice)
+  reload        SIGHUP with a changed jail (maxretry), a new jail and then
+                a removed one and a changed action: bans and failures are
+                kept, the new jail bans, the removed jail and the replaced
+                action run actionstop
 Ends with "N passed, M failed".
 """
 import argparse
@@ -106,6 +112,15 @@ bantime = {bantime}
             time.sleep(0.05)
         raise AssertionError('timed out waiting for %r x%d in %s:\n%s' % (text, count, rel, self.read(rel)))
 
+    def wait_action(self, line, count=1, timeout=10):
+        """Waits until actions.log holds `line` (a whole line) `count` times."""
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.actions().count(line) >= count:
+                return
+            time.sleep(0.05)
+        raise AssertionError('timed out waiting for %r x%d: %s' % (line, count, self.actions()))
+
     def actions(self):
         return self.read('actions.log').split('\n')[:-1]
 
@@ -189,6 +204,69 @@ def logrotate(t):
         t.cleanup()
 
 
+def copytruncate(t):
+    try:
+        t.start()
+        t.fail('192.0.2.51', 2)
+        t.wait_for('bantam.log', 'Found 192.0.2.51', count=2)
+        conf = os.path.join(t.dir, 'logrotate.conf')
+        t.write('logrotate.conf', '%s/pbx.log {\n  copytruncate\n  rotate 2\n}\n' % t.dir)
+        subprocess.run([LOGROTATE, '-f', '-s', os.path.join(t.dir, 'lr.state'), conf], check=True)
+        expect(os.path.getsize(os.path.join(t.dir, 'pbx.log')) == 0, 'logrotate did not truncate')
+        t.fail('192.0.2.51', 1)
+        t.wait_for('actions.log', 'ban 192.0.2.51')
+        expect(t.read('bantam.log').count('Found 192.0.2.51') == 3,
+               'each failure counted once:\n' + t.read('bantam.log'))
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
+    finally:
+        t.cleanup()
+
+
+def reload(t):
+    try:
+        t.start()
+        t.fail('198.51.100.1', 3)
+        t.wait_for('actions.log', 'ban 198.51.100.1')
+        t.fail('203.0.113.1', 2)
+        t.wait_for('bantam.log', 'Found 203.0.113.1', count=2)
+        # maxretry 3 -> 4 and a second jail on its own log and action.
+        t.write('action.d/record2.conf', '[Definition]\nactionstart = echo start2 >> %s/actions.log\n'
+                'actionstop = echo stop2 >> %s/actions.log\nactionban = echo ban2 <ip> >> %s/actions.log\n'
+                'actionunban = echo unban2 <ip> >> %s/actions.log\n' % ((t.dir,) * 4))
+        t.write('jail.local', '[pbx]\nmaxretry = 4\n[pbx2]\nenabled = true\nfilter = pbx\n'
+                'action = record2\nlogpath = %s/pbx2.log\nmaxretry = 1\n' % t.dir)
+        t.write('pbx2.log', '%s auth failed from 192.0.2.2\n' % time.strftime('%Y-%m-%d %H:%M:%S'))
+        t.proc.send_signal(signal.SIGHUP)
+        t.wait_for('bantam.log', 'Reload finished.')
+        t.wait_for('actions.log', 'ban2 192.0.2.2')
+        t.fail('203.0.113.1', 1)  # 3 failures: below the new maxretry
+        t.wait_for('bantam.log', 'Found 203.0.113.1', count=3)
+        time.sleep(0.3)
+        expect('ban 203.0.113.1' not in t.actions(), 'new maxretry not applied: %s' % t.actions())
+        t.fail('203.0.113.1', 1)
+        t.wait_for('actions.log', 'ban 203.0.113.1')
+        expect(t.actions().count('ban 198.51.100.1') == 1 and t.actions().count('start') == 1,
+               'an unchanged action keeps running, not restarted or re-banned: %s' % t.actions())
+        # pbx2 removed, pbx's action changed (new options): old one lifts
+        # its bans and stops, the new one starts and bans them again.
+        t.write('jail.local', '[pbx]\nmaxretry = 4\naction = record[x=1]\n')
+        t.proc.send_signal(signal.SIGHUP)
+        t.wait_for('bantam.log', 'Reload finished.', count=2)
+        t.wait_action('stop2')
+        t.wait_action('ban 198.51.100.1', count=2)
+        t.wait_action('ban 203.0.113.1', count=2)
+        acts = t.actions()
+        expect('unban2 192.0.2.2' in acts, 'removed jail lifts its bans: %s' % acts)
+        expect(acts.count('stop') == 1 and acts.count('start') == 2, acts)
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
+        acts = t.actions()
+        expect('unban 198.51.100.1' in acts and 'unban 203.0.113.1' in acts, acts)
+    finally:
+        t.cleanup()
+
+
 def late_logfile(t):
     try:
         os.unlink(os.path.join(t.dir, 'pbx.log'))
@@ -228,6 +306,17 @@ def journal_backend(t):
         expect('192.0.2.99' not in t.read('bantam.log'), 'journalmatch not applied:\n' + t.read('bantam.log'))
         rc, out = t.stop()
         expect(rc == 0, 'exit %d: %s' % (rc, out))
+        # The restart resumes after the last entry read: the ban comes back
+        # from the database, the entries are not counted again.
+        found = t.read('bantam.log').count('Found 192.0.2.88')
+        expect(found == 3, 'three entries found: %d' % found)
+        t.start()
+        t.wait_for('bantam.log', 'Restore Ban 192.0.2.88')
+        time.sleep(0.5)
+        expect(t.read('bantam.log').count('Found 192.0.2.88') == found,
+               'journal entries read again after restart:\n' + t.read('bantam.log'))
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
     finally:
         t.cleanup()
 
@@ -236,9 +325,13 @@ if not os.path.exists(BANTAMD):
     print('FATAL: %s missing' % BANTAMD)
     sys.exit(1)
 passed = failed = 0
+only = os.environ.get("E2E_ONLY")
 for name, fn in (('ban-unban', ban_unban), ('kill9-restore', kill9_restore),
-                 ('logrotate', logrotate), ('late-logfile', late_logfile),
+                 ('logrotate', logrotate), ('copytruncate', copytruncate),
+                 ('reload', reload), ('late-logfile', late_logfile),
                  ('journal-backend', journal_backend)):
+    if only and name != only:
+        continue
     try:
         fn(Tree())
         passed += 1

@@ -1,0 +1,187 @@
+// ServerImpl: the state behind Server (server.h), shared by the files of
+// src/daemon that implement it: server.cc (start, events, stop) and
+// reload.cc (SIGHUP / `reload`). Everything here runs on the event-loop
+// thread; worker threads see only what actions are handed (BanInfo and its
+// BanContext).
+#ifndef BANTAM_DAEMON_SERVER_IMPL_H_
+#define BANTAM_DAEMON_SERVER_IMPL_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bantam/ban_store.h"
+#include "bantam/clock.h"
+#include "bantam/command_action.h"
+#include "bantam/config_loader.h"
+#include "bantam/event_loop.h"
+#include "bantam/jail.h"
+#include "bantam/journal_reader.h"
+#include "bantam/log_tailer.h"
+#include "bantam/logging.h"
+#include "bantam/server.h"
+#include "bantam/spawner.h"
+
+namespace bantam {
+
+// One running jail and what belongs to it. Owned by ServerImpl::jails_
+// through a unique_ptr, so its address is stable while it runs (callbacks
+// and the tailer's subscriber id refer to it).
+struct JailState {
+  uint64_t id = 0;  // the tailer's subscriber id; never reused
+  std::unique_ptr<Jail> jail;
+  std::vector<std::unique_ptr<CommandAction>> actions;
+  std::unique_ptr<JournalReader> journal;  // backend = systemd
+  std::vector<std::string> logpaths;       // followed by the tailer for this jail
+  // The jail's part of the configuration stream, as JSON, and each action's
+  // options: a reload rebuilds what changed and keeps the rest.
+  std::string signature;
+  std::vector<std::string> action_signatures;
+  uint64_t evicted_logged = 0;
+  // The journal backend's position: the time of the last entry read (epoch
+  // seconds) and its ISO form, as fail2ban keeps them in the database.
+  double journal_last_time = 0;
+  std::string journal_last_iso;
+  double journal_saved_time = 0;
+};
+
+// A jail of a loaded configuration with the part of the command stream that
+// configures it (its signature: a reload rebuilds the jail when it changes).
+struct ConfiguredJail {
+  JailConfig config;
+  std::string signature;
+};
+// The jails of `cfg`, in order. Logpaths with no file yet are included, to
+// be watched until the file appears; a glob that matches nothing is only
+// expanded at start, which `warnings` says.
+Result<std::vector<ConfiguredJail>> ConfiguredJails(const LoadedConfig& cfg,
+                                                    std::vector<std::string>* warnings);
+
+// Past bans of an address for <ipmatches>, <ipjailmatches>, <ipfailures>,
+// <ipjailfailures>: a second connection to the ban database, used only by
+// action worker threads, one query at a time.
+class BanHistoryReader {
+ public:
+  // nullptr when the database is not a file (None, :memory:).
+  static std::unique_ptr<BanHistoryReader> Open(const std::string& dbfile);
+  std::optional<MergedBans> Merged(const std::string& ip, const std::string& jail);
+
+ private:
+  explicit BanHistoryReader(std::unique_ptr<BanStore> store) : store_(std::move(store)) {}
+  std::mutex mu_;
+  std::unique_ptr<BanStore> store_;  // guarded by mu_
+};
+
+class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
+ public:
+  explicit ServerImpl(ServerOptions options) : options_(std::move(options)) {}
+  ~ServerImpl() override;
+
+  Status Init();
+  Status Run();
+  void Stop() {
+    if (loop_) loop_->Stop();
+  }
+
+  // Re-reads the configuration (SIGHUP, `bantam reload`): jails no longer
+  // configured are stopped, new ones started, changed ones rebuilt keeping
+  // their bans and failures; unchanged ones keep running untouched (their
+  // actions get actionreload). `jail`: only that jail. `unban`: every ban of
+  // the reloaded jails is lifted first. `restart`: the jails are stopped and
+  // started again even if unchanged. On a configuration error nothing
+  // changes and the error is returned.
+  struct ReloadRequest {
+    std::optional<std::string> jail;
+    bool unban = false;
+    bool restart = false;
+  };
+  Status Reload(const ReloadRequest& request);
+
+  // JailEvents
+  void OnFound(const std::string& jail, const IpAddr& id, double time) override;
+  void OnIgnored(const std::string& jail, const IpAddr& id, const char* source) override;
+  void OnBan(const std::string& jail, const Ticket& ticket) override;
+  void OnAlreadyBanned(const std::string& jail, const IpAddr& id) override;
+  void OnUnban(const std::string& jail, const Ticket& ticket) override;
+  void OnWarning(const std::string& jail, const std::string& message) override;
+  // BanHistory (bantime.increment)
+  std::optional<BanRecord> LastBan(const IpAddr& id, std::string_view jail,
+                                   bool overalljails) override;
+  // CommandRunner (ignorecommand): blocking, on the loop.
+  Result<int> Run(const std::string& command,
+                  const std::vector<std::pair<std::string, std::string>>& env) override;
+
+ private:
+  // A jail built from configuration, not yet running.
+  Result<std::unique_ptr<JailState>> BuildJail(JailConfig config, const std::string& signature);
+  // Subscribes the jail's logs (or opens its journal) and adds it to jails_.
+  void AttachSources(JailState& js);
+  void DetachSources(JailState& js);
+  // actionstart (unless on demand) and restore from the database.
+  void StartJail(JailState& js);
+  // Lifts every ban from the firewall (flush or unban), then actionstop.
+  // The bans stay in the database.
+  void StopJail(JailState& js);
+  // Removes the actions whose stop has been reported.
+  void ReapRetiredActions();
+  // Moves the bans and failures of `from` into the freshly built `to` and
+  // reuses `from`'s actions where their options did not change.
+  void Transplant(JailState& from, JailState& to);
+  Status ApplyServerOptions(const OrderedMap<std::string>& server);
+
+  Status OpenJournal(JailState& js);
+  void ReadJournal(JailState& js);
+
+  void Log(LogLevel level, const char* component, const std::string& message) {
+    if (logger_) logger_->Log(level, component, message);
+  }
+  JailState* FindJail(const std::string& name);
+  JailState* FindJailById(uint64_t id);
+  BanInfo MakeBanInfo(const JailState& js, const Ticket& t) const;
+  void Submit(JailState& js, CommandAction& action, ActionOp op, BanInfo info,
+              std::function<void()> after = nullptr);
+  void StartJails();
+  void StopJails();
+  void WaitForActions();
+  void SaveLogPositions();
+  void OnLine(const LogFile& file, std::string_view raw);
+  void ServiceTimer();
+  void PurgeDatabase();
+  Status WritePidFile();
+
+  ServerOptions options_;
+  const Clock& clock_ = SystemClock();
+  OrderedMap<std::string> server_opts_;
+  std::unique_ptr<Logger> logger_;
+  std::string dbfile_;
+  std::unique_ptr<BanStore> store_;
+  std::shared_ptr<BanHistoryReader> history_reader_;
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<LogTailer> tailer_;
+  ShellSpawner spawner_;
+  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<SystemHostAddresses> self_;
+  ActionEnv action_env_;
+  std::vector<std::unique_ptr<JailState>> jails_;
+  uint64_t next_jail_id_ = 0;
+  // Actions of stopped or rebuilt jails, kept until their stop is reported
+  // (a CommandAction must outlive its queued operations).
+  struct Retired {
+    std::unique_ptr<CommandAction> action;
+    std::shared_ptr<bool> stopped;
+  };
+  std::vector<Retired> retired_;
+  std::string pidfile_;
+  bool initial_read_ = false;
+  bool running_ = false;
+  std::string scratch_;
+  size_t pending_ops_ = 0;
+};
+
+}  // namespace bantam
+
+#endif  // BANTAM_DAEMON_SERVER_IMPL_H_
