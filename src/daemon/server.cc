@@ -345,8 +345,9 @@ Status ServerImpl::OpenJournal(JailState& js) {
     Result<std::optional<double>> saved = store_->GetJournalPosition(c.name, kJournalLogName);
     if (saved.ok() && *saved) js.journal_last_time = **saved;
   }
-  // Entries up to the last one read are not read again.
-  if (js.journal_last_time > 0) since = std::max(since, js.journal_last_time + 1e-6);
+  // Entries up to the last one read are not read again: start 1.5 µs after
+  // it, which the seek's truncation to whole µs turns into exactly +1 µs.
+  if (js.journal_last_time > 0) since = std::max(since, js.journal_last_time + 1.5e-6);
   if (Status s = js.journal->SeekRealtime(since); !s.ok()) return s;
   Result<int> fd = js.journal->fd();
   if (!fd.ok()) return fd.status();
