@@ -1,6 +1,9 @@
 #include "bantam/value.h"
 
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace bantam {
 
@@ -80,6 +83,12 @@ void Value::AppendJson(std::string* out) const {
     out->append(as_bool() ? "true" : "false");
   } else if (is_int()) {
     out->append(std::to_string(as_int()));
+  } else if (is_double()) {
+    // JSON has no inf/nan; Python's json writes them as below and reads
+    // them back, and so does ParseJson.
+    const double d = as_double();
+    out->append(std::isnan(d) ? "NaN" : std::isinf(d) ? (d > 0 ? "Infinity" : "-Infinity")
+                                                       : PyFloatText(d));
   } else if (is_string()) {
     out->append(JsonQuote(as_string()));
   } else if (is_dict()) {
@@ -113,6 +122,7 @@ std::string Value::ToPyStr() const {
   if (is_null()) return "None";
   if (is_bool()) return as_bool() ? "True" : "False";
   if (is_int()) return std::to_string(as_int());
+  if (is_double()) return PyFloatText(as_double());
   if (is_string()) return as_string();
   auto repr = [](const Value& v) { return v.is_string() ? PyRepr(v.as_string()) : v.ToPyStr(); };
   if (is_dict()) {
@@ -134,6 +144,297 @@ std::string Value::ToPyStr() const {
   }
   out.push_back(']');
   return out;
+}
+
+std::string PyFloatText(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[40];
+  for (int prec = 1; prec <= 17; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string s = buf;
+  // Python's repr uses exponents from 1e16 up and below 1e-4, with at
+  // least two exponent digits; %g does so at the precision used.
+  const size_t e = s.find('e');
+  std::string mant = e == std::string::npos ? s : s.substr(0, e);
+  std::string exp = e == std::string::npos ? "" : s.substr(e + 1);
+  int exponent = exp.empty() ? 0 : std::atoi(exp.c_str());
+  if (!exp.empty() && exponent >= -4 && exponent < 16) {
+    // Python writes these without an exponent.
+    std::snprintf(buf, sizeof buf, "%.17f", v);
+    std::string fixed = buf;
+    // Trim to the shortest that round-trips.
+    while (fixed.size() > 1 && fixed.back() == '0') fixed.pop_back();
+    while (true) {
+      if (fixed.back() == '.') break;
+      std::string shorter = fixed.substr(0, fixed.size() - 1);
+      if (shorter.back() == '.' || std::strtod(shorter.c_str(), nullptr) != v) break;
+      fixed = shorter;
+    }
+    if (fixed.back() == '.') fixed.push_back('0');
+    return fixed;
+  }
+  if (exp.empty()) {
+    if (mant.find('.') == std::string::npos) mant += ".0";
+    return mant;
+  }
+  const char sign = exponent < 0 ? '-' : '+';
+  std::snprintf(buf, sizeof buf, "%02d", std::abs(exponent));
+  return mant + "e" + sign + buf;
+}
+
+namespace {
+
+class JsonParser {
+ public:
+  JsonParser(std::string_view s, int max_depth) : s_(s), max_depth_(max_depth) {}
+
+  Result<Value> ParseDocument() {
+    Value v;
+    if (!ParseValue(&v, 0)) return Fail();
+    SkipSpace();
+    if (pos_ != s_.size()) {
+      error_ = "unexpected data after the value";
+      return Fail();
+    }
+    return v;
+  }
+
+ private:
+  Status Fail() const {
+    return Status::Error("JSON: offset " + std::to_string(pos_) + ": " + error_);
+  }
+  bool Error(const char* what) {
+    if (error_.empty()) error_ = what;
+    return false;
+  }
+  void SkipSpace() {
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
+      ++pos_;
+  }
+  bool Literal(std::string_view word) {
+    if (s_.substr(pos_, word.size()) != word) return false;
+    pos_ += word.size();
+    return true;
+  }
+
+  bool ParseValue(Value* out, int depth) {
+    SkipSpace();
+    if (pos_ >= s_.size()) return Error("unexpected end of input");
+    const char c = s_[pos_];
+    if (c == '{' || c == '[') {
+      if (depth >= max_depth_) return Error("nested too deeply");
+      return c == '{' ? ParseObject(out, depth + 1) : ParseArray(out, depth + 1);
+    }
+    if (c == '"') {
+      std::string str;
+      if (!ParseString(&str)) return false;
+      *out = Value(std::move(str));
+      return true;
+    }
+    if (Literal("true")) return *out = Value(true), true;
+    if (Literal("false")) return *out = Value(false), true;
+    if (Literal("null")) return *out = Value(nullptr), true;
+    if (Literal("NaN")) return *out = Value(std::nan("")), true;
+    if (Literal("Infinity")) return *out = Value(HUGE_VAL), true;
+    if (Literal("-Infinity")) return *out = Value(-HUGE_VAL), true;
+    if (c == '-' || (c >= '0' && c <= '9')) return ParseNumber(out);
+    return Error("expected a value");
+  }
+
+  bool ParseNumber(Value* out) {
+    const size_t start = pos_;
+    bool integral = true;
+    if (s_[pos_] == '-') ++pos_;
+    auto digits = [&] {
+      const size_t d = pos_;
+      while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') ++pos_;
+      return pos_ > d;
+    };
+    if (pos_ < s_.size() && s_[pos_] == '0') {
+      ++pos_;
+    } else if (!digits()) {
+      return Error("expected digits");
+    }
+    if (pos_ < s_.size() && s_[pos_] == '.') {
+      ++pos_;
+      integral = false;
+      if (!digits()) return Error("expected digits after '.'");
+    }
+    if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
+      ++pos_;
+      integral = false;
+      if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
+      if (!digits()) return Error("expected exponent digits");
+    }
+    const std::string text(s_.substr(start, pos_ - start));
+    if (integral) {
+      errno = 0;
+      char* end = nullptr;
+      const long long v = std::strtoll(text.c_str(), &end, 10);
+      if (errno == 0) return *out = Value(static_cast<int64_t>(v)), true;
+    }
+    *out = Value(std::strtod(text.c_str(), nullptr));
+    return true;
+  }
+
+  bool Hex4(unsigned* cp) {
+    if (pos_ + 4 > s_.size()) return Error("short \\u escape");
+    unsigned v = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char h = s_[pos_++];
+      v <<= 4;
+      if (h >= '0' && h <= '9') v |= h - '0';
+      else if (h >= 'a' && h <= 'f') v |= h - 'a' + 10;
+      else if (h >= 'A' && h <= 'F') v |= h - 'A' + 10;
+      else return Error("bad \\u escape");
+    }
+    *cp = v;
+    return true;
+  }
+
+  static void AppendUtf8(std::string* out, unsigned cp) {
+    if (cp < 0x80) {
+      out->push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out->push_back(static_cast<char>(0xc0 | (cp >> 6)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) {
+      out->push_back(static_cast<char>(0xe0 | (cp >> 12)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    } else {
+      out->push_back(static_cast<char>(0xf0 | (cp >> 18)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    }
+  }
+
+  bool ParseString(std::string* out) {
+    ++pos_;  // opening quote
+    while (true) {
+      if (pos_ >= s_.size()) return Error("unterminated string");
+      const unsigned char c = static_cast<unsigned char>(s_[pos_]);
+      if (c == '"') {
+        ++pos_;
+        return true;
+      }
+      if (c < 0x20) return Error("control character in string");
+      if (c != '\\') {
+        out->push_back(static_cast<char>(c));
+        ++pos_;
+        continue;
+      }
+      if (++pos_ >= s_.size()) return Error("unterminated string");
+      const char e = s_[pos_++];
+      switch (e) {
+        case '"': out->push_back('"'); break;
+        case '\\': out->push_back('\\'); break;
+        case '/': out->push_back('/'); break;
+        case 'b': out->push_back('\b'); break;
+        case 'f': out->push_back('\f'); break;
+        case 'n': out->push_back('\n'); break;
+        case 'r': out->push_back('\r'); break;
+        case 't': out->push_back('\t'); break;
+        case 'u': {
+          unsigned cp = 0;
+          if (!Hex4(&cp)) return false;
+          if (cp >= 0xd800 && cp < 0xdc00 && s_.substr(pos_, 2) == "\\u") {
+            const size_t save = pos_;
+            pos_ += 2;
+            unsigned lo = 0;
+            if (!Hex4(&lo)) return false;
+            if (lo >= 0xdc00 && lo < 0xe000) {
+              cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            } else {
+              pos_ = save;
+            }
+          }
+          // A lone surrogate cannot be UTF-8: U+FFFD, as a lenient decoder.
+          if (cp >= 0xd800 && cp < 0xe000) cp = 0xfffd;
+          AppendUtf8(out, cp);
+          break;
+        }
+        default:
+          --pos_;
+          return Error("bad escape");
+      }
+    }
+  }
+
+  bool ParseArray(Value* out, int depth) {
+    ++pos_;
+    Value::List list;
+    SkipSpace();
+    if (pos_ < s_.size() && s_[pos_] == ']') {
+      ++pos_;
+      *out = Value(std::move(list));
+      return true;
+    }
+    while (true) {
+      Value v;
+      if (!ParseValue(&v, depth)) return false;
+      list.push_back(std::move(v));
+      SkipSpace();
+      if (pos_ >= s_.size()) return Error("unterminated array");
+      if (s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (s_[pos_] != ']') return Error("expected ',' or ']'");
+      ++pos_;
+      *out = Value(std::move(list));
+      return true;
+    }
+  }
+
+  bool ParseObject(Value* out, int depth) {
+    ++pos_;
+    Value::Dict dict;
+    SkipSpace();
+    if (pos_ < s_.size() && s_[pos_] == '}') {
+      ++pos_;
+      *out = Value(std::move(dict));
+      return true;
+    }
+    while (true) {
+      SkipSpace();
+      if (pos_ >= s_.size() || s_[pos_] != '"') return Error("expected a string key");
+      std::string key;
+      if (!ParseString(&key)) return false;
+      SkipSpace();
+      if (pos_ >= s_.size() || s_[pos_] != ':') return Error("expected ':'");
+      ++pos_;
+      Value v;
+      if (!ParseValue(&v, depth)) return false;
+      dict.emplace_back(std::move(key), std::move(v));
+      SkipSpace();
+      if (pos_ >= s_.size()) return Error("unterminated object");
+      if (s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (s_[pos_] != '}') return Error("expected ',' or '}'");
+      ++pos_;
+      *out = Value(std::move(dict));
+      return true;
+    }
+  }
+
+  std::string_view s_;
+  size_t pos_ = 0;
+  int max_depth_;
+  std::string error_;
+};
+
+}  // namespace
+
+Result<Value> Value::ParseJson(std::string_view text, int max_depth) {
+  return JsonParser(text, max_depth).ParseDocument();
 }
 
 }  // namespace bantam
