@@ -9,8 +9,10 @@
 #ifndef BANTAM_JAIL_H_
 #define BANTAM_JAIL_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -71,6 +73,15 @@ class JailEvents {
   virtual void OnAlreadyBanned(const std::string& jail, const IpAddr& id) = 0;
   virtual void OnUnban(const std::string& jail, const Ticket& ticket) = 0;
   virtual void OnWarning(const std::string& jail, const std::string& message) = 0;
+  // Runs a jail's ignorecommand off the event loop and calls `done` on the
+  // loop thread with its exit status. Returns false when it cannot (the
+  // jail then runs the command itself, blocking).
+  virtual bool RunIgnoreCommand(const PendingIgnoreCommand& command,
+                                std::function<void(Result<int>)> done) {
+    (void)command;
+    (void)done;
+    return false;
+  }
 };
 
 class Jail {
@@ -89,6 +100,10 @@ class Jail {
   // log's backlog is read at start: lines older than findtime then count
   // for nothing, as in fail2ban.
   void ProcessLine(std::string_view line, bool in_operation = true);
+  // Failures of an address whose ignorecommand has not answered yet wait
+  // here, in order, and are counted (or ignored) when it does; later
+  // failures of that address queue behind them.
+  size_t waiting_for_ignorecommand() const { return parked_.size(); }
   // A journal entry whose time is known.
   void ProcessJournalLine(std::string_view line, double time, std::string_view date_text);
 
@@ -118,7 +133,15 @@ class Jail {
  private:
   Jail(JailConfig config, const Clock& clock, JailEvents* events, BanHistory* history);
   void HandleFailures(bool in_operation);
+  // Counts (or ignores, per `verdict`) one failure of `id`.
+  void CountFailure(const IpAddr& id, double time, FailData&& data, const IgnoreVerdict& verdict);
+  void IgnoreCommandDone(const PendingIgnoreCommand& pending, const Result<int>& status);
   void TryBan(const IpAddr& id);
+
+  struct ParkedFailure {
+    double time;
+    FailData data;
+  };
 
   JailConfig config_;
   const Clock& clock_;
@@ -130,6 +153,10 @@ class Jail {
   FailManager fails_;
   BanManager bans_;
   std::vector<Failure> failures_;
+  std::unordered_map<IpAddr, std::vector<ParkedFailure>> parked_;
+  // Completions of asynchronous ignorecommands hold a weak reference: a
+  // jail rebuilt by a reload meanwhile is not touched.
+  std::shared_ptr<Jail*> alive_ = std::make_shared<Jail*>(this);
   uint64_t seq_ = 0;
 };
 

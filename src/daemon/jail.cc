@@ -197,17 +197,50 @@ void Jail::HandleFailures(bool in_operation) {
     if (!f.id || f.nofail()) continue;
     // A failure never lies in the future (fail2ban clamps estimated times).
     const double time = std::min(f.time.value_or(now), now);
-    IgnoreVerdict verdict = ignore_->Check(*f.id, &f.fail);
-    if (!verdict.error.empty()) events_->OnWarning(config_.name, verdict.error);
-    if (verdict.ignored) {
-      events_->OnIgnored(config_.name, *f.id, IgnoreSourceName(verdict.source));
+    auto waiting = parked_.find(*f.id);
+    if (waiting != parked_.end()) {
+      waiting->second.push_back(ParkedFailure{time, std::move(f.fail)});
       continue;
     }
-    events_->OnFound(config_.name, *f.id, time);
-    const int retry = fails_.AddFailure(*f.id, time, std::move(f.fail));
-    if (retry >= fails_.maxretry()) TryBan(*f.id);
+    PendingIgnoreCommand pending;
+    std::optional<IgnoreVerdict> verdict = ignore_->Prepare(*f.id, &f.fail, &pending);
+    if (!verdict) {
+      std::weak_ptr<Jail*> weak = alive_;
+      auto done = [weak, pending](Result<int> status) {
+        if (std::shared_ptr<Jail*> self = weak.lock()) (*self)->IgnoreCommandDone(pending, status);
+      };
+      if (events_->RunIgnoreCommand(pending, std::move(done))) {
+        parked_[*f.id].push_back(ParkedFailure{time, std::move(f.fail)});
+        continue;
+      }
+      verdict = ignore_->Check(*f.id, &f.fail);
+    }
+    CountFailure(*f.id, time, std::move(f.fail), *verdict);
   }
   fails_.Service(now);
+}
+
+void Jail::CountFailure(const IpAddr& id, double time, FailData&& data, const IgnoreVerdict& verdict) {
+  if (!verdict.error.empty()) events_->OnWarning(config_.name, verdict.error);
+  if (verdict.ignored) {
+    events_->OnIgnored(config_.name, id, IgnoreSourceName(verdict.source));
+    return;
+  }
+  events_->OnFound(config_.name, id, time);
+  const int retry = fails_.AddFailure(id, time, std::move(data));
+  if (retry >= fails_.maxretry()) TryBan(id);
+}
+
+void Jail::IgnoreCommandDone(const PendingIgnoreCommand& pending, const Result<int>& status) {
+  const IgnoreVerdict verdict = ignore_->Finish(pending, status);
+  auto it = parked_.find(pending.id);
+  if (it == parked_.end()) return;
+  std::vector<ParkedFailure> waiting = std::move(it->second);
+  parked_.erase(it);
+  // The failures that queued behind the first share its answer (fail2ban
+  // would have asked again, or found it in ignorecache).
+  for (ParkedFailure& p : waiting) CountFailure(pending.id, p.time, std::move(p.data), verdict);
+  fails_.Service(clock_.Now());
 }
 
 void Jail::TryBan(const IpAddr& id) {

@@ -490,6 +490,20 @@ void ServerImpl::OnWarning(const std::string& jail, const std::string& message) 
   Log(LogLevel::kWarning, "fail2ban.filter", "[" + jail + "] " + message);
 }
 
+bool ServerImpl::RunIgnoreCommand(const PendingIgnoreCommand& command,
+                                  std::function<void(Result<int>)> done) {
+  if (!pool_) return false;
+  if (ignore_strands_.empty()) {
+    for (int i = 0; i < 2; ++i) ignore_strands_.push_back(pool_->NewStrand());
+  }
+  const WorkerPool::StrandId strand = ignore_strands_[next_ignore_strand_++ % ignore_strands_.size()];
+  pool_->Post(strand, [this, command, done = std::move(done)]() -> WorkerPool::Completion {
+    Result<int> status = Run(command.command, command.env);
+    return [done, status]() { done(status); };
+  });
+  return true;
+}
+
 std::optional<BanRecord> ServerImpl::LastBan(const IpAddr& id, std::string_view jail,
                                              bool overalljails) {
   BanStore::BanHistoryQuery q;

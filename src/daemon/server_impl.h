@@ -108,6 +108,8 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void OnAlreadyBanned(const std::string& jail, const IpAddr& id) override;
   void OnUnban(const std::string& jail, const Ticket& ticket) override;
   void OnWarning(const std::string& jail, const std::string& message) override;
+  bool RunIgnoreCommand(const PendingIgnoreCommand& command,
+                        std::function<void(Result<int>)> done) override;
   // BanHistory (bantime.increment)
   std::optional<BanRecord> LastBan(const IpAddr& id, std::string_view jail,
                                    bool overalljails) override;
@@ -180,6 +182,10 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   bool running_ = false;
   std::string scratch_;
   size_t pending_ops_ = 0;
+  // ignorecommands run on these lanes of the pool, in turn (an address's
+  // failures wait in its jail, so order across lanes does not matter).
+  std::vector<WorkerPool::StrandId> ignore_strands_;
+  size_t next_ignore_strand_ = 0;
 };
 
 }  // namespace bantam

@@ -11,6 +11,8 @@ Scenarios (each with its own temp tree):
                 again (the log resumes at its saved position)
   logrotate     failures split across a logrotate 'create' rotation still
                 add up to a ban; none is lost or counted twice
+  ignorecommand an ignorecommand (run off the event loop) spares one
+                address and lets another be banned
   late-logfile  the jail's log does not exist at start; when it appears,
                 its lines are read and ban
   copytruncate  the same with a logrotate 'copytruncate' rotation
@@ -267,6 +269,21 @@ def reload(t):
         t.cleanup()
 
 
+def ignorecommand(t):
+    try:
+        t.write('jail.local', '[pbx]\nignorecommand = sleep 0.3; [ "<ip>" = 192.0.2.200 ]\n')
+        t.start()
+        t.fail('192.0.2.200', 3)
+        t.fail('192.0.2.201', 3)
+        t.wait_action('ban 192.0.2.201')
+        t.wait_for('bantam.log', 'Ignore 192.0.2.200 by command', count=3)
+        expect('ban 192.0.2.200' not in t.actions(), t.actions())
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
+    finally:
+        t.cleanup()
+
+
 def late_logfile(t):
     try:
         os.unlink(os.path.join(t.dir, 'pbx.log'))
@@ -328,7 +345,8 @@ passed = failed = 0
 only = os.environ.get("E2E_ONLY")
 for name, fn in (('ban-unban', ban_unban), ('kill9-restore', kill9_restore),
                  ('logrotate', logrotate), ('copytruncate', copytruncate),
-                 ('reload', reload), ('late-logfile', late_logfile),
+                 ('reload', reload), ('ignorecommand', ignorecommand),
+                 ('late-logfile', late_logfile),
                  ('journal-backend', journal_backend)):
     if only and name != only:
         continue

@@ -126,6 +126,88 @@ TEST_F(JailTest, ManualBanAndUnban) {
   EXPECT_EQ(events_.log, Log({"pbx ban 203.0.113.5 for 3600", "pbx unban 203.0.113.5"}));
 }
 
+// Holds ignorecommands until the test answers them, as the daemon's worker
+// pool would; the runner answers the synchronous fallback.
+class AsyncEvents : public RecordingEvents {
+ public:
+  bool RunIgnoreCommand(const PendingIgnoreCommand& command,
+                        std::function<void(Result<int>)> done) override {
+    log.push_back("run " + command.command);
+    queued.push_back(std::move(done));
+    return true;
+  }
+  std::vector<std::function<void(Result<int>)>> queued;
+};
+
+TEST(JailIgnoreCommand, RunsOffTheCallerAndKeepsTheOrderOfAnAddressesFailures) {
+  FakeClock clock(1700000000);
+  AsyncEvents events;
+  JailConfig c;
+  c.name = "pbx";
+  c.filter.failregex = {"^auth failed from <HOST>$"};
+  c.filter.datepattern = "{NONE}";
+  c.maxretry = 2;
+  c.ignoreself = false;
+  c.ignorecommand = "check <ip>";
+  Result<std::unique_ptr<Jail>> j = Jail::Create(c, clock, &events, nullptr, nullptr, nullptr, nullptr);
+  ASSERT_TRUE(j.ok()) << j.status().message();
+  Jail& jail = **j;
+  jail.ProcessLine("auth failed from 192.0.2.1");
+  jail.ProcessLine("auth failed from 192.0.2.1");  // waits behind the first
+  jail.ProcessLine("auth failed from 198.51.100.2");
+  EXPECT_EQ(events.log, Log({"run check 192.0.2.1", "run check 198.51.100.2"}));
+  EXPECT_EQ(jail.waiting_for_ignorecommand(), 2u);
+  EXPECT_EQ(jail.failures().size(), 0u);
+  events.log.clear();
+  events.queued[1](1);  // 198.51.100.2: not ignored
+  events.queued[0](1);  // 192.0.2.1: not ignored; both its failures count and ban
+  EXPECT_EQ(events.log, Log({"pbx found 198.51.100.2", "pbx found 192.0.2.1", "pbx found 192.0.2.1",
+                             "pbx ban 192.0.2.1 for 600"}));
+  EXPECT_EQ(jail.waiting_for_ignorecommand(), 0u);
+}
+
+TEST(JailIgnoreCommand, AnIgnoredAddressAndAFailingCommand) {
+  FakeClock clock(1700000000);
+  AsyncEvents events;
+  JailConfig c;
+  c.name = "pbx";
+  c.filter.failregex = {"^auth failed from <HOST>$"};
+  c.filter.datepattern = "{NONE}";
+  c.maxretry = 1;
+  c.ignoreself = false;
+  c.ignorecommand = "check <ip>";
+  Result<std::unique_ptr<Jail>> j = Jail::Create(c, clock, &events, nullptr, nullptr, nullptr, nullptr);
+  ASSERT_TRUE(j.ok());
+  (*j)->ProcessLine("auth failed from 192.0.2.1");
+  (*j)->ProcessLine("auth failed from 192.0.2.9");
+  events.log.clear();
+  events.queued[0](0);                                   // exit 0: ignore
+  events.queued[1](Status::Error("killed by signal 9"));  // error: counted, with a warning
+  ASSERT_EQ(events.log.size(), 4u) << ::testing::PrintToString(events.log);
+  EXPECT_EQ(events.log[0], "pbx ignored 192.0.2.1 by command");
+  EXPECT_EQ(events.log[1].rfind("pbx warning ", 0), 0u);
+  EXPECT_EQ(events.log[2], "pbx found 192.0.2.9");
+  EXPECT_EQ(events.log[3], "pbx ban 192.0.2.9 for 600");
+}
+
+TEST(JailIgnoreCommand, AnswerForADestroyedJailIsDropped) {
+  FakeClock clock(1700000000);
+  AsyncEvents events;
+  JailConfig c;
+  c.name = "pbx";
+  c.filter.failregex = {"^auth failed from <HOST>$"};
+  c.filter.datepattern = "{NONE}";
+  c.ignoreself = false;
+  c.ignorecommand = "check <ip>";
+  Result<std::unique_ptr<Jail>> j = Jail::Create(c, clock, &events, nullptr, nullptr, nullptr, nullptr);
+  ASSERT_TRUE(j.ok());
+  (*j)->ProcessLine("auth failed from 192.0.2.1");
+  j->reset();
+  events.log.clear();
+  events.queued[0](1);
+  EXPECT_TRUE(events.log.empty());
+}
+
 TEST(JailsFromCommands, ReadsTheStreamBantamDumps) {
   auto L = [](std::initializer_list<Value> v) { return Value(Value::List(v)); };
   std::vector<Value> cmds = {
