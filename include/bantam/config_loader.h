@@ -30,6 +30,7 @@ struct Diagnostic {
   enum class Severity { kWarning, kError };
   Severity severity = Severity::kWarning;
   std::string message;  // "file:line: text" whenever a location is known
+  std::string jail;     // the jail the problem belongs to; empty: server-wide
 };
 
 struct LoadOptions {

@@ -49,6 +49,12 @@ class Checker {
       const std::string& verb = c[0].as_string();
       if (verb == "set" && c.size() == 3) {
         CheckServer(c[1].as_string(), c[2]);
+      } else if (verb == "set" && c.size() >= 5 && c[2].is_string() &&
+                 c[2].as_string() == "addaction") {
+        // ["set", jail, "addaction", name, "/path/name.py", "{kwargs}"]
+        Error(c[1].as_string(), "action",
+              "action '" + c[3].ToPyStr() + "' is a Python action (" + c[4].ToPyStr() +
+                  "), which bantam cannot run; use a shell action (action.d/*.conf) instead");
       } else if (verb == "set" && c.size() >= 4 && c[2].is_string()) {
         CheckJail(c[1].as_string(), c[2].as_string(), c[3]);
       } else if (verb == "multi-set" && c.size() == 4 && c[3].is_list()) {
@@ -65,7 +71,7 @@ class Checker {
     auto it = config_->origins.find({jail, option});
     std::string where = it == config_->origins.end() ? "" : it->second.ToString() + ": ";
     std::string scope = jail.empty() ? "" : "[" + jail + "] ";
-    config_->diagnostics.push_back({Diagnostic::Severity::kError, where + scope + msg});
+    config_->diagnostics.push_back({Diagnostic::Severity::kError, where + scope + msg, jail});
   }
 
   void CheckTime(const std::string& jail, const std::string& option, const Value& v) {

@@ -239,8 +239,8 @@ class Loader {
     return raw;
   }
 
-  void Warn(std::string m) { out_.diagnostics.push_back({Severity::kWarning, std::move(m)}); }
-  void Error(std::string m) { out_.diagnostics.push_back({Severity::kError, std::move(m)}); }
+  void Warn(std::string m) { out_.diagnostics.push_back({Severity::kWarning, std::move(m), ""}); }
+  void Error(std::string m) { out_.diagnostics.push_back({Severity::kError, std::move(m), ""}); }
 
   // ConfigReader.getOptions: values of `specs` in `section`, skipping
   // names present in `skip`, looked up with `vars`.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <set>
 
+#include "bantam/config_check.h"
 #include "bantam/config_loader.h"
 #include "bantam/option_list.h"
 #include "server_impl.h"
@@ -99,6 +100,7 @@ Status ServerImpl::Reload(const ReloadRequest& request) {
   lo.overrides = options_.overrides;
   Result<LoadedConfig> cfg = LoadConfig(lo);
   if (!cfg.ok()) return cfg.status();
+  CheckConfig(&*cfg);
   for (const Diagnostic& d : cfg->diagnostics) {
     Log(d.severity == Diagnostic::Severity::kError ? LogLevel::kError : LogLevel::kWarning,
         "fail2ban.configreader", d.message);

@@ -16,6 +16,7 @@
 #include <set>
 #include <utility>
 
+#include "bantam/config_check.h"
 #include "bantam/duration.h"
 #include "bantam/option_list.h"
 #include "bantam/regex_tool.h"
@@ -106,8 +107,17 @@ Result<std::vector<ConfiguredJail>> ConfiguredJails(const LoadedConfig& cfg,
                                                     std::vector<std::string>* warnings) {
   Result<std::vector<JailConfig>> jails = JailsFromCommands(cfg.commands, warnings);
   if (!jails.ok()) return jails.status();
+  std::set<std::string> broken;
+  for (const Diagnostic& d : cfg.diagnostics) {
+    if (d.severity == Diagnostic::Severity::kError && !d.jail.empty()) broken.insert(d.jail);
+  }
   std::vector<ConfiguredJail> out;
   for (JailConfig& jc : *jails) {
+    if (broken.count(jc.name)) {
+      // A bad jail fails alone; the others run.
+      warnings->push_back("Jail '" + jc.name + "' not started: see the errors above");
+      continue;
+    }
     ConfiguredJail c;
     for (const Value& v : cfg.commands) {
       const Value::List& l = v.as_list();
@@ -167,6 +177,7 @@ Status ServerImpl::Init() {
   lo.overrides = options_.overrides;
   Result<LoadedConfig> cfg = LoadConfig(lo);
   if (!cfg.ok()) return cfg.status();
+  CheckConfig(&*cfg);
   server_opts_ = cfg->server;
 
   // fail2ban.conf: log target and level first, so everything after is logged.

@@ -55,7 +55,8 @@ struct ConfiguredJail {
   JailConfig config;
   std::string signature;
 };
-// The jails of `cfg`, in order. Logpaths with no file yet are included, to
+// The jails of `cfg`, in order, except those CheckConfig found errors in
+// (their located errors are in cfg's diagnostics). Logpaths with no file yet are included, to
 // be watched until the file appears; a glob that matches nothing is only
 // expanded at start, which `warnings` says.
 Result<std::vector<ConfiguredJail>> ConfiguredJails(const LoadedConfig& cfg,

@@ -13,6 +13,8 @@ Scenarios (each with its own temp tree):
                 add up to a ban; none is lost or counted twice
   ignorecommand an ignorecommand (run off the event loop) spares one
                 address and lets another be banned
+  bad-jail      a jail with a broken failregex and one with a Python
+                action fail alone, with file:line errors; pbx still bans
   late-logfile  the jail's log does not exist at start; when it appears,
                 its lines are read and ban
   copytruncate  the same with a logrotate 'copytruncate' rotation
@@ -284,6 +286,26 @@ def ignorecommand(t):
         t.cleanup()
 
 
+def bad_jail(t):
+    try:
+        t.write('filter.d/broken.conf', '[Definition]\nfailregex = ^oops ( <HOST>\n')
+        t.write('action.d/pyact.py', 'class Action: pass\n')
+        t.write('jail.local', '[broken]\nenabled = true\nfilter = broken\nlogpath = %s/pbx.log\n'
+                '[py]\nenabled = true\nfilter = pbx\naction = pyact.py\nlogpath = %s/pbx.log\n'
+                % (t.dir, t.dir))
+        t.start()
+        t.fail('192.0.2.60', 3)
+        t.wait_action('ban 192.0.2.60')
+        log = t.read('bantam.log')
+        expect('ERROR   %s/filter.d/broken.conf:2: [broken] cannot compile failregex' % t.dir in log, log)
+        expect('ERROR   %s/jail.local:8: [py] action \'pyact\' is a Python action' % t.dir in log, log)
+        expect("Jail 'broken' started" not in log and "Jail 'py' started" not in log, log)
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
+    finally:
+        t.cleanup()
+
+
 def late_logfile(t):
     try:
         os.unlink(os.path.join(t.dir, 'pbx.log'))
@@ -346,7 +368,7 @@ only = os.environ.get("E2E_ONLY")
 for name, fn in (('ban-unban', ban_unban), ('kill9-restore', kill9_restore),
                  ('logrotate', logrotate), ('copytruncate', copytruncate),
                  ('reload', reload), ('ignorecommand', ignorecommand),
-                 ('late-logfile', late_logfile),
+                 ('bad-jail', bad_jail), ('late-logfile', late_logfile),
                  ('journal-backend', journal_backend)):
     if only and name != only:
         continue
