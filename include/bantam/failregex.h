@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -141,6 +142,10 @@ class FailRegex {
 
  private:
   FailRegex() = default;
+  // Compile() without the JIT step; Search() JIT-compiles on first use.
+  static Result<FailRegex> CompileNoJit(std::string_view regex, RegexKind kind,
+                                        const FailRegexOptions& options);
+  friend Status CheckFailRegex(std::string_view, RegexKind, const FailRegexOptions&);
 
   std::string regex_;
   std::string pattern_;
@@ -148,8 +153,13 @@ class FailRegex {
   int capture_count_ = 0;
   std::vector<FailRegexGroup> groups_;
   std::vector<RequiredLiteral> required_;  // literal prefilter: one must occur
+  void CompileJit() const;
+
   pcre2_real_code_8* code_ = nullptr;
-  bool jit_ = false;
+  // Date templates are many and most are never tried, so their JIT code is
+  // made on first use (start-up cost); other kinds are JIT-compiled at
+  // once. 0: not yet; 1: done (or JIT unavailable: the interpreter runs).
+  mutable std::atomic<int> jit_state_{0};
 };
 
 // Reusable per-thread state for FailRegex::Search: PCRE2 match data, match

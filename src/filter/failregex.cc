@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <cstring>
+#include <mutex>
 
 #include <algorithm>
 #include <array>
@@ -1707,7 +1708,9 @@ Status CheckFailRegex(std::string_view regex, RegexKind kind) {
 }
 
 Status CheckFailRegex(std::string_view regex, RegexKind kind, const FailRegexOptions& options) {
-  Result<FailRegex> compiled = FailRegex::Compile(regex, kind, options);
+  // Compiled as a date template is: without JIT code, which a check does
+  // not need.
+  Result<FailRegex> compiled = FailRegex::CompileNoJit(regex, kind, options);
   if (!compiled.ok()) return compiled.status();
   return Status::Ok();
 }
@@ -1716,6 +1719,13 @@ Status CheckFailRegex(std::string_view regex, RegexKind kind, const FailRegexOpt
 
 Result<FailRegex> FailRegex::Compile(std::string_view regex, RegexKind kind,
                                      const FailRegexOptions& options) {
+  Result<FailRegex> re = CompileNoJit(regex, kind, options);
+  if (re.ok() && kind != RegexKind::kDateRegex) re->CompileJit();
+  return re;
+}
+
+Result<FailRegex> FailRegex::CompileNoJit(std::string_view regex, RegexKind kind,
+                                          const FailRegexOptions& options) {
   Result<Translation> t = Translate(regex, kind, options);
   if (!t.ok()) return Status::Error(CompileContext(regex, kind) + t.status().message());
 
@@ -1753,9 +1763,16 @@ Result<FailRegex> FailRegex::Compile(std::string_view regex, RegexKind kind,
   re.groups_ = std::move(t->groups);
   for (std::string& lit : t->need) re.required_.emplace_back(std::move(lit));
   re.code_ = compiled;
-  // Without JIT support PCRE2's interpreter gives the same results, slower.
-  re.jit_ = pcre2_jit_compile(compiled, PCRE2_JIT_COMPLETE) == 0;
   return re;
+}
+
+void FailRegex::CompileJit() const {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  if (jit_state_.load(std::memory_order_relaxed) != 0) return;
+  // Without JIT support PCRE2's interpreter gives the same results, slower.
+  (void)pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);
+  jit_state_.store(1, std::memory_order_release);
 }
 
 FailRegex::FailRegex(FailRegex&& other) noexcept { *this = std::move(other); }
@@ -1770,7 +1787,7 @@ FailRegex& FailRegex::operator=(FailRegex&& other) noexcept {
     groups_ = std::move(other.groups_);
     required_ = std::move(other.required_);
     code_ = std::exchange(other.code_, nullptr);
-    jit_ = other.jit_;
+    jit_state_.store(other.jit_state_.load(std::memory_order_acquire), std::memory_order_release);
   }
   return *this;
 }
@@ -1856,6 +1873,7 @@ Result<bool> FailRegex::Search(std::string_view subject, size_t start_offset,
   match->subject_ = subject;
   const uint32_t pairs = static_cast<uint32_t>(capture_count_) + 1;
   if (!match->Reserve(pairs)) return Status::Error("out of memory for regex match data");
+  if (jit_state_.load(std::memory_order_acquire) == 0) CompileJit();
   // PCRE2 wants a non-null pointer even for an empty subject.
   const char* data = subject.data() != nullptr ? subject.data() : "";
   const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(data), subject.size(), start_offset, 0,
