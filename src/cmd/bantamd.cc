@@ -93,6 +93,9 @@ int main(int argc, char** argv) {
       background = true;
     } else if (a == "-x" || a == "--async") {
       // No socket yet (the control socket comes with the client); accepted.
+    } else if (a == "start" && i == argc - 1) {
+      // fail2ban-server's unit runs `fail2ban-server -xf start`; the word
+      // means nothing more than starting.
     } else {
       std::fprintf(stderr, "bantamd: unknown option %s\n", a.c_str());
       Usage(stderr);
