@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include "bantam/server.h"
 
@@ -52,7 +53,22 @@ bool Daemonize() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int raw_argc, char** raw_argv) {
+  // Flags may be bundled as getopt allows ("-xf"): split them first.
+  std::vector<std::string> words;
+  for (int i = 1; i < raw_argc; ++i) {
+    const std::string w = raw_argv[i];
+    if (w.size() > 2 && w[0] == '-' && w[1] != '-' &&
+        w.find_first_not_of("xfb", 1) == std::string::npos) {
+      for (size_t k = 1; k < w.size(); ++k) words.push_back(std::string("-") + w[k]);
+    } else {
+      words.push_back(w);
+    }
+  }
+  std::vector<char*> argv_storage{raw_argv[0]};
+  for (std::string& w : words) argv_storage.push_back(w.data());
+  const int argc = static_cast<int>(argv_storage.size());
+  char** argv = argv_storage.data();
   bantam::ServerOptions options;
   bool background = true;
   for (int i = 1; i < argc; ++i) {
