@@ -525,7 +525,11 @@ bool Client::Reload(std::vector<std::string> cmd) {
   // refuses a broken tree (or an unknown jail) before the daemon sees it.
   Result<LoadedConfig> cfg = ReadConfig(all ? std::nullopt : std::optional(cmd[1]));
   if (!cfg.ok()) {
-    log_.Error("Failed during configuration: " + cfg.status().message());
+    // fail2ban's wording for a jail the configuration does not have.
+    const bool unknown_jail =
+        !all && cfg.status().message().ends_with("section [" + cmd[1] + "] not found");
+    log_.Error("Failed during configuration: " +
+               (unknown_jail ? "No section: " + PyRepr(cmd[1]) : cfg.status().message()));
     return false;
   }
   if (!all) {
