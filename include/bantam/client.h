@@ -39,6 +39,7 @@ struct ClientOptions {
   // printed; `exit_code` says how it ended.
   bool done = false;
   int exit_code = 0;
+  std::string error;  // for stderr, when done with a failure
 };
 
 // Parses argv[1..] like fail2ban-client (getopt: bundled short options,

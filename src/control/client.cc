@@ -757,7 +757,7 @@ Result<ClientOptions> ParseClientArgs(const std::vector<std::string>& argv,
     } else if (opt == "--timeout" || opt == "--str2sec") {
       Result<TimeValue> t = ParseTimeValue(value);
       if (!t.ok()) {
-        out("ERROR: " + t.status().message() + "\n");
+        o.error = "ERROR: " + t.status().message();
         o.done = true;
         o.exit_code = 255;
         return o;
@@ -1047,6 +1047,7 @@ int RunClient(const std::vector<std::string>& argv, const ClientEnv& env) {
     env.err("Init of command line failed");
     return 255;
   }
+  if (!opts->error.empty()) env.err(opts->error);
   if (opts->done) return opts->exit_code;
   Client client(env, std::move(*opts));
   return client.Run(argv);
