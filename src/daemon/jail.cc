@@ -291,7 +291,16 @@ void Jail::TryBan(const IpAddr& id) {
 }
 
 bool Jail::BanNow(const IpAddr& id) {
-  if (bans_.IsBanned(id)) return false;
+  if (bans_.IsBanned(id)) {
+    // fail2ban's addBannedIP of a banned id: its ban is prolonged to end
+    // one bantime from now.
+    Ticket again;
+    again.id = id;
+    again.time = clock_.Now();
+    bans_.AddBan(std::move(again));
+    events_->OnAlreadyBanned(config_.name, id);
+    return false;
+  }
   Ticket t;
   t.id = id;
   t.time = clock_.Now();

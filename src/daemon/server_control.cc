@@ -517,7 +517,8 @@ ControlReply ServerImpl::ControlGet(const std::vector<std::string>& cmd) {
   Jail& j = *js->jail;
   const JailConfig& c = j.config();
   FailRegexOptions ro;
-  ro.host_matches_dns = c.filter.usedns != "no";
+  auto dns = regex_dns_.find(js->id);
+  ro.host_matches_dns = dns != regex_dns_.end() ? dns->second : c.filter.usedns != "no";
   ro.maxlines = c.filter.maxlines;
 
   if (opt == "banned") {
@@ -696,7 +697,9 @@ ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
   Jail& j = *js->jail;
   FailRegexOptions ro;
   auto regex_list = [&](const std::vector<std::string>& list) {
-    ro.host_matches_dns = j.config().filter.usedns != "no";
+    auto dns = regex_dns_.find(js->id);
+    ro.host_matches_dns =
+        dns != regex_dns_.end() ? dns->second : j.config().filter.usedns != "no";
     ro.maxlines = j.config().filter.maxlines;
     Value::List r;
     for (const std::string& re : list) r.emplace_back(ExpandFailRegexTags(re, ro));
@@ -783,7 +786,9 @@ ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
     fs.prefregex = val;
     if (auto e = refilter(std::move(fs))) return *e;
     const std::string& p = j.config().filter.prefregex;
-    ro.host_matches_dns = j.config().filter.usedns != "no";
+    auto dns = regex_dns_.find(js->id);
+    ro.host_matches_dns =
+        dns != regex_dns_.end() ? dns->second : j.config().filter.usedns != "no";
     ro.maxlines = j.config().filter.maxlines;
     return Ok(p.empty() ? std::string() : ExpandFailRegexTags(p, ro));
   }
@@ -817,6 +822,7 @@ ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
           "Incorrect value " + PyRepr(v) + " specified for usedns. Using safe 'no'");
       v = "no";
     }
+    regex_dns_.emplace(js->id, j.config().filter.usedns != "no");
     FilterSettings fs = j.config().filter;
     fs.usedns = v;
     if (auto e = refilter(std::move(fs))) return *e;

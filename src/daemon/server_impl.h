@@ -219,6 +219,10 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // bantime.* values set through the socket, by jail id (the configured
   // ones are read back from the jail's signature).
   std::map<uint64_t, Value::Dict> ban_extra_;
+  // usedns as it was when the jail's regexes were compiled: fail2ban's
+  // `get JAIL failregex` shows them expanded for it, whatever usedns says
+  // now.
+  std::map<uint64_t, bool> regex_dns_;
   // Jails added by `add JAIL` and not started yet (fail2ban configures them
   // with set commands first): their settings so far.
   struct PendingJail {

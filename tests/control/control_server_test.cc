@@ -297,7 +297,7 @@ TEST(ControlServer, OversizedRequestLineIsRefusedAtTheDefaultLimit) {
   const int fd2 = Connect(t.Path("run/bantam.sock"));
   req.erase(30, 1);
   std::thread writer2([&] { SendAll(fd2, req); });
-  std::string ok = ReadLine(fd2);
+  std::string ok = ReadLine(fd2, 60000);
   writer2.join();
   EXPECT_EQ(ok.rfind("{\"v\":1,\"ok\":true", 0), 0u) << ok.substr(0, 200);
   ::close(fd2);
