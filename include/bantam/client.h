@@ -6,6 +6,23 @@
 //   {"v": 1, "cmd": ["status", "sshd"]}
 // and prints the answer as fail2ban-client would (see beautifier.h). The
 // exit status is 0 on success and 255 on any failure, as fail2ban's.
+//
+// Deliberate differences from fail2ban-client 1.0.2:
+// - Commands the server would refuse in any state (unknown words, missing
+//   arguments) are refused here, with the text the server would have sent,
+//   so nothing is sent and the answer is the same with no server running.
+// - -d prints JSON arrays; --dp prints Python literals a line (no pformat
+//   wrapping); -h is our own text.
+// - -V prints the fail2ban release bantam follows ("1.0.2") when run as
+//   fail2ban-client, bantam's own version when run as bantam; --version
+//   prints "Fail2Ban v1.0.2 (bantam X)" / "bantam vX (fail2ban 1.0.2 ...)".
+// - start/reload send no configuration stream: bantamd reads its own. The
+//   client still reads the tree first so errors stop it as they do
+//   fail2ban-client. -f start runs bantamd in this process (exec) and a
+//   forked child prints "Server ready" once it answers.
+// - Interactive mode (-i) reads plain lines (no GNU readline: it would make
+//   the binary GPL-3 and add a build dependency for a debugging aid; use
+//   rlwrap for editing). History is in memory: `history`, `!!`, `!N`.
 #ifndef BANTAM_CLIENT_H_
 #define BANTAM_CLIENT_H_
 
