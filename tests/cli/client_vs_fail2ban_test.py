@@ -8,7 +8,8 @@ bantamd found next to the bantam binary), given the same bans through
 `set JAIL banip`, and then asked the same list of commands, one process per
 command. For every command the exit status and stdout must be identical
 after normalisation: the workspace path becomes ROOT and clock times become
-TIME. Only the commands marked `differs` (version strings, help) are run
+TIME. After the final `stop` every server process either side started
+must have exited. Only the commands marked `differs` (version strings, help) are run
 without comparing stdout; they still must agree on the exit status.
 
 fail2ban's server is started by its own client on the temp tree only (never
@@ -140,6 +141,7 @@ class Side:
     def __init__(self, name, client, root):
         self.name, self.client, self.root = name, client, root
         self.conf = write_tree(root)
+        self.pids = set()  # every server process seen, to check they exit
 
     def run(self, words):
         # Files, not pipes: a daemon started by `start` inherits them and
@@ -149,18 +151,40 @@ class Side:
         with open(out_path, "w") as out, open(err_path, "w") as err:
             code = subprocess.call([self.client, "-c", self.conf] + words, stdout=out,
                                    stderr=err, stdin=subprocess.DEVNULL, timeout=60)
+        try:
+            with open(os.path.join(self.root, "f2b.pid")) as f:
+                self.pids.add(int(f.read().strip()))
+        except (OSError, ValueError):
+            pass
         with open(out_path) as f:
             stdout = f.read()
         with open(err_path) as f:
             stderr = f.read()
         return code, normalise(stdout, self.root), stderr
 
-    def kill(self):
+    def alive(self, wait=5):
+        """This side's server processes still running after `wait` seconds."""
+        deadline = time.time() + wait
+        while True:
+            left = [p for p in sorted(self.pids) if self._ours(p)]
+            if not left or time.time() > deadline:
+                return left
+            time.sleep(0.1)
+
+    def _ours(self, pid):
+        # Only a process started on this side's tree (pids get reused).
         try:
-            with open(os.path.join(self.root, "f2b.pid")) as f:
-                os.kill(int(f.read().strip()), 15)
-        except (OSError, ValueError):
-            pass
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                return (b"\0" + self.conf.encode() + b"\0") in f.read()
+        except OSError:
+            return False
+
+    def kill(self, pids):
+        for p in pids:
+            try:
+                os.kill(p, 9)
+            except OSError:
+                pass
 
 
 def main():
@@ -200,9 +224,15 @@ def main():
             print("  bantam:   exit %d, stdout %r" % (bc, bo))
             if be.strip():
                 print("  bantam stderr: %s" % be.strip().replace("\n", "\n    "))
+        for s in sides:
+            left = s.alive()
+            if left:
+                failures += 1
+                print("FAIL %s server process(es) %s still running after stop" % (s.name, left))
+                s.kill(left)
     finally:
         for s in sides:
-            s.kill()
+            s.kill(s.alive(wait=0))
         if args.keep:
             print("kept %s" % tmp)
         else:
