@@ -125,6 +125,31 @@ class Jail {
   // When the next ban ends (kMaxBanEnd if none).
   double NextUnbanTime() const { return bans_.NextUnbanTime(); }
 
+  // Run-time changes (the control socket's `set JAIL ...`). Each keeps
+  // config() in step, so `get` reads back what was set.
+  void set_maxretry(int value);
+  void set_maxmatches(int value);
+  void set_bantime(double seconds);
+  // Also the filter's findtime (lines older than it are skipped at start).
+  void set_findtime(double seconds);
+  // Rebuilds the filter from `settings` (regexes, datepattern, usedns,
+  // maxlines...). The multi-line buffer starts afresh. On error (a regex
+  // or datepattern that does not compile) the running filter stays.
+  Status SetFilterSettings(FilterSettings settings);
+  // Replaces the bantime.* options; on error nothing changes.
+  Status SetIncrement(const BanTimeIncrementOptions& options);
+  // fail2ban's idle jail: lines are dropped (fail2ban leaves them unread
+  // until the jail wakes) and nothing is banned from logs; bans in force
+  // still end on time.
+  bool idle() const { return idle_; }
+  void set_idle(bool value) { idle_ = value; }
+  // fail2ban-client set JAIL attempt IP [MATCH...]: a failure of `id` now,
+  // worth one retry per match (at least one); bans at maxretry.
+  void AddAttempt(const IpAddr& id, std::vector<std::string> matches);
+  IgnoreList& ignore_list() { return *ignore_; }
+  const IgnoreList& ignore_list() const { return *ignore_; }
+  const Filter& filter() const { return *filter_; }
+
   const FailManager& failures() const { return fails_; }
   const BanManager& bans() const { return bans_; }
   BanManager& mutable_bans() { return bans_; }
@@ -150,6 +175,8 @@ class Jail {
   std::unique_ptr<Filter> filter_;
   std::unique_ptr<IgnoreList> ignore_;
   std::optional<BanTimeIncrement> increment_;
+  Resolver* resolver_ = nullptr;
+  bool idle_ = false;
   FailManager fails_;
   BanManager bans_;
   std::vector<Failure> failures_;

@@ -157,16 +157,9 @@ Result<std::unique_ptr<Jail>> Jail::Create(JailConfig config, const Clock& clock
                                            BanHistory* history, Resolver* resolver,
                                            HostAddresses* self, CommandRunner* runner) {
   std::unique_ptr<Jail> j(new Jail(std::move(config), clock, events, history));
-  FilterSettings fs = j->config_.filter;
-  fs.resolver = resolver;
+  j->resolver_ = resolver;
   const std::string jail_name = j->config_.name;
-  JailEvents* ev = events;
-  fs.warn = [ev, jail_name](const std::string& m) { ev->OnWarning(jail_name, m); };
-  Result<std::unique_ptr<Filter>> filter = Filter::Create(std::move(fs));
-  if (!filter.ok()) {
-    return Status::Error("jail '" + jail_name + "': " + filter.status().message());
-  }
-  j->filter_ = std::move(*filter);
+  if (Status s = j->SetFilterSettings(j->config_.filter); !s.ok()) return s;
   j->ignore_ = std::make_unique<IgnoreList>(clock, resolver, self, runner);
   for (const std::string& ip : j->config_.ignoreip) j->ignore_->Add(ip);
   j->ignore_->set_ignoreself(j->config_.ignoreself);
@@ -179,13 +172,75 @@ Result<std::unique_ptr<Jail>> Jail::Create(JailConfig config, const Clock& clock
   return j;
 }
 
+Status Jail::SetFilterSettings(FilterSettings settings) {
+  FilterSettings fs = settings;
+  fs.resolver = resolver_;
+  const std::string jail_name = config_.name;
+  JailEvents* ev = events_;
+  fs.warn = [ev, jail_name](const std::string& m) { ev->OnWarning(jail_name, m); };
+  Result<std::unique_ptr<Filter>> filter = Filter::Create(std::move(fs));
+  if (!filter.ok()) {
+    return Status::Error("jail '" + jail_name + "': " + filter.status().message());
+  }
+  filter_ = std::move(*filter);
+  config_.filter = std::move(settings);
+  return Status::Ok();
+}
+
+Status Jail::SetIncrement(const BanTimeIncrementOptions& options) {
+  if (!options.increment) {
+    increment_.reset();
+  } else {
+    Result<BanTimeIncrement> inc = BanTimeIncrement::Create(options);
+    if (!inc.ok()) return Status::Error("jail '" + config_.name + "': " + inc.status().message());
+    increment_.emplace(std::move(*inc));
+  }
+  config_.increment = options;
+  return Status::Ok();
+}
+
+void Jail::set_maxretry(int value) {
+  config_.maxretry = value;
+  fails_.set_maxretry(value);
+}
+
+void Jail::set_maxmatches(int value) {
+  config_.maxmatches = value;
+  fails_.set_maxmatches(value);
+}
+
+void Jail::set_bantime(double seconds) {
+  config_.bantime = seconds;
+  bans_.set_ban_time(seconds);
+}
+
+void Jail::set_findtime(double seconds) {
+  config_.findtime = seconds;
+  fails_.set_findtime(seconds);
+  FilterSettings fs = config_.filter;
+  fs.findtime = seconds;
+  // The same settings compiled before: only the findtime differs.
+  if (!SetFilterSettings(std::move(fs)).ok()) config_.filter.findtime = seconds;
+}
+
+void Jail::AddAttempt(const IpAddr& id, std::vector<std::string> matches) {
+  const double now = clock_.Now();
+  const int weight = matches.empty() ? 1 : static_cast<int>(matches.size());
+  FailData data;
+  data.matches = std::move(matches);
+  const int retry = fails_.AddFailure(id, now, std::move(data), weight);
+  if (retry >= fails_.maxretry()) TryBan(id);
+}
+
 void Jail::ProcessLine(std::string_view line, bool in_operation) {
+  if (idle_) return;
   filter_->set_in_operation(in_operation);
   filter_->ProcessLine(line, clock_.Now(), ++seq_, &failures_);
   HandleFailures(in_operation);
 }
 
 void Jail::ProcessJournalLine(std::string_view line, double time, std::string_view date_text) {
+  if (idle_) return;
   filter_->ProcessLineWithTime(line, time, date_text, clock_.Now(), ++seq_, &failures_);
   HandleFailures(true);
 }
@@ -269,7 +324,16 @@ void Jail::TryBan(const IpAddr& id) {
 }
 
 bool Jail::BanNow(const IpAddr& id) {
-  if (bans_.IsBanned(id)) return false;
+  if (bans_.IsBanned(id)) {
+    // fail2ban's addBannedIP of a banned id: its ban is prolonged to end
+    // one bantime from now.
+    Ticket again;
+    again.id = id;
+    again.time = clock_.Now();
+    bans_.AddBan(std::move(again));
+    events_->OnAlreadyBanned(config_.name, id);
+    return false;
+  }
   Ticket t;
   t.id = id;
   t.time = clock_.Now();

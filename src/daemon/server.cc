@@ -715,6 +715,7 @@ Status ServerImpl::Run() {
   PurgeDatabase();
   loop_->AddTimer(3600 * 1000, [this] { PurgeDatabase(); }, 3600 * 1000);
 
+  if (Status c = StartControl(); !c.ok()) return c;
   StartJails();
   // The backlog of every log is read once, "not in operation": lines older
   // than findtime count for nothing, as in fail2ban.
@@ -728,6 +729,7 @@ Status ServerImpl::Run() {
   Log(LogLevel::kInfo, "fail2ban.server", "Server ready");
 
   s = loop_->Run();
+  StopControl();
   running_ = false;
   sd_notify(0, "STOPPING=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Stopping all jails");

@@ -7,6 +7,7 @@
 #define BANTAM_DAEMON_SERVER_IMPL_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -18,6 +19,7 @@
 #include "bantam/clock.h"
 #include "bantam/command_action.h"
 #include "bantam/config_loader.h"
+#include "bantam/control_server.h"
 #include "bantam/event_loop.h"
 #include "bantam/jail.h"
 #include "bantam/journal_reader.h"
@@ -187,6 +189,55 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // failures wait in its jail, so order across lanes does not matter).
   std::vector<WorkerPool::StrandId> ignore_strands_;
   size_t next_ignore_strand_ = 0;
+
+  // --- control socket (server_control.cc) ---
+ public:
+  // Listens on the control socket (the `socket` option; mode 0600, or 0660
+  // with fail2ban.conf's bantam option `socketgroup`). Called once the
+  // loop exists and before the jails start, so a second bantamd on the
+  // same socket stops before touching any firewall. Error: another server
+  // answers on the path, the path is unusable, an unknown group.
+  Status StartControl();
+  // Closes every control connection and removes the socket.
+  void StopControl() { control_.reset(); }
+
+ private:
+  ControlServer::Response OnControl(const ControlRequest& request, const PeerCredentials& peer);
+  // fail2ban's Transmitter over this server's state.
+  ControlReply ControlCommand(const std::vector<std::string>& cmd, std::function<void()>* after);
+  ControlReply ControlSet(const std::vector<std::string>& cmd);
+  ControlReply ControlGet(const std::vector<std::string>& cmd);
+  ControlReply ControlStatus(const std::vector<std::string>& cmd);
+  ControlReply ControlReload(const std::vector<std::string>& cmd);
+  ControlReply ControlStartStopJail(const std::vector<std::string>& cmd);
+  // Unbans `ips` in `js` (an address, a subnet or a host name each), also
+  // from the database. Returns the count; `missed` gets those not banned.
+  int ControlUnban(JailState& js, const std::vector<std::string>& ips,
+                   std::vector<std::string>* missed);
+  int ControlUnbanAll(JailState& js);
+  Value ControlJailStatus(JailState& js, const std::string& flavor);
+  // A jail's bantime.* value as fail2ban keeps it (raw text, or seconds,
+  // or a bool for increment); null when never set.
+  Value BanTimeExtra(const JailState& js, const std::string& opt) const;
+
+  std::unique_ptr<ControlServer> control_;
+  std::optional<gid_t> control_group_;
+  std::string control_group_name_;
+  // bantime.* values set through the socket, by jail id (the configured
+  // ones are read back from the jail's signature).
+  std::map<uint64_t, Value::Dict> ban_extra_;
+  // usedns as it was when the jail's regexes were compiled: fail2ban's
+  // `get JAIL failregex` shows them expanded for it, whatever usedns says
+  // now.
+  std::map<uint64_t, bool> regex_dns_;
+  // Jails added by `add JAIL` and not started yet (fail2ban configures them
+  // with set commands first): their settings so far.
+  struct PendingJail {
+    std::string name;
+    std::vector<Value> commands;  // ["add", ...], ["set", ...], ...
+  };
+  std::vector<PendingJail> pending_jails_;
+  // --- end control socket ---
 };
 
 }  // namespace bantam

@@ -53,6 +53,7 @@ class Tree:
 loglevel = INFO
 logtarget = {d}/bantam.log
 pidfile = {d}/bantamd.pid
+socket = {d}/bantam.sock
 dbfile = {d}/db.sqlite3
 ''')
         self.write('filter.d/pbx.conf', '[Definition]\nfailregex = ^\\s*auth failed from <HOST>$\n')

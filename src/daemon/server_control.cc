@@ -1,0 +1,937 @@
+// The control socket's commands: fail2ban 1.0.2's Transmitter (and the
+// Server/Jail/Filter/Actions methods it calls) over bantamd's state. Reply
+// values and exceptions are fail2ban's, so the client prints what
+// fail2ban-client prints; see control_protocol.h for the wire format and the
+// deliberate differences.
+#include <grp.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "bantam/duration.h"
+#include "bantam/layered_config.h"
+#include "bantam/option_list.h"
+#include "server_impl.h"
+
+namespace bantam {
+namespace {
+
+constexpr const char kDefaultSocket[] = "/var/run/fail2ban/fail2ban.sock";
+
+ControlReply Ok(Value v) { return ControlReply::Success(std::move(v)); }
+ControlReply UnknownJail(const std::string& name) {
+  return ControlReply::KeyFailure("UnknownJailException", name);
+}
+ControlReply IndexError() { return ControlReply::Failure("IndexError", "list index out of range"); }
+ControlReply InvalidSet(const std::string& opt) {
+  return ControlReply::Failure("Exception",
+                               "Invalid command " + PyRepr(opt) + " (no set action or not yet implemented)");
+}
+ControlReply InvalidGet() {
+  return ControlReply::Failure("Exception", "Invalid command (no get action or not yet implemented)");
+}
+ControlReply Unsupported(const std::string& what) {
+  return ControlReply::Failure("NotImplementedError",
+                               what + " is not supported by bantam's control socket");
+}
+
+// Seconds as fail2ban's str2seconds gives them: an int when whole.
+Value Secs(double s) {
+  if (std::isfinite(s) && s == std::floor(s) && std::fabs(s) < 9e15) return static_cast<int64_t>(s);
+  return s;
+}
+
+// Python's int(text).
+Result<int64_t> PyInt(const std::string& text) {
+  std::string t = text;
+  while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
+  size_t i = 0;
+  while (i < t.size() && std::isspace(static_cast<unsigned char>(t[i]))) ++i;
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(t.c_str() + i, &end, 10);
+  if (i == t.size() || *end != '\0' || errno != 0) {
+    return Status::Error("invalid literal for int() with base 10: " + PyRepr(text));
+  }
+  return static_cast<int64_t>(v);
+}
+
+ControlReply ValueError(const std::string& m) { return ControlReply::Failure("ValueError", m); }
+
+std::string TimeText(double t) {
+  const time_t secs = static_cast<time_t>(t);
+  struct tm tm {};
+  localtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+// Python's repr() of a list of str.
+std::string PyListRepr(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ", ";
+    out += PyRepr(items[i]);
+  }
+  return out + "]";
+}
+
+std::string CommandRepr(const std::vector<std::string>& cmd) { return PyListRepr(cmd); }
+
+Value StringList(const std::vector<std::string>& v) { return Value::List(v.begin(), v.end()); }
+
+}  // namespace
+
+Status ServerImpl::StartControl() {
+  const std::string* configured = server_opts_.Find("socket");
+  const std::string path = configured && !configured->empty() ? *configured : kDefaultSocket;
+  ControlServer::Options o;
+  o.path = path;
+  // socketgroup is bantam's own option of fail2ban.conf/.local [Definition];
+  // fail2ban's reader does not know it, so it is read here.
+  ConfigFileCache cache;
+  LayeredConfig cfg(options_.basedir, &cache);
+  bool found = false;
+  if (cfg.Read("fail2ban", &found).ok() && found) {
+    Lookup g = cfg.Get("Definition", "socketgroup");
+    if (g.ok() && !g.value.empty()) {
+      struct group grp {};
+      struct group* res = nullptr;
+      std::vector<char> buf(16384);
+      if (::getgrnam_r(g.value.c_str(), &grp, buf.data(), buf.size(), &res) != 0 || res == nullptr) {
+        return Status::Error("socketgroup " + PyRepr(g.value) + ": no such group");
+      }
+      control_group_ = res->gr_gid;
+      control_group_name_ = g.value;
+      o.mode = 0660;
+      o.group = res->gr_gid;
+    }
+  }
+  Result<std::unique_ptr<ControlServer>> s = ControlServer::Start(
+      loop_.get(), std::move(o),
+      [this](const ControlRequest& r, const PeerCredentials& p) { return OnControl(r, p); },
+      [this](const std::string& m) { Log(LogLevel::kWarning, "fail2ban.server", m); });
+  if (!s.ok()) return s.status();
+  control_ = std::move(*s);
+  Log(LogLevel::kInfo, "fail2ban.server",
+      "Control socket " + path +
+          (control_group_ ? " (read-only for group " + control_group_name_ + ")" : ""));
+  return Status::Ok();
+}
+
+ControlServer::Response ServerImpl::OnControl(const ControlRequest& request,
+                                              const PeerCredentials& peer) {
+  // root and the daemon's own user may do everything; the socketgroup only
+  // what changes nothing.
+  const bool full = peer.uid == 0 || peer.uid == ::geteuid();
+  if (!full) {
+    const bool reader = control_group_ && peer.InGroup(*control_group_);
+    std::string why;
+    if (!reader) {
+      why = "permission denied: uid " + std::to_string(peer.uid) +
+            " may not use bantam's control socket (root only" +
+            (control_group_ ? ", or read-only commands for group " + control_group_name_ : "") + ")";
+    } else if (!IsReadOnlyCommand(request.cmd)) {
+      why = "permission denied: group " + control_group_name_ +
+            " may only run read-only commands (ping, version, echo, status, banned, get); " +
+            PyRepr(request.cmd[0]) + " needs root";
+    }
+    if (!why.empty()) {
+      Log(LogLevel::kWarning, "fail2ban.server",
+          "Refused command " + CommandRepr(request.cmd) + " from uid " + std::to_string(peer.uid) +
+              " pid " + std::to_string(peer.pid));
+      return {ControlReply::Failure("PermissionError", why), nullptr};
+    }
+  }
+  ControlServer::Response r;
+  r.reply = ControlCommand(request.cmd, &r.after_sent);
+  if (!r.reply.ok) {
+    Log(LogLevel::kError, "fail2ban.transmitter",
+        "Command " + CommandRepr(request.cmd) + " has failed. Received " + r.reply.error.type +
+            "(" + PyRepr(r.reply.error.message) + ")");
+  }
+  return r;
+}
+
+ControlReply ServerImpl::ControlCommand(const std::vector<std::string>& cmd,
+                                        std::function<void()>* after) {
+  const std::string& name = cmd[0];
+  auto arg = [&](size_t i) -> const std::string* { return i < cmd.size() ? &cmd[i] : nullptr; };
+  if (name == "ping") return Ok("pong");
+  if (name == "version") return Ok(kFail2banCompatVersion);
+  if (name == "echo") return Ok(StringList({cmd.begin() + 1, cmd.end()}));
+  if (name == "server-status") return Ok("Server ready");
+  if (name == "status") return ControlStatus(cmd);
+  if (name == "get") return ControlGet(cmd);
+  if (name == "set") return ControlSet(cmd);
+  if (name == "reload") return ControlReload(cmd);
+  if (name == "flushlogs") {
+    Result<std::string> r = logger_->Reopen();
+    if (!r.ok()) return ControlReply::Failure("Exception", r.status().message());
+    return Ok(*r);
+  }
+  if (name == "banned") {
+    Value::List res;
+    if (cmd.size() > 1) {
+      for (size_t i = 1; i < cmd.size(); ++i) {
+        const IpAddr id = IpAddr::FromText(cmd[i]);
+        Value::List in;
+        for (auto& js : jails_)
+          if (js->jail->bans().IsBanned(id)) in.emplace_back(js->jail->name());
+        res.emplace_back(std::move(in));
+      }
+    } else {
+      for (auto& js : jails_) {
+        Value::List ips;
+        for (const IpAddr& id : js->jail->bans().BannedIds()) ips.emplace_back(id.ToString());
+        res.emplace_back(Value::Dict{{js->jail->name(), Value(std::move(ips))}});
+      }
+    }
+    return Ok(Value(std::move(res)));
+  }
+  if (name == "unban" && cmd.size() >= 2) {
+    int64_t cnt = 0;
+    if (cmd.size() == 2 && cmd[1] == "--all") {
+      for (auto& js : jails_) cnt += ControlUnbanAll(*js);
+    } else {
+      const std::vector<std::string> ips(cmd.begin() + 1, cmd.end());
+      for (auto& js : jails_) cnt += ControlUnban(*js, ips, nullptr);
+    }
+    return Ok(cnt);
+  }
+  if (name == "add") {
+    const std::string* jail = arg(1);
+    if (jail == nullptr) return IndexError();
+    if (*jail == "--all") return ControlReply::Failure("Exception", "Reserved name " + PyRepr(*jail));
+    const bool pending = std::any_of(pending_jails_.begin(), pending_jails_.end(),
+                                     [&](const auto& p) { return p.name == *jail; });
+    if (FindJail(*jail) != nullptr || pending) {
+      return ControlReply::Failure("DuplicateJailException", *jail);
+    }
+    // Configured by the set commands that follow, started by `start JAIL`.
+    PendingJail p;
+    p.name = *jail;
+    p.commands.push_back(Value::List{"add", *jail, arg(2) ? *arg(2) : std::string("auto")});
+    pending_jails_.push_back(std::move(p));
+    return Ok(*jail);
+  }
+  if (name == "stop" && cmd.size() == 1) {
+    // Answered first; the loop stops once the reply is out.
+    *after = [this] {
+      Log(LogLevel::kInfo, "fail2ban.server", "Shutdown in progress...");
+      loop_->Stop();
+    };
+    return Ok(nullptr);
+  }
+  if (name == "start" || name == "stop") return ControlStartStopJail(cmd);
+  if (name == "config-error") {
+    if (arg(1) == nullptr) return IndexError();
+    Log(LogLevel::kError, "fail2ban.transmitter", *arg(1));
+    return Ok(nullptr);
+  }
+  if (name == "multi-set" || name == "server-stream") {
+    return Unsupported(PyRepr(name) + " (bantamd reads its own configuration; use reload)");
+  }
+  if (name == "sleep") return Unsupported("'sleep' (it would block the daemon)");
+  return ControlReply::Failure("Exception", "Invalid command");
+}
+
+ControlReply ServerImpl::ControlStartStopJail(const std::vector<std::string>& cmd) {
+  if (cmd.size() < 2) return IndexError();
+  const std::string& jail = cmd[1];
+  if (cmd[0] == "start") {
+    if (JailState* js = FindJail(jail)) {
+      js->jail->set_idle(false);
+      return Ok(nullptr);
+    }
+    auto p = std::find_if(pending_jails_.begin(), pending_jails_.end(),
+                          [&](const PendingJail& x) { return x.name == jail; });
+    if (p == pending_jails_.end()) return UnknownJail(jail);
+    std::vector<std::string> warnings;
+    Result<std::vector<JailConfig>> configs = JailsFromCommands(p->commands, &warnings);
+    for (const std::string& w : warnings) Log(LogLevel::kWarning, "fail2ban.server", w);
+    if (!configs.ok() || configs->size() != 1) {
+      return ControlReply::Failure("Exception", configs.ok() ? "jail " + PyRepr(jail) + " has no settings"
+                                                             : configs.status().message());
+    }
+    std::string signature;
+    for (const Value& v : p->commands) {
+      v.AppendJson(&signature);
+      signature.push_back('\n');
+    }
+    Result<std::unique_ptr<JailState>> built = BuildJail(std::move(configs->front()), signature);
+    if (!built.ok()) return ControlReply::Failure("Exception", built.status().message());
+    pending_jails_.erase(p);
+    JailState& fresh = **built;
+    jails_.push_back(std::move(*built));
+    StartJail(fresh);
+    AttachSources(fresh);
+    initial_read_ = true;
+    tailer_->Poll();
+    initial_read_ = false;
+    ReadJournal(fresh);
+    return Ok(nullptr);
+  }
+  // stop --all | stop JAIL
+  std::vector<std::string> names;
+  if (jail == "--all") {
+    Log(LogLevel::kInfo, "fail2ban.server", "Stopping all jails");
+    for (auto& js : jails_) names.push_back(js->jail->name());
+    pending_jails_.clear();
+  } else {
+    auto p = std::find_if(pending_jails_.begin(), pending_jails_.end(),
+                          [&](const PendingJail& x) { return x.name == jail; });
+    if (p != pending_jails_.end()) {
+      pending_jails_.erase(p);
+      return Ok(nullptr);
+    }
+    if (FindJail(jail) == nullptr) return UnknownJail(jail);
+    names.push_back(jail);
+  }
+  for (const std::string& n : names) {
+    auto it = std::find_if(jails_.begin(), jails_.end(),
+                           [&](const std::unique_ptr<JailState>& js) { return js->jail->name() == n; });
+    if (it == jails_.end()) continue;
+    SaveLogPositions();
+    StopJail(**it);
+    if (Status s = store_->DelJail(n); !s.ok()) Log(LogLevel::kError, "fail2ban.database", s.message());
+    jails_.erase(it);
+  }
+  return Ok(nullptr);
+}
+
+ControlReply ServerImpl::ControlReload(const std::vector<std::string>& cmd) {
+  ReloadRequest req;
+  bool if_exists = false;
+  for (size_t i = 1; i < cmd.size(); ++i) {
+    const std::string& w = cmd[i];
+    if (w == "--restart") {
+      req.restart = true;
+    } else if (w == "--unban") {
+      req.unban = true;
+    } else if (w == "--all") {
+      req.jail.reset();
+    } else if (w == "--if-exists") {
+      if_exists = true;
+    } else if (!w.empty() && w[0] == '-' && w.size() > 1 && w[1] == '-') {
+      return ValueError("unknown reload option " + PyRepr(w));
+    } else if (req.jail) {
+      return ValueError("reload takes at most one jail");
+    } else {
+      req.jail = w;
+    }
+  }
+  if (std::find(cmd.begin(), cmd.end(), "--all") != cmd.end()) req.jail.reset();
+  Status s = Reload(req);
+  if (!s.ok()) {
+    if (if_exists && req.jail && FindJail(*req.jail) == nullptr &&
+        s.message().rfind("Sorry but the jail", 0) == 0) {
+      return Ok("OK");
+    }
+    return ControlReply::Failure("Exception", s.message());
+  }
+  return Ok("OK");
+}
+
+Value ServerImpl::ControlJailStatus(JailState& js, const std::string& flavor) {
+  const Jail& j = *js.jail;
+  Value::List filter{Value::List{"Currently failed", static_cast<int64_t>(j.failures().size())},
+                     Value::List{"Total failed", static_cast<int64_t>(j.failures().fail_total())}};
+  if (j.config().backend.rfind("systemd", 0) == 0) {
+    std::string joined;
+    for (const auto& m : j.config().journalmatch) {
+      if (!joined.empty()) joined += " + ";
+      for (size_t i = 0; i < m.size(); ++i) joined += (i ? " " : "") + m[i];
+    }
+    filter.emplace_back(Value::List{"Journal matches", Value::List{joined}});
+  } else {
+    filter.emplace_back(Value::List{"File list", StringList(js.logpaths)});
+  }
+  Value::List ips;
+  const bool short_flavor = flavor == "short";
+  if (!short_flavor) {
+    for (const IpAddr& id : j.bans().BannedIds()) ips.emplace_back(id.ToString());
+  }
+  Value::List actions{Value::List{"Currently banned", static_cast<int64_t>(j.bans().size())},
+                      Value::List{"Total banned", static_cast<int64_t>(j.bans().ban_total())}};
+  if (!short_flavor) actions.emplace_back(Value::List{"Banned IP list", Value(std::move(ips))});
+  if (flavor == "cymru") {
+    // fail2ban asks Team Cymru's DNS through dnspython and, without it,
+    // answers "error" for each list; bantamd does no such lookups on its
+    // loop.
+    Log(LogLevel::kError, "fail2ban.actions", "the cymru status flavor needs DNS lookups bantamd does not do");
+    for (const char* k : {"Banned ASN list", "Banned Country list", "Banned RIR list"}) {
+      actions.emplace_back(Value::List{k, Value::List{"error"}});
+    }
+  }
+  return Value::List{Value::List{"Filter", Value(std::move(filter))},
+                     Value::List{"Actions", Value(std::move(actions))}};
+}
+
+ControlReply ServerImpl::ControlStatus(const std::vector<std::string>& cmd) {
+  if (cmd.size() == 1) {
+    std::vector<std::string> names;
+    for (auto& js : jails_) names.push_back(js->jail->name());
+    std::sort(names.begin(), names.end());
+    std::string list;
+    for (size_t i = 0; i < names.size(); ++i) list += (i ? ", " : "") + names[i];
+    return Ok(Value::List{Value::List{"Number of jail", static_cast<int64_t>(jails_.size())},
+                          Value::List{"Jail list", list}});
+  }
+  if (cmd.size() > 3) return ControlReply::Failure("Exception", "Invalid command (no status)");
+  const std::string flavor = cmd.size() == 3 ? cmd[2] : "basic";
+  if (flavor != "short" && flavor != "basic" && flavor != "cymru") {
+    Log(LogLevel::kWarning, "fail2ban.actions",
+        "Unsupported extended jail status flavor " + PyRepr(flavor) +
+            ". Supported: ['short', 'basic', 'cymru']");
+  }
+  if (cmd[1] == "--all") {
+    // fail2ban 1.1's `status --all [FLAVOR]`.
+    std::vector<JailState*> sorted;
+    for (auto& js : jails_) sorted.push_back(js.get());
+    std::sort(sorted.begin(), sorted.end(),
+              [](JailState* a, JailState* b) { return a->jail->name() < b->jail->name(); });
+    Value::Dict per_jail;
+    for (JailState* js : sorted) per_jail.emplace_back(js->jail->name(), ControlJailStatus(*js, flavor));
+    if (flavor == "stats") return Ok(Value(std::move(per_jail)));
+    std::string list;
+    for (size_t i = 0; i < sorted.size(); ++i) list += (i ? ", " : "") + sorted[i]->jail->name();
+    return Ok(Value::List{Value::List{"Number of jail", static_cast<int64_t>(sorted.size())},
+                          Value::List{"Jail list", list}, Value(std::move(per_jail))});
+  }
+  JailState* js = FindJail(cmd[1]);
+  if (js == nullptr) return UnknownJail(cmd[1]);
+  return Ok(ControlJailStatus(*js, flavor));
+}
+
+int ServerImpl::ControlUnbanAll(JailState& js) {
+  const int n = static_cast<int>(js.jail->UnbanAll().size());
+  // fail2ban's flush also forgets the jail's bans in the database.
+  if (Status s = store_->DelAllBans(js.jail->name()); !s.ok()) {
+    Log(LogLevel::kError, "fail2ban.database", s.message());
+  }
+  return n;
+}
+
+int ServerImpl::ControlUnban(JailState& js, const std::vector<std::string>& ips,
+                             std::vector<std::string>* missed) {
+  int cnt = 0;
+  for (const std::string& ip : ips) {
+    // Always from the database too, banned now or not (as fail2ban).
+    if (Status s = store_->DelBan(js.jail->name(), ip); !s.ok()) {
+      Log(LogLevel::kError, "fail2ban.database", s.message());
+    }
+    const IpAddr id = IpAddr::FromText(ip);
+    if (js.jail->Unban(id)) {
+      ++cnt;
+      continue;
+    }
+    if (!id.is_single()) {
+      // A subnet (or a name): every banned address in it.
+      std::vector<IpAddr> in = js.jail->bans().IdsIn(id);
+      if (!in.empty()) {
+        std::vector<std::string> texts;
+        for (const IpAddr& x : in) texts.push_back(x.ToString());
+        cnt += ControlUnban(js, texts, missed);
+        continue;
+      }
+    }
+    if (missed) missed->push_back(ip);
+  }
+  return cnt;
+}
+
+Value ServerImpl::BanTimeExtra(const JailState& js, const std::string& opt) const {
+  auto over = ban_extra_.find(js.id);
+  if (over != ban_extra_.end()) {
+    for (const auto& [k, v] : over->second)
+      if (k == opt) return v;
+  }
+  // The configured value, from the jail's part of the command stream.
+  Value found;
+  size_t pos = 0;
+  const std::string& sig = js.signature;
+  while (pos < sig.size()) {
+    size_t nl = sig.find('\n', pos);
+    if (nl == std::string::npos) nl = sig.size();
+    const std::string_view line(sig.data() + pos, nl - pos);
+    pos = nl + 1;
+    if (line.find("bantime." + opt) == std::string_view::npos) continue;
+    Result<Value> v = Value::ParseJson(line);
+    if (!v.ok() || !v->is_list() || v->as_list().size() < 4) continue;
+    const Value::List& l = v->as_list();
+    if (l[0].ToPyStr() != "set" || l[2].ToPyStr() != "bantime." + opt) continue;
+    const std::string raw = l[3].ToPyStr();
+    if (raw.empty()) {
+      found = Value();
+    } else if (opt == "increment") {
+      found = PyAsBool(raw);
+    } else if (opt == "maxtime" || opt == "rndtime") {
+      Result<double> d = ParseDuration(raw);
+      found = d.ok() ? Secs(*d) : Value(raw);
+    } else {
+      found = l[3].is_string() ? l[3] : Value(raw);
+    }
+  }
+  return found;
+}
+
+ControlReply ServerImpl::ControlGet(const std::vector<std::string>& cmd) {
+  if (cmd.size() < 2) return IndexError();
+  const std::string& name = cmd[1];
+  if (name == "loglevel") return Ok(LogLevelName(logger_->level()));
+  if (name == "logtarget") return Ok(logger_->target());
+  if (name == "syslogsocket") {
+    const std::string* v = server_opts_.Find("syslogsocket");
+    return Ok(v ? *v : std::string("auto"));
+  }
+  if (name == "thread") return Ok(Value::Dict{{"stacksize", 0}});
+  if (name == "dbfile") return store_->enabled() ? Ok(dbfile_) : Ok(nullptr);
+  if (name == "dbmaxmatches") {
+    return store_->enabled() ? Ok(static_cast<int64_t>(store_->max_matches())) : Ok(nullptr);
+  }
+  if (name == "dbpurgeage") {
+    return store_->enabled() ? Ok(static_cast<int64_t>(store_->purge_age())) : Ok(nullptr);
+  }
+  if (cmd.size() < 3) return IndexError();
+  const std::string& opt = cmd[2];
+  static const char* const kJailGets[] = {
+      "banned",     "logpath",   "logencoding", "journalmatch", "ignoreself",  "ignoreip",
+      "ignorecommand", "ignorecache", "prefregex", "failregex", "ignoreregex", "usedns",
+      "findtime",   "datepattern", "logtimezone", "maxmatches", "maxretry",    "maxlines",
+      "bantime",    "banip",     "actions",     "action",      "actionproperties", "actionmethods"};
+  const bool known = std::find_if(std::begin(kJailGets), std::end(kJailGets), [&](const char* k) {
+                       return opt == k;
+                     }) != std::end(kJailGets) ||
+                     opt.rfind("bantime.", 0) == 0;
+  if (!known) return InvalidGet();
+  JailState* js = FindJail(name);
+  if (js == nullptr) return UnknownJail(name);
+  Jail& j = *js->jail;
+  const JailConfig& c = j.config();
+  FailRegexOptions ro;
+  auto dns = regex_dns_.find(js->id);
+  ro.host_matches_dns = dns != regex_dns_.end() ? dns->second : c.filter.usedns != "no";
+  ro.maxlines = c.filter.maxlines;
+
+  if (opt == "banned") {
+    if (cmd.size() == 3) {
+      Value::List ips;
+      for (const IpAddr& id : j.bans().BannedIds()) ips.emplace_back(id.ToString());
+      return Ok(Value(std::move(ips)));
+    }
+    if (cmd.size() == 4) return Ok(j.bans().IsBanned(IpAddr::FromText(cmd[3])) ? 1 : 0);
+    Value::List r;
+    for (size_t i = 3; i < cmd.size(); ++i) r.emplace_back(j.bans().IsBanned(IpAddr::FromText(cmd[i])) ? 1 : 0);
+    return Ok(Value(std::move(r)));
+  }
+  if (opt == "logpath") {
+    if (js->journal || c.backend.rfind("systemd", 0) == 0) return Ok(Value::List{});
+    return Ok(StringList(js->logpaths));
+  }
+  if (opt == "logencoding") return Ok("UTF-8");
+  if (opt == "journalmatch") {
+    Value::List r;
+    if (c.backend.rfind("systemd", 0) == 0) {
+      for (const auto& m : c.journalmatch) r.emplace_back(StringList(m));
+    }
+    return Ok(Value(std::move(r)));
+  }
+  if (opt == "ignoreself") return Ok(j.ignore_list().ignoreself());
+  if (opt == "ignoreip") {
+    Value::List r;
+    for (const IpAddr& a : j.ignore_list().Entries()) r.emplace_back(a.ToString());
+    return Ok(Value(std::move(r)));
+  }
+  if (opt == "ignorecommand") {
+    // fail2ban's default is False, not "".
+    const std::string& ic = j.ignore_list().ignorecommand();
+    return ic.empty() ? Ok(false) : Ok(ic);
+  }
+  if (opt == "ignorecache") return Ok(nullptr);
+  if (opt == "prefregex") {
+    return Ok(c.filter.prefregex.empty() ? std::string() : ExpandFailRegexTags(c.filter.prefregex, ro));
+  }
+  if (opt == "failregex" || opt == "ignoreregex") {
+    Value::List r;
+    for (const std::string& re : opt == "failregex" ? c.filter.failregex : c.filter.ignoreregex) {
+      r.emplace_back(ExpandFailRegexTags(re, ro));
+    }
+    return Ok(Value(std::move(r)));
+  }
+  if (opt == "usedns") return Ok(c.filter.usedns);
+  if (opt == "findtime") return Ok(Secs(c.findtime));
+  if (opt == "datepattern") {
+    const std::vector<DateTemplateStats> t = j.filter().date_detector().templates();
+    if (t.empty() || t.size() > 2) return Ok(Value::List{nullptr, "Default Detectors"});
+    return Ok(Value::List{c.filter.datepattern, t.front().name});
+  }
+  if (opt == "logtimezone") {
+    return c.filter.logtimezone.empty() ? Ok(nullptr) : Ok(c.filter.logtimezone);
+  }
+  if (opt == "maxmatches") return Ok(static_cast<int64_t>(j.failures().maxmatches()));
+  if (opt == "maxretry") return Ok(static_cast<int64_t>(j.failures().maxretry()));
+  if (opt == "maxlines") return Ok(static_cast<int64_t>(c.filter.maxlines));
+  if (opt == "bantime") return Ok(Secs(j.bans().ban_time()));
+  if (opt == "banip") {
+    const bool with_time = cmd.size() > 3 && cmd[3] == "--with-time";
+    Value::List r;
+    for (const Ticket* t : j.bans().BansByEnd()) {
+      if (!with_time) {
+        r.emplace_back(t->id.ToString());
+        continue;
+      }
+      const double bt = t->BanTimeOr(j.bans().ban_time());
+      char line[256];
+      std::snprintf(line, sizeof line, " \t%s + %lld = %s", TimeText(t->time).c_str(),
+                    static_cast<long long>(bt), TimeText(t->EndOfBan(j.bans().ban_time())).c_str());
+      r.emplace_back(t->id.ToString() + line);
+    }
+    return Ok(Value(std::move(r)));
+  }
+  if (opt.rfind("bantime.", 0) == 0) return Ok(BanTimeExtra(*js, opt.substr(8)));
+  if (opt == "actions") {
+    Value::List r;
+    for (const JailActionConfig& a : c.actions) r.emplace_back(a.name);
+    return Ok(Value(std::move(r)));
+  }
+  // action / actionproperties / actionmethods look into Python objects.
+  return Unsupported("get JAIL " + opt);
+}
+
+ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
+  if (cmd.size() < 3) return IndexError();
+  const std::string& name = cmd[1];
+  const std::string& value = cmd[2];
+  // Server settings.
+  if (name == "loglevel") {
+    Result<LogLevel> level = ParseLogLevel(value);
+    if (!level.ok()) return ValueError("Invalid log level " + PyRepr(value));
+    logger_->set_level(*level);
+    server_opts_.Set("loglevel", value);
+    return Ok(LogLevelName(*level));
+  }
+  if (name == "logtarget") {
+    if (value != logger_->target()) {
+      const std::string* sys = server_opts_.Find("syslogsocket");
+      Result<std::unique_ptr<Logger>> l = Logger::Open(value, sys ? *sys : "auto", logger_->level());
+      if (!l.ok()) {
+        Log(LogLevel::kError, "fail2ban.server", l.status().message());
+        return ControlReply::Failure("Exception", "Failed to change log target");
+      }
+      Log(LogLevel::kInfo, "fail2ban.server", "Changed logging target to " + value);
+      logger_ = std::move(*l);
+      server_opts_.Set("logtarget", value);
+    }
+    return Ok(logger_->target());
+  }
+  if (name == "syslogsocket") {
+    server_opts_.Set("syslogsocket", value);
+    if (logger_->target().rfind("SYSLOG", 0) == 0) {
+      Result<std::unique_ptr<Logger>> l = Logger::Open(logger_->target(), value, logger_->level());
+      if (!l.ok()) return ControlReply::Failure("Exception", "Failed to change syslog socket");
+      logger_ = std::move(*l);
+    }
+    return Ok(value);
+  }
+  if (name == "allowipv6") return Ok(value);  // read at start only
+  if (name == "thread") return Ok(nullptr);
+  if (name == "dbfile") {
+    if (!store_->enabled() && LowerAscii(value) == "none") return Ok(nullptr);
+    if (store_->enabled() && value == dbfile_) return Ok(dbfile_);
+    return ControlReply::Failure("RuntimeError", "Cannot change database when there are jails present");
+  }
+  if (name == "dbmaxmatches" || name == "dbpurgeage") {
+    if (!store_->enabled()) return Ok(nullptr);
+    if (name == "dbmaxmatches") {
+      Result<int64_t> n = PyInt(value);
+      if (!n.ok()) return ValueError(n.status().message());
+      store_->set_max_matches(static_cast<int>(*n));
+      return Ok(static_cast<int64_t>(store_->max_matches()));
+    }
+    Result<double> age = ParseDuration(value);
+    if (!age.ok()) return ValueError(age.status().message());
+    store_->set_purge_age(static_cast<int64_t>(*age));
+    return Ok(static_cast<int64_t>(store_->purge_age()));
+  }
+
+  // Jail settings: ["set", JAIL, OPT, VALUE...].
+  const std::string& opt = cmd[2];
+  static const char* const kJailSets[] = {
+      "idle",        "ignoreself",  "addignoreip",  "delignoreip",   "ignorecommand", "ignorecache",
+      "addlogpath",  "dellogpath",  "logencoding",  "addjournalmatch", "deljournalmatch",
+      "prefregex",   "addfailregex", "delfailregex", "addignoreregex", "delignoreregex",
+      "usedns",      "findtime",    "datepattern",  "logtimezone",   "maxmatches",    "maxretry",
+      "maxlines",    "bantime",     "attempt",      "banip",         "unbanip",       "addaction",
+      "delaction",   "action"};
+  const bool known = std::find_if(std::begin(kJailSets), std::end(kJailSets), [&](const char* k) {
+                       return opt == k;
+                     }) != std::end(kJailSets) ||
+                     opt.rfind("bantime.", 0) == 0;
+  if (!known) return InvalidSet(opt);
+  if (opt != "attempt" && opt != "banip" && cmd.size() < 4) return IndexError();
+  const std::string val = cmd.size() > 3 ? cmd[3] : std::string();
+
+  // A jail added by `add` and not started: collect its settings.
+  for (PendingJail& p : pending_jails_) {
+    if (p.name != name) continue;
+    Value::List c;
+    for (const std::string& w : cmd) c.emplace_back(w);
+    p.commands.push_back(Value(std::move(c)));
+    return Ok(val);
+  }
+  if (opt == "idle") {
+    if (val != "on" && val != "off") {
+      return ControlReply::Failure("Exception", "Invalid idle option, must be 'on' or 'off'");
+    }
+  }
+  JailState* js = FindJail(name);
+  if (js == nullptr) return UnknownJail(name);
+  Jail& j = *js->jail;
+  FailRegexOptions ro;
+  auto regex_list = [&](const std::vector<std::string>& list) {
+    auto dns = regex_dns_.find(js->id);
+    ro.host_matches_dns =
+        dns != regex_dns_.end() ? dns->second : j.config().filter.usedns != "no";
+    ro.maxlines = j.config().filter.maxlines;
+    Value::List r;
+    for (const std::string& re : list) r.emplace_back(ExpandFailRegexTags(re, ro));
+    return Value(std::move(r));
+  };
+  auto refilter = [&](FilterSettings fs) -> std::optional<ControlReply> {
+    Status s = j.SetFilterSettings(std::move(fs));
+    if (!s.ok()) return ControlReply::Failure("RegexException", s.message());
+    return std::nullopt;
+  };
+
+  if (opt == "idle") {
+    j.set_idle(val == "on");
+    return Ok(j.idle());
+  }
+  if (opt == "ignoreself") {
+    j.ignore_list().set_ignoreself(PyAsBool(val));
+    return Ok(j.ignore_list().ignoreself());
+  }
+  if (opt == "addignoreip" || opt == "delignoreip") {
+    if (opt == "addignoreip") {
+      for (size_t i = 3; i < cmd.size(); ++i) j.ignore_list().Add(cmd[i]);
+    } else {
+      j.ignore_list().Remove(val);
+    }
+    Value::List r;
+    for (const IpAddr& a : j.ignore_list().Entries()) r.emplace_back(a.ToString());
+    return Ok(Value(std::move(r)));
+  }
+  if (opt == "ignorecommand") {
+    j.ignore_list().set_ignorecommand(val);
+    return Ok(val);
+  }
+  if (opt == "addlogpath" || opt == "dellogpath") {
+    bool tail = false;
+    if (opt == "addlogpath") {
+      if (cmd.size() == 5) {
+        const std::string how = LowerAscii(cmd[4]);
+        if (how == "tail") {
+          tail = true;
+        } else if (how != "head") {
+          return ValueError("File option must be 'head' or 'tail'");
+        }
+      } else if (cmd.size() > 5) {
+        return ValueError("Only one file can be added at a time");
+      }
+    }
+    if (js->journal || j.config().backend.rfind("systemd", 0) == 0) return Ok(Value::List{});
+    const bool present = std::find(js->logpaths.begin(), js->logpaths.end(), val) != js->logpaths.end();
+    if (opt == "addlogpath") {
+      struct stat st {};
+      if (present) {
+        Log(LogLevel::kError, "fail2ban.filter", val + " already exists");
+      } else if (::stat(val.c_str(), &st) != 0) {
+        const int err = errno;
+        ControlError e;
+        e.type = err == ENOENT ? "FileNotFoundError" : err == EACCES ? "PermissionError" : "OSError";
+        e.args = {static_cast<int64_t>(err), std::string(strerror(err))};
+        e.message = "[Errno " + std::to_string(err) + "] " + strerror(err) + ": " + PyRepr(val);
+        return ControlReply::Failure(std::move(e));
+      } else {
+        if (Status s = tailer_->Add(val, js->id, tail); !s.ok()) {
+          return ControlReply::Failure("OSError", s.message());
+        }
+        js->logpaths.push_back(val);
+        Log(LogLevel::kInfo, "fail2ban.filter", "Added logfile: " + PyRepr(val));
+      }
+    } else if (present) {
+      tailer_->Remove(val, js->id);
+      js->logpaths.erase(std::find(js->logpaths.begin(), js->logpaths.end(), val));
+      Log(LogLevel::kInfo, "fail2ban.filter", "Removed logfile: " + PyRepr(val));
+    }
+    return Ok(StringList(js->logpaths));
+  }
+  if (opt == "logencoding") {
+    const std::string e = LowerAscii(val);
+    if (e != "auto" && e != "utf-8" && e != "utf8") {
+      return Unsupported("logencoding " + PyRepr(val) + " (bantam reads UTF-8)");
+    }
+    return Ok("UTF-8");
+  }
+  if (opt == "prefregex") {
+    FilterSettings fs = j.config().filter;
+    fs.prefregex = val;
+    if (auto e = refilter(std::move(fs))) return *e;
+    const std::string& p = j.config().filter.prefregex;
+    auto dns = regex_dns_.find(js->id);
+    ro.host_matches_dns =
+        dns != regex_dns_.end() ? dns->second : j.config().filter.usedns != "no";
+    ro.maxlines = j.config().filter.maxlines;
+    return Ok(p.empty() ? std::string() : ExpandFailRegexTags(p, ro));
+  }
+  if (opt == "addfailregex" || opt == "addignoreregex" || opt == "delfailregex" ||
+      opt == "delignoreregex") {
+    FilterSettings fs = j.config().filter;
+    std::vector<std::string>& list =
+        opt.find("failregex") != std::string::npos ? fs.failregex : fs.ignoreregex;
+    if (opt[0] == 'a') {
+      list.push_back(val);
+    } else {
+      Result<int64_t> idx = PyInt(val);
+      if (!idx.ok()) return ValueError(idx.status().message());
+      const int64_t n = static_cast<int64_t>(list.size());
+      const int64_t i = *idx < 0 ? *idx + n : *idx;
+      if (i < 0 || i >= n) {
+        Log(LogLevel::kError, "fail2ban.filter",
+            "Cannot remove regular expression. Index " + std::to_string(*idx) + " is not valid");
+      } else {
+        list.erase(list.begin() + i);
+      }
+    }
+    const bool fail = opt.find("failregex") != std::string::npos;
+    if (auto e = refilter(std::move(fs))) return *e;
+    return Ok(regex_list(fail ? j.config().filter.failregex : j.config().filter.ignoreregex));
+  }
+  if (opt == "usedns") {
+    std::string v = LowerAscii(val);
+    if (v != "yes" && v != "warn" && v != "no" && v != "raw") {
+      Log(LogLevel::kError, "fail2ban.filter",
+          "Incorrect value " + PyRepr(v) + " specified for usedns. Using safe 'no'");
+      v = "no";
+    }
+    regex_dns_.emplace(js->id, j.config().filter.usedns != "no");
+    FilterSettings fs = j.config().filter;
+    fs.usedns = v;
+    if (auto e = refilter(std::move(fs))) return *e;
+    return Ok(v);
+  }
+  if (opt == "findtime" || opt == "bantime") {
+    Result<double> d = ParseDuration(val);
+    if (!d.ok()) return ValueError(d.status().message());
+    if (opt == "findtime") {
+      j.set_findtime(*d);
+      Log(LogLevel::kInfo, "fail2ban.filter", "  findtime: " + Secs(*d).ToPyStr());
+      return Ok(Secs(j.config().findtime));
+    }
+    j.set_bantime(*d);
+    Log(LogLevel::kInfo, "fail2ban.actions", "  banTime: " + Secs(*d).ToPyStr());
+    return Ok(Secs(j.bans().ban_time()));
+  }
+  if (opt == "datepattern" || opt == "logtimezone") {
+    FilterSettings fs = j.config().filter;
+    (opt == "datepattern" ? fs.datepattern : fs.logtimezone) = val;
+    Status s = j.SetFilterSettings(std::move(fs));
+    if (!s.ok()) return ControlReply::Failure("ValueError", s.message());
+    return ControlGet({"get", name, opt});
+  }
+  if (opt == "maxmatches" || opt == "maxretry" || opt == "maxlines") {
+    Result<int64_t> n = PyInt(val);
+    if (!n.ok()) return ValueError(n.status().message());
+    if (opt == "maxmatches") {
+      j.set_maxmatches(static_cast<int>(*n));
+    } else if (opt == "maxretry") {
+      j.set_maxretry(static_cast<int>(*n));
+      Log(LogLevel::kInfo, "fail2ban.filter", "  maxRetry: " + std::to_string(*n));
+    } else {
+      FilterSettings fs = j.config().filter;
+      fs.maxlines = static_cast<int>(*n);
+      if (auto e = refilter(std::move(fs))) return *e;
+    }
+    return Ok(*n);
+  }
+  if (opt == "attempt") {
+    if (cmd.size() < 4) {
+      return ControlReply::Failure("TypeError",
+                                   "addAttempt() missing 1 required positional argument: 'ip'");
+    }
+    const IpAddr id = IpAddr::FromText(val);
+    Log(LogLevel::kInfo, "fail2ban.filter",
+        "[" + name + "] Attempt " + id.ToString() + " - " + TimeText(clock_.Now()));
+    j.AddAttempt(id, std::vector<std::string>(cmd.begin() + 4, cmd.end()));
+    return Ok(1);
+  }
+  if (opt == "banip") {
+    int64_t cnt = 0;
+    for (size_t i = 3; i < cmd.size(); ++i) cnt += j.BanNow(IpAddr::FromText(cmd[i])) ? 1 : 0;
+    return Ok(cnt);
+  }
+  if (opt == "unbanip") {
+    bool report = false;
+    size_t first = 3;
+    if (cmd[3] == "--report-absent") {
+      report = true;
+      first = 4;
+    }
+    std::vector<std::string> missed;
+    const int cnt = ControlUnban(*js, {cmd.begin() + first, cmd.end()}, &missed);
+    if (report && !missed.empty()) return ValueError("not banned: " + PyListRepr(missed));
+    return Ok(cnt);
+  }
+  if (opt.rfind("bantime.", 0) == 0) {
+    const std::string key = opt.substr(8);
+    BanTimeIncrementOptions inc = j.config().increment;
+    Value stored;
+    const bool unset = val.empty();
+    if (key == "increment") {
+      inc.increment = !unset && PyAsBool(val);
+      stored = unset ? Value() : Value(inc.increment);
+    } else if (key == "factor") {
+      inc.factor = unset ? "1" : val;
+      stored = unset ? Value() : Value(val);
+    } else if (key == "formula") {
+      inc.formula = val;
+      stored = unset ? Value() : Value(val);
+    } else if (key == "multipliers") {
+      inc.multipliers = val;
+      stored = unset ? Value() : Value(val);
+    } else if (key == "maxtime" || key == "rndtime") {
+      std::optional<double> secs;
+      if (!unset) {
+        Result<double> d = ParseDuration(val);
+        if (!d.ok()) return ValueError(d.status().message());
+        secs = *d;
+        stored = Secs(*d);
+      }
+      (key == "maxtime" ? inc.maxtime : inc.rndtime) = secs;
+    } else if (key == "overalljails") {
+      inc.overalljails = !unset && PyAsBool(val);
+      stored = unset ? Value() : Value(val);
+    } else {
+      stored = unset ? Value() : Value(val);
+    }
+    if (Status s = j.SetIncrement(inc); !s.ok()) return ControlReply::Failure("Exception", s.message());
+    Value::Dict& extra = ban_extra_[js->id];
+    std::erase_if(extra, [&](const auto& kv) { return kv.first == key; });
+    extra.emplace_back(key, stored);
+    Log(LogLevel::kInfo, "fail2ban.jail", "Set banTime." + key + " = " + (unset ? "None" : val));
+    return Ok(stored);
+  }
+  // ignorecache, journal matches and actions change Python objects fail2ban
+  // builds at run time; bantam builds them from the configuration only.
+  return Unsupported("set JAIL " + opt + " (change the configuration and reload)");
+}
+
+}  // namespace bantam
