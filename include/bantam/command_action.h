@@ -26,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -182,6 +183,12 @@ class CommandAction {
   // actionprolong is set.
   bool has_prolong() const;
 
+  // fail2ban-client get/set JAIL action NAME PROP: an option of the action
+  // as configured (actionban, timeout, an [Init] tag...); nullopt if it has
+  // none. A set takes effect for operations submitted after it.
+  std::optional<std::string> GetProperty(const std::string& key) const;
+  void SetProperty(const std::string& key, const std::string& value);
+
   // Loop thread: queues `op` on this action's strand; `done` runs on the
   // loop thread (from WorkerPool::RunCompletions) with the report.
   void Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done);
@@ -207,6 +214,9 @@ class CommandAction {
   Result<std::string> StaticCommand(const std::string& op_tag, const std::string& family);
 
   const std::string jail_, name_;
+  // Read by the loop thread and the strand; written only by SetProperty's
+  // job on the strand.
+  mutable std::mutex options_mu_;
   OrderedMap<std::string> options_;
   const ActionEnv env_;
   double timeout_ = 60;

@@ -8,6 +8,7 @@
 #ifndef BANTAM_SERVER_H_
 #define BANTAM_SERVER_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -23,6 +24,11 @@ struct ServerOptions {
   // Command-line settings that win over fail2ban.conf: loglevel,
   // logtarget, syslogsocket, socket, pidfile.
   OrderedMap<std::string> overrides;
+  // bantamd -b: called once the configuration is read and the log target
+  // open, before the database is opened and before any thread starts (a
+  // fork() keeps only the calling thread, and SQLite connections must not
+  // cross it). Errors after it go to the log only.
+  std::function<Status()> detach;
 };
 
 class ServerImpl;

@@ -465,8 +465,41 @@ CommandAction::~CommandAction() {
 }
 
 std::string CommandAction::Option(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(options_mu_);
   const std::string* v = options_.Find(key);
   return v ? *v : std::string();
+}
+
+std::optional<std::string> CommandAction::GetProperty(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(options_mu_);
+  const std::string* v = options_.Find(key);
+  if (v == nullptr) return std::nullopt;
+  return *v;
+}
+
+void CommandAction::SetProperty(const std::string& key, const std::string& value) {
+  // On the strand, between operations: no command is half-built from the
+  // old value, and the caches the strand owns are dropped there.
+  auto apply = [this, key, value] {
+    {
+      std::lock_guard<std::mutex> lock(options_mu_);
+      options_.Set(key, value);
+    }
+    if (key == "timeout") {
+      Result<double> t = ParseDuration(value);
+      if (t.ok() && *t > 0) timeout_ = *t;
+    }
+    static_cache_.clear();
+    substituted_.clear();
+  };
+  if (env_.pool == nullptr) {
+    apply();
+    return;
+  }
+  env_.pool->Post(strand_, [apply]() -> WorkerPool::Completion {
+    apply();
+    return [] {};
+  });
 }
 
 bool CommandAction::has_flush() const { return !Option("actionflush").empty(); }
@@ -481,13 +514,15 @@ bool CommandAction::has_prolong() const {
 uint64_t CommandAction::ban_epoch() const { return ban_epoch_.load(); }
 
 bool CommandAction::HasCondSection() const {
+  std::lock_guard<std::mutex> lock(options_mu_);
   for (const auto& [k, v] : options_)
     if (IsCondKey(k)) return true;
   return false;
 }
 
 std::vector<std::string> CommandAction::Families() const {
-  if (const std::string* f = options_.Find("families"); f && !f->empty()) return SplitWords(*f);
+  const std::string families = Option("families");
+  if (!families.empty()) return SplitWords(families);
   if (HasCondSection()) {
     if (env_.ipv6_allowed) return {"inet4", "inet6"};
     return {"inet4"};
@@ -503,8 +538,13 @@ Result<std::string> CommandAction::StaticCommand(const std::string& op_tag,
 
   auto sub = substituted_.find(conditional);
   if (sub == substituted_.end()) {
+    OrderedMap<std::string> options;
+    {
+      std::lock_guard<std::mutex> lock(options_mu_);
+      options = options_;
+    }
     Result<OrderedMap<std::string>> r =
-        SubstituteTags(options_, EscapedTags(), nullptr, conditional);
+        SubstituteTags(options, EscapedTags(), nullptr, conditional);
     if (!r.ok()) return r.status();
     sub = substituted_.emplace(conditional, std::move(*r)).first;
   }

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <limits.h>
 #include <string>
 #include <vector>
 
@@ -44,10 +46,14 @@ bool Daemonize() {
   if (again > 0) ::_exit(0);
   if (::chdir("/") != 0) return false;
   ::umask(022);
+  // Nothing may keep the starter's terminal or pipes open (a caller reading
+  // `bantam start` through a pipe waits for end of file).
   FILE* null_in = std::freopen("/dev/null", "r", stdin);
   FILE* null_out = std::freopen("/dev/null", "w", stdout);
+  FILE* null_err = std::freopen("/dev/null", "w", stderr);
   (void)null_in;
   (void)null_out;
+  (void)null_err;
   return true;
 }
 
@@ -118,13 +124,26 @@ int main(int raw_argc, char** raw_argv) {
       return 255;
     }
   }
+  // The daemon changes to / when it detaches; a reload must still find a
+  // configuration given as a relative path.
+  if (char* abs = ::realpath(options.basedir.c_str(), nullptr)) {
+    options.basedir = abs;
+    std::free(abs);
+  }
+  if (background) {
+    // Forks before any thread or database connection exists (Server calls
+    // this once the configuration is read and the log is open, so
+    // configuration errors still reach the terminal).
+    options.detach = []() -> bantam::Status {
+      if (!Daemonize()) {
+        return bantam::Status::Error(std::string("cannot go to the background: ") + strerror(errno));
+      }
+      return bantam::Status::Ok();
+    };
+  }
   bantam::Result<std::unique_ptr<bantam::Server>> server = bantam::Server::Create(options);
   if (!server.ok()) {
     std::fprintf(stderr, "ERROR: %s\n", server.status().message().c_str());
-    return 255;
-  }
-  if (background && !Daemonize()) {
-    std::fprintf(stderr, "ERROR: cannot go to the background: %s\n", strerror(errno));
     return 255;
   }
   bantam::Status s = (*server)->Run();

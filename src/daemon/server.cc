@@ -198,6 +198,17 @@ Status ServerImpl::Init() {
         "fail2ban.configreader", d.message);
   }
   pidfile_ = opt("pidfile", "");
+  if (options_.detach) {
+    if (Status d = options_.detach(); !d.ok()) return d;
+  }
+  Status rest = InitAfterDetach(*cfg);
+  // Whoever started a detached daemon no longer sees its stderr.
+  if (!rest.ok() && options_.detach) Log(LogLevel::kError, "fail2ban.server", rest.message());
+  return rest;
+}
+
+Status ServerImpl::InitAfterDetach(LoadedConfig& loaded) {
+  LoadedConfig* cfg = &loaded;
 
   // Server settings from the stream: database and its options.
   dbfile_ = "None";

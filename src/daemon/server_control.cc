@@ -602,7 +602,21 @@ ControlReply ServerImpl::ControlGet(const std::vector<std::string>& cmd) {
     for (const JailActionConfig& a : c.actions) r.emplace_back(a.name);
     return Ok(Value(std::move(r)));
   }
-  // action / actionproperties / actionmethods look into Python objects.
+  if (opt == "action") {
+    // ["get", JAIL, "action", NAME, PROP]
+    if (cmd.size() < 5) return IndexError();
+    for (const auto& a : js->actions) {
+      if (a->name() != cmd[3]) continue;
+      std::optional<std::string> v = a->GetProperty(cmd[4]);
+      if (!v) {
+        return ControlReply::Failure("AttributeError", "'CommandAction' object has no attribute " +
+                                                           PyRepr(cmd[4]));
+      }
+      return Ok(*v);
+    }
+    return ControlReply::Failure("KeyError", PyRepr(cmd[3]));
+  }
+  // actionproperties / actionmethods list a Python object's attributes.
   return Unsupported("get JAIL " + opt);
 }
 
@@ -931,6 +945,16 @@ ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
   }
   // ignorecache, journal matches and actions change Python objects fail2ban
   // builds at run time; bantam builds them from the configuration only.
+  if (opt == "action") {
+    // ["set", JAIL, "action", NAME, PROP, VALUE]
+    if (cmd.size() < 6) return IndexError();
+    for (auto& a : js->actions) {
+      if (a->name() != cmd[3]) continue;
+      a->SetProperty(cmd[4], cmd[5]);
+      return Ok(cmd[5]);
+    }
+    return ControlReply::Failure("KeyError", PyRepr(cmd[3]));
+  }
   return Unsupported("set JAIL " + opt + " (change the configuration and reload)");
 }
 

@@ -86,6 +86,8 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
 
   Status Init();
   Status Run();
+  // Init's part after ServerOptions::detach: database, loop, pool, jails.
+  Status InitAfterDetach(LoadedConfig& cfg);
   void Stop() {
     if (loop_) loop_->Stop();
   }

@@ -325,6 +325,24 @@ TEST(ActionCommand, PlainActionStartsOnceAtStart) {
   EXPECT_EQ(sp.scripts().size(), 2u);
 }
 
+TEST(ActionCommand, SetPropertyChangesLaterCommands) {
+  FakeSpawner sp;
+  WorkerPool pool(1);
+  auto a = Make(Opts({{"actionban", "ban <ip> <tag>"}, {"tag", "one"}}), &sp, &pool);
+  EXPECT_EQ(a->GetProperty("actionban"), "ban <ip> <tag>");
+  EXPECT_EQ(a->GetProperty("nosuch"), std::nullopt);
+  std::vector<ActionReport> reports;
+  auto done = [&](ActionReport r) { reports.push_back(std::move(r)); };
+  a->Submit(ActionOp::kBan, Ticket("192.0.2.1", ""), done);
+  // Applied on the action's strand after the first ban, before the second,
+  // and the cached command built from the old value is dropped.
+  a->SetProperty("tag", "two");
+  a->Submit(ActionOp::kBan, Ticket("192.0.2.2", ""), done);
+  while (reports.size() < 2) pool.WaitAndRunCompletions(1000);
+  EXPECT_EQ(sp.scripts(), (std::vector<std::string>{"ban 192.0.2.1 one", "ban 192.0.2.2 two"}));
+  EXPECT_EQ(a->GetProperty("tag"), "two");
+}
+
 TEST(ActionCommand, AllTicketTagsSubstituted) {
   class Context : public BanContext {
    public:
