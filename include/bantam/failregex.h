@@ -185,6 +185,9 @@ class FailRegexMatch {
 
   // Makes room for `pairs` ovector pairs; allocates only when growing.
   bool Reserve(uint32_t pairs);
+  // Gives the match context a 1 MiB JIT stack, once; false if it has one
+  // already (so the caller retries at most once) or cannot.
+  bool GrowJitStack();
 
   pcre2_real_match_data_8* data_ = nullptr;
   pcre2_real_match_context_8* context_ = nullptr;

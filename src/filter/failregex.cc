@@ -1876,8 +1876,12 @@ Result<bool> FailRegex::Search(std::string_view subject, size_t start_offset,
   if (jit_state_.load(std::memory_order_acquire) == 0) CompileJit();
   // PCRE2 wants a non-null pointer even for an empty subject.
   const char* data = subject.data() != nullptr ? subject.data() : "";
-  const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(data), subject.size(), start_offset, 0,
-                             match->data_, match->context_);
+  int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(data), subject.size(), start_offset, 0,
+                       match->data_, match->context_);
+  if (rc == PCRE2_ERROR_JIT_STACKLIMIT && match->GrowJitStack()) {
+    rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(data), subject.size(), start_offset, 0,
+                     match->data_, match->context_);
+  }
   if (rc == PCRE2_ERROR_NOMATCH) return false;
   if (rc < 0) {
     return Status::Error("cannot match " + std::string(RegexKindName(kind_)) + " '" + regex_ +
@@ -1900,20 +1904,26 @@ bool FailRegexMatch::Reserve(uint32_t pairs) {
   if (context_ == nullptr) {
     context_ = pcre2_match_context_create(nullptr);
     if (context_ == nullptr) return false;
-    uint32_t jit = 0;
-    pcre2_config(PCRE2_CONFIG_JIT, &jit);
-    if (jit) {
-      // PCRE2's default 32 KiB JIT stack is too small for multi-line
-      // buffers scanned with <SKIPLINES>-style lazy loops.
-      jit_stack_ = pcre2_jit_stack_create(size_t{32} << 10, size_t{1} << 20, nullptr);
-      if (jit_stack_ != nullptr) pcre2_jit_stack_assign(context_, nullptr, jit_stack_);
-    }
   }
   if (data_ != nullptr && pairs_ >= pairs) return true;
   if (data_ != nullptr) pcre2_match_data_free(data_);
   data_ = pcre2_match_data_create(pairs, nullptr);
   pairs_ = data_ != nullptr ? pairs : 0;
   return data_ != nullptr;
+}
+
+bool FailRegexMatch::GrowJitStack() {
+  // PCRE2's default 32 KiB JIT stack (on the machine stack) is too small for
+  // multi-line buffers scanned with <SKIPLINES>-style lazy loops. The big one
+  // is made only when a match needs it: creating it maps 1 MiB, and freeing
+  // it unmaps that (a TLB shootdown on every CPU), which cost ~10 ms of
+  // bantamd's start-up when every short-lived FailRegexMatch (date template
+  // set-up makes hundreds) had its own.
+  if (jit_stack_ != nullptr || context_ == nullptr) return false;
+  jit_stack_ = pcre2_jit_stack_create(size_t{32} << 10, size_t{1} << 20, nullptr);
+  if (jit_stack_ == nullptr) return false;
+  pcre2_jit_stack_assign(context_, nullptr, jit_stack_);
+  return true;
 }
 
 size_t FailRegexMatch::start() const { return matched_ ? pcre2_get_ovector_pointer(data_)[0] : 0; }

@@ -360,6 +360,23 @@ TEST(FailRegexMatchTest, OneMatchObjectServesRegexesOfAnySize) {
   EXPECT_EQ(m.Group(0), std::nullopt);
 }
 
+// The 1 MiB JIT stack is made only when PCRE2's default 32 KiB one runs
+// out; a match that needs it still succeeds (the search is retried once),
+// and the match object keeps it for the next search.
+TEST(FailRegexMatchTest, DeepMatchGetsTheBigJitStackOnDemand) {
+  FailRegex re = MustCompile("^(?:(a)|b)*c$");
+  const std::string deep = std::string(20000, 'a') + "c";
+  FailRegexMatch m;
+  EXPECT_EQ(Find(re, "aac"), "aac");
+  Result<bool> found = re.Search(deep, &m);
+  ASSERT_TRUE(found.ok()) << found.status().message();
+  EXPECT_TRUE(*found);
+  EXPECT_EQ(m.end(), deep.size());
+  found = re.Search(deep, &m);
+  ASSERT_TRUE(found.ok()) << found.status().message();
+  EXPECT_TRUE(*found);
+}
+
 TEST(FailRegexMatchTest, InvalidUtf8SubjectsNeverCrash) {
   FailRegex re = MustCompile("^a.c<F-ID/>$", RegexKind::kFailRegex);
   EXPECT_EQ(Find(re, std::string_view("a\xff"
