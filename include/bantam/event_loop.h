@@ -47,6 +47,11 @@ class EventLoop {
   // Call before starting threads so they inherit the blocked mask.
   Status HandleSignals(const std::vector<int>& signals, SignalCallback callback);
 
+  // Called once per loop turn, after the turn's callbacks and timers and
+  // before the loop waits again (redis' beforesleep): the place to flush
+  // what the turn produced in one go.
+  void SetBeforeSleep(std::function<void()> callback) { before_sleep_ = std::move(callback); }
+
   // Runs until Stop(). Returns the first error from epoll itself.
   Status Run();
   // Makes Run() return after the current iteration.
@@ -81,6 +86,7 @@ class EventLoop {
   std::map<TimerId, TimerEntry> timers_;
   TimerId next_timer_ = 1;
   SignalCallback signal_callback_;
+  std::function<void()> before_sleep_;
 };
 
 }  // namespace bantam

@@ -10,6 +10,7 @@
 #define BANTAM_LOGGING_H_
 
 #include <atomic>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -43,6 +44,9 @@ std::string LogLevelName(LogLevel level);
 // [%(process)d]: %(levelname)-7s %(message)s", asctime in local time with
 // milliseconds ("2026-11-25 16:18:31,640"). Syslog drops the time and the
 // padding.
+// "2026-11-25 16:18:31" for `t` in local time (cached per thread and second).
+std::string_view LocalTimeText(time_t t);
+
 std::string FormatLogLine(double epoch, std::string_view component, int pid, LogLevel level,
                           std::string_view message, bool with_time = true, bool padding = true);
 
@@ -57,7 +61,13 @@ class Logger {
   Logger(const Logger&) = delete;
   Logger& operator=(const Logger&) = delete;
 
+  // File targets buffer their lines until Flush() (the daemon calls it
+  // once per event-loop turn) or an ERROR or worse, which is written at once.
   void Log(LogLevel level, std::string_view component, std::string_view message);
+  void Flush();
+  // The pid written in each line is read once; a process that forks
+  // (bantamd -b) calls this in the child.
+  void AfterFork();
   bool Enabled(LogLevel level) const { return static_cast<int>(level) >= level_.load(); }
   void set_level(LogLevel level) { level_ = static_cast<int>(level); }
   LogLevel level() const { return static_cast<LogLevel>(level_.load()); }
@@ -76,6 +86,7 @@ class Logger {
   bool padding_ = true;
   bool journal_ = false;
   std::atomic<int> level_{static_cast<int>(LogLevel::kInfo)};
+  int pid_ = 0;
   std::shared_ptr<spdlog::logger> sink_logger_;
 };
 

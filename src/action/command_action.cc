@@ -961,6 +961,23 @@ ActionReport CommandAction::Run(ActionOp op, const BanInfo& info) {
 }
 
 void CommandAction::Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done) {
+  // A ban or unban whose command is empty runs nothing (fail2ban returns
+  // before executing an empty command): answered here, without a trip
+  // through the worker pool. An action started on demand still needs its
+  // strand, which starts it.
+  if ((op == ActionOp::kBan || op == ActionOp::kUnban) && !start_on_demand_) {
+    const std::string command = Option(op == ActionOp::kBan ? "actionban" : "actionunban");
+    if (command.find_first_not_of(" \t\r\n") == std::string::npos) {
+      ActionReport report;
+      report.op = op;
+      report.jail = jail_;
+      report.action = name_;
+      report.ip = info.ip;
+      report.skipped = true;
+      if (done) done(std::move(report));
+      return;
+    }
+  }
   env_.pool->Post(strand_,
                   [this, op, info = std::move(info),
                    done = std::move(done)]() mutable -> WorkerPool::Completion {

@@ -134,6 +134,7 @@ Status EventLoop::Run() {
   constexpr int kMaxEvents = 64;
   struct epoll_event events[kMaxEvents];
   while (!stopping_) {
+    if (before_sleep_) before_sleep_();
     const int n = ::epoll_wait(epoll_fd_, events, kMaxEvents, NextTimeoutMs());
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -148,6 +149,7 @@ Status EventLoop::Run() {
     }
     RunTimers();
   }
+  if (before_sleep_) before_sleep_();
   return Status::Ok();
 }
 

@@ -117,6 +117,8 @@ Status ServerImpl::Reload(const ReloadRequest& request) {
   if (Status s = ApplyServerOptions(cfg->server); !s.ok()) return s;
   for (const std::string& w : warnings) Log(LogLevel::kWarning, "fail2ban.server", w);
   SaveLogPositions();
+  // Bans of this turn are reported by the jails that made them.
+  ReportDeferredBans();
 
   auto selected = [&](const std::string& name) { return !request.jail || *request.jail == name; };
   std::set<std::string> names;

@@ -30,12 +30,7 @@ constexpr const char kVersion[] = "1.0.2";
 constexpr const char kJournalLogName[] = "systemd-journal";
 
 std::string TimeString(double t) {
-  const time_t secs = static_cast<time_t>(t);
-  struct tm tm {};
-  localtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
+  return std::string(LocalTimeText(static_cast<time_t>(t)));
 }
 
 // <ipmatches>, <ipjailmatches>... and the jail.* counters of one ban: the
@@ -200,6 +195,7 @@ Status ServerImpl::Init() {
   pidfile_ = opt("pidfile", "");
   if (options_.detach) {
     if (Status d = options_.detach(); !d.ok()) return d;
+    logger_->AfterFork();
   }
   Status rest = InitAfterDetach(*cfg);
   // Whoever started a detached daemon no longer sees its stderr.
@@ -475,25 +471,64 @@ void ServerImpl::OnIgnored(const std::string& jail, const IpAddr& id, const char
 void ServerImpl::OnBan(const std::string& jail, const Ticket& t) {
   JailState* js = FindJail(jail);
   if (js == nullptr) return;
-  Log(LogLevel::kNotice, "fail2ban.actions",
-      "[" + jail + "] " + (t.restored ? "Restore Ban " : "Ban ") + t.id.ToString());
-  if (!t.restored) {
-    // Recorded before the actions run: a ban that was logged is never lost,
-    // whatever happens to the action or the process.
-    StoredBan b;
-    b.ip = t.id.ToString();
-    b.time = static_cast<int64_t>(t.time);
-    const double bt = t.ban_time.value_or(js->jail->config().bantime);
-    b.bantime = static_cast<int64_t>(bt);
-    b.bancount = t.ban_count + 1;
-    b.data.matches = t.data.matches;
-    b.data.failures = t.attempts;
-    if (Status s = store_->AddBan(jail, b); !s.ok()) {
-      Log(LogLevel::kError, "fail2ban.database", "[" + jail + "] " + s.message());
+  if (t.restored) {
+    // Already on disk.
+    ReportBan(*js, t);
+    return;
+  }
+  StoredBan b;
+  b.ip = t.id.ToString();
+  b.time = static_cast<int64_t>(t.time);
+  const double bt = t.ban_time.value_or(js->jail->config().bantime);
+  b.bantime = static_cast<int64_t>(bt);
+  b.bancount = t.ban_count + 1;
+  b.data.matches = t.data.matches;
+  b.data.failures = t.attempts;
+  if (store_->enabled() && !turn_batch_) {
+    Result<BanStore::Batch> batch = store_->BeginBatch();
+    if (batch.ok()) {
+      turn_batch_.emplace(std::move(*batch));
+    } else {
+      Log(LogLevel::kError, "fail2ban.database", batch.status().message());
     }
   }
-  const BanInfo info = MakeBanInfo(*js, t);
-  for (auto& a : js->actions) Submit(*js, *a, ActionOp::kBan, info);
+  if (Status s = store_->AddBan(jail, b); !s.ok()) {
+    Log(LogLevel::kError, "fail2ban.database", "[" + jail + "] " + s.message());
+  }
+  if (!turn_batch_) {
+    ReportBan(*js, t);
+    return;
+  }
+  // Recorded before it is reported: logged and acted on at the end of the
+  // turn, once the transaction holding it has committed.
+  deferred_bans_.push_back(DeferredBan{js->id, t});
+}
+
+void ServerImpl::ReportBan(JailState& js, const Ticket& t) {
+  Log(LogLevel::kNotice, "fail2ban.actions",
+      "[" + js.jail->name() + "] " + (t.restored ? "Restore Ban " : "Ban ") + t.id.ToString());
+  const BanInfo info = MakeBanInfo(js, t);
+  for (auto& a : js.actions) Submit(js, *a, ActionOp::kBan, info);
+}
+
+void ServerImpl::ReportDeferredBans() {
+  if (turn_batch_) {
+    if (Status s = turn_batch_->Commit(); !s.ok()) {
+      Log(LogLevel::kError, "fail2ban.database", "committing bans: " + s.message());
+    }
+    turn_batch_.reset();
+  }
+  std::vector<DeferredBan> bans = std::move(deferred_bans_);
+  deferred_bans_.clear();
+  for (const DeferredBan& d : bans) {
+    // A jail stopped by a reload in the same turn lifted its bans already.
+    if (JailState* js = FindJailById(d.jail_id)) ReportBan(*js, d.ticket);
+  }
+}
+
+void ServerImpl::FlushTurn() {
+  ReportDeferredBans();
+  if (logger_) logger_->Flush();
 }
 
 void ServerImpl::OnAlreadyBanned(const std::string& jail, const IpAddr& id) {
@@ -501,6 +536,9 @@ void ServerImpl::OnAlreadyBanned(const std::string& jail, const IpAddr& id) {
 }
 
 void ServerImpl::OnUnban(const std::string& jail, const Ticket& t) {
+  // A ban made earlier in this turn is reported (and its actions queued)
+  // before its unban.
+  if (!deferred_bans_.empty()) ReportDeferredBans();
   JailState* js = FindJail(jail);
   if (js == nullptr) return;
   Log(LogLevel::kNotice, "fail2ban.actions", "[" + jail + "] Unban " + t.id.ToString());
@@ -631,6 +669,8 @@ void ServerImpl::StartJails() {
 }
 
 void ServerImpl::StopJail(JailState& js) {
+  // Bans of this turn get their actions before the jail lifts them.
+  ReportDeferredBans();
   // fail2ban's stop: lift every ban from the firewall (flush when the
   // action can), then actionstop. The bans stay in the database and come
   // back at the next start.
@@ -718,6 +758,8 @@ Status ServerImpl::Run() {
     });
     if (!s.ok()) return s;
   }
+  // What a loop turn logged reaches the file in one write at its end.
+  loop_->SetBeforeSleep([this] { FlushTurn(); });
   const int64_t poll_ms = tailer_->poll_interval().count();
   loop_->AddTimer(poll_ms, [this] { tailer_->Poll(); }, poll_ms);
   loop_->AddTimer(1000, [this] { ServiceTimer(); }, 1000);

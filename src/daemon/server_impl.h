@@ -158,6 +158,12 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void OnLine(const LogFile& file, std::string_view raw);
   void ServiceTimer();
   void PurgeDatabase();
+  // End of a loop turn: commits the turn's bans in one transaction, then
+  // reports them (Ban log lines, actions), then flushes the log.
+  void FlushTurn();
+  void ReportDeferredBans();
+  // Logs a ban and hands it to the jail's actions.
+  void ReportBan(JailState& js, const Ticket& t);
   Status WritePidFile();
 
   ServerOptions options_;
@@ -187,6 +193,15 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   bool running_ = false;
   std::string scratch_;
   size_t pending_ops_ = 0;
+  // Group commit: the bans of one loop turn share one transaction; they are
+  // logged and acted on only once it is committed, so a ban that was
+  // reported is on disk whatever happens to the process.
+  std::optional<BanStore::Batch> turn_batch_;
+  struct DeferredBan {
+    uint64_t jail_id;
+    Ticket ticket;
+  };
+  std::vector<DeferredBan> deferred_bans_;
   // ignorecommands run on these lanes of the pool, in turn (an address's
   // failures wait in its jail, so order across lanes does not matter).
   std::vector<WorkerPool::StrandId> ignore_strands_;

@@ -75,6 +75,8 @@ TEST_F(LoggingTest, FileTargetFiltersByLevelAndReopensAfterRotation) {
   ASSERT_EQ(::rename(path.c_str(), tree.Path("bantam.log.1").c_str()), 0);
   ASSERT_TRUE((*logger)->Reopen().ok());
   (*logger)->Log(LogLevel::kWarning, "fail2ban.actions", "[pbx] Unban 192.0.2.1");
+  EXPECT_EQ(ReadAll(path).find("Unban"), std::string::npos) << "buffered until Flush()";
+  (*logger)->Flush();
   const std::string old_log = ReadAll(tree.Path("bantam.log.1"));
   const std::string new_log = ReadAll(path);
   EXPECT_EQ(old_log.find("not written"), std::string::npos);
@@ -83,6 +85,18 @@ TEST_F(LoggingTest, FileTargetFiltersByLevelAndReopensAfterRotation) {
             std::string::npos)
       << old_log;
   EXPECT_NE(new_log.find("]: WARNING [pbx] Unban 192.0.2.1\n"), std::string::npos) << new_log;
+}
+
+TEST_F(LoggingTest, ErrorsAreWrittenAtOnce) {
+  testing::TempTree tree;
+  const std::string path = tree.Path("bantam.log");
+  Result<std::unique_ptr<Logger>> logger = Logger::Open(path, "auto", LogLevel::kInfo);
+  ASSERT_TRUE(logger.ok()) << logger.status().message();
+  (*logger)->Log(LogLevel::kInfo, "fail2ban.filter", "[pbx] Found 192.0.2.1");
+  (*logger)->Log(LogLevel::kError, "fail2ban.actions", "Failed to execute ban");
+  const std::string log = ReadAll(path);
+  EXPECT_NE(log.find("Found 192.0.2.1"), std::string::npos) << log;
+  EXPECT_NE(log.find("Failed to execute ban"), std::string::npos) << log;
 }
 
 TEST_F(LoggingTest, UnwritableTargetIsAClearError) {
