@@ -95,6 +95,7 @@ class LogFile {
   bool missing_noticed_ = false;
   int open_errno_noticed_ = 0;
   bool dirty_ = false;
+  bool backlog_ = false;  // unread data left after a budgeted pass
   // inotify watches: the open inode, the path's directory and, for a
   // symlink, the target's directory (where rotation of the target shows).
   int wd_file_ = -1;
@@ -126,6 +127,10 @@ class LogTailer {
     // kInotify: a safety net for directories that do not exist yet and
     // events the kernel dropped; Poll() is cheap (two stats per file).
     std::chrono::milliseconds poll_interval{1000};
+    // Bytes read from one file per pass (Poll/Process/Continue); 0: all
+    // there is. The rest waits for Continue(), which the owner calls while
+    // has_backlog(), so other work (clients, timers) runs in between.
+    size_t max_bytes_per_pass = 0;
   };
 
   // Errors: inotify_init1 failing (fd limits), a missing on_line.
@@ -159,6 +164,10 @@ class LogTailer {
   Status Process();
   // Checks every file: stat, detect rotation/truncation, read new lines.
   void Poll();
+  // Reads the next budget of every file that has unread data left.
+  void Continue();
+  bool has_backlog() const;
+  void set_max_bytes_per_pass(size_t bytes) { options_.max_bytes_per_pass = bytes; }
 
   // nullptr if the path is not followed.
   const LogFile* Find(const std::string& path) const;

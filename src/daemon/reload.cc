@@ -181,9 +181,7 @@ Status ServerImpl::Reload(const ReloadRequest& request) {
     }
   }
   // New logs are read like at start: their backlog "not in operation".
-  initial_read_ = true;
-  tailer_->Poll();
-  initial_read_ = false;
+  ReadNewLogs();
   for (JailState* js : started) ReadJournal(*js);
   Log(LogLevel::kInfo, "fail2ban.server", "Reload finished.");
   return Status::Ok();

@@ -26,6 +26,9 @@ namespace bantam {
 namespace {
 
 constexpr const char kVersion[] = "1.0.2";
+// How much of one log a loop turn reads when a burst arrives (about 1.3k
+// Asterisk lines, a few ms of matching).
+constexpr size_t kTailBytesPerTurn = 256 * 1024;
 // fail2ban keeps the journal position under this log path.
 constexpr const char kJournalLogName[] = "systemd-journal";
 
@@ -526,6 +529,25 @@ void ServerImpl::ReportDeferredBans() {
   }
 }
 
+void ServerImpl::ReadNewLogs() {
+  // A log just added is read to its end at once, as at start.
+  tailer_->set_max_bytes_per_pass(0);
+  initial_read_ = true;
+  tailer_->Poll();
+  initial_read_ = false;
+  tailer_->set_max_bytes_per_pass(kTailBytesPerTurn);
+}
+
+void ServerImpl::ScheduleBacklog() {
+  if (backlog_scheduled_ || !tailer_->has_backlog()) return;
+  backlog_scheduled_ = true;
+  loop_->AddTimer(0, [this] {
+    backlog_scheduled_ = false;
+    tailer_->Continue();
+    ScheduleBacklog();
+  });
+}
+
 void ServerImpl::FlushTurn() {
   ReportDeferredBans();
   if (logger_) logger_->Flush();
@@ -755,13 +777,17 @@ Status ServerImpl::Run() {
     s = loop_->Watch(tailer_->fd(), [this](uint32_t) {
       Status p = tailer_->Process();
       if (!p.ok()) Log(LogLevel::kError, "fail2ban.filter", p.message());
+      ScheduleBacklog();
     });
     if (!s.ok()) return s;
   }
   // What a loop turn logged reaches the file in one write at its end.
   loop_->SetBeforeSleep([this] { FlushTurn(); });
   const int64_t poll_ms = tailer_->poll_interval().count();
-  loop_->AddTimer(poll_ms, [this] { tailer_->Poll(); }, poll_ms);
+  loop_->AddTimer(poll_ms, [this] {
+    tailer_->Poll();
+    ScheduleBacklog();
+  }, poll_ms);
   loop_->AddTimer(1000, [this] { ServiceTimer(); }, 1000);
   loop_->AddTimer(10000, [this] { SaveLogPositions(); }, 10000);
   // fail2ban purges bans older than dbpurgeage once an hour.
@@ -777,6 +803,10 @@ Status ServerImpl::Run() {
   initial_read_ = false;
   for (auto& js : jails_) ReadJournal(*js);
   ServiceTimer();
+  // From now on a burst is read a budget per loop turn: a 30 MB append
+  // leaves room between turns for control clients and timers, and each
+  // turn's bans are committed and acted on as they come.
+  tailer_->set_max_bytes_per_pass(kTailBytesPerTurn);
   running_ = true;
   sd_notify(0, "READY=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Server ready");

@@ -273,9 +273,7 @@ ControlReply ServerImpl::ControlStartStopJail(const std::vector<std::string>& cm
     jails_.push_back(std::move(*built));
     StartJail(fresh);
     AttachSources(fresh);
-    initial_read_ = true;
-    tailer_->Poll();
-    initial_read_ = false;
+    ReadNewLogs();
     ReadJournal(fresh);
     return Ok(nullptr);
   }

@@ -161,6 +161,11 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // End of a loop turn: commits the turn's bans in one transaction, then
   // reports them (Ban log lines, actions), then flushes the log.
   void FlushTurn();
+  // Reads the rest of a log burst in later loop turns.
+  void ScheduleBacklog();
+  // Reads logs added by a reload or `start JAIL` to their end ("not in
+  // operation", as at start).
+  void ReadNewLogs();
   void ReportDeferredBans();
   // Logs a ban and hands it to the jail's actions.
   void ReportBan(JailState& js, const Ticket& t);
@@ -202,6 +207,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
     Ticket ticket;
   };
   std::vector<DeferredBan> deferred_bans_;
+  bool backlog_scheduled_ = false;
   // ignorecommands run on these lanes of the pool, in turn (an address's
   // failures wait in its jail, so order across lanes does not matter).
   std::vector<WorkerPool::StrandId> ignore_strands_;

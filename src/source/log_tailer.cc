@@ -487,8 +487,24 @@ void LogTailer::ReadAvailable(LogFile& f) {
     if (f.hash_ != h) RestartFromTop(f, "first line changed (copytruncate?)");
   }
   if (f.hash_.empty() && size > 0) UpdateHash(f);
-  // Up to where pread finds the end, so bytes a writer adds meanwhile count.
-  ReadRange(f, f.fd_, UINT64_MAX);
+  // Up to where pread finds the end, so bytes a writer adds meanwhile count;
+  // or, with a per-pass budget, that much: the rest is backlog for the next
+  // pass (Continue()), so one huge append cannot hold the caller's loop.
+  const uint64_t budget = options_.max_bytes_per_pass;
+  ReadRange(f, f.fd_, budget == 0 ? UINT64_MAX : f.read_off_ + budget);
+  f.backlog_ = budget != 0 && f.read_off_ < size;
+}
+
+bool LogTailer::has_backlog() const {
+  for (const auto& f : files_)
+    if (f->backlog_ && f->fd_ >= 0) return true;
+  return false;
+}
+
+void LogTailer::Continue() {
+  for (auto& f : files_) {
+    if (f->backlog_ && f->fd_ >= 0) ReadAvailable(*f);
+  }
 }
 
 // The heart of both backends: bring one path up to date.
@@ -508,7 +524,10 @@ void LogTailer::Check(LogFile& f) {
   if (rc == 0) {
     if (st.st_dev == f.dev_ && st.st_ino == f.ino_) return;
     // The path names another file: rename-and-create rotation, deletion and
-    // re-creation, or a symlink pointed elsewhere. The old one is done.
+    // re-creation, or a symlink pointed elsewhere. The old one is done:
+    // read all of it, whatever the per-pass budget.
+    ReadRange(f, f.fd_, UINT64_MAX);
+    f.backlog_ = false;
     FlushPartial(f);
     Close(f);
     Notice(f, "rotation detected; reading the new file from its start");
@@ -522,6 +541,8 @@ void LogTailer::Check(LogFile& f) {
     // to it (until its post-rotate reopen), so keep reading it.
     return;
   }
+  ReadRange(f, f.fd_, UINT64_MAX);
+  f.backlog_ = false;
   FlushPartial(f);
   Close(f);
   f.missing_noticed_ = true;

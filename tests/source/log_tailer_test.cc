@@ -165,6 +165,36 @@ TEST_P(LogTailerTest, AppendsAreDeliveredOnceInOrder) {
   EXPECT_EQ(tailer_->Find(log)->position(), fs::file_size(log));
 }
 
+TEST_P(LogTailerTest, ABudgetReadsABurstOverSeveralPassesWithNothingLost) {
+  std::string log = tree_.Path("a.log");
+  Writer w(log);
+  Start();
+  Add(log);
+  tailer_->Poll();
+  tailer_->set_max_bytes_per_pass(1000);
+  w.Lines(1, 1000);  // "line N\n": about 8.9 kB
+  Pump();
+  EXPECT_TRUE(tailer_->has_backlog());
+  EXPECT_LT(lines_.size(), 200u) << "one pass reads about its budget";
+  int passes = 1;
+  while (tailer_->has_backlog()) {
+    tailer_->Continue();
+    ++passes;
+  }
+  EXPECT_GE(passes, 9);
+  EXPECT_EQ(Texts(), Numbered(1, 1000));
+  // A rotation while a backlog is left: the old file is read to its end.
+  w.Lines(1001, 2000);
+  Pump();
+  ASSERT_TRUE(tailer_->has_backlog());
+  ASSERT_EQ(::rename(log.c_str(), (log + ".1").c_str()), 0);
+  Writer fresh(log);
+  fresh.Lines(2001, 2002);
+  tailer_->Poll();
+  while (tailer_->has_backlog()) tailer_->Continue();
+  EXPECT_EQ(Texts(), Numbered(1, 2002));
+}
+
 TEST_P(LogTailerTest, PartialLineWaitsForItsLineEnd) {
   std::string log = tree_.Path("a.log");
   Writer w(log);
