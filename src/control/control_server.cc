@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -383,7 +384,12 @@ void ControlServer::Sweep() {
   const int64_t now = EventLoop::NowMs();
   std::vector<int> idle;
   for (const auto& [fd, c] : clients_) {
-    if (now - c->last_active_ms >= options_.idle_timeout_ms) idle.push_back(fd);
+    if (now - c->last_active_ms < options_.idle_timeout_ms) continue;
+    // A request we have not read yet is our delay, not the client's
+    // idleness (a loop busy with a burst of log lines or of other clients).
+    int unread = 0;
+    if (::ioctl(fd, FIONREAD, &unread) == 0 && unread > 0) continue;
+    idle.push_back(fd);
   }
   for (int fd : idle) Close(fd, "idle for " + std::to_string(options_.idle_timeout_ms) + " ms");
 }
