@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "bantam/value.h"
+#include "bantam/utf8.h"
 
 // PCRE2_MATCH_INVALID_UTF is what keeps undecodable log bytes harmless.
 #if PCRE2_MAJOR < 10 || (PCRE2_MAJOR == 10 && PCRE2_MINOR < 34)
@@ -49,24 +50,6 @@ struct MappedText {
   }
   void Finish(size_t end_origin) { origin.push_back(end_origin); }
 };
-
-void AppendUtf8(std::string* out, char32_t c) {
-  if (c < 0x80) {
-    out->push_back(static_cast<char>(c));
-  } else if (c < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (c >> 6)));
-    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else if (c < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (c >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (c >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  }
-}
 
 // Strict UTF-8 decoding. Returns the byte offset of the first invalid
 // sequence, or npos. `starts` receives each code point's byte offset plus a

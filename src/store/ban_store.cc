@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "bantam/utf8.h"
+
 namespace bantam {
 namespace {
 
@@ -197,23 +199,6 @@ class JsonReader {
     *out = Value(std::move(text));
     return true;
   }
-  static void AppendUtf8(uint32_t cp, std::string* out) {
-    if (cp < 0x80) {
-      out->push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-  }
   bool Hex4(uint32_t* cp) {
     if (i_ + 4 > s_.size()) return false;
     uint32_t v = 0;
@@ -283,7 +268,7 @@ class JsonReader {
           // A lone surrogate has no UTF-8 form; Python's encode('replace')
           // would have written '?' for it.
           if (cp >= 0xD800 && cp < 0xE000) cp = '?';
-          AppendUtf8(cp, out);
+          AppendUtf8(out, cp);
           break;
         }
         default:
