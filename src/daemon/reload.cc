@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <set>
 
-#include "bantam/config_check.h"
 #include "bantam/config_loader.h"
 #include "bantam/option_list.h"
 #include "server_impl.h"
@@ -95,16 +94,9 @@ Status ServerImpl::Reload(const ReloadRequest& request) {
     ~Ready() { sd_notify(0, "READY=1"); }
   } ready;
 
-  LoadOptions lo;
-  lo.basedir = options_.basedir;
-  lo.overrides = options_.overrides;
-  Result<LoadedConfig> cfg = LoadConfig(lo);
+  Result<LoadedConfig> cfg = LoadCheckedConfig();
   if (!cfg.ok()) return cfg.status();
-  CheckConfig(&*cfg);
-  for (const Diagnostic& d : cfg->diagnostics) {
-    Log(d.severity == Diagnostic::Severity::kError ? LogLevel::kError : LogLevel::kWarning,
-        "fail2ban.configreader", d.message);
-  }
+  LogDiagnostics(*cfg);
   std::vector<std::string> warnings;
   Result<std::vector<ConfiguredJail>> configured = ConfiguredJails(*cfg, &warnings);
   if (!configured.ok()) return configured.status();

@@ -163,6 +163,22 @@ const std::vector<int>& HandledSignals() {
   return kSignals;
 }
 
+Result<LoadedConfig> ServerImpl::LoadCheckedConfig() const {
+  LoadOptions lo;
+  lo.basedir = options_.basedir;
+  lo.overrides = options_.overrides;
+  Result<LoadedConfig> cfg = LoadConfig(lo);
+  if (cfg.ok()) CheckConfig(&*cfg);
+  return cfg;
+}
+
+void ServerImpl::LogDiagnostics(const LoadedConfig& cfg) {
+  for (const Diagnostic& d : cfg.diagnostics) {
+    Log(d.severity == Diagnostic::Severity::kError ? LogLevel::kError : LogLevel::kWarning,
+        "fail2ban.configreader", d.message);
+  }
+}
+
 Status ServerImpl::Init() {
   sigset_t mask;
   sigemptyset(&mask);
@@ -170,12 +186,8 @@ Status ServerImpl::Init() {
   if (::pthread_sigmask(SIG_BLOCK, &mask, nullptr) != 0) {
     return Status::Error(std::string("pthread_sigmask: ") + strerror(errno));
   }
-  LoadOptions lo;
-  lo.basedir = options_.basedir;
-  lo.overrides = options_.overrides;
-  Result<LoadedConfig> cfg = LoadConfig(lo);
+  Result<LoadedConfig> cfg = LoadCheckedConfig();
   if (!cfg.ok()) return cfg.status();
-  CheckConfig(&*cfg);
   server_opts_ = cfg->server;
 
   // fail2ban.conf: log target and level first, so everything after is logged.
@@ -191,10 +203,7 @@ Status ServerImpl::Init() {
   logger_ = std::move(*logger);
   Log(LogLevel::kInfo, "fail2ban.server", std::string(50, '-'));
   Log(LogLevel::kInfo, "fail2ban.server", std::string("Starting Fail2ban v") + kVersion);
-  for (const Diagnostic& d : cfg->diagnostics) {
-    Log(d.severity == Diagnostic::Severity::kError ? LogLevel::kError : LogLevel::kWarning,
-        "fail2ban.configreader", d.message);
-  }
+  LogDiagnostics(*cfg);
   pidfile_ = opt("pidfile", "");
   if (options_.detach) {
     if (Status d = options_.detach(); !d.ok()) return d;

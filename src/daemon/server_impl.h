@@ -139,6 +139,10 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // reuses `from`'s actions where their options did not change.
   void Transplant(JailState& from, JailState& to);
   Status ApplyServerOptions(const OrderedMap<std::string>& server);
+  // The configuration as `bantam -t` sees it: loaded, then checked (its
+  // errors are diagnostics, which fail their jail).
+  Result<LoadedConfig> LoadCheckedConfig() const;
+  void LogDiagnostics(const LoadedConfig& cfg);
 
   Status OpenJournal(JailState& js);
   void ReadJournal(JailState& js);

@@ -142,17 +142,23 @@ class AsyncEvents : public RecordingEvents {
   std::vector<std::function<void(Result<int>)>> queued;
 };
 
-TEST(JailIgnoreCommand, RunsOffTheCallerAndKeepsTheOrderOfAnAddressesFailures) {
-  FakeClock clock(1700000000);
-  AsyncEvents events;
+// A jail whose ignorecommand is "check <ip>".
+JailConfig WithIgnoreCommand(int maxretry) {
   JailConfig c;
   c.name = "pbx";
   c.filter.failregex = {"^auth failed from <HOST>$"};
   c.filter.datepattern = "{NONE}";
-  c.maxretry = 2;
+  c.maxretry = maxretry;
   c.ignoreself = false;
   c.ignorecommand = "check <ip>";
-  Result<std::unique_ptr<Jail>> j = Jail::Create(c, clock, &events, nullptr, nullptr, nullptr, nullptr);
+  return c;
+}
+
+TEST(JailIgnoreCommand, RunsOffTheCallerAndKeepsTheOrderOfAnAddressesFailures) {
+  FakeClock clock(1700000000);
+  AsyncEvents events;
+  Result<std::unique_ptr<Jail>> j = Jail::Create(WithIgnoreCommand(2), clock, &events, nullptr,
+                                                 nullptr, nullptr, nullptr);
   ASSERT_TRUE(j.ok()) << j.status().message();
   Jail& jail = **j;
   jail.ProcessLine("auth failed from 192.0.2.1");
@@ -172,14 +178,8 @@ TEST(JailIgnoreCommand, RunsOffTheCallerAndKeepsTheOrderOfAnAddressesFailures) {
 TEST(JailIgnoreCommand, AnIgnoredAddressAndAFailingCommand) {
   FakeClock clock(1700000000);
   AsyncEvents events;
-  JailConfig c;
-  c.name = "pbx";
-  c.filter.failregex = {"^auth failed from <HOST>$"};
-  c.filter.datepattern = "{NONE}";
-  c.maxretry = 1;
-  c.ignoreself = false;
-  c.ignorecommand = "check <ip>";
-  Result<std::unique_ptr<Jail>> j = Jail::Create(c, clock, &events, nullptr, nullptr, nullptr, nullptr);
+  Result<std::unique_ptr<Jail>> j = Jail::Create(WithIgnoreCommand(1), clock, &events, nullptr,
+                                                 nullptr, nullptr, nullptr);
   ASSERT_TRUE(j.ok());
   (*j)->ProcessLine("auth failed from 192.0.2.1");
   (*j)->ProcessLine("auth failed from 192.0.2.9");
@@ -196,13 +196,8 @@ TEST(JailIgnoreCommand, AnIgnoredAddressAndAFailingCommand) {
 TEST(JailIgnoreCommand, AnswerForADestroyedJailIsDropped) {
   FakeClock clock(1700000000);
   AsyncEvents events;
-  JailConfig c;
-  c.name = "pbx";
-  c.filter.failregex = {"^auth failed from <HOST>$"};
-  c.filter.datepattern = "{NONE}";
-  c.ignoreself = false;
-  c.ignorecommand = "check <ip>";
-  Result<std::unique_ptr<Jail>> j = Jail::Create(c, clock, &events, nullptr, nullptr, nullptr, nullptr);
+  Result<std::unique_ptr<Jail>> j = Jail::Create(WithIgnoreCommand(5), clock, &events, nullptr,
+                                                 nullptr, nullptr, nullptr);
   ASSERT_TRUE(j.ok());
   (*j)->ProcessLine("auth failed from 192.0.2.1");
   j->reset();
