@@ -49,9 +49,12 @@ class ControlServer {
     // Owner group of the socket file; nullopt leaves the process's group.
     std::optional<gid_t> group;
     size_t max_line_bytes = kMaxControlLineBytes;
-    // A client that sends nothing (or does not read its replies) for this
-    // long is dropped.
+    // A client that sends nothing for this long is dropped.
     int64_t idle_timeout_ms = 30000;
+    // A client that owes us the reading of a reply is given this long
+    // without progress before it is dropped: a reply can be large (the
+    // banned list of a busy jail) and a client slow to take it is not idle.
+    int64_t stalled_reply_timeout_ms = 300000;
     size_t max_clients = 256;
     // Replies waiting for a client that does not read: above this, its
     // requests are no longer read; at 4x, it is dropped.

@@ -384,14 +384,17 @@ void ControlServer::Sweep() {
   const int64_t now = EventLoop::NowMs();
   std::vector<int> idle;
   for (const auto& [fd, c] : clients_) {
-    if (now - c->last_active_ms < options_.idle_timeout_ms) continue;
+    const bool owes_reply = c->out_off < c->out.size();
+    const int64_t limit = owes_reply ? std::max(options_.idle_timeout_ms, options_.stalled_reply_timeout_ms)
+                                     : options_.idle_timeout_ms;
+    if (now - c->last_active_ms < limit) continue;
     // A request we have not read yet is our delay, not the client's
     // idleness (a loop busy with a burst of log lines or of other clients).
     int unread = 0;
     if (::ioctl(fd, FIONREAD, &unread) == 0 && unread > 0) continue;
     idle.push_back(fd);
   }
-  for (int fd : idle) Close(fd, "idle for " + std::to_string(options_.idle_timeout_ms) + " ms");
+  for (int fd : idle) Close(fd, "idle (no request, or its reply not read) for too long");
 }
 
 }  // namespace bantam

@@ -377,6 +377,40 @@ TEST(ControlServer, TwoHundredConcurrentClients) {
   for (int fd : fds) ::close(fd);
 }
 
+TEST(ControlServer, AClientSlowToReadALargeReplyIsNotIdle) {
+  TempTree t;
+  ControlServer::Options o = Opts(t);
+  o.idle_timeout_ms = 100;
+  o.stalled_reply_timeout_ms = 1500;
+  ServerThread s(o);
+  ASSERT_TRUE(s.ok());
+  const int slow = Connect(o.path);
+  // A reply far larger than the socket buffers, left unread past the idle
+  // timeout: the whole of it still arrives.
+  SendAll(slow, EncodeControlRequest({"echo", std::string(900 * 1024, 'x')}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::string reply;
+  char chunk[65536];
+  while (reply.find('\n') == std::string::npos) {
+    pollfd p{slow, POLLIN, 0};
+    if (::poll(&p, 1, 3000) <= 0) break;
+    const ssize_t got = ::recv(slow, chunk, sizeof chunk, 0);
+    if (got <= 0) break;
+    reply.append(chunk, static_cast<size_t>(got));
+  }
+  EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply.substr(0, 80);
+  EXPECT_GT(reply.size(), 900u * 1024);
+  // Left unread past the stalled-reply timeout, it is dropped.
+  SendAll(slow, EncodeControlRequest({"echo", std::string(900 * 1024, 'y')}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  std::string rest;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::recv(slow, buf, sizeof buf, 0)) > 0) rest.append(buf, static_cast<size_t>(n));
+  EXPECT_LT(rest.size(), 900u * 1024) << "the stalled reply was not cut off";
+  ::close(slow);
+}
+
 TEST(ControlServer, AClientThatDoesNotReadItsRepliesStallsNoOne) {
   TempTree t;
   ControlServer::Options o = Opts(t);
