@@ -33,56 +33,13 @@
 #include <utility>
 #include <vector>
 
+#include "bantam/action.h"
 #include "bantam/ordered_map.h"
 #include "bantam/spawner.h"
 #include "bantam/status.h"
 #include "bantam/value.h"
 
 namespace bantam {
-
-// Bans merged from the database for one address (fail2ban's getBansMerged).
-struct MergedBans {
-  int64_t failures = 0;
-  std::vector<std::string> matches;
-};
-
-// Values of a ban that live outside its ticket: the database, the jail's
-// counters, DNS. Implemented by the daemon (a fake in tests). Called from
-// worker threads, concurrently, and only for the tags a command uses, so
-// implementations are thread-safe and may block.
-class BanContext {
- public:
-  virtual ~BanContext() = default;
-  // All bans of `ip` merged, in `jail` only or (jail empty) in every jail.
-  // nullopt: unknown (then the ticket's own failures and matches are used).
-  virtual std::optional<MergedBans> MergedBansOf(const std::string& ip,
-                                                 const std::string& jail) = 0;
-  // jail.banned, jail.banned_total, jail.found, jail.found_total; nullopt
-  // leaves the tag as written.
-  virtual std::optional<std::string> JailCounter(const std::string& jail,
-                                                 const std::string& tag) = 0;
-  // The DNS name of `ip` for <ip-host>; nullopt when it has none.
-  virtual std::optional<std::string> HostName(const std::string& ip) = 0;
-};
-
-// What the caller knows of a ban: the dynamic tags of the command (fail2ban's
-// ActionInfo). Copied into the queued operation; `context` is shared.
-struct BanInfo {
-  std::string jail;
-  std::string ip;                    // <ip>: the address as text (or a raw id for non-IP tickets)
-  std::string family;                // "inet4", "inet6", or "" for raw ids: picks [Init?family=...]
-  std::string fid;                   // <fid>; empty means `ip`
-  int64_t failures = 0;              // <failures>
-  double time = 0;                   // <time>: ticket time, epoch seconds
-  int64_t bantime = 0;               // <bantime>: seconds (-1 forever)
-  int64_t bancount = 0;              // <bancount>
-  std::vector<std::string> matches;  // <matches>, joined by "\n"
-  bool restored = false;             // <restored>: re-banned from the database at start
-  // Filter captures for <F-NAME>, keyed as fail2ban stores them: lower case,
-  // "id" as "fid", "port" as "fport" (see TicketDataKey).
-  std::map<std::string, std::string> captures;
-  std::shared_ptr<BanContext> context;  // may be null: ticket values only
-};
 
 // fail2ban's mapTag2Opt: "USER" -> "user", "ID" -> "fid", "PORT" -> "fport".
 std::string TicketDataKey(const std::string& tag);
@@ -91,13 +48,6 @@ std::string TicketDataKey(const std::string& tag);
 // and newline/CR as \n, \r. Used for static options named matches,
 // ipmatches or ipjailmatches (fail2ban's _escapedTags).
 std::string EscapeTag(const std::string& value);
-
-// A command ready for the Spawner: script plus the values it reads as
-// positional parameters.
-struct ShellCommand {
-  std::string script;
-  std::vector<std::string> args;
-};
 
 // fail2ban's replaceDynamicTags: one pass over `command` replacing <tag> by
 // lookup(tag) (non-recursively), then <F-NAME> by captures[TicketDataKey]
@@ -112,53 +62,7 @@ using TagLookup = std::function<std::optional<std::string>(const std::string& ta
 ShellCommand ReplaceDynamicTags(const std::string& command, const TagLookup& lookup,
                                 const std::map<std::string, std::string>& captures);
 
-enum class ActionOp {
-  kStart,    // actionstart (all families, or none when started on demand)
-  kStop,     // actionstop for every started family
-  kBan,      // actionban (starting the family first when on demand)
-  kReban,    // actionreban, or actionban when that is empty
-  kProlong,  // actionprolong
-  kUnban,    // actionunban, only for families this action banned in
-  kFlush,    // actionflush for families holding bans
-  kReload,   // actionreload for started families
-  kCheck,    // consistency check: actioncheck, repair when it fails
-};
-const char* ActionOpName(ActionOp op);  // "start", "ban", ...
-
-// One command that ran, for the log.
-struct CommandRun {
-  std::string operation;  // "actionban", "actioncheck", ...
-  std::string family;
-  ShellCommand command;  // exactly what was executed
-  double timeout_seconds = 0;
-  SpawnResult result;
-  // "returned 1" etc. with the command and its stderr: the log line(s).
-  std::string Describe() const;
-};
-
-// The outcome of one operation, handed to the submitter.
-struct ActionReport {
-  ActionOp op = ActionOp::kBan;
-  std::string jail, action, ip;
-  // Error: the operation failed ("Error banning 1.2.3.4", "Error starting
-  // action sshd/iptables: ..."). For bans the caller keeps the ban recorded
-  // anyway, as fail2ban does.
-  Status status;
-  bool skipped = false;            // nothing to do (norestored, nothing banned here...)
-  std::vector<CommandRun> runs;    // every command, in execution order
-  std::vector<std::string> notes;  // "Invariant check failed. Trying to restore..."
-  uint64_t ban_epoch = 0;          // bumped by each repair: bans before it need a reban
-};
-
-// Where an action runs its commands. Both outlive the action.
-struct ActionEnv {
-  Spawner* spawner = nullptr;  // required
-  WorkerPool* pool = nullptr;  // required for Submit(); Run() works without
-  // False: conditional ([Init?family=inet6]) actions know only inet4.
-  bool ipv6_allowed = true;
-};
-
-class CommandAction {
+class CommandAction : public Action {
  public:
   // `options`: the action's [key, value] list (or dict) from the stream.
   // Error: options not a list of pairs, bad timeout.
@@ -173,25 +77,26 @@ class CommandAction {
   CommandAction(const CommandAction&) = delete;
   CommandAction& operator=(const CommandAction&) = delete;
 
-  const std::string& jail() const { return jail_; }
-  const std::string& name() const { return name_; }
+  const std::string& jail() const override { return jail_; }
+  const std::string& name() const override { return name_; }
+  const char* kind() const override { return "shell"; }
   double timeout_seconds() const { return timeout_; }
   bool norestored() const { return norestored_; }
-  bool start_on_demand() const { return start_on_demand_; }
+  bool start_on_demand() const override { return start_on_demand_; }
   // actionflush is set: the jail flushes with it instead of unbanning each.
-  bool has_flush() const;
+  bool has_flush() const override;
   // actionprolong is set.
   bool has_prolong() const;
 
   // fail2ban-client get/set JAIL action NAME PROP: an option of the action
   // as configured (actionban, timeout, an [Init] tag...); nullopt if it has
   // none. A set takes effect for operations submitted after it.
-  std::optional<std::string> GetProperty(const std::string& key) const;
-  void SetProperty(const std::string& key, const std::string& value);
+  std::optional<std::string> GetProperty(const std::string& key) const override;
+  void SetProperty(const std::string& key, const std::string& value) override;
 
   // Loop thread: queues `op` on this action's strand; `done` runs on the
   // loop thread (from WorkerPool::RunCompletions) with the report.
-  void Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done);
+  void Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done) override;
 
   // Runs `op` now on the calling thread, blocking. Not thread-safe: the
   // action's state (started families, caches) belongs to whoever runs it;
@@ -199,7 +104,7 @@ class CommandAction {
   ActionReport Run(ActionOp op, const BanInfo& info);
 
   // Loop thread reads; the strand writes. Tests and status.
-  uint64_t ban_epoch() const;
+  uint64_t ban_epoch() const override;
 
  private:
   CommandAction(std::string jail, std::string name, OrderedMap<std::string> options, ActionEnv env);

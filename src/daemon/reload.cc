@@ -64,7 +64,7 @@ void ServerImpl::Transplant(JailState& from, JailState& to) {
   const std::vector<const Ticket*> bans = to.jail->bans().BansByEnd();
   for (size_t j = 0; j < from.actions.size(); ++j) {
     if (reused[j]) continue;
-    CommandAction& a = *from.actions[j];
+    Action& a = *from.actions[j];
     if (a.has_flush() && !bans.empty()) {
       Submit(from, a, ActionOp::kFlush, BanInfo{});
     } else {
@@ -78,7 +78,7 @@ void ServerImpl::Transplant(JailState& from, JailState& to) {
   // New actions start and apply the bans in force.
   for (size_t i = 0; i < to.actions.size(); ++i) {
     if (!fresh[i]) continue;
-    CommandAction& a = *to.actions[i];
+    Action& a = *to.actions[i];
     if (!a.start_on_demand()) Submit(to, a, ActionOp::kStart, BanInfo{});
     for (const Ticket* t : bans) Submit(to, a, ActionOp::kBan, MakeBanInfo(to, *t));
   }

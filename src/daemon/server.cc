@@ -249,9 +249,11 @@ Status ServerImpl::InitAfterDetach(LoadedConfig& loaded) {
   if (!loop.ok()) return loop.status();
   loop_ = std::move(*loop);
   pool_ = std::make_unique<WorkerPool>(4);
+  mail_pool_ = std::make_unique<WorkerPool>(2);
   self_ = std::make_unique<SystemHostAddresses>(SystemResolver());
   action_env_.spawner = &spawner_;
   action_env_.pool = pool_.get();
+  action_env_.mail_pool = mail_pool_.get();
   action_env_.ipv6_allowed = ipv6_allowed;
 
   std::vector<std::string> warnings;
@@ -302,15 +304,20 @@ Result<std::unique_ptr<JailState>> ServerImpl::BuildJail(JailConfig config,
   for (const JailActionConfig& a : actions) {
     OrderedMap<std::string> opts;
     for (const auto& [k, v] : a.options) opts.Set(k, v.ToPyStr());
-    Result<std::unique_ptr<CommandAction>> act =
-        CommandAction::Create(name, a.name, std::move(opts), action_env_);
+    Result<CreatedAction> act = CreateAction(name, a.name, std::move(opts), action_env_);
     if (!act.ok()) {
       Status s = Status::Error("Jail '" + name + "': action '" + a.name + "': " +
                                act.status().message());
       Log(LogLevel::kError, "fail2ban.jail", s.message());
       return s;
     }
-    js->actions.push_back(std::move(*act));
+    if (!act->shell_reason.empty()) {
+      Log(LogLevel::kInfo, "fail2ban.jail", "Jail '" + name + "': action '" + a.name +
+                                                "' runs through the shell: " + act->shell_reason);
+    }
+    Log(LogLevel::kDebug, "fail2ban.jail", "Jail '" + name + "': action '" + a.name + "' (" +
+                                               act->action->kind() + ")");
+    js->actions.push_back(std::move(act->action));
     js->action_signatures.push_back(ActionSignature(a));
   }
   return js;
@@ -451,12 +458,14 @@ BanInfo ServerImpl::MakeBanInfo(const JailState& js, const Ticket& t) const {
   return info;
 }
 
-void ServerImpl::Submit(JailState& js, CommandAction& action, ActionOp op, BanInfo info,
+void ServerImpl::Submit(JailState& js, Action& action, ActionOp op, BanInfo info,
                         std::function<void()> after) {
   ++pending_ops_;
   const std::string jail = js.jail->name();
-  action.Submit(op, std::move(info), [this, jail, after = std::move(after)](ActionReport r) {
+  const uint64_t id = js.id;
+  action.Submit(op, std::move(info), [this, id, jail, &action, after = std::move(after)](ActionReport r) {
     --pending_ops_;
+    CheckBanEpoch(id, action, r);
     for (const std::string& n : r.notes) Log(LogLevel::kError, "fail2ban.utils", n);
     if (!r.status.ok()) {
       for (const CommandRun& run : r.runs) {
@@ -468,6 +477,32 @@ void ServerImpl::Submit(JailState& js, CommandAction& action, ActionOp op, BanIn
     }
     if (after) after();
   });
+}
+
+void ServerImpl::CheckBanEpoch(uint64_t jail_id, Action& action, const ActionReport& r) {
+  JailState* js = FindJailById(jail_id);
+  if (js == nullptr) return;
+  auto owned = std::find_if(js->actions.begin(), js->actions.end(),
+                            [&](const std::unique_ptr<Action>& a) { return a.get() == &action; });
+  if (owned == js->actions.end()) return;  // retired
+  uint64_t& seen = js->action_epochs[&action];
+  if (r.ban_epoch <= seen) return;
+  seen = r.ban_epoch;
+  // The action rebuilt its environment (actionrepair, or stop and start):
+  // what it held before is gone, so every ban in force goes to it again.
+  // The ban that found the breakage was retried by the action itself.
+  const std::vector<const Ticket*> bans = js->jail->bans().BansByEnd();
+  size_t n = 0;
+  for (const Ticket* t : bans) {
+    if (r.op == ActionOp::kBan && t->id.ToString() == r.ip) continue;
+    Submit(*js, action, ActionOp::kReban, MakeBanInfo(*js, *t));
+    ++n;
+  }
+  if (n > 0) {
+    Log(LogLevel::kNotice, "fail2ban.actions",
+        "[" + js->jail->name() + "] Reban " + std::to_string(n) + " ban(s) with action '" +
+            action.name() + "' after it was repaired");
+  }
 }
 
 void ServerImpl::OnFound(const std::string& jail, const IpAddr& id, double time) {
@@ -557,8 +592,16 @@ void ServerImpl::ScheduleBacklog() {
   });
 }
 
+void ServerImpl::EndActionTurns() {
+  for (auto& js : jails_) {
+    for (auto& a : js->actions) a->EndTurn();
+  }
+  for (Retired& r : retired_) r.action->EndTurn();
+}
+
 void ServerImpl::FlushTurn() {
   ReportDeferredBans();
+  EndActionTurns();
   if (logger_) logger_->Flush();
 }
 
@@ -728,7 +771,12 @@ void ServerImpl::StopJails() {
 
 void ServerImpl::WaitForActions() {
   // Every queued command is bounded by its timeout.
-  while (pending_ops_ > 0) pool_->WaitAndRunCompletions(1000);
+  EndActionTurns();
+  while (pending_ops_ > 0) {
+    pool_->WaitAndRunCompletions(50);
+    mail_pool_->RunCompletions();
+    EndActionTurns();
+  }
   ReapRetiredActions();
 }
 
@@ -781,6 +829,8 @@ Status ServerImpl::Run() {
   if (!s.ok()) return s;
   if (Status p = WritePidFile(); !p.ok()) return p;
   s = loop_->Watch(pool_->completion_fd(), [this](uint32_t) { pool_->RunCompletions(); });
+  if (!s.ok()) return s;
+  s = loop_->Watch(mail_pool_->completion_fd(), [this](uint32_t) { mail_pool_->RunCompletions(); });
   if (!s.ok()) return s;
   if (tailer_->fd() >= 0) {
     s = loop_->Watch(tailer_->fd(), [this](uint32_t) {

@@ -17,7 +17,8 @@
 
 #include "bantam/ban_store.h"
 #include "bantam/clock.h"
-#include "bantam/command_action.h"
+#include "bantam/action.h"
+#include "bantam/action_factory.h"
 #include "bantam/config_loader.h"
 #include "bantam/control_server.h"
 #include "bantam/event_loop.h"
@@ -36,13 +37,17 @@ namespace bantam {
 struct JailState {
   uint64_t id = 0;  // the tailer's subscriber id; never reused
   std::unique_ptr<Jail> jail;
-  std::vector<std::unique_ptr<CommandAction>> actions;
+  std::vector<std::unique_ptr<Action>> actions;
   std::unique_ptr<JournalReader> journal;  // backend = systemd
   std::vector<std::string> logpaths;       // followed by the tailer for this jail
   // The jail's part of the configuration stream, as JSON, and each action's
   // options: a reload rebuilds what changed and keeps the rest.
   std::string signature;
   std::vector<std::string> action_signatures;
+  // The ban epoch last seen in each action's reports: when an action
+  // repairs its environment (epoch bumped), the jail's bans are applied to
+  // it again.
+  std::map<const Action*, uint64_t> action_epochs;
   uint64_t evicted_logged = 0;
   // The journal backend's position: the time of the last entry read (epoch
   // seconds) and its ISO form, as fail2ban keeps them in the database.
@@ -152,8 +157,13 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   }
   JailState* FindJail(const std::string& name);
   JailState* FindJailById(uint64_t id);
+  // After an action's report: if the action was repaired since its last
+  // report, its jail's bans are submitted to it again (kReban).
+  void CheckBanEpoch(uint64_t jail_id, Action& action, const ActionReport& r);
+  // Action::EndTurn for every action, retired ones included.
+  void EndActionTurns();
   BanInfo MakeBanInfo(const JailState& js, const Ticket& t) const;
-  void Submit(JailState& js, CommandAction& action, ActionOp op, BanInfo info,
+  void Submit(JailState& js, Action& action, ActionOp op, BanInfo info,
               std::function<void()> after = nullptr);
   void StartJails();
   void StopJails();
@@ -186,14 +196,15 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   std::unique_ptr<LogTailer> tailer_;
   ShellSpawner spawner_;
   std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<WorkerPool> mail_pool_;  // whois and sendmail, apart from firewall actions
   std::unique_ptr<SystemHostAddresses> self_;
   ActionEnv action_env_;
   std::vector<std::unique_ptr<JailState>> jails_;
   uint64_t next_jail_id_ = 0;
   // Actions of stopped or rebuilt jails, kept until their stop is reported
-  // (a CommandAction must outlive its queued operations).
+  // (an Action must outlive its queued operations).
   struct Retired {
-    std::unique_ptr<CommandAction> action;
+    std::unique_ptr<Action> action;
     std::shared_ptr<bool> stopped;
   };
   std::vector<Retired> retired_;

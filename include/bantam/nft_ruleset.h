@@ -1,0 +1,118 @@
+// NftRuleset: the tables, chains, sets and rules of fail2ban's stock
+// nftables action (action.d/nftables.conf and its allports/multiport
+// variants), described as data (NftSpec) and created, filled, checked and
+// removed over netlink with libnftnl + libmnl, without forking `nft`.
+//
+// The objects are the ones `nft` would create from the shell action's
+// commands, attribute for attribute, so `nft list ruleset` reads the same
+// whichever of the two made them, and an operator can switch between
+// fail2ban and bantam, or between the native and the shell action.
+#ifndef BANTAM_NFT_RULESET_H_
+#define BANTAM_NFT_RULESET_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bantam/ip_address.h"
+#include "bantam/status.h"
+
+namespace bantam {
+
+enum class NftFamily { kIpv4, kIpv6 };
+
+// One rule of the action for one address family:
+//   [meta l4proto <protos>] [<proto> dport <ports>] <ip|ip6> saddr @<set> <block>
+// allports: l4protos = the protocols, no ports; multiport: one rule per
+// protocol (the shell's loop), l4protos = {that protocol}, dports = the ports;
+// custom: neither.
+struct NftRule {
+  std::vector<uint8_t> l4protos;                      // IPPROTO_* numbers, as written
+  std::vector<std::pair<uint16_t, uint16_t>> dports;  // inclusive ranges, as written
+};
+
+// <blocktype>: what a matching packet gets.
+struct NftBlock {
+  enum class Verdict { kDrop, kReject };
+  Verdict verdict = Verdict::kReject;
+  // For kReject: NFT_REJECT_ICMP_UNREACH (0), NFT_REJECT_TCP_RST (1),
+  // NFT_REJECT_ICMPX_UNREACH (2); -1 with code -1 is plain `reject`, which
+  // nft turns into icmp port-unreachable (ip) / icmpv6 port-unreachable (ip6).
+  int reject_type = -1;
+  int reject_code = -1;  // the type's code ("host-prohibited" ...), -1: default
+};
+
+struct NftSpec {
+  std::string table_family = "inet";  // inet, ip or ip6
+  std::string table = "f2b-table";
+  std::string chain = "f2b-chain";
+  std::string chain_type = "filter";
+  std::string chain_hook = "input";
+  int chain_priority = -1;
+  std::string set_v4;  // addr-set-<name>
+  std::string set_v6;  // addr6-set-<name>
+  std::vector<NftRule> rules;  // added in this order, for each family
+  NftBlock block;
+  // Sets are made with `flags timeout` and elements carry the ban's
+  // remaining time, so the kernel lifts bans even if bantam is dead. Off in
+  // fail2ban (whose sets have no flags).
+  bool element_timeouts = false;
+
+  const std::string& set(NftFamily f) const { return f == NftFamily::kIpv4 ? set_v4 : set_v6; }
+};
+
+class NftRuleset {
+ public:
+  // One element change. timeout_ms: 0 = none (only used with element_timeouts).
+  struct ElementOp {
+    bool add = true;
+    IpAddr addr;  // a single IPv4 or IPv6 address
+    uint64_t timeout_ms = 0;
+  };
+  // An element the kernel refused; the others were applied.
+  struct ElementError {
+    size_t index = 0;  // into the ops passed to Apply
+    int error = 0;     // errno from the kernel (ENOENT: no such set/element ...)
+  };
+
+  // Opens a netlink socket in the calling thread's network namespace.
+  // Error: no socket (not root, no nf_tables).
+  static Result<std::unique_ptr<NftRuleset>> Open(NftSpec spec);
+  ~NftRuleset();
+  NftRuleset(const NftRuleset&) = delete;
+  NftRuleset& operator=(const NftRuleset&) = delete;
+
+  const NftSpec& spec() const { return spec_; }
+
+  // actionstart for one family, in one transaction: the table, the chain,
+  // the family's set and its rules, each created only if missing (a rule is
+  // kept if one identical to ours is there already, so a restart after a
+  // crash does not stack duplicates).
+  Status Start(NftFamily family);
+  // actionstop: deletes this spec's rules and the family's set, then the
+  // table if no set is left in it. Objects of other jails and of other
+  // programs are left alone.
+  Status Stop(NftFamily family);
+  // actioncheck: the family's set exists and the chain has a rule reading it.
+  Result<bool> Check(NftFamily family);
+  // Adds and deletes elements in one transaction (several only if the
+  // netlink batch would pass the socket's limit). Elements the kernel
+  // refuses (deleting one that is not there; a set that is gone) are
+  // returned; every other op is applied. Error only for the transport.
+  Result<std::vector<ElementError>> Apply(const std::vector<ElementOp>& ops);
+  // The addresses in the family's set.
+  Result<std::vector<IpAddr>> Elements(NftFamily family);
+
+ private:
+  struct Impl;
+  NftRuleset(NftSpec spec, std::unique_ptr<Impl> impl);
+  NftSpec spec_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bantam
+
+#endif  // BANTAM_NFT_RULESET_H_
