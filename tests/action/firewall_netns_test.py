@@ -605,7 +605,8 @@ class Daemon:
             if self.proc is not None and self.proc.poll() is not None:
                 raise Fail('bantamd exited (%s):\n%s' % (self.proc.returncode, self.tail()))
             return self.read_log().count(text) >= count
-        expect(poll(seen, timeout), 'timed out waiting for %r x%d in the log:\n%s' % (text, count, self.tail()))
+        expect(poll(seen, timeout),
+               'timed out waiting for %r x%d in the log:\n%s' % (text, count, self.tail()))
 
     def ban(self, ip, jail='asterisk', logname='asterisk.log'):
         line = '[%s] Ban %s' % (jail, ip)
@@ -621,8 +622,8 @@ class Daemon:
 
     def action_kind(self, jail, action):
         # The action's name may carry its name= (iptables-allports-ASTERISK).
-        m = re.findall(r"Jail '%s': action '%s(?:-[^']*)?' \(([^)]*)\)" % (re.escape(jail), re.escape(action)),
-                       self.read_log())
+        pattern = r"Jail '%s': action '%s(?:-[^']*)?' \(([^)]*)\)" % (re.escape(jail), re.escape(action))
+        m = re.findall(pattern, self.read_log())
         return m[-1] if m else None
 
     def errors(self):
@@ -634,7 +635,8 @@ class Daemon:
 
 def asterisk_jail(action, name='asterisk', logname='asterisk.log', extra=''):
     return ('[{name}]\nenabled = true\nfilter = asterisk\nlogpath = {{d}}/{log}\n'
-            'action = {action}\nmaxretry = 2\nfindtime = 10m\nbantime = 1h\n{extra}'.format(name=name, log=logname, action=action, extra=extra))
+            'action = {action}\nmaxretry = 2\nfindtime = 10m\nbantime = 1h\n{extra}'
+            .format(name=name, log=logname, action=action, extra=extra))
 
 
 NFT_ALL_PROTOS = 'protocol="tcp,udp,icmp,ipv6-icmp"'
@@ -777,7 +779,8 @@ def check_iptables(chain):
             if '-N ' + chain not in rules and ip not in banned:
                 continue
             expect('-N ' + chain in rules, '%s -S has no chain %s:\n%s' % (tool, chain, '\n'.join(rules)))
-            expect('-A INPUT -j %s' % chain in rules, '%s -S: no jump into %s:\n%s' % (tool, chain, '\n'.join(rules)))
+            expect('-A INPUT -j %s' % chain in rules,
+                   '%s -S: no jump into %s:\n%s' % (tool, chain, '\n'.join(rules)))
             cidr = ip + ('/128' if v6 else '/32')
             has = [r for r in rules if r.startswith('-A %s -s %s ' % (chain, cidr))]
             if ip in banned:
