@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,7 +29,11 @@ enum class NftFamily { kIpv4, kIpv6 };
 //   [meta l4proto <protos>] [<proto> dport <ports>] <ip|ip6> saddr @<set> <block>
 // allports: l4protos = the protocols, no ports; multiport: one rule per
 // protocol (the shell's loop), l4protos = {that protocol}, dports = the ports;
-// custom: neither.
+// custom: neither. As nft does, one protocol or one port becomes a comparison
+// and several an anonymous set (an interval set, merged, if any entry is a
+// range); a range whose ends are equal counts as a single port. dports need
+// exactly one protocol, one nft knows the header of (tcp, udp, udplite, dccp,
+// sctp).
 struct NftRule {
   std::vector<uint8_t> l4protos;                      // IPPROTO_* numbers, as written
   std::vector<std::pair<uint16_t, uint16_t>> dports;  // inclusive ranges, as written
@@ -43,6 +48,11 @@ struct NftBlock {
   // nft turns into icmp port-unreachable (ip) / icmpv6 port-unreachable (ip6).
   int reject_type = -1;
   int reject_code = -1;  // the type's code ("host-prohibited" ...), -1: default
+  // For reject_type 0 with a code: kIpv4 for "icmp type ...", kIpv6 for
+  // "icmpv6 type ...". nft refuses such a rule for the other family
+  // ("conflicting protocols specified"), and so does Start(). Unset: the code
+  // is used for either family.
+  std::optional<NftFamily> icmp_family;
 };
 
 struct NftSpec {
@@ -52,13 +62,15 @@ struct NftSpec {
   std::string chain_type = "filter";
   std::string chain_hook = "input";
   int chain_priority = -1;
-  std::string set_v4;  // addr-set-<name>
-  std::string set_v6;  // addr6-set-<name>
+  std::string set_v4;          // addr-set-<name>
+  std::string set_v6;          // addr6-set-<name>
   std::vector<NftRule> rules;  // added in this order, for each family
   NftBlock block;
   // Sets are made with `flags timeout` and elements carry the ban's
   // remaining time, so the kernel lifts bans even if bantam is dead. Off in
-  // fail2ban (whose sets have no flags).
+  // fail2ban (whose sets have no flags). `nft list` then shows the set with
+  // "flags timeout" and such an element as "1.2.3.4 timeout 1h expires
+  // 59m58s120ms" (an element added with timeout_ms 0 has neither).
   bool element_timeouts = false;
 
   const std::string& set(NftFamily f) const { return f == NftFamily::kIpv4 ? set_v4 : set_v6; }
@@ -79,7 +91,8 @@ class NftRuleset {
   };
 
   // Opens a netlink socket in the calling thread's network namespace.
-  // Error: no socket (not root, no nf_tables).
+  // Error: a spec nft would not take (table_family not inet/ip/ip6, an
+  // unknown chain_hook, empty names), or no socket (no nf_tables).
   static Result<std::unique_ptr<NftRuleset>> Open(NftSpec spec);
   ~NftRuleset();
   NftRuleset(const NftRuleset&) = delete;
@@ -90,7 +103,9 @@ class NftRuleset {
   // actionstart for one family, in one transaction: the table, the chain,
   // the family's set and its rules, each created only if missing (a rule is
   // kept if one identical to ours is there already, so a restart after a
-  // crash does not stack duplicates).
+  // crash does not stack duplicates). A rule nft would refuse (IPv6 in an ip
+  // table, `tcp reset` on non-tcp traffic, icmpx outside inet) is an error
+  // before anything is sent, so nothing of the family is created.
   Status Start(NftFamily family);
   // actionstop: deletes this spec's rules and the family's set, then the
   // table if no set is left in it. Objects of other jails and of other
@@ -101,9 +116,13 @@ class NftRuleset {
   // Adds and deletes elements in one transaction (several only if the
   // netlink batch would pass the socket's limit). Elements the kernel
   // refuses (deleting one that is not there; a set that is gone) are
-  // returned; every other op is applied. Error only for the transport.
+  // returned, in the order of `ops`; every other op is applied. An op whose
+  // address is not a single IPv4/IPv6 address, or whose family has no set
+  // name, is returned with EINVAL without being sent. Adding an element that
+  // is there already is no error (and keeps its old timeout). Error only for
+  // the transport; transactions committed before it stay committed.
   Result<std::vector<ElementError>> Apply(const std::vector<ElementOp>& ops);
-  // The addresses in the family's set.
+  // The addresses in the family's set, in the kernel's order.
   Result<std::vector<IpAddr>> Elements(NftFamily family);
 
  private:
