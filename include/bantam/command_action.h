@@ -94,6 +94,17 @@ class CommandAction : public Action {
   std::optional<std::string> GetProperty(const std::string& key) const override;
   void SetProperty(const std::string& key, const std::string& value) override;
 
+  // The command of `op_tag` ("actionban") with the options substituted for
+  // `family` ("inet4", "inet6", or "" for actions without [Init?family=]),
+  // dynamic tags (<ip> ...) left as written. Only before the first Submit or
+  // Run: it fills the caches the running operations own.
+  Result<std::string> ExpandedCommand(const std::string& op_tag, const std::string& family) {
+    return StaticCommand(op_tag, family);
+  }
+  // The address families the action serves: {"inet4", "inet6"} for actions
+  // with [Init?family=...] sections ({"inet4"} without IPv6), else {""}.
+  std::vector<std::string> Families() const;
+
   // Loop thread: queues `op` on this action's strand; `done` runs on the
   // loop thread (from WorkerPool::RunCompletions) with the report.
   void Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done) override;
@@ -113,7 +124,6 @@ class CommandAction : public Action {
 
   std::string Option(const std::string& key) const;
   bool HasCondSection() const;
-  std::vector<std::string> Families() const;
   // The operation's command with options substituted (fail2ban's replaceTag
   // over the properties, <family> filled), cached per family.
   Result<std::string> StaticCommand(const std::string& op_tag, const std::string& family);

@@ -1,0 +1,95 @@
+// NftAction: fail2ban's stock nftables actions (nftables, nftables-allports,
+// nftables-multiport, `banaction = nftables[type=...]`) run natively: the
+// table, chain, sets and rules the shell action would make are made over
+// netlink (NftRuleset), and bans go to the kernel as set elements without a
+// fork per address.
+//
+// The operations submitted in one loop turn are gathered and, at the end of
+// the turn (EndTurn), handed to the action's worker strand as one job, so a
+// turn's bans and unbans reach the kernel as one netlink transaction. Each
+// operation still gets its own report; an element the kernel refuses fails
+// only its own operation.
+//
+// Before each transaction that adds elements, the action checks that its set
+// and rule are still there (someone may have run `nft flush ruleset`); if
+// not, it recreates them and adds back every address it holds. `flush` and
+// `stop` remove exactly the elements, rules and sets it made.
+#ifndef BANTAM_NFT_ACTION_H_
+#define BANTAM_NFT_ACTION_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bantam/action.h"
+#include "bantam/command_action.h"
+#include "bantam/nft_ruleset.h"
+#include "bantam/ordered_map.h"
+
+namespace bantam {
+
+// What the native action needs from the action's options, read from the
+// expanded shell commands and options of one configured action.
+struct NftStockAction {
+  NftSpec spec;
+  bool start_on_demand = false;
+  bool ipv6 = true;  // serves IPv6 too ([Init?family=inet6] and IPv6 allowed)
+};
+
+// Reads a stock nftables action out of `shell` (built from the same options,
+// not yet used). nullopt with `*reason` when the commands are not the stock
+// ones (changed by the operator), the action says `native = no`, or a value
+// (blocktype, port, protocol ...) is one the native action does not build:
+// the shell action runs instead.
+std::optional<NftStockAction> ReadStockNftAction(CommandAction& shell, std::string* reason);
+
+class NftAction final : public Action {
+ public:
+  // `options`: the action's options, kept for get/set. `env.pool` runs the
+  // netlink work.
+  NftAction(std::string jail, std::string name, OrderedMap<std::string> options,
+            NftStockAction stock, ActionEnv env);
+  // Waits for the strand's queued work.
+  ~NftAction() override;
+  NftAction(const NftAction&) = delete;
+  NftAction& operator=(const NftAction&) = delete;
+
+  const std::string& jail() const override { return jail_; }
+  const std::string& name() const override { return name_; }
+  const char* kind() const override { return "nftables netlink"; }
+  bool start_on_demand() const override { return stock_.start_on_demand; }
+  bool has_flush() const override { return true; }
+  // Options as configured. A set is kept and shown by get, but the native
+  // action's behaviour comes from the options it was created with.
+  std::optional<std::string> GetProperty(const std::string& key) const override;
+  void SetProperty(const std::string& key, const std::string& value) override;
+  void Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done) override;
+  void EndTurn() override;
+  uint64_t ban_epoch() const override { return 0; }
+
+  const NftSpec& spec() const { return stock_.spec; }
+
+ private:
+  struct Pending {
+    ActionOp op;
+    BanInfo info;
+    std::function<void(ActionReport)> done;
+  };
+  class Worker;  // the strand's side (nft_action.cc)
+
+  const std::string jail_, name_;
+  OrderedMap<std::string> options_;  // loop thread only
+  const NftStockAction stock_;
+  const ActionEnv env_;
+  WorkerPool::StrandId strand_ = 0;
+  std::vector<Pending> pending_;   // this turn's operations, loop thread only
+  std::shared_ptr<Worker> worker_;  // used only on the strand
+};
+
+}  // namespace bantam
+
+#endif  // BANTAM_NFT_ACTION_H_

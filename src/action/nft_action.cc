@@ -1,0 +1,756 @@
+#include "bantam/nft_action.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <utility>
+
+#include "bantam/clock.h"
+#include "bantam/ip_address.h"
+
+namespace bantam {
+namespace {
+
+bool IsFalse(const std::string& s) {
+  std::string l;
+  for (char c : s) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return l == "no" || l == "false" || l == "off" || l == "0";
+}
+
+bool IsTrue(const std::string& s) {
+  std::string l;
+  for (char c : s) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return l == "yes" || l == "true" || l == "on" || l == "1";
+}
+
+// A shell command line as words, with quoting and backslashes dropped:
+// `nft add element inet t s \{ <ip> \}` and `... '{ <ip> }'` read the same.
+std::vector<std::string> Words(const std::string& line) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : line) {
+    if (c == '\\' || c == '\'' || c == '"') continue;
+    if (std::isspace(static_cast<unsigned char>(c)) || c == ';') {
+      if (!cur.empty()) out.push_back(std::move(cur));
+      cur.clear();
+      continue;
+    }
+    cur += c;
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    out.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return out;
+}
+
+std::string Trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t\r\n");
+  if (a == std::string::npos) return "";
+  size_t b = s.find_last_not_of(" \t\r\n");
+  return s.substr(a, b - a + 1);
+}
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == ',' || std::isspace(static_cast<unsigned char>(c))) {
+      if (!cur.empty()) out.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+bool ParseUint(const std::string& s, unsigned max, unsigned* out) {
+  if (s.empty() || s.size() > 6) return false;
+  unsigned v = 0;
+  for (char c : s) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+    v = v * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (v > max) return false;
+  *out = v;
+  return true;
+}
+
+bool ProtocolNumber(const std::string& name, uint8_t* out) {
+  unsigned n = 0;
+  if (ParseUint(name, 255, &n)) {
+    *out = static_cast<uint8_t>(n);
+    return true;
+  }
+  struct protoent pe, *res = nullptr;
+  char buf[1024];
+  if (getprotobyname_r(name.c_str(), &pe, buf, sizeof buf, &res) != 0 || res == nullptr) {
+    return false;
+  }
+  *out = static_cast<uint8_t>(res->p_proto);
+  return true;
+}
+
+bool PortNumber(const std::string& name, uint16_t* out) {
+  unsigned n = 0;
+  if (ParseUint(name, 65535, &n)) {
+    *out = static_cast<uint16_t>(n);
+    return true;
+  }
+  struct servent se, *res = nullptr;
+  char buf[1024];
+  if (getservbyname_r(name.c_str(), nullptr, &se, buf, sizeof buf, &res) != 0 || res == nullptr) {
+    return false;
+  }
+  *out = ntohs(static_cast<uint16_t>(res->s_port));
+  return true;
+}
+
+// <port> as the shell action hands it to nft (`:` read as `-`).
+bool ParsePorts(const std::string& text, std::vector<std::pair<uint16_t, uint16_t>>* out,
+                std::string* why) {
+  for (const std::string& item : SplitList(text)) {
+    size_t dash = item.find_first_of("-:");
+    uint16_t lo = 0, hi = 0;
+    if (dash == std::string::npos || PortNumber(item, &lo)) {
+      if (!PortNumber(item, &lo)) {
+        *why = "port '" + item + "' is not a number, a range or a known service";
+        return false;
+      }
+      hi = lo;
+    } else if (!PortNumber(item.substr(0, dash), &lo) || !PortNumber(item.substr(dash + 1), &hi) ||
+               hi < lo) {
+      *why = "port '" + item + "' is not a number, a range or a known service";
+      return false;
+    }
+    out->emplace_back(lo, hi);
+  }
+  if (out->empty()) {
+    *why = "no port";
+    return false;
+  }
+  return true;
+}
+
+struct NamedCode {
+  const char* name;
+  int code;
+};
+constexpr NamedCode kIcmpCodes[] = {
+    {"net-unreachable", 0},  {"host-unreachable", 1}, {"prot-unreachable", 2},
+    {"port-unreachable", 3}, {"net-prohibited", 9},   {"host-prohibited", 10},
+    {"admin-prohibited", 13}};
+constexpr NamedCode kIcmpv6Codes[] = {{"no-route", 0},         {"admin-prohibited", 1},
+                                      {"addr-unreachable", 3}, {"port-unreachable", 4},
+                                      {"policy-fail", 5},      {"reject-route", 6}};
+constexpr NamedCode kIcmpxCodes[] = {{"no-route", 0},
+                                     {"port-unreachable", 1},
+                                     {"host-unreachable", 2},
+                                     {"admin-prohibited", 3}};
+
+template <size_t N>
+bool LookupCode(const NamedCode (&table)[N], const std::string& name, int* code) {
+  for (const NamedCode& c : table) {
+    if (name == c.name) {
+      *code = c.code;
+      return true;
+    }
+  }
+  return false;
+}
+
+// <blocktype>: drop, reject, reject with icmp|icmpv6|icmpx [type] NAME,
+// reject with tcp reset.
+bool ParseBlock(const std::string& text, NftBlock* out, std::string* why) {
+  const std::vector<std::string> w = Words(text);
+  *why = "blocktype '" + text + "' is not one the native action builds";
+  if (w.size() == 1 && w[0] == "drop") {
+    out->verdict = NftBlock::Verdict::kDrop;
+    return true;
+  }
+  if (w.empty() || w[0] != "reject") return false;
+  out->verdict = NftBlock::Verdict::kReject;
+  if (w.size() == 1) return true;
+  if (w.size() < 3 || w[1] != "with") return false;
+  if (w.size() == 4 && w[2] == "tcp" && w[3] == "reset") {
+    out->reject_type = 1;
+    out->reject_code = 0;
+    return true;
+  }
+  size_t name_at = (w.size() == 5 && w[3] == "type") ? 4 : (w.size() == 4 ? 3 : 0);
+  if (name_at == 0) return false;
+  int code = 0;
+  if (w[2] == "icmp" && LookupCode(kIcmpCodes, w[name_at], &code)) {
+    out->reject_type = 0;
+  } else if (w[2] == "icmpv6" && LookupCode(kIcmpv6Codes, w[name_at], &code)) {
+    out->reject_type = 0;
+  } else if (w[2] == "icmpx" && LookupCode(kIcmpxCodes, w[name_at], &code)) {
+    out->reject_type = 2;
+  } else {
+    return false;
+  }
+  out->reject_code = code;
+  return true;
+}
+
+bool StartsWith(const std::vector<std::string>& w, const std::vector<std::string>& prefix,
+                size_t at = 0) {
+  if (w.size() < at + prefix.size()) return false;
+  return std::equal(prefix.begin(), prefix.end(), w.begin() + static_cast<long>(at));
+}
+
+bool IsNft(const std::string& word) {
+  return word == "nft" || (word.size() > 4 && word.compare(word.size() - 4, 4, "/nft") == 0);
+}
+
+// One family's objects, read from its expanded commands. The commands are
+// the truth (the stream carries them resolved; options such as `chain` may
+// still hold `<known/chain>`), except for <port> and <protocol>, which the
+// rule refers to through shell variables.
+struct FamilyView {
+  std::string table_family, table, chain, chain_type, chain_hook, chain_priority;
+  std::string addr_set, addr_type, addr_family, type, port, protocol, blocktype;
+};
+
+// Checks that one family's commands are the stock action's; `why` says
+// what differs.
+bool CheckFamily(CommandAction& shell, const std::string& family, FamilyView* v,
+                 std::string* why) {
+  auto expanded = [&](const char* tag) -> std::string {
+    Result<std::string> r = shell.ExpandedCommand(tag, family);
+    return r.ok() ? *r : std::string();
+  };
+  v->port = Trim(expanded("port"));
+  v->protocol = Trim(expanded("protocol"));
+  const std::string want_type = family == "inet6" ? "ipv6_addr" : "ipv4_addr";
+  const std::string want_af = family == "inet6" ? "ip6" : "ip";
+
+  // actionban / actionunban: nft add|delete element TF T SET { <ip> }.
+  auto element_cmd = [&](const char* tag, const char* verb) -> std::vector<std::string> {
+    std::vector<std::string> w = Words(expanded(tag));
+    if (w.size() != 9 || !IsNft(w[0]) || w[1] != verb || w[2] != "element" || w[6] != "{" ||
+        w[7] != "<ip>" || w[8] != "}") {
+      *why = std::string(tag) + " is not the stock `nft " + verb + " element` command";
+      return {};
+    }
+    return w;
+  };
+  std::vector<std::string> ban = element_cmd("actionban", "add");
+  if (ban.empty()) return false;
+  std::vector<std::string> unban = element_cmd("actionunban", "delete");
+  if (unban.empty()) return false;
+  if (!std::equal(ban.begin() + 3, ban.end(), unban.begin() + 3)) {
+    *why = "actionban and actionunban name different sets";
+    return false;
+  }
+  v->table_family = ban[3];
+  v->table = ban[4];
+  v->addr_set = ban[5];
+  if (v->table_family != "inet" && v->table_family != want_af) {
+    *why = "table family '" + v->table_family + "' is not inet or " + want_af;
+    return false;
+  }
+
+  // actionstart: the table, the chain, the set, and rules whose match is
+  // one the native action builds and nothing more.
+  bool table = false, chain = false, set = false;
+  int rules = 0;
+  for (const std::string& line : Lines(expanded("actionstart"))) {
+    std::vector<std::string> w = Words(line);
+    size_t at = 0;
+    while (at < w.size() && !IsNft(w[at])) ++at;
+    if (at >= w.size()) continue;
+    ++at;
+    if (at < w.size() && w[at] == "--") ++at;
+    if (StartsWith(w, {"add", "table", v->table_family, v->table}, at) && w.size() == at + 4) {
+      table = true;
+    } else if (StartsWith(w, {"add", "chain", v->table_family, v->table}, at) &&
+               w.size() == at + 13 && StartsWith(w, {"{", "type"}, at + 5) &&
+               w[at + 8] == "hook" && w[at + 10] == "priority" && w[at + 12] == "}") {
+      chain = true;
+      v->chain = w[at + 4];
+      v->chain_type = w[at + 7];
+      v->chain_hook = w[at + 9];
+      v->chain_priority = w[at + 11];
+    } else if (StartsWith(w, {"add", "set", v->table_family, v->table, v->addr_set, "{", "type"},
+                          at) &&
+               w.size() == at + 9 && w[at + 8] == "}") {
+      set = true;
+      v->addr_type = w[at + 7];
+    } else if (StartsWith(w, {"add", "rule", v->table_family, v->table}, at) && chain &&
+               w.size() > at + 4 && w[at + 4] == v->chain) {
+      ++rules;
+      // The match: the words before "<ip|ip6> saddr @<addr_set>".
+      const size_t m = at + 5;
+      size_t s = m;
+      while (s + 2 < w.size() && !(w[s + 1] == "saddr" && w[s + 2] == "@" + v->addr_set)) ++s;
+      if (s + 2 >= w.size()) {
+        *why = "actionstart's rule does not read @" + v->addr_set;
+        return false;
+      }
+      v->addr_family = w[s];
+      std::string block;
+      for (size_t i = s + 3; i < w.size(); ++i) block += (block.empty() ? "" : " ") + w[i];
+      if (!v->blocktype.empty() && v->blocktype != block) {
+        *why = "actionstart's rules end differently";
+        return false;
+      }
+      v->blocktype = block;
+      std::string type = "custom";
+      for (size_t i = m; i < s; ++i) {
+        const std::string& x = w[i];
+        if (x == "l4proto") type = "allports";
+        if (x == "dport") type = "multiport";
+        static const std::set<std::string> plumbing = {
+            "meta", "l4proto", "dport", "{", "}", "$proto", "$ports", "$(echo", "|", "sed",
+            "tr", "s/:/-/g)", ":", "-)"};
+        if (plumbing.count(x) || x == v->port || x == v->protocol) continue;
+        *why = "actionstart's rule has '" + x + "', which the native action does not build";
+        return false;
+      }
+      if (!v->type.empty() && v->type != type) {
+        *why = "actionstart's rules match differently";
+        return false;
+      }
+      v->type = type;
+    }
+  }
+  if (!table || !chain || !set || rules == 0) {
+    *why = "actionstart does not add the table, chain, set and rule of the stock action";
+    return false;
+  }
+  if (v->addr_type != want_type || v->addr_family != want_af) {
+    *why = "the " + family + " set is '" + v->addr_type + "' read by '" + v->addr_family +
+           " saddr', not " + want_type + " by " + want_af;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<NftStockAction> ReadStockNftAction(CommandAction& shell, std::string* reason) {
+  std::string why;
+  if (std::optional<std::string> native = shell.GetProperty("native"); native && IsFalse(*native)) {
+    *reason = "native = " + *native;
+    return std::nullopt;
+  }
+  const std::vector<std::string> families = shell.Families();
+  if (families.empty() || families[0] != "inet4") {
+    *reason = "it has no [Init?family=inet6] section";
+    return std::nullopt;
+  }
+  NftStockAction out;
+  out.start_on_demand = shell.start_on_demand();
+  out.ipv6 = families.size() > 1;
+  NftSpec& spec = out.spec;
+  FamilyView v4;
+  for (const std::string& family : families) {
+    FamilyView v;
+    if (!CheckFamily(shell, family, &v, &why)) {
+      *reason = why;
+      return std::nullopt;
+    }
+    if (family == "inet4") {
+      v4 = v;
+      spec.set_v4 = v.addr_set;
+    } else {
+      if (v.table != v4.table || v.table_family != v4.table_family || v.chain != v4.chain ||
+          v.type != v4.type || v.port != v4.port || v.protocol != v4.protocol ||
+          v.blocktype != v4.blocktype) {
+        *reason = "its IPv4 and IPv6 settings differ in more than the set";
+        return std::nullopt;
+      }
+      spec.set_v6 = v.addr_set;
+    }
+  }
+  spec.table_family = v4.table_family;
+  spec.table = v4.table;
+  spec.chain = v4.chain;
+  spec.chain_type = v4.chain_type;
+  spec.chain_hook = v4.chain_hook;
+  {
+    const std::string& p = v4.chain_priority;
+    char* end = nullptr;
+    long prio = strtol(p.c_str(), &end, 10);
+    if (p.empty() || *end != '\0' || prio < -2147483647 || prio > 2147483647) {
+      *reason = "chain_priority '" + p + "' is not a number";
+      return std::nullopt;
+    }
+    spec.chain_priority = static_cast<int>(prio);
+  }
+  if (spec.chain_type != "filter" ||
+      (spec.chain_hook != "input" && spec.chain_hook != "forward" &&
+       spec.chain_hook != "output" && spec.chain_hook != "prerouting" &&
+       spec.chain_hook != "postrouting")) {
+    *reason = "chain type/hook '" + spec.chain_type + "/" + spec.chain_hook +
+              "' is not one the native action builds";
+    return std::nullopt;
+  }
+  if (!ParseBlock(v4.blocktype, &spec.block, &why)) {
+    *reason = why;
+    return std::nullopt;
+  }
+  std::vector<uint8_t> protos;
+  if (v4.type != "custom") {
+    for (const std::string& p : SplitList(v4.protocol)) {
+      uint8_t n = 0;
+      if (!ProtocolNumber(p, &n)) {
+        *reason = "protocol '" + p + "' is not a known protocol";
+        return std::nullopt;
+      }
+      protos.push_back(n);
+    }
+    if (protos.empty()) {
+      *reason = "no protocol";
+      return std::nullopt;
+    }
+  }
+  if (v4.type == "allports") {
+    spec.rules.push_back(NftRule{protos, {}});
+  } else if (v4.type == "multiport") {
+    std::vector<std::pair<uint16_t, uint16_t>> ports;
+    if (!ParsePorts(v4.port, &ports, &why)) {
+      *reason = why;
+      return std::nullopt;
+    }
+    for (uint8_t p : protos) {
+      if (p != IPPROTO_TCP && p != IPPROTO_UDP && p != IPPROTO_SCTP && p != IPPROTO_DCCP &&
+          p != IPPROTO_UDPLITE) {
+        *reason = "protocol " + std::to_string(p) + " has no ports";
+        return std::nullopt;
+      }
+      spec.rules.push_back(NftRule{{p}, ports});
+    }
+  } else if (v4.type == "custom") {
+    spec.rules.push_back(NftRule{});
+  } else {
+    *reason = "type '" + v4.type + "' is not allports, multiport or custom";
+    return std::nullopt;
+  }
+  if (std::optional<std::string> t = shell.GetProperty("kernel_timeout")) {
+    spec.element_timeouts = IsTrue(*t);
+  }
+  return out;
+}
+
+// The strand's side: the netlink connection and what this action put in the
+// kernel. Touched only by jobs on the action's strand.
+class NftAction::Worker {
+ public:
+  Worker(std::string jail, std::string name, NftStockAction stock)
+      : jail_(std::move(jail)), name_(std::move(name)), stock_(std::move(stock)) {}
+
+  std::vector<ActionReport> Process(std::vector<Pending>& batch) {
+    std::vector<ActionReport> reports(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      reports[i].op = batch[i].op;
+      reports[i].jail = jail_;
+      reports[i].action = name_;
+      reports[i].ip = batch[i].info.ip;
+    }
+    if (Status s = EnsureOpen(); !s.ok()) {
+      for (ActionReport& r : reports) r.status = s;
+      return reports;
+    }
+    std::vector<size_t> run;  // consecutive element operations
+    for (size_t i = 0; i < batch.size(); ++i) {
+      switch (batch[i].op) {
+        case ActionOp::kBan:
+        case ActionOp::kReban:
+        case ActionOp::kProlong:
+        case ActionOp::kUnban:
+          run.push_back(i);
+          continue;
+        default:
+          break;
+      }
+      ApplyRun(batch, run, reports);
+      run.clear();
+      ActionReport& r = reports[i];
+      switch (batch[i].op) {
+        case ActionOp::kStart:
+          if (!stock_.start_on_demand) {
+            for (NftFamily f : Families()) {
+              Status s = StartFamily(f);
+              if (!s.ok()) r.status = Status::Error("Error starting action " + jail_ + "/" + name_ + ": " + s.message());
+            }
+          } else {
+            r.skipped = true;
+          }
+          break;
+        case ActionOp::kStop:
+          for (NftFamily f : Families()) {
+            if (!started_.count(f)) continue;
+            Status s = rules_->Stop(f);
+            started_.erase(f);
+            banned_[f].clear();
+            if (!s.ok()) r.status = Status::Error("Error stopping action " + jail_ + "/" + name_ + ": " + s.message());
+          }
+          break;
+        case ActionOp::kFlush: {
+          std::vector<NftRuleset::ElementOp> ops;
+          for (auto& [f, addrs] : banned_) {
+            for (auto& [text, addr] : addrs) ops.push_back({false, addr, 0});
+          }
+          if (ops.empty()) {
+            r.skipped = true;
+            break;
+          }
+          Result<std::vector<NftRuleset::ElementError>> errs = rules_->Apply(ops);
+          if (!errs.ok()) {
+            r.status = errs.status();
+            break;
+          }
+          for (const auto& e : *errs) {
+            r.notes.push_back("nftables: flush: " + ops[e.index].addr.ToString() + ": " +
+                              strerror(e.error));
+          }
+          for (auto& [f, addrs] : banned_) addrs.clear();
+          break;
+        }
+        case ActionOp::kCheck:
+          for (NftFamily f : Families()) {
+            if (started_.count(f)) RepairIfBroken(f, &r);
+          }
+          break;
+        case ActionOp::kReload:
+        default:
+          r.skipped = true;
+          break;
+      }
+    }
+    ApplyRun(batch, run, reports);
+    return reports;
+  }
+
+ private:
+  Status EnsureOpen() {
+    if (rules_) return Status::Ok();
+    Result<std::unique_ptr<NftRuleset>> r = NftRuleset::Open(stock_.spec);
+    if (!r.ok()) return r.status();
+    rules_ = std::move(*r);
+    return Status::Ok();
+  }
+
+  std::vector<NftFamily> Families() const {
+    if (stock_.ipv6) return {NftFamily::kIpv4, NftFamily::kIpv6};
+    return {NftFamily::kIpv4};
+  }
+
+  Status StartFamily(NftFamily f) {
+    Status s = rules_->Start(f);
+    if (s.ok()) started_.insert(f);
+    return s;
+  }
+
+  const char* SetName(NftFamily f) const {
+    return (f == NftFamily::kIpv4 ? stock_.spec.set_v4 : stock_.spec.set_v6).c_str();
+  }
+
+  std::string ElementText(bool add, NftFamily f, const std::string& ip) const {
+    const NftSpec& s = stock_.spec;
+    return std::string("nftables: ") + (add ? "add" : "delete") + " element " + s.table_family +
+           " " + s.table + " " + SetName(f) + " { " + ip + " }";
+  }
+
+  // The set and rule are where they should be; if not (`nft flush ruleset`
+  // ...), makes them again and puts back every address this action holds.
+  // Returns false if the family is still broken.
+  bool RepairIfBroken(NftFamily f, ActionReport* r) {
+    Result<bool> ok = rules_->Check(f);
+    if (ok.ok() && *ok) return true;
+    r->notes.push_back("[" + jail_ + "] action '" + name_ + "': " + SetName(f) +
+                       " or its rule is missing. Invariant check failed. Trying to restore a sane "
+                       "environment");
+    if (Status s = rules_->Start(f); !s.ok()) {
+      r->notes.push_back("Unable to restore environment: " + s.message());
+      return false;
+    }
+    std::vector<NftRuleset::ElementOp> ops;
+    for (auto& [text, addr] : banned_[f]) ops.push_back({true, addr, 0});
+    if (!ops.empty()) {
+      Result<std::vector<NftRuleset::ElementError>> errs = rules_->Apply(ops);
+      if (!errs.ok()) {
+        r->notes.push_back("Unable to restore bans: " + errs.status().message());
+        return false;
+      }
+      r->notes.push_back("[" + jail_ + "] action '" + name_ + "': restored " +
+                         std::to_string(ops.size() - errs->size()) + " ban(s) in " + SetName(f));
+    }
+    return true;
+  }
+
+  void ApplyRun(std::vector<Pending>& batch, const std::vector<size_t>& run,
+                std::vector<ActionReport>& reports) {
+    if (run.empty()) return;
+    struct Item {
+      size_t op_index;
+      NftFamily family;
+      bool add;
+      IpAddr addr;
+    };
+    std::vector<Item> items;
+    std::set<NftFamily> adding;
+    const double now = SystemClock().Now();
+    for (size_t i : run) {
+      const BanInfo& info = batch[i].info;
+      ActionReport& r = reports[i];
+      IpAddr addr = IpAddr::FromText(info.ip);
+      if (!addr.is_ip() || !addr.is_single()) {
+        r.status = Status::Error("nftables: '" + info.ip + "' is not a single IP address");
+        continue;
+      }
+      const NftFamily f = addr.is_ipv4() ? NftFamily::kIpv4 : NftFamily::kIpv6;
+      if (f == NftFamily::kIpv6 && !stock_.ipv6) {
+        r.skipped = true;
+        continue;
+      }
+      const bool add = batch[i].op != ActionOp::kUnban;
+      if (!add && !started_.count(f)) {
+        r.skipped = true;  // nothing banned in this family
+        continue;
+      }
+      items.push_back(Item{i, f, add, addr});
+      if (add) adding.insert(f);
+    }
+    // Families banned in for the first time start now; those already
+    // started are checked, since someone may have removed our set or rule.
+    // A repair of one family (after `nft flush ruleset`, say) repairs the
+    // other started family too, so every ban in force is back at once.
+    std::set<NftFamily> broken;
+    ActionReport* first_add = nullptr;
+    for (const Item& it : items) {
+      if (it.add) {
+        first_add = &reports[it.op_index];
+        break;
+      }
+    }
+    bool repaired = false;
+    for (NftFamily f : adding) {
+      if (!started_.count(f)) {
+        if (!StartFamily(f).ok()) broken.insert(f);
+        continue;
+      }
+      const size_t notes = first_add->notes.size();
+      if (!RepairIfBroken(f, first_add)) broken.insert(f);
+      repaired = repaired || first_add->notes.size() != notes;
+    }
+    if (repaired) {
+      for (NftFamily f : Families()) {
+        if (started_.count(f) && !adding.count(f) && !RepairIfBroken(f, first_add)) {
+          broken.insert(f);
+        }
+      }
+    }
+    std::vector<NftRuleset::ElementOp> ops;
+    std::vector<size_t> op_item;
+    for (size_t k = 0; k < items.size(); ++k) {
+      const Item& it = items[k];
+      if (broken.count(it.family)) {
+        reports[it.op_index].status =
+            Status::Error(ElementText(it.add, it.family, it.addr.ToString()) +
+                          ": the action's set could not be created");
+        continue;
+      }
+      uint64_t timeout_ms = 0;
+      const BanInfo& info = batch[it.op_index].info;
+      if (it.add && stock_.spec.element_timeouts && info.bantime > 0) {
+        const double left = info.time + static_cast<double>(info.bantime) - now;
+        timeout_ms = static_cast<uint64_t>(std::max(1.0, std::ceil(left)) * 1000);
+      }
+      ops.push_back({it.add, it.addr, timeout_ms});
+      op_item.push_back(k);
+    }
+    if (ops.empty()) return;
+    Result<std::vector<NftRuleset::ElementError>> errs = rules_->Apply(ops);
+    if (!errs.ok()) {
+      for (size_t k : op_item) reports[items[k].op_index].status = errs.status();
+      return;
+    }
+    std::vector<bool> failed(ops.size(), false);
+    for (const NftRuleset::ElementError& e : *errs) {
+      if (e.index >= ops.size()) continue;
+      failed[e.index] = true;
+      const Item& it = items[op_item[e.index]];
+      reports[it.op_index].status = Status::Error(
+          ElementText(it.add, it.family, it.addr.ToString()) + ": " + strerror(e.error));
+    }
+    for (size_t j = 0; j < ops.size(); ++j) {
+      const Item& it = items[op_item[j]];
+      auto& held = banned_[it.family];
+      if (it.add && !failed[j]) {
+        held.emplace(it.addr.ToString(), it.addr);
+      } else if (!it.add) {
+        held.erase(it.addr.ToString());
+      }
+    }
+  }
+
+  const std::string jail_, name_;
+  const NftStockAction stock_;
+  std::unique_ptr<NftRuleset> rules_;
+  std::set<NftFamily> started_;
+  // The addresses this action put in each family's set.
+  std::map<NftFamily, std::map<std::string, IpAddr>> banned_;
+};
+
+NftAction::NftAction(std::string jail, std::string name, OrderedMap<std::string> options,
+                     NftStockAction stock, ActionEnv env)
+    : jail_(std::move(jail)),
+      name_(std::move(name)),
+      options_(std::move(options)),
+      stock_(std::move(stock)),
+      env_(env) {
+  strand_ = env_.pool->NewStrand();
+  worker_ = std::make_shared<Worker>(jail_, name_, stock_);
+}
+
+NftAction::~NftAction() {
+  EndTurn();
+  env_.pool->WaitIdle(strand_);
+}
+
+std::optional<std::string> NftAction::GetProperty(const std::string& key) const {
+  if (const std::string* v = options_.Find(key)) return *v;
+  return std::nullopt;
+}
+
+void NftAction::SetProperty(const std::string& key, const std::string& value) {
+  options_.Set(key, value);
+}
+
+void NftAction::Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done) {
+  pending_.push_back(Pending{op, std::move(info), std::move(done)});
+}
+
+void NftAction::EndTurn() {
+  if (pending_.empty()) return;
+  auto batch = std::make_shared<std::vector<Pending>>(std::move(pending_));
+  pending_.clear();
+  env_.pool->Post(strand_, [worker = worker_, batch]() -> WorkerPool::Completion {
+    std::vector<ActionReport> reports = worker->Process(*batch);
+    return [batch, reports = std::move(reports)]() mutable {
+      for (size_t i = 0; i < batch->size(); ++i) {
+        if ((*batch)[i].done) (*batch)[i].done(std::move(reports[i]));
+      }
+    };
+  });
+}
+
+}  // namespace bantam
