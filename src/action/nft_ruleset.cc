@@ -944,6 +944,7 @@ Status NftRuleset::Stop(NftFamily f) {
     batch.Commit(nlh);
     what.push_back("delete table " + where);
   }
+  if (batch.messages() == 0) return Status::Ok();
   batch.Finish();
   impl_->seq = batch.next_seq();
   std::vector<SeqError> errors;
