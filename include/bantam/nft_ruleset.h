@@ -121,8 +121,10 @@ class NftRuleset {
   // returned, in the order of `ops`; every other op is applied. An op whose
   // address is not a single IPv4/IPv6 address, or whose family has no set
   // name, is returned with EINVAL without being sent. Adding an element that
-  // is there already is no error (and keeps its old timeout). Error only for
-  // the transport; transactions committed before it stay committed.
+  // is there already is no error; as with `nft add element`, a kernel that
+  // updates element timeouts (6.18 does) then gives it the op's timeout, or
+  // none for timeout_ms 0. Error only for the transport; transactions
+  // committed before it stay committed.
   Result<std::vector<ElementError>> Apply(const std::vector<ElementOp>& ops);
   // The addresses in the family's set, in the kernel's order. A hash set the
   // kernel is still resizing (just after a large Apply) can give a
