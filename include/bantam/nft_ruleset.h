@@ -107,9 +107,11 @@ class NftRuleset {
   // table, `tcp reset` on non-tcp traffic, icmpx outside inet) is an error
   // before anything is sent, so nothing of the family is created.
   Status Start(NftFamily family);
-  // actionstop: deletes this spec's rules and the family's set, then the
-  // table if no set is left in it. Objects of other jails and of other
-  // programs are left alone.
+  // actionstop: deletes this spec's rules (every rule of the chain that
+  // reads the family's set, as the shell action's handle grep does) and the
+  // set, then the table if no named set is left in it; one transaction.
+  // Objects of other jails and of other programs are left alone. Nothing
+  // there (no table, no set) is no error.
   Status Stop(NftFamily family);
   // actioncheck: the family's set exists and the chain has a rule reading it.
   Result<bool> Check(NftFamily family);
@@ -119,10 +121,15 @@ class NftRuleset {
   // returned, in the order of `ops`; every other op is applied. An op whose
   // address is not a single IPv4/IPv6 address, or whose family has no set
   // name, is returned with EINVAL without being sent. Adding an element that
-  // is there already is no error (and keeps its old timeout). Error only for
-  // the transport; transactions committed before it stay committed.
+  // is there already is no error; as with `nft add element`, a kernel that
+  // updates element timeouts (6.18 does) then gives it the op's timeout, or
+  // none for timeout_ms 0. Error only for the transport; transactions
+  // committed before it stay committed.
   Result<std::vector<ElementError>> Apply(const std::vector<ElementOp>& ops);
-  // The addresses in the family's set, in the kernel's order.
+  // The addresses in the family's set, in the kernel's order. A hash set the
+  // kernel is still resizing (just after a large Apply) can give a
+  // multi-part dump with repeats and gaps; such a dump is read again (up to
+  // 20 times, 10 ms apart) before this gives up with an error.
   Result<std::vector<IpAddr>> Elements(NftFamily family);
 
  private:

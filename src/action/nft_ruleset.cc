@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <map>
 #include <string_view>
@@ -49,9 +50,11 @@ constexpr uint32_t kTypeInetService = 13;
 // ~800 messages.
 constexpr size_t kElementsPerMessage = 128;
 // One transaction's limits: every message may come back as an error, and
-// each error costs ~1 KiB of the receive buffer (skb truesize).
+// each error takes up to ~2 KiB of the receive buffer (skb truesize); the
+// batch must fit the send buffer. Lowered to what the socket got.
 constexpr size_t kMaxMessagesPerBatch = 4096;
 constexpr size_t kMaxBatchBytes = 4 << 20;
+constexpr size_t kErrorBytes = 2048;
 constexpr int kSocketBufferBytes = 16 << 20;
 constexpr size_t kReceiveBufferBytes = 256 << 10;
 
@@ -285,6 +288,8 @@ struct NftRuleset::Impl {
   uint32_t seq = 0;
   uint16_t family = NFPROTO_INET;  // the table's
   uint32_t hooknum = NF_INET_LOCAL_IN;
+  size_t max_batch_messages = kMaxMessagesPerBatch;
+  size_t max_batch_bytes = kMaxBatchBytes;
   std::vector<char> rx;
 
   ~Impl() {
@@ -741,6 +746,16 @@ Result<std::unique_ptr<NftRuleset>> NftRuleset::Open(NftSpec spec) {
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) < 0) {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
   }
+  int sndbuf = 0;
+  int rcvbuf = 0;
+  socklen_t len = sizeof(int);
+  getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len);
+  len = sizeof(int);
+  getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len);
+  impl->max_batch_messages =
+      std::clamp<size_t>(static_cast<size_t>(rcvbuf) / kErrorBytes, 16, kMaxMessagesPerBatch);
+  impl->max_batch_bytes =
+      std::clamp<size_t>(static_cast<size_t>(sndbuf) / 2, 64 << 10, kMaxBatchBytes);
   return std::unique_ptr<NftRuleset>(new NftRuleset(std::move(spec), std::move(impl)));
 }
 
@@ -929,6 +944,7 @@ Status NftRuleset::Stop(NftFamily f) {
     batch.Commit(nlh);
     what.push_back("delete table " + where);
   }
+  if (batch.messages() == 0) return Status::Ok();
   batch.Finish();
   impl_->seq = batch.next_seq();
   std::vector<SeqError> errors;
@@ -1033,47 +1049,43 @@ Result<std::vector<NftRuleset::ElementError>> NftRuleset::Apply(const std::vecto
     batch->Commit(nlh);
   };
 
-  size_t pos = 0;
-  while (pos < groups.size()) {
-    // One transaction's worth of messages.
+  // Groups still to send, in op order. A transaction takes groups from the
+  // front; if the kernel refuses some, the transaction is void: a refused
+  // single element is reported and dropped, a refused group is split into
+  // single elements, and all of it goes back to the front to be sent again.
+  std::deque<Group> work(groups.begin(), groups.end());
+  while (!work.empty()) {
     std::vector<Group> chunk;
     size_t bytes = 0;
-    while (pos < groups.size() && chunk.size() < kMaxMessagesPerBatch &&
-           (chunk.empty() || bytes + group_bytes(groups[pos]) <= kMaxBatchBytes)) {
-      bytes += group_bytes(groups[pos]);
-      chunk.push_back(groups[pos++]);
+    while (!work.empty() && chunk.size() < impl_->max_batch_messages &&
+           (chunk.empty() || bytes + group_bytes(work.front()) <= impl_->max_batch_bytes)) {
+      bytes += group_bytes(work.front());
+      chunk.push_back(work.front());
+      work.pop_front();
     }
-    // Until it commits: a refused single element is reported and dropped, a
-    // refused group is split into single elements and sent again.
-    while (!chunk.empty()) {
-      Batch batch(impl_->seq);
-      for (const Group& g : chunk) put_group(&batch, g);
-      batch.Finish();
-      impl_->seq = batch.next_seq();
-      std::vector<SeqError> errors;
-      Status s = impl_->Talk(batch, &errors);
-      if (!s.ok()) return s;
-      if (errors.empty()) break;
-      std::vector<int> error_of(chunk.size(), 0);
-      for (const SeqError& e : errors) {
-        const size_t m = e.seq - batch.begin_seq() - 1;
-        if (m >= chunk.size()) return Status::FromErrno("nftables: add/delete element", e.error);
-        error_of[m] = e.error;
+    Batch batch(impl_->seq);
+    for (const Group& g : chunk) put_group(&batch, g);
+    batch.Finish();
+    impl_->seq = batch.next_seq();
+    std::vector<SeqError> errors;
+    Status s = impl_->Talk(batch, &errors);
+    if (!s.ok()) return s;
+    if (errors.empty()) continue;  // committed
+    std::vector<int> error_of(chunk.size(), 0);
+    for (const SeqError& e : errors) {
+      const size_t m = e.seq - batch.begin_seq() - 1;
+      if (m >= chunk.size()) return Status::FromErrno("nftables: add/delete element", e.error);
+      error_of[m] = e.error;
+    }
+    for (size_t m = chunk.size(); m-- > 0;) {
+      const Group& g = chunk[m];
+      if (error_of[m] == 0) {
+        work.push_front(g);
+      } else if (g.count == 1) {
+        refused.push_back({idx[g.first], error_of[m]});
+      } else {
+        for (size_t k = g.count; k-- > 0;) work.push_front({g.first + k, 1});
       }
-      std::vector<Group> next;
-      for (size_t m = 0; m < chunk.size(); ++m) {
-        const Group& g = chunk[m];
-        if (error_of[m] == 0) {
-          next.push_back(g);
-        } else if (g.count == 1) {
-          refused.push_back({idx[g.first], error_of[m]});
-        } else {
-          for (size_t k = 0; k < g.count; ++k) next.push_back({g.first + k, 1});
-        }
-      }
-      // Splitting may pass the message limit; that only costs receive
-      // buffer for errors, which the split groups' few elements bound.
-      chunk = std::move(next);
     }
   }
   std::sort(refused.begin(), refused.end(),
