@@ -197,8 +197,10 @@ bool ParseBlock(const std::string& text, NftBlock* out, std::string* why) {
   int code = 0;
   if (w[2] == "icmp" && LookupCode(kIcmpCodes, w[name_at], &code)) {
     out->reject_type = 0;
+    out->icmp_family = NftFamily::kIpv4;
   } else if (w[2] == "icmpv6" && LookupCode(kIcmpv6Codes, w[name_at], &code)) {
     out->reject_type = 0;
+    out->icmp_family = NftFamily::kIpv6;
   } else if (w[2] == "icmpx" && LookupCode(kIcmpxCodes, w[name_at], &code)) {
     out->reject_type = 2;
   } else {
