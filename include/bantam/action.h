@@ -108,6 +108,9 @@ struct ActionReport {
   bool skipped = false;            // nothing to do (norestored, nothing banned here...)
   std::vector<CommandRun> runs;    // every command, in execution order
   std::vector<std::string> notes;  // "Invariant check failed. Trying to restore..."
+  // Problems that did not fail the operation (a slow whois, a mail not
+  // sent): logged as warnings.
+  std::vector<std::string> warnings;
   uint64_t ban_epoch = 0;          // bumped by each repair: bans before it need a reban
 };
 

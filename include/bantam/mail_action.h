@@ -28,8 +28,8 @@
 //  - `date` is formatted in the C locale by strftime;
 //  - at most kMaxPendingMails (option mailqueue) ban mails wait per action;
 //    more are dropped with a warning (the ban itself is never held back).
-// Problems with whois or the mail command are warnings in the report's
-// notes; the operation still succeeds (a ban is never undone by its mail).
+// Problems with whois or the mail command are the report's warnings; the
+// operation still succeeds (a ban is never undone by its mail).
 #ifndef BANTAM_MAIL_ACTION_H_
 #define BANTAM_MAIL_ACTION_H_
 

@@ -1270,13 +1270,13 @@ class Composer {
     out = r.out;
     const std::string who = "mail action " + action_.jail() + "/" + action_.name() + ": ";
     if (r.end == SpawnResult::End::kFailedToStart) {
-      report_.notes.push_back(who + "whois for " + ip + " not run (" + r.error +
+      report_.warnings.push_back(who + "whois for " + ip + " not run (" + r.error +
                               "); mail sent without it");
     } else if (r.end == SpawnResult::End::kTimedOut) {
-      report_.notes.push_back(who + "whois for " + ip + " " + r.Describe(whois_timeout_) +
+      report_.warnings.push_back(who + "whois for " + ip + " " + r.Describe(whois_timeout_) +
                               "; mail sent with what it answered");
     } else if (r.end == SpawnResult::End::kExited && r.exit_code == 127) {
-      report_.notes.push_back(who + "whois for " + ip + " " + r.Describe(whois_timeout_));
+      report_.warnings.push_back(who + "whois for " + ip + " " + r.Describe(whois_timeout_));
     }
     if (!r.ok() && call.has_fallback) {
       std::string echo;
@@ -1532,7 +1532,7 @@ void MailAction::Send(const std::string& op_tag, const BanInfo& info, ActionRepo
     std::string err = run.result.err;
     while (!err.empty() && err.back() == '\n') err.pop_back();
     if (!err.empty()) note += ": " + err;
-    report->notes.push_back(std::move(note));
+    report->warnings.push_back(std::move(note));
   }
   report->runs.push_back(std::move(run));
 }
@@ -1597,7 +1597,7 @@ void MailAction::Submit(ActionOp op, BanInfo info, std::function<void(ActionRepo
     report.action = name_;
     report.ip = info.ip;
     report.skipped = true;
-    report.notes.push_back("mail action " + jail_ + "/" + name_ + ": " + std::to_string(bound) +
+    report.warnings.push_back("mail action " + jail_ + "/" + name_ + ": " + std::to_string(bound) +
                            " mails waiting; mail for " + info.ip + " dropped (" +
                            std::to_string(n) + " dropped so far)");
     if (done) done(std::move(report));

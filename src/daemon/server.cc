@@ -467,6 +467,7 @@ void ServerImpl::Submit(JailState& js, Action& action, ActionOp op, BanInfo info
     --pending_ops_;
     CheckBanEpoch(id, action, r);
     for (const std::string& n : r.notes) Log(LogLevel::kError, "fail2ban.utils", n);
+    for (const std::string& w : r.warnings) Log(LogLevel::kWarning, "fail2ban.actions", w);
     if (!r.status.ok()) {
       for (const CommandRun& run : r.runs) {
         if (!run.result.ok()) Log(LogLevel::kError, "fail2ban.utils", run.Describe());

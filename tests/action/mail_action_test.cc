@@ -233,7 +233,7 @@ TEST_F(MailActionTest, StockSendmailWhoisMatchesSendsHostileTextVerbatim) {
   ASSERT_NE(a, nullptr);
   ActionReport r = Run(a.get(), ActionOp::kBan, Ticket());
   ASSERT_TRUE(r.status.ok()) << r.status.message();
-  EXPECT_TRUE(r.notes.empty()) << r.notes[0];
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];
   EXPECT_FALSE(AnyMarker());
   EXPECT_EQ(ReadFile(dir_ + "/whois.argv"), "192.0.2.7\n");
   EXPECT_EQ(Argv(), "-f\nf2b@example.org\nadmin@example.org\n");
@@ -267,7 +267,7 @@ TEST_F(MailActionTest, StockMailWhoisLinesTildeEscapesStayText) {
   ASSERT_NE(a, nullptr);
   ActionReport r = Run(a.get(), ActionOp::kBan, Ticket());
   ASSERT_TRUE(r.status.ok()) << r.status.message();
-  EXPECT_TRUE(r.notes.empty()) << r.notes[0];
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings[0];
   EXPECT_FALSE(AnyMarker());
   std::string argv = Argv();
   EXPECT_EQ(argv.rfind("-E\nset escape\n-s\n[Fail2Ban] SSH: banned 192.0.2.7 from ", 0), 0u)
@@ -376,8 +376,8 @@ TEST_F(MailActionTest, SlowWhoisTimesOutWithAWarning) {
   double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(took, 5);
   ASSERT_TRUE(r.status.ok());
-  ASSERT_EQ(r.notes.size(), 1u) << r.notes.back();
-  EXPECT_NE(r.notes[0].find("whois for 192.0.2.7 timed out"), std::string::npos) << r.notes[0];
+  ASSERT_EQ(r.warnings.size(), 1u) << r.warnings.back();
+  EXPECT_NE(r.warnings[0].find("whois for 192.0.2.7 timed out"), std::string::npos) << r.warnings[0];
   EXPECT_NE(Body().find("partial\n(whois lookup failed)\n"), std::string::npos) << Body();
 }
 
@@ -388,8 +388,8 @@ TEST_F(MailActionTest, MissingWhoisAndMailCommandAreWarnings) {
   ASSERT_NE(a, nullptr);
   ActionReport r = Run(a.get(), ActionOp::kBan, Ticket());
   ASSERT_TRUE(r.status.ok());
-  ASSERT_EQ(r.notes.size(), 1u) << r.notes.back();
-  EXPECT_NE(r.notes[0].find("whois for 192.0.2.7 not run"), std::string::npos) << r.notes[0];
+  ASSERT_EQ(r.warnings.size(), 1u) << r.warnings.back();
+  EXPECT_NE(r.warnings[0].find("whois for 192.0.2.7 not run"), std::string::npos) << r.warnings[0];
   EXPECT_NE(Body().find(" :\n\nmissing whois program\n\nRegards,"), std::string::npos) << Body();
 
   a = Make(LoadAction(kStockActionDir, "sendmail-whois[name=SSH]"), nullptr,
@@ -404,10 +404,10 @@ TEST_F(MailActionTest, MissingWhoisAndMailCommandAreWarnings) {
   for (int i = 0; i < 100 && !done; ++i) pool_.WaitAndRunCompletions(100);
   ASSERT_TRUE(done);
   EXPECT_TRUE(r.status.ok());
-  ASSERT_EQ(r.notes.size(), 2u);
-  EXPECT_NE(r.notes[1].find("not sent: /nonexistent/sendmail -f fail2ban root failed to start"),
+  ASSERT_EQ(r.warnings.size(), 2u);
+  EXPECT_NE(r.warnings[1].find("not sent: /nonexistent/sendmail -f fail2ban root failed to start"),
             std::string::npos)
-      << r.notes[1];
+      << r.warnings[1];
 }
 
 TEST_F(MailActionTest, MailCommandWithShellSyntaxGetsValuesAsArguments) {
@@ -443,7 +443,7 @@ TEST_F(MailActionTest, SubmittedMailsReportOnTheLoopAndTheQueueIsBounded) {
   for (size_t i = 0; i < total; ++i) {
     a->Submit(ActionOp::kBan, Ticket("192.0.2." + std::to_string(i % 250)), [&](ActionReport r) {
       ++reported;
-      if (r.skipped && !r.notes.empty()) ++dropped;
+      if (r.skipped && !r.warnings.empty()) ++dropped;
     });
   }
   EXPECT_EQ(dropped, 5u);  // answered at once
