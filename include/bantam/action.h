@@ -148,6 +148,9 @@ class Action {
   // Called once at the end of each loop turn: an action that gathers the
   // turn's operations into one unit of work (a netlink batch) sends it now.
   virtual void EndTurn() {}
+  // Whether the action reads BanInfo::context (tags such as <ipmatches> or
+  // <jail.banned>); false lets the caller skip building it.
+  virtual bool uses_ban_context() const { return true; }
 
   // Bumped each time the action repaired its environment: bans applied
   // before that may be gone and are applied again (kReban) by the daemon.

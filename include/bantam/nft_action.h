@@ -69,14 +69,19 @@ class NftAction final : public Action {
   void SetProperty(const std::string& key, const std::string& value) override;
   void Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done) override;
   void EndTurn() override;
+  bool uses_ban_context() const override { return false; }
   uint64_t ban_epoch() const override { return 0; }
 
   const NftSpec& spec() const { return stock_.spec; }
 
  private:
+  // An operation as the worker needs it: the rest of its BanInfo (matches,
+  // captures, context) is dropped at Submit, since no nft message reads it.
   struct Pending {
     ActionOp op;
-    BanInfo info;
+    std::string ip;
+    double time = 0;
+    int64_t bantime = 0;
     std::function<void(ActionReport)> done;
   };
   class Worker;  // the strand's side (nft_action.cc)

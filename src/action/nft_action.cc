@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <unordered_set>
 #include <utility>
 
 #include "bantam/clock.h"
@@ -458,16 +459,25 @@ class NftAction::Worker {
   Worker(std::string jail, std::string name, NftStockAction stock)
       : jail_(std::move(jail)), name_(std::move(name)), stock_(std::move(stock)) {}
 
-  std::vector<ActionReport> Process(std::vector<Pending>& batch) {
-    std::vector<ActionReport> reports(batch.size());
-    for (size_t i = 0; i < batch.size(); ++i) {
-      reports[i].op = batch[i].op;
-      reports[i].jail = jail_;
-      reports[i].action = name_;
-      reports[i].ip = batch[i].info.ip;
-    }
+  // The reports of a batch's operations that are not plain successes
+  // (errors, skips, notes), by index: a batch of 100k bans that all went in
+  // makes no report until each is handed to its submitter.
+  using Reports = std::map<size_t, ActionReport>;
+
+  // A plain success of operation `p`.
+  ActionReport OkReport(const Pending& p) const {
+    ActionReport r;
+    r.op = p.op;
+    r.jail = jail_;
+    r.action = name_;
+    r.ip = p.ip;
+    return r;
+  }
+
+  Reports Process(std::vector<Pending>& batch) {
+    Reports reports;
     if (Status s = EnsureOpen(); !s.ok()) {
-      for (ActionReport& r : reports) r.status = s;
+      for (size_t i = 0; i < batch.size(); ++i) ReportOf(batch, i, reports).status = s;
       return reports;
     }
     std::vector<size_t> run;  // consecutive element operations
@@ -477,6 +487,7 @@ class NftAction::Worker {
         case ActionOp::kReban:
         case ActionOp::kProlong:
         case ActionOp::kUnban:
+          if (run.empty()) run.reserve(batch.size() - i);
           run.push_back(i);
           continue;
         default:
@@ -484,7 +495,7 @@ class NftAction::Worker {
       }
       ApplyRun(batch, run, reports);
       run.clear();
-      ActionReport& r = reports[i];
+      ActionReport& r = ReportOf(batch, i, reports);
       switch (batch[i].op) {
         case ActionOp::kStart:
           if (!stock_.start_on_demand) {
@@ -508,7 +519,7 @@ class NftAction::Worker {
         case ActionOp::kFlush: {
           std::vector<NftRuleset::ElementOp> ops;
           for (auto& [f, addrs] : banned_) {
-            for (auto& [text, addr] : addrs) ops.push_back({false, addr, 0});
+            for (const IpAddr& addr : addrs) ops.push_back({false, addr, 0});
           }
           if (ops.empty()) {
             r.skipped = true;
@@ -542,6 +553,12 @@ class NftAction::Worker {
   }
 
  private:
+  ActionReport& ReportOf(const std::vector<Pending>& batch, size_t i, Reports& reports) const {
+    auto [it, fresh] = reports.try_emplace(i);
+    if (fresh) it->second = OkReport(batch[i]);
+    return it->second;
+  }
+
   Status EnsureOpen() {
     if (rules_) return Status::Ok();
     Result<std::unique_ptr<NftRuleset>> r = NftRuleset::Open(stock_.spec);
@@ -585,7 +602,8 @@ class NftAction::Worker {
       return false;
     }
     std::vector<NftRuleset::ElementOp> ops;
-    for (auto& [text, addr] : banned_[f]) ops.push_back({true, addr, 0});
+    ops.reserve(banned_[f].size());
+    for (const IpAddr& addr : banned_[f]) ops.push_back({true, addr, 0});
     if (!ops.empty()) {
       Result<std::vector<NftRuleset::ElementError>> errs = rules_->Apply(ops);
       if (!errs.ok()) {
@@ -598,8 +616,7 @@ class NftAction::Worker {
     return true;
   }
 
-  void ApplyRun(std::vector<Pending>& batch, const std::vector<size_t>& run,
-                std::vector<ActionReport>& reports) {
+  void ApplyRun(std::vector<Pending>& batch, const std::vector<size_t>& run, Reports& reports) {
     if (run.empty()) return;
     struct Item {
       size_t op_index;
@@ -608,72 +625,79 @@ class NftAction::Worker {
       IpAddr addr;
     };
     std::vector<Item> items;
+    items.reserve(run.size());
     std::set<NftFamily> adding;
     const double now = SystemClock().Now();
     for (size_t i : run) {
-      const BanInfo& info = batch[i].info;
-      ActionReport& r = reports[i];
-      IpAddr addr = IpAddr::FromText(info.ip);
+      const Pending& p = batch[i];
+      IpAddr addr = IpAddr::FromText(p.ip);
       if (!addr.is_ip() || !addr.is_single()) {
-        r.status = Status::Error("nftables: '" + info.ip + "' is not a single IP address");
+        ReportOf(batch, i, reports).status =
+            Status::Error("nftables: '" + p.ip + "' is not a single IP address");
         continue;
       }
       const NftFamily f = addr.is_ipv4() ? NftFamily::kIpv4 : NftFamily::kIpv6;
       if (f == NftFamily::kIpv6 && !stock_.ipv6) {
-        r.skipped = true;
+        ReportOf(batch, i, reports).skipped = true;
         continue;
       }
-      const bool add = batch[i].op != ActionOp::kUnban;
+      const bool add = p.op != ActionOp::kUnban;
       if (!add && !started_.count(f)) {
-        r.skipped = true;  // nothing banned in this family
+        ReportOf(batch, i, reports).skipped = true;  // nothing banned in this family
         continue;
       }
-      items.push_back(Item{i, f, add, addr});
+      items.push_back(Item{i, f, add, std::move(addr)});
       if (add) adding.insert(f);
     }
     // Families banned in for the first time start now; those already
     // started are checked, since someone may have removed our set or rule.
     // A repair of one family (after `nft flush ruleset`, say) repairs the
     // other started family too, so every ban in force is back at once.
+    // What a repair says goes to the report of the run's first ban.
     std::set<NftFamily> broken;
-    ActionReport* first_add = nullptr;
-    for (const Item& it : items) {
-      if (it.add) {
-        first_add = &reports[it.op_index];
-        break;
-      }
-    }
+    ActionReport repair;
     bool repaired = false;
     for (NftFamily f : adding) {
       if (!started_.count(f)) {
         if (!StartFamily(f).ok()) broken.insert(f);
         continue;
       }
-      const size_t notes = first_add->notes.size();
-      if (!RepairIfBroken(f, first_add)) broken.insert(f);
-      repaired = repaired || first_add->notes.size() != notes;
+      const size_t notes = repair.notes.size();
+      if (!RepairIfBroken(f, &repair)) broken.insert(f);
+      repaired = repaired || repair.notes.size() != notes;
     }
     if (repaired) {
       for (NftFamily f : Families()) {
-        if (started_.count(f) && !adding.count(f) && !RepairIfBroken(f, first_add)) {
+        if (started_.count(f) && !adding.count(f) && !RepairIfBroken(f, &repair)) {
           broken.insert(f);
         }
       }
     }
+    if (!repair.notes.empty()) {
+      for (const Item& it : items) {
+        if (!it.add) continue;
+        std::vector<std::string>& notes = ReportOf(batch, it.op_index, reports).notes;
+        notes.insert(notes.end(), std::make_move_iterator(repair.notes.begin()),
+                     std::make_move_iterator(repair.notes.end()));
+        break;
+      }
+    }
     std::vector<NftRuleset::ElementOp> ops;
     std::vector<size_t> op_item;
+    ops.reserve(items.size());
+    op_item.reserve(items.size());
     for (size_t k = 0; k < items.size(); ++k) {
       const Item& it = items[k];
       if (broken.count(it.family)) {
-        reports[it.op_index].status =
+        ReportOf(batch, it.op_index, reports).status =
             Status::Error(ElementText(it.add, it.family, it.addr.ToString()) +
                           ": the action's set could not be created");
         continue;
       }
       uint64_t timeout_ms = 0;
-      const BanInfo& info = batch[it.op_index].info;
-      if (it.add && stock_.spec.element_timeouts && info.bantime > 0) {
-        const double left = info.time + static_cast<double>(info.bantime) - now;
+      const Pending& p = batch[it.op_index];
+      if (it.add && stock_.spec.element_timeouts && p.bantime > 0) {
+        const double left = p.time + static_cast<double>(p.bantime) - now;
         timeout_ms = static_cast<uint64_t>(std::max(1.0, std::ceil(left)) * 1000);
       }
       ops.push_back({it.add, it.addr, timeout_ms});
@@ -682,7 +706,7 @@ class NftAction::Worker {
     if (ops.empty()) return;
     Result<std::vector<NftRuleset::ElementError>> errs = rules_->Apply(ops);
     if (!errs.ok()) {
-      for (size_t k : op_item) reports[items[k].op_index].status = errs.status();
+      for (size_t k : op_item) ReportOf(batch, items[k].op_index, reports).status = errs.status();
       return;
     }
     std::vector<bool> failed(ops.size(), false);
@@ -690,16 +714,17 @@ class NftAction::Worker {
       if (e.index >= ops.size()) continue;
       failed[e.index] = true;
       const Item& it = items[op_item[e.index]];
-      reports[it.op_index].status = Status::Error(
+      ReportOf(batch, it.op_index, reports).status = Status::Error(
           ElementText(it.add, it.family, it.addr.ToString()) + ": " + strerror(e.error));
     }
     for (size_t j = 0; j < ops.size(); ++j) {
-      const Item& it = items[op_item[j]];
+      Item& it = items[op_item[j]];
       auto& held = banned_[it.family];
       if (it.add && !failed[j]) {
-        held.emplace(it.addr.ToString(), it.addr);
+        if (held.empty()) held.reserve(ops.size());
+        held.insert(std::move(it.addr));
       } else if (!it.add) {
-        held.erase(it.addr.ToString());
+        held.erase(it.addr);
       }
     }
   }
@@ -709,7 +734,7 @@ class NftAction::Worker {
   std::unique_ptr<NftRuleset> rules_;
   std::set<NftFamily> started_;
   // The addresses this action put in each family's set.
-  std::map<NftFamily, std::map<std::string, IpAddr>> banned_;
+  std::map<NftFamily, std::unordered_set<IpAddr>> banned_;
 };
 
 NftAction::NftAction(std::string jail, std::string name, OrderedMap<std::string> options,
@@ -738,7 +763,7 @@ void NftAction::SetProperty(const std::string& key, const std::string& value) {
 }
 
 void NftAction::Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done) {
-  pending_.push_back(Pending{op, std::move(info), std::move(done)});
+  pending_.push_back(Pending{op, std::move(info.ip), info.time, info.bantime, std::move(done)});
 }
 
 void NftAction::EndTurn() {
@@ -746,10 +771,14 @@ void NftAction::EndTurn() {
   auto batch = std::make_shared<std::vector<Pending>>(std::move(pending_));
   pending_.clear();
   env_.pool->Post(strand_, [worker = worker_, batch]() -> WorkerPool::Completion {
-    std::vector<ActionReport> reports = worker->Process(*batch);
-    return [batch, reports = std::move(reports)]() mutable {
+    Worker::Reports reports = worker->Process(*batch);
+    return [worker, batch, reports = std::move(reports)]() mutable {
+      auto next = reports.begin();
       for (size_t i = 0; i < batch->size(); ++i) {
-        if ((*batch)[i].done) (*batch)[i].done(std::move(reports[i]));
+        Pending& p = (*batch)[i];
+        const bool special = next != reports.end() && next->first == i;
+        if (p.done) p.done(special ? std::move(next->second) : worker->OkReport(p));
+        if (special) ++next;
       }
     };
   });

@@ -452,6 +452,11 @@ BanInfo ServerImpl::MakeBanInfo(const JailState& js, const Ticket& t) const {
     if (v) info.captures[k] = *v;
   }
   const Jail& j = *js.jail;
+  // StopJail hands the actions to retired_ one by one: some may be null.
+  const bool read = std::any_of(js.actions.begin(), js.actions.end(), [](const auto& a) {
+    return a == nullptr || a->uses_ban_context();
+  });
+  if (!read) return info;
   info.context = std::make_shared<ServerBanContext>(
       history_reader_, info.jail, j.bans().size(), j.bans().ban_total(), j.failures().size(),
       j.failures().fail_total());
@@ -461,23 +466,34 @@ BanInfo ServerImpl::MakeBanInfo(const JailState& js, const Ticket& t) const {
 void ServerImpl::Submit(JailState& js, Action& action, ActionOp op, BanInfo info,
                         std::function<void()> after) {
   ++pending_ops_;
-  const std::string jail = js.jail->name();
-  const uint64_t id = js.id;
-  action.Submit(op, std::move(info), [this, id, jail, &action, after = std::move(after)](ActionReport r) {
-    --pending_ops_;
-    CheckBanEpoch(id, action, r);
-    for (const std::string& n : r.notes) Log(LogLevel::kError, "fail2ban.utils", n);
-    for (const std::string& w : r.warnings) Log(LogLevel::kWarning, "fail2ban.actions", w);
-    if (!r.status.ok()) {
-      for (const CommandRun& run : r.runs) {
-        if (!run.result.ok()) Log(LogLevel::kError, "fail2ban.utils", run.Describe());
-      }
-      Log(LogLevel::kError, "fail2ban.actions",
-          "Failed to execute " + std::string(ActionOpName(r.op)) + " jail '" + jail +
-              "' action '" + r.action + "' info '" + r.ip + "': " + r.status.message());
-    }
-    if (after) after();
+  auto [it, fresh] = op_targets_.try_emplace(std::make_pair(js.id, &action));
+  OpTarget* target = &it->second;
+  if (fresh) *target = OpTarget{js.id, &action, js.jail->name()};
+  if (!after) {
+    // Small enough for std::function to hold without allocating: a
+    // restore submits 100k of these.
+    action.Submit(op, std::move(info), [this, target](ActionReport r) { OnReport(*target, r); });
+    return;
+  }
+  action.Submit(op, std::move(info), [this, target, after = std::move(after)](ActionReport r) {
+    OnReport(*target, r);
+    after();
   });
+}
+
+void ServerImpl::OnReport(const OpTarget& target, const ActionReport& r) {
+  --pending_ops_;
+  CheckBanEpoch(target.jail_id, *target.action, r);
+  for (const std::string& n : r.notes) Log(LogLevel::kError, "fail2ban.utils", n);
+  for (const std::string& w : r.warnings) Log(LogLevel::kWarning, "fail2ban.actions", w);
+  if (!r.status.ok()) {
+    for (const CommandRun& run : r.runs) {
+      if (!run.result.ok()) Log(LogLevel::kError, "fail2ban.utils", run.Describe());
+    }
+    Log(LogLevel::kError, "fail2ban.actions",
+        "Failed to execute " + std::string(ActionOpName(r.op)) + " jail '" + target.jail +
+            "' action '" + r.action + "' info '" + r.ip + "': " + r.status.message());
+  }
 }
 
 void ServerImpl::CheckBanEpoch(uint64_t jail_id, Action& action, const ActionReport& r) {
@@ -555,8 +571,11 @@ void ServerImpl::OnBan(const std::string& jail, const Ticket& t) {
 void ServerImpl::ReportBan(JailState& js, const Ticket& t) {
   Log(LogLevel::kNotice, "fail2ban.actions",
       "[" + js.jail->name() + "] " + (t.restored ? "Restore Ban " : "Ban ") + t.id.ToString());
-  const BanInfo info = MakeBanInfo(js, t);
-  for (auto& a : js.actions) Submit(js, *a, ActionOp::kBan, info);
+  BanInfo info = MakeBanInfo(js, t);
+  for (size_t i = 0; i < js.actions.size(); ++i) {
+    Action& a = *js.actions[i];
+    Submit(js, a, ActionOp::kBan, i + 1 == js.actions.size() ? std::move(info) : info);
+  }
 }
 
 void ServerImpl::ReportDeferredBans() {
@@ -722,14 +741,14 @@ void ServerImpl::StartJail(JailState& js) {
   if (!bans.ok()) {
     Log(LogLevel::kError, "fail2ban.database", bans.status().message());
   } else {
-    for (const StoredBan& b : *bans) {
+    for (StoredBan& b : *bans) {
       Ticket t;
       t.id = IpAddr::FromText(b.ip);
       t.time = static_cast<double>(b.time);
       t.ban_time = static_cast<double>(b.bantime);
       t.ban_count = static_cast<int>(b.bancount);
       t.attempts = static_cast<int>(b.data.failures);
-      t.data.matches = b.data.matches;
+      t.data.matches = std::move(b.data.matches);
       js.jail->Restore(std::move(t));
     }
   }

@@ -165,6 +165,15 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   BanInfo MakeBanInfo(const JailState& js, const Ticket& t) const;
   void Submit(JailState& js, Action& action, ActionOp op, BanInfo info,
               std::function<void()> after = nullptr);
+  // Whom an operation's report goes to: one per jail and action, kept in
+  // op_targets_ for the server's life so a report's callback can point at
+  // it (the jail and action may be gone by then; the ids say so).
+  struct OpTarget {
+    uint64_t jail_id = 0;
+    Action* action = nullptr;
+    std::string jail;
+  };
+  void OnReport(const OpTarget& target, const ActionReport& r);
   void StartJails();
   void StopJails();
   void WaitForActions();
@@ -213,6 +222,10 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   bool running_ = false;
   std::string scratch_;
   size_t pending_ops_ = 0;
+  // By jail id and action; never erased (a few per reload), so pointers to
+  // them stay valid. A reused Action address under the same jail id gets
+  // the same values.
+  std::map<std::pair<uint64_t, const Action*>, OpTarget> op_targets_;
   // Group commit: the bans of one loop turn share one transaction; they are
   // logged and acted on only once it is committed, so a ban that was
   // reported is on disk whatever happens to the process.

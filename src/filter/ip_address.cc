@@ -265,11 +265,23 @@ Result<IpAddr> IpAddr::Init(std::string_view text, int64_t cidr) {
 std::string IpAddr::ToString() const {
   std::string out;
   if (is_ipv4()) {
+    // By hand: every ban formats its address several times.
+    char buf[sizeof "255.255.255.255/32"];
+    char* p = buf;
+    auto put = [&p](unsigned v) {
+      if (v >= 100) *p++ = static_cast<char>('0' + v / 100);
+      if (v >= 10) *p++ = static_cast<char>('0' + v / 10 % 10);
+      *p++ = static_cast<char>('0' + v % 10);
+    };
     for (int shift = 24; shift >= 0; shift -= 8) {
-      out += std::to_string((lo_ >> shift) & 0xFF);
-      if (shift) out += '.';
+      put(static_cast<unsigned>((lo_ >> shift) & 0xFF));
+      if (shift) *p++ = '.';
     }
-    if (plen_ > 0 && plen_ < 32) out += "/" + std::to_string(plen_);
+    if (plen_ > 0 && plen_ < 32) {
+      *p++ = '/';
+      put(static_cast<unsigned>(plen_));
+    }
+    out.assign(buf, p);
     return out;
   }
   if (!is_ipv6()) return raw_;

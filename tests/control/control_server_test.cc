@@ -380,15 +380,19 @@ TEST(ControlServer, TwoHundredConcurrentClients) {
 TEST(ControlServer, AClientSlowToReadALargeReplyIsNotIdle) {
   TempTree t;
   ControlServer::Options o = Opts(t);
-  o.idle_timeout_ms = 100;
-  o.stalled_reply_timeout_ms = 1500;
+  // The idle timeout leaves room for the 900 KB request to arrive on a
+  // loaded machine (a client that stops half-way through a request for
+  // longer than it is dropped, rightly): at 100 ms, an ASan run on 2 busy
+  // cores lost the client while it was still sending.
+  o.idle_timeout_ms = 400;
+  o.stalled_reply_timeout_ms = 3000;
   ServerThread s(o);
   ASSERT_TRUE(s.ok());
   const int slow = Connect(o.path);
   // A reply far larger than the socket buffers, left unread past the idle
   // timeout: the whole of it still arrives.
   SendAll(slow, EncodeControlRequest({"echo", std::string(900 * 1024, 'x')}));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   std::string reply;
   char chunk[65536];
   while (reply.find('\n') == std::string::npos) {
@@ -402,7 +406,7 @@ TEST(ControlServer, AClientSlowToReadALargeReplyIsNotIdle) {
   EXPECT_GT(reply.size(), 900u * 1024);
   // Left unread past the stalled-reply timeout, it is dropped.
   SendAll(slow, EncodeControlRequest({"echo", std::string(900 * 1024, 'y')}));
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(4500));
   std::string rest;
   char buf[65536];
   ssize_t n;
