@@ -44,6 +44,17 @@ namespace bantam {
 // fail2ban's mapTag2Opt: "USER" -> "user", "ID" -> "fid", "PORT" -> "fport".
 std::string TicketDataKey(const std::string& tag);
 
+// Tag values shared by the actions that fill fail2ban's tags themselves.
+// <fq-hostname> (fqdn) / <sh-hostname>: looked up once per process.
+std::string HostName(bool fqdn);
+// <ip-rev>: fail2ban's getPTR(''): "4.3.2.1." / nibbles reversed for IPv6;
+// "" for anything that is not an address.
+std::string ReversePointer(const std::string& ip);
+// <matches> and friends: the lines joined by "\n".
+std::string Join(const std::vector<std::string>& v);
+// An option read as fail2ban reads a boolean: true, yes, on, 1 (any case).
+bool ParseBool(const std::string& s);
+
 // fail2ban's escapeTag: a backslash before each of \#&;`|*?~<>^()[]{}$'"
 // and newline/CR as \n, \r. Used for static options named matches,
 // ipmatches or ipjailmatches (fail2ban's _escapedTags).

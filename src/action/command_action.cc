@@ -193,6 +193,36 @@ std::optional<std::string> PlainFallback(const std::string& tag) {
   return std::nullopt;
 }
 
+
+
+
+
+// fail2ban's CONDITIONAL_FAM_RE ^(\w+)\?(family)=(.*)$: "blocktype?family=inet6".
+bool IsCondKey(const std::string& key) {
+  size_t q = key.find("?family=");
+  if (q == std::string::npos || q == 0) return false;
+  for (size_t i = 0; i < q; ++i)
+    if (!std::isalnum(static_cast<unsigned char>(key[i])) && key[i] != '_') return false;
+  return true;
+}
+
+std::vector<std::string> SplitWords(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == ',' || std::isspace(static_cast<unsigned char>(c))) {
+      if (!cur.empty()) out.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+}  // namespace
+
 std::string HostName(bool fqdn) {
   static std::once_flag once;
   static std::string short_name, full_name;
@@ -245,32 +275,6 @@ bool ParseBool(const std::string& s) {
   for (char c : s) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return l == "true" || l == "yes" || l == "on" || l == "1";
 }
-
-// fail2ban's CONDITIONAL_FAM_RE ^(\w+)\?(family)=(.*)$: "blocktype?family=inet6".
-bool IsCondKey(const std::string& key) {
-  size_t q = key.find("?family=");
-  if (q == std::string::npos || q == 0) return false;
-  for (size_t i = 0; i < q; ++i)
-    if (!std::isalnum(static_cast<unsigned char>(key[i])) && key[i] != '_') return false;
-  return true;
-}
-
-std::vector<std::string> SplitWords(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s) {
-    if (c == ',' || std::isspace(static_cast<unsigned char>(c))) {
-      if (!cur.empty()) out.push_back(std::move(cur));
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) out.push_back(std::move(cur));
-  return out;
-}
-
-}  // namespace
 
 std::string TicketDataKey(const std::string& tag) {
   std::string key;

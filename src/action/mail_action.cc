@@ -89,11 +89,6 @@ const char* const kNothingToDoKeys[] = {"actionunban",  "actioncheck",  "actionf
 
 bool IsBlank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
-bool ParseBool(const std::string& s) {
-  std::string l;
-  for (char c : s) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return l == "true" || l == "yes" || l == "on" || l == "1";
-}
 
 bool IsFalse(const std::string& s) {
   std::string l;
@@ -947,51 +942,8 @@ SpawnResult RunArgv(const std::vector<std::string>& argv, const std::string& inp
   return finish();
 }
 
-std::string Join(const std::vector<std::string>& v) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (i) out += '\n';
-    out += v[i];
-  }
-  return out;
-}
 
-std::string HostName(bool fqdn) {
-  static std::once_flag once;
-  static std::string short_name, full_name;
-  std::call_once(once, [] {
-    char buf[256] = {};
-    if (gethostname(buf, sizeof(buf) - 1) != 0) buf[0] = 0;
-    short_name = buf;
-    full_name = short_name;
-    addrinfo hints = {};
-    hints.ai_flags = AI_CANONNAME;
-    hints.ai_family = AF_UNSPEC;
-    addrinfo* res = nullptr;
-    if (!short_name.empty() && getaddrinfo(buf, nullptr, &hints, &res) == 0) {
-      if (res && res->ai_canonname) full_name = res->ai_canonname;
-      freeaddrinfo(res);
-    }
-  });
-  return fqdn ? full_name : short_name;
-}
 
-std::string ReversePointer(const std::string& ip) {
-  unsigned char a[16];
-  std::string out;
-  if (inet_pton(AF_INET, ip.c_str(), a) == 1) {
-    for (int i = 3; i >= 0; --i) out += std::to_string(a[i]) + ".";
-  } else if (inet_pton(AF_INET6, ip.c_str(), a) == 1) {
-    static const char kHex[] = "0123456789abcdef";
-    for (int i = 15; i >= 0; --i) {
-      out += kHex[a[i] & 0xf];
-      out += '.';
-      out += kHex[a[i] >> 4];
-      out += '.';
-    }
-  }
-  return out;
-}
 
 // printf's backslash escapes in `s` (format, or a %b argument when
 // `b_arg`). Returns false when \c ended all output.

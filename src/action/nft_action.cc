@@ -22,12 +22,6 @@ bool IsFalse(const std::string& s) {
   return l == "no" || l == "false" || l == "off" || l == "0";
 }
 
-bool IsTrue(const std::string& s) {
-  std::string l;
-  for (char c : s) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return l == "yes" || l == "true" || l == "on" || l == "1";
-}
-
 // A shell command line as words, with quoting and backslashes dropped:
 // `nft add element inet t s \{ <ip> \}` and `... '{ <ip> }'` read the same.
 std::vector<std::string> Words(const std::string& line) {
@@ -447,7 +441,7 @@ std::optional<NftStockAction> ReadStockNftAction(CommandAction& shell, std::stri
     return std::nullopt;
   }
   if (std::optional<std::string> t = shell.GetProperty("kernel_timeout")) {
-    spec.element_timeouts = IsTrue(*t);
+    spec.element_timeouts = ParseBool(*t);
   }
   return out;
 }
