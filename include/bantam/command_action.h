@@ -55,6 +55,25 @@ std::string Join(const std::vector<std::string>& v);
 // An option read as fail2ban reads a boolean: true, yes, on, 1 (any case).
 bool ParseBool(const std::string& s);
 
+// The dynamic tags of one ban (fail2ban's ActionInfo): <ip>, <fid>,
+// <failures>, <time>, <bantime>, <bancount>, <matches>, <restored>,
+// <ip-rev>, <ip-host>, <ip(jail)matches>, <ip(jail)failures>, <jail.*>,
+// <fq-hostname>, <sh-hostname>, <family>. <F-NAME> captures are not among
+// them (ReplaceDynamicTags fills those). The database is asked for merged
+// bans at most once per scope. `info` must outlive this object.
+class TicketTags {
+ public:
+  explicit TicketTags(const BanInfo& info) : info_(info) {}
+  // nullopt: not a ticket tag (or a counter the context does not know).
+  std::optional<std::string> Value(const std::string& tag);
+
+ private:
+  const MergedBans* Merged(bool all_jails);
+  const BanInfo& info_;
+  std::optional<MergedBans> merged_all_, merged_jail_;
+  bool asked_all_ = false, asked_jail_ = false;
+};
+
 // fail2ban's escapeTag: a backslash before each of \#&;`|*?~<>^()[]{}$'"
 // and newline/CR as \n, \r. Used for static options named matches,
 // ipmatches or ipjailmatches (fail2ban's _escapedTags).

@@ -276,6 +276,46 @@ bool ParseBool(const std::string& s) {
   return l == "true" || l == "yes" || l == "on" || l == "1";
 }
 
+std::optional<std::string> TicketTags::Value(const std::string& tag) {
+  if (tag == "family") return info_.family;
+  if (tag == "ip") return info_.ip;
+  if (tag == "fid") return info_.fid.empty() ? info_.ip : info_.fid;
+  if (tag == "failures") return std::to_string(info_.failures);
+  if (tag == "time") return FormatStr2Sec(TimeValue{false, 0, info_.time});
+  if (tag == "bantime") return std::to_string(info_.bantime);
+  if (tag == "bancount") return std::to_string(info_.bancount);
+  if (tag == "matches") return Join(info_.matches);
+  if (tag == "restored") return std::string(info_.restored ? "1" : "0");
+  if (tag == "ip-rev") return ReversePointer(info_.ip);
+  if (tag == "ip-host") {
+    std::optional<std::string> h;
+    if (info_.context) h = info_.context->HostName(info_.ip);
+    return h ? *h : std::string("None");
+  }
+  if (tag == "ipmatches" || tag == "ipfailures" || tag == "ipjailmatches" ||
+      tag == "ipjailfailures") {
+    bool all = tag == "ipmatches" || tag == "ipfailures";
+    const MergedBans* m = Merged(all);
+    bool want_matches = tag == "ipmatches" || tag == "ipjailmatches";
+    if (!m) return want_matches ? Join(info_.matches) : std::to_string(info_.failures);
+    return want_matches ? Join(m->matches) : std::to_string(m->failures);
+  }
+  if (tag.rfind("jail.", 0) == 0 && info_.context)
+    return info_.context->JailCounter(info_.jail, tag);
+  if (tag == "fq-hostname" || tag == "sh-hostname") return HostName(tag == "fq-hostname");
+  return std::nullopt;
+}
+
+const MergedBans* TicketTags::Merged(bool all_jails) {
+  std::optional<MergedBans>& slot = all_jails ? merged_all_ : merged_jail_;
+  bool& asked = all_jails ? asked_all_ : asked_jail_;
+  if (!asked) {
+    asked = true;
+    if (info_.context) slot = info_.context->MergedBansOf(info_.ip, all_jails ? "" : info_.jail);
+  }
+  return slot ? &*slot : nullptr;
+}
+
 std::string TicketDataKey(const std::string& tag) {
   std::string key;
   for (char c : tag) key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -707,47 +747,6 @@ class CommandAction::OpRun {
     return ok;
   }
 
-  // The value of a dynamic tag for this operation's ticket (ActionInfo).
-  std::optional<std::string> TicketTag(const std::string& tag) {
-    if (tag == "family") return info_.family;
-    if (tag == "ip") return info_.ip;
-    if (tag == "fid") return info_.fid.empty() ? info_.ip : info_.fid;
-    if (tag == "failures") return std::to_string(info_.failures);
-    if (tag == "time") return FormatStr2Sec(TimeValue{false, 0, info_.time});
-    if (tag == "bantime") return std::to_string(info_.bantime);
-    if (tag == "bancount") return std::to_string(info_.bancount);
-    if (tag == "matches") return Join(info_.matches);
-    if (tag == "restored") return std::string(info_.restored ? "1" : "0");
-    if (tag == "ip-rev") return ReversePointer(info_.ip);
-    if (tag == "ip-host") {
-      std::optional<std::string> h;
-      if (info_.context) h = info_.context->HostName(info_.ip);
-      return h ? *h : std::string("None");
-    }
-    if (tag == "ipmatches" || tag == "ipfailures" || tag == "ipjailmatches" ||
-        tag == "ipjailfailures") {
-      bool all = tag == "ipmatches" || tag == "ipfailures";
-      const MergedBans* m = Merged(all);
-      bool want_matches = tag == "ipmatches" || tag == "ipjailmatches";
-      if (!m) return want_matches ? Join(info_.matches) : std::to_string(info_.failures);
-      return want_matches ? Join(m->matches) : std::to_string(m->failures);
-    }
-    if (tag.rfind("jail.", 0) == 0 && info_.context)
-      return info_.context->JailCounter(info_.jail, tag);
-    if (tag == "fq-hostname" || tag == "sh-hostname") return HostName(tag == "fq-hostname");
-    return std::nullopt;
-  }
-
-  const MergedBans* Merged(bool all_jails) {
-    std::optional<MergedBans>& slot = all_jails ? merged_all_ : merged_jail_;
-    bool& asked = all_jails ? asked_all_ : asked_jail_;
-    if (!asked) {
-      asked = true;
-      if (info_.context) slot = info_.context->MergedBansOf(info_.ip, all_jails ? "" : info_.jail);
-    }
-    return slot ? &*slot : nullptr;
-  }
-
   // fail2ban's _getOperation: options substituted, then <family>.
   Result<std::string> Operation(const std::string& op_tag, const std::string& family) {
     return a_.StaticCommand(op_tag, family);
@@ -758,7 +757,7 @@ class CommandAction::OpRun {
   ShellCommand Dynamic(const std::string& cmd, const std::string& family, bool ticket) {
     if (ticket) {
       return ReplaceDynamicTags(
-          cmd, [&](const std::string& tag) { return TicketTag(tag); }, info_.captures);
+          cmd, [&](const std::string& tag) { return tags_.Value(tag); }, info_.captures);
     }
     BanInfo empty;
     empty.family = family;
@@ -771,9 +770,9 @@ class CommandAction::OpRun {
               .count();
     }
     empty.context = info_.context;
-    OpRun other(&a_, empty, &report_);
+    TicketTags other(empty);
     return ReplaceDynamicTags(
-        cmd, [&](const std::string& tag) { return other.TicketTag(tag); }, empty.captures);
+        cmd, [&](const std::string& tag) { return other.Value(tag); }, empty.captures);
   }
 
   std::vector<std::string> ExecutedFor(const std::string& op_tag, const std::string& not_family) {
@@ -920,8 +919,7 @@ class CommandAction::OpRun {
   CommandAction& a_;
   const BanInfo& info_;
   ActionReport& report_;
-  std::optional<MergedBans> merged_all_, merged_jail_;
-  bool asked_all_ = false, asked_jail_ = false;
+  TicketTags tags_{info_};
 };
 
 ActionReport CommandAction::Run(ActionOp op, const BanInfo& info) {

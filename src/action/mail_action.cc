@@ -1076,53 +1076,14 @@ class Composer {
   }
 
   std::optional<std::string> Tag(const std::string& tag) {
-    if (tag == "family") return info_.family;
-    if (tag == "ip") return info_.ip;
-    if (tag == "fid") return info_.fid.empty() ? info_.ip : info_.fid;
-    if (tag == "failures") return std::to_string(info_.failures);
-    if (tag == "time") return FormatStr2Sec(TimeValue{false, 0, info_.time});
-    if (tag == "bantime") return std::to_string(info_.bantime);
-    if (tag == "bancount") return std::to_string(info_.bancount);
-    if (tag == "matches") return Join(info_.matches);
-    if (tag == "restored") return std::string(info_.restored ? "1" : "0");
-    if (tag == "ip-rev") return ReversePointer(info_.ip);
-    if (tag == "ip-host") {
-      std::optional<std::string> h;
-      if (info_.context) h = info_.context->HostName(info_.ip);
-      return h ? *h : std::string("None");
-    }
-    if (tag == "ipmatches" || tag == "ipfailures" || tag == "ipjailmatches" ||
-        tag == "ipjailfailures") {
-      bool all = tag == "ipmatches" || tag == "ipfailures";
-      const MergedBans* m = Merged(all);
-      bool want_matches = tag == "ipmatches" || tag == "ipjailmatches";
-      if (!m) return want_matches ? Join(info_.matches) : std::to_string(info_.failures);
-      return want_matches ? Join(m->matches) : std::to_string(m->failures);
-    }
-    if (tag.rfind("jail.", 0) == 0) {
-      std::optional<std::string> v;
-      if (info_.context) v = info_.context->JailCounter(info_.jail, tag);
-      return v;
-    }
-    if (tag == "fq-hostname" || tag == "sh-hostname") return HostName(tag == "fq-hostname");
     if (tag.rfind("F-", 0) == 0) {
       auto it = info_.captures.find(TicketDataKey(tag.substr(2)));
       return it == info_.captures.end() ? std::string() : it->second;
     }
-    return std::nullopt;
+    return tags_.Value(tag);
   }
 
  private:
-  const MergedBans* Merged(bool all) {
-    std::optional<MergedBans>& slot = all ? merged_all_ : merged_jail_;
-    bool& asked = all ? asked_all_ : asked_jail_;
-    if (!asked) {
-      asked = true;
-      if (info_.context) slot = info_.context->MergedBansOf(info_.ip, all ? "" : info_.jail);
-    }
-    return slot ? &*slot : nullptr;
-  }
-
   // `w` as text; kText pieces through printf %b escapes when `b_arg`.
   // False when \c ended the output.
   bool ExpandInto(const Word& w, bool b_arg, std::string* out) {
@@ -1290,8 +1251,7 @@ class Composer {
   const double whois_timeout_;
   ActionReport& report_;
   std::map<std::string, std::string> vars_;
-  std::optional<MergedBans> merged_all_, merged_jail_;
-  bool asked_all_ = false, asked_jail_ = false;
+  TicketTags tags_{info_};
 };
 
 // fail2ban's replaceTag over the action's own options: `op_tag` with every
