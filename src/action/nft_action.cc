@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <unordered_set>
+#include <unordered_map>
 #include <utility>
 
 #include "bantam/clock.h"
@@ -513,7 +513,7 @@ class NftAction::Worker {
         case ActionOp::kFlush: {
           std::vector<NftRuleset::ElementOp> ops;
           for (auto& [f, addrs] : banned_) {
-            for (const IpAddr& addr : addrs) ops.push_back({false, addr, 0});
+            for (const auto& [addr, deadline] : addrs) ops.push_back({false, addr, 0});
           }
           if (ops.empty()) {
             r.skipped = true;
@@ -597,7 +597,12 @@ class NftAction::Worker {
     }
     std::vector<NftRuleset::ElementOp> ops;
     ops.reserve(banned_[f].size());
-    for (const IpAddr& addr : banned_[f]) ops.push_back({true, addr, 0});
+    const double now = SystemClock().Now();
+    for (const auto& [addr, deadline] : banned_[f]) {
+      const uint64_t timeout_ms =
+          deadline > 0 ? static_cast<uint64_t>(std::max(1.0, std::ceil(deadline - now)) * 1000) : 0;
+      ops.push_back({true, addr, timeout_ms});
+    }
     if (!ops.empty()) {
       Result<std::vector<NftRuleset::ElementError>> errs = rules_->Apply(ops);
       if (!errs.ok()) {
@@ -716,7 +721,9 @@ class NftAction::Worker {
       auto& held = banned_[it.family];
       if (it.add && !failed[j]) {
         if (held.empty()) held.reserve(ops.size());
-        held.insert(std::move(it.addr));
+        const double deadline =
+            ops[j].timeout_ms ? now + static_cast<double>(ops[j].timeout_ms) / 1000 : 0;
+        held.insert_or_assign(std::move(it.addr), deadline);
       } else if (!it.add) {
         held.erase(it.addr);
       }
@@ -728,7 +735,9 @@ class NftAction::Worker {
   std::unique_ptr<NftRuleset> rules_;
   std::set<NftFamily> started_;
   // The addresses this action put in each family's set.
-  std::map<NftFamily, std::unordered_set<IpAddr>> banned_;
+  // With element_timeouts, each address's kernel deadline (epoch seconds;
+  // 0 = none), so a repair puts it back with the time it has left.
+  std::map<NftFamily, std::unordered_map<IpAddr, double>> banned_;
 };
 
 NftAction::NftAction(std::string jail, std::string name, OrderedMap<std::string> options,

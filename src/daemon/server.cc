@@ -726,6 +726,9 @@ void ServerImpl::PurgeDatabase() {
   }
 }
 
+// How many restored bans are handed to the actions at a time (StartJail).
+constexpr size_t kRestoreSlice = 8192;
+
 void ServerImpl::StartJail(JailState& js) {
   for (auto& a : js.actions) {
     if (!a->start_on_demand()) Submit(js, *a, ActionOp::kStart, BanInfo{});
@@ -741,6 +744,7 @@ void ServerImpl::StartJail(JailState& js) {
   if (!bans.ok()) {
     Log(LogLevel::kError, "fail2ban.database", bans.status().message());
   } else {
+    size_t n = 0;
     for (StoredBan& b : *bans) {
       Ticket t;
       t.id = IpAddr::FromText(b.ip);
@@ -750,8 +754,16 @@ void ServerImpl::StartJail(JailState& js) {
       t.attempts = static_cast<int>(b.data.failures);
       t.data.matches = std::move(b.data.matches);
       js.jail->Restore(std::move(t));
+      // Restored bans go to the actions in slices, so an action that
+      // gathers them (nftables over netlink) applies one slice while this
+      // thread restores the next.
+      if (++n % kRestoreSlice == 0) {
+        for (auto& a : js.actions) a->EndTurn();
+      }
     }
   }
+  // And the rest now, not after the other jails and the logs' backlog.
+  for (auto& a : js.actions) a->EndTurn();
   Log(LogLevel::kInfo, "fail2ban.jail", "Jail '" + js.jail->name() + "' started");
 }
 

@@ -192,6 +192,16 @@ TEST_F(NftActionKernel, KernelTimeoutsCarryTheBansRemainingTime) {
   const std::string set = Shell("nft list set inet f2b-table addr-set-pbx");
   EXPECT_NE(set.find("flags timeout"), std::string::npos) << set;
   EXPECT_NE(set.find("192.0.2.1 timeout 1h"), std::string::npos) << set;
+  // A repair puts the address back with the time it has left, not forever.
+  Shell("nft flush ruleset");
+  BanInfo c = Ban("192.0.2.2");
+  c.time = b.time;
+  c.bantime = 3600;
+  r = Turn(a, {{ActionOp::kBan, c}});
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.message();
+  const std::string repaired = Shell("nft list set inet f2b-table addr-set-pbx");
+  EXPECT_NE(repaired.find("192.0.2.1 timeout"), std::string::npos) << repaired;
+  EXPECT_NE(repaired.find("192.0.2.2 timeout"), std::string::npos) << repaired;
 }
 
 }  // namespace
