@@ -16,8 +16,8 @@ Scenarios (FW_ONLY=name runs one; all by default):
                       the shell, ip6tables for IPv6; iptables -S shows the
                       chain and the ban rules; a 2 s ban expires
   nft-shell           nftables[type=allports, native=no]: always the shell
-  nft-native          nftables[type=allports]: netlink once it lands (with
-                      --expect-native the log must say so), the shell before
+  nft-native          nftables[type=allports]: over netlink (the log must
+                      say so, unless --allow-shell-nft)
   nft-multiport       nftables[type=multiport, port="5060,5061",
                       protocol=udp]: UDP 5060 refused, TCP 5061 and ping pass
   nft-ruleset-equal   the same bans through native and native=no give the
@@ -37,8 +37,8 @@ has no `meta l4proto all`.
 
 bantamd logs at debug level how each action runs ("action 'nftables'
 (shell)" or "(nftables netlink)"); the PASS lines show it as kind=.
---expect-native makes the netlink kind a requirement for the nftables
-actions without native=no (off until the native action is on main).
+The nftables actions without native=no must run over netlink (the daemon
+logs each action's kind); --allow-shell-nft accepts the shell too.
 
 Scenarios run FW_JOBS (3) at a time, each in its own namespaces and temp
 tree. One line per scenario (PASS/FAIL, in the order above), exit 1 on any
@@ -236,8 +236,9 @@ ap = argparse.ArgumentParser()
 ap.add_argument('--bantam', required=True)
 ap.add_argument('--source-dir', required=True)
 ap.add_argument('--keep', action='store_true')
-ap.add_argument('--expect-native', action='store_true',
-                help='nftables actions without native=no must run over netlink')
+ap.add_argument('--allow-shell-nft', dest='expect_native', action='store_false',
+                help='accept the stock nftables actions running through the shell (by '
+                'default they must run over netlink unless given native=no)')
 args = ap.parse_args()
 BANTAM = os.path.abspath(args.bantam)
 BANTAMD = os.path.join(os.path.dirname(BANTAM), 'bantamd')
@@ -815,7 +816,7 @@ def kind_of(d, action='nftables', want=None, native_expected=False):
     if want is not None:
         expect(kind == want, "action '%s' runs as %r, expected %r" % (action, kind, want))
     if native_expected:
-        expect(kind == 'nftables netlink', "action '%s' runs as %r, --expect-native wants 'nftables netlink'"
+        expect(kind == 'nftables netlink', "action '%s' runs as %r, expected 'nftables netlink'"
                % (action, kind))
     return 'kind=' + kind
 
