@@ -35,6 +35,8 @@ jail_local="[asterisk]
 logpath = $tmp/messages
 [sshd]
 enabled = false
+[asterisk-ami]
+enabled = false
 "
 if ip netns add "$ns" 2>/dev/null; then
   run=(ip netns exec "$ns")

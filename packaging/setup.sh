@@ -19,7 +19,13 @@ packages=(
   # fuzzing and sanitizers
   clang libclang-rt-14-dev
   # test-time oracles and the real tools end-to-end tests drive
-  fail2ban nftables iptables iproute2 logrotate systemd-journal-remote sqlite3
+  fail2ban python3-systemd nftables iptables iproute2 logrotate systemd-journal-remote
+  sqlite3
+  # the Debian package (dpkg-buildpackage, lintian) and its man pages and
+  # bash completion
+  debhelper dpkg-dev fakeroot lintian man-db groff-base bash-completion
+  # the booted Debian 12 container the system test installs the package in
+  debootstrap systemd-container
 )
 
 missing=()
@@ -53,7 +59,7 @@ if pgrep -f fail2ban-server >/dev/null; then
   as_root pkill -f fail2ban-server || true
 fi
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAM_BUILD_TESTS=ON >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAM_BUILD_TESTS=ON -DBANTAM_WERROR=ON >/dev/null
 cmake --build build -j"$(nproc)"
 
 # The main job on the bundled configuration: validate it, then run bantamd

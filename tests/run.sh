@@ -10,13 +10,13 @@ fuzz_seconds=${BANTAM_FUZZ_SECONDS:-20}
 phase() { echo "== $1 (at ${SECONDS}s)"; }
 
 phase "build and test"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAM_BUILD_TESTS=ON >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAM_BUILD_TESTS=ON -DBANTAM_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
 phase "build and test under ASan/UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBANTAM_BUILD_TESTS=ON \
-  -DBANTAM_SANITIZE="address;undefined" >/dev/null
+  -DBANTAM_SANITIZE="address;undefined" -DBANTAM_WERROR=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 # The fail2ban output comparisons (label "oracle") ran in the plain pass, and
 # so did the control socket's full load (20k ids); here it runs with 5k.
@@ -25,7 +25,7 @@ ASAN_OPTIONS=detect_leaks=1 BANTAM_CONTROL_LOAD_IDS=5000 \
 
 phase "fuzz (${fuzz_seconds}s per target)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DBANTAM_BUILD_TESTS=OFF -DBANTAM_BUILD_FUZZERS=ON >/dev/null
+  -DBANTAM_BUILD_TESTS=OFF -DBANTAM_BUILD_FUZZERS=ON -DBANTAM_WERROR=ON >/dev/null
 # Only the fuzzers: the programs and tests were built and run above.
 fuzz_targets=()
 for src in fuzz/*_fuzzer.cc; do fuzz_targets+=("$(basename "$src" .cc)"); done

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "bantam/beautifier.h"
+#include "bantam/config_dir.h"
 #include "bantam/status.h"
 #include "bantam/value.h"
 
@@ -40,7 +41,10 @@ namespace bantam {
 
 // The command line as fail2ban-client understands it.
 struct ClientOptions {
+  // -c; without it RunClient fills `conf` from ChooseConfigDir.
   std::string conf = "/etc/fail2ban";
+  bool conf_given = false;
+  std::string conf_origin = "-c";  // ChooseConfigDir's origin, for -t
   // Unset: taken from CONF's fail2ban.conf/.local [Definition].
   std::optional<std::string> socket, pidfile, loglevel, logtarget, syslogsocket;
   int dump = 0;  // 1 for -d (JSON lines), 2 for --dp (Python literals)
@@ -125,6 +129,8 @@ struct ClientEnv {
   // foreground when `foreground`. False when it could not be started.
   std::function<bool(const std::vector<std::string>& args, bool foreground)> spawn_server;
   bool as_fail2ban = false;  // invoked as fail2ban-client
+  // Names the configuration directory when -c is not given (config_dir.h).
+  std::string defaults_file = kDefaultsFile;
 };
 
 // The real stdout/stderr/stdin and a spawner that runs bantamd found next

@@ -21,6 +21,8 @@ namespace bantam {
 
 struct ServerOptions {
   std::string basedir = "/etc/fail2ban";
+  // Why `basedir` (ChooseConfigDir's origin), logged at start-up.
+  std::string basedir_origin = "-c";
   // Command-line settings that win over fail2ban.conf: loglevel,
   // logtarget, syslogsocket, socket, pidfile.
   OrderedMap<std::string> overrides;

@@ -8,9 +8,11 @@
 
 #include <cstdlib>
 #include <limits.h>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "bantam/config_dir.h"
 #include "bantam/server.h"
 
 namespace {
@@ -21,7 +23,8 @@ void Usage(FILE* out) {
                "bantamd reads a fail2ban configuration and protects this host as fail2ban-server "
                "does.\n\n"
                "Options:\n"
-               "    -c <DIR>                configuration directory (default /etc/fail2ban)\n"
+               "    -c <DIR>                configuration directory (default: BANTAM_CONFDIR in\n"
+               "                            /etc/default/bantam, else /etc/fail2ban)\n"
                "    -s <FILE>               socket path\n"
                "    -p <FILE>               pidfile path\n"
                "    --loglevel <LEVEL>      logging level\n"
@@ -76,6 +79,7 @@ int main(int raw_argc, char** raw_argv) {
   const int argc = static_cast<int>(argv_storage.size());
   char** argv = argv_storage.data();
   bantam::ServerOptions options;
+  std::optional<std::string> cli_conf;
   bool background = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -98,7 +102,7 @@ int main(int raw_argc, char** raw_argv) {
         std::fprintf(stderr, "bantamd: -c needs a value\n");
         return 255;
       }
-      options.basedir = argv[++i];
+      cli_conf = argv[++i];
     } else if (a == "-s") {
       if (!value("socket")) return 255;
     } else if (a == "-p") {
@@ -123,6 +127,19 @@ int main(int raw_argc, char** raw_argv) {
       Usage(stderr);
       return 255;
     }
+  }
+  bantam::Result<bantam::ConfigDirChoice> conf = bantam::ChooseConfigDir(cli_conf);
+  if (!conf.ok()) {
+    std::fprintf(stderr, "ERROR: %s\n", conf.status().message().c_str());
+    return 255;
+  }
+  options.basedir = conf->dir;
+  options.basedir_origin = conf->origin;
+  // Said where it can be seen before the log target is open (the journal,
+  // under systemd) whenever the directory was not named on the command line.
+  if (!cli_conf) {
+    std::fprintf(stderr, "bantamd: configuration directory %s (%s)\n", conf->dir.c_str(),
+                 conf->origin.c_str());
   }
   // The daemon changes to / when it detaches; a reload must still find a
   // configuration given as a relative path.

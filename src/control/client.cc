@@ -70,7 +70,8 @@ void Usage(const std::function<void(const std::string&)>& out, const std::string
       "Controls the bantam daemon (bantamd) the way fail2ban-client controls\n"
       "fail2ban-server, over the same configuration directory.\n\n"
       "Options:\n"
-      "    -c, --conf <DIR>        configuration directory (default /etc/fail2ban)\n"
+      "    -c, --conf <DIR>        configuration directory (default: BANTAM_CONFDIR in\n"
+      "                            /etc/default/bantam, else /etc/fail2ban)\n"
       "    -s, --socket <FILE>     control socket (default: from fail2ban.conf)\n"
       "    -p, --pidfile <FILE>    pid file of the daemon\n"
       "    --pname <NAME>          accepted for compatibility, not used\n"
@@ -390,6 +391,9 @@ bool Client::DumpAndTest(bool* finished) {
     return false;
   }
   if (o_.args.empty()) {
+    // Which tree was checked, when the operator did not name it.
+    if (!o_.conf_given)
+      env_.out("Configuration directory " + o_.conf + " (" + o_.conf_origin + ")\n");
     env_.out("OK: configuration test is successful\n");
     *finished = true;
   }
@@ -732,6 +736,7 @@ Result<ClientOptions> ParseClientArgs(const std::vector<std::string>& argv,
   for (const auto& [opt, value] : opts) {
     if (opt == "-c" || opt == "--conf") {
       o.conf = value;
+      o.conf_given = true;
     } else if (opt == "-s" || opt == "--socket") {
       o.socket = value;
     } else if (opt == "-p" || opt == "--pidfile") {
@@ -994,8 +999,8 @@ ClientEnv SystemClientEnv(const std::string& argv0) {
     return static_cast<bool>(std::getline(std::cin, *line));
   };
   env.spawn_server = [](const std::vector<std::string>& args, bool foreground) {
-    // bantamd next to this program first (a build tree, or /usr/bin with
-    // fail2ban-client linked to bantam), then the PATH.
+    // bantamd next to this program first (a build tree), then in ../sbin
+    // (the package: /usr/bin/bantam, /usr/sbin/bantamd), then the PATH.
     std::string exe;
     char self[PATH_MAX];
     const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
@@ -1003,7 +1008,11 @@ ClientEnv SystemClientEnv(const std::string& argv0) {
       self[n] = '\0';
       std::string dir(self);
       dir = dir.substr(0, dir.rfind('/') + 1);
-      if (::access((dir + "bantamd").c_str(), X_OK) == 0) exe = dir + "bantamd";
+      if (::access((dir + "bantamd").c_str(), X_OK) == 0) {
+        exe = dir + "bantamd";
+      } else if (::access((dir + "../sbin/bantamd").c_str(), X_OK) == 0) {
+        exe = dir + "../sbin/bantamd";
+      }
     }
     std::vector<char*> cargv;
     for (const std::string& a : args) cargv.push_back(const_cast<char*>(a.c_str()));
@@ -1049,6 +1058,15 @@ int RunClient(const std::vector<std::string>& argv, const ClientEnv& env) {
   }
   if (!opts->error.empty()) env.err(opts->error);
   if (opts->done) return opts->exit_code;
+  if (!opts->conf_given) {
+    Result<ConfigDirChoice> conf = ChooseConfigDir(std::nullopt, env.defaults_file);
+    if (!conf.ok()) {
+      env.err("ERROR: " + conf.status().message());
+      return 255;
+    }
+    opts->conf = conf->dir;
+    opts->conf_origin = conf->origin;
+  }
   Client client(env, std::move(*opts));
   return client.Run(argv);
 }

@@ -203,6 +203,8 @@ Status ServerImpl::Init() {
   logger_ = std::move(*logger);
   Log(LogLevel::kInfo, "fail2ban.server", std::string(50, '-'));
   Log(LogLevel::kInfo, "fail2ban.server", std::string("Starting Fail2ban v") + kVersion);
+  Log(LogLevel::kInfo, "fail2ban.server",
+      "Configuration directory " + options_.basedir + " (" + options_.basedir_origin + ")");
   LogDiagnostics(*cfg);
   pidfile_ = opt("pidfile", "");
   if (options_.detach) {

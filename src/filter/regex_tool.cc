@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bantam/config_dir.h"
 #include "bantam/config_loader.h"
 #include "bantam/filter.h"
 #include "bantam/ini.h"
@@ -192,6 +193,7 @@ std::string RStrip(std::string_view s) {
 
 struct Options {
   std::string config = "/etc/fail2ban";
+  bool config_given = false;  // -c; otherwise ChooseConfigDir decides
   std::optional<std::string> datepattern;
   std::optional<std::string> timezone;
   std::string encoding = "UTF-8";
@@ -337,8 +339,10 @@ std::string ParseArgs(int argc, char** argv, Options* o, int* exit_now) {
       if (i + 1 >= argc) return a + " option requires an argument";
       value = argv[++i];
     }
-    if (key == "--config") o->config = *value;
-    else if (key == "--datepattern") o->datepattern = *value;
+    if (key == "--config") {
+      o->config = *value;
+      o->config_given = true;
+    } else if (key == "--datepattern") o->datepattern = *value;
     else if (key == "--timezone") o->timezone = *value;
     else if (key == "--encoding") o->encoding = *value;
     else if (key == "--raw") o->raw = true;
@@ -1333,6 +1337,14 @@ int RegexToolMain(int argc, char** argv) {
     for (const std::string& e : errors) all += e + "\n";
     std::fprintf(stderr, "\n%s", all.c_str());
     return 255;
+  }
+  if (!o.config_given) {
+    Result<ConfigDirChoice> conf = ChooseConfigDir(std::nullopt);
+    if (!conf.ok()) {
+      std::fprintf(stderr, "ERROR: %s\n", conf.status().message().c_str());
+      return 255;
+    }
+    o.config = conf->dir;
   }
   RegexTool tool(std::move(o));
   const int rc = tool.Run();

@@ -357,5 +357,27 @@ TEST(ClientPrecheckTest, WhatFail2bansServerWouldRefuseAnyway) {
   EXPECT_EQ(PrecheckCommand({"server-stream"})->message, "Invalid command");
 }
 
+TEST_F(ClientTest, WithoutDashCTheDefaultsFileNamesTheTreeAndDashTSaysWhich) {
+  tree_.Write("default", "BANTAM_CONFDIR=" + tree_.Path("conf") + "\n");
+  env_.defaults_file = tree_.Path("default");
+  EXPECT_EQ(RunClient({"bantam", "-t"}, env_), 0) << err_;
+  EXPECT_EQ(out_, "Configuration directory " + tree_.Path("conf") + " (BANTAM_CONFDIR in " +
+                      tree_.Path("default") + ":1)\nOK: configuration test is successful\n");
+  // And the socket comes from that tree's fail2ban.conf.
+  out_.clear();
+  server_.Answer({"ping"}, Ok(R"("pong")"));
+  EXPECT_EQ(RunClient({"bantam", "ping"}, env_), 0) << err_;
+  EXPECT_EQ(out_, "Server replied: pong\n");
+}
+
+TEST_F(ClientTest, ABrokenDefaultsFileIsAnErrorNamingTheLine) {
+  tree_.Write("default", "BANTAM_CONFDIR=relative\n");
+  env_.defaults_file = tree_.Path("default");
+  EXPECT_EQ(RunClient({"bantam", "ping"}, env_), 255);
+  EXPECT_EQ(err_, "ERROR: " + tree_.Path("default") +
+                      ":1: BANTAM_CONFDIR must be an absolute directory, got 'relative'\n");
+  EXPECT_TRUE(server_.requests().empty());
+}
+
 }  // namespace
 }  // namespace bantam
