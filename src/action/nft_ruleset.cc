@@ -333,11 +333,16 @@ std::string Fingerprint(nftnl_rule* rule,
         c->out += name;
         c->out += ' ';
         if (std::strcmp(name, "lookup") == 0) {
-          c->out += "sreg " + std::to_string(nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_SREG));
+          // Appended piece by piece: `" " + string` makes GCC 12 -O3 report
+          // a false -Wrestrict inside std::string.
+          c->out += "sreg ";
+          c->out += std::to_string(nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_SREG));
           if (nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_DREG)) c->out += " dreg";
           // The kernel reports flags 0 that nft did not send.
-          c->out += " flags " + std::to_string(nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_FLAGS));
-          c->out += " " + (*c->lookup)(e);
+          c->out += " flags ";
+          c->out += std::to_string(nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_FLAGS));
+          c->out += ' ';
+          c->out += (*c->lookup)(e);
         } else {
           char buf[512];
           nftnl_expr_snprintf(buf, sizeof(buf), e, NFTNL_OUTPUT_DEFAULT, 0);
