@@ -76,6 +76,11 @@ class Logger {
   // fail2ban-client flushlogs: reopens a file target (after logrotate moved
   // it). Returns "flushed" or "rolled over" as fail2ban does.
   Result<std::string> Reopen();
+  // Reopens a file target whose path no longer names the open file (moved
+  // or deleted by a logrotate whose postrotate could not reach us, such as
+  // fail2ban's own `fail2ban-client flushlogs` for /var/log/fail2ban.log).
+  // Returns whether it reopened; an error if the new file cannot be opened.
+  Result<bool> ReopenIfMoved();
 
  private:
   Logger() = default;

@@ -40,6 +40,15 @@ class ReopenableFileSink : public spdlog::sinks::base_sink<std::mutex> {
     if (file_ != nullptr) std::fclose(file_);
     file_ = f;
   }
+  // Whether `path` no longer names the open file.
+  bool MovedFrom(const std::string& path) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (file_ == nullptr) return false;
+    struct stat open_st, path_st;
+    if (::fstat(::fileno(file_), &open_st) != 0) return false;
+    if (::stat(path.c_str(), &path_st) != 0) return errno == ENOENT;
+    return open_st.st_ino != path_st.st_ino || open_st.st_dev != path_st.st_dev;
+  }
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
@@ -259,6 +268,19 @@ Result<std::string> Logger::Reopen() {
     if (auto* file = dynamic_cast<ReopenableFileSink*>(sink.get())) file->Replace(f);
   }
   return std::string("rolled over");
+}
+
+Result<bool> Logger::ReopenIfMoved() {
+  if (path_.empty()) return false;
+  bool moved = false;
+  for (const auto& sink : sink_logger_->sinks()) {
+    if (auto* file = dynamic_cast<ReopenableFileSink*>(sink.get())) moved |= file->MovedFrom(path_);
+  }
+  if (!moved) return false;
+  sink_logger_->flush();  // the last lines stay with the rotated file
+  Result<std::string> r = Reopen();
+  if (!r.ok()) return r.status();
+  return true;
 }
 
 }  // namespace bantam

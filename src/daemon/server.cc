@@ -716,6 +716,18 @@ void ServerImpl::ServiceTimer() {
     }
   }
   ReapRetiredActions();
+  // A rotated log target is followed within a second even when the
+  // rotation's postrotate did not tell us (fail2ban's logrotate snippet runs
+  // fail2ban-client, which cannot speak to bantamd).
+  if (Result<bool> moved = logger_->ReopenIfMoved(); !moved.ok()) {
+    // Still written to the moved file, which stays open; said once.
+    if (!log_reopen_failed_) Log(LogLevel::kError, "fail2ban.server", moved.status().message());
+    log_reopen_failed_ = true;
+  } else if (*moved) {
+    log_reopen_failed_ = false;
+    Log(LogLevel::kInfo, "fail2ban.server",
+        "Log target " + logger_->target() + " was moved or deleted: reopened");
+  }
 }
 
 void ServerImpl::ReapRetiredActions() {

@@ -220,6 +220,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   std::string pidfile_;
   bool initial_read_ = false;
   bool running_ = false;
+  bool log_reopen_failed_ = false;  // ReopenIfMoved failed; said once
   std::string scratch_;
   size_t pending_ops_ = 0;
   // By jail id and action; never erased (a few per reload), so pointers to

@@ -87,6 +87,40 @@ TEST_F(LoggingTest, FileTargetFiltersByLevelAndReopensAfterRotation) {
   EXPECT_NE(new_log.find("]: WARNING [pbx] Unban 192.0.2.1\n"), std::string::npos) << new_log;
 }
 
+// fail2ban's logrotate snippet for /var/log/fail2ban.log runs
+// fail2ban-client flushlogs, which cannot reach bantamd: the daemon notices
+// the rename itself.
+TEST_F(LoggingTest, ReopenIfMovedFollowsARotationNobodyAnnounced) {
+  testing::TempTree tree;
+  const std::string path = tree.Path("fail2ban.log");
+  Result<std::unique_ptr<Logger>> logger = Logger::Open(path, "auto", LogLevel::kInfo);
+  ASSERT_TRUE(logger.ok()) << logger.status().message();
+  Result<bool> moved = (*logger)->ReopenIfMoved();
+  ASSERT_TRUE(moved.ok());
+  EXPECT_FALSE(*moved) << "nothing moved yet";
+  (*logger)->Log(LogLevel::kInfo, "fail2ban.actions", "before");
+  ASSERT_EQ(::rename(path.c_str(), tree.Path("fail2ban.log.1").c_str()), 0);
+  moved = (*logger)->ReopenIfMoved();
+  ASSERT_TRUE(moved.ok()) << moved.status().message();
+  EXPECT_TRUE(*moved);
+  (*logger)->Log(LogLevel::kInfo, "fail2ban.actions", "after");
+  (*logger)->Flush();
+  EXPECT_NE(ReadAll(tree.Path("fail2ban.log.1")).find("before"), std::string::npos);
+  EXPECT_EQ(ReadAll(tree.Path("fail2ban.log.1")).find("after"), std::string::npos);
+  EXPECT_NE(ReadAll(path).find("after"), std::string::npos);
+  moved = (*logger)->ReopenIfMoved();
+  ASSERT_TRUE(moved.ok());
+  EXPECT_FALSE(*moved) << "the new file is the open one";
+  // Deleted outright: a new file is made.
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  moved = (*logger)->ReopenIfMoved();
+  ASSERT_TRUE(moved.ok());
+  EXPECT_TRUE(*moved);
+  (*logger)->Log(LogLevel::kInfo, "fail2ban.actions", "recreated");
+  (*logger)->Flush();
+  EXPECT_NE(ReadAll(path).find("recreated"), std::string::npos);
+}
+
 TEST_F(LoggingTest, ErrorsAreWrittenAtOnce) {
   testing::TempTree tree;
   const std::string path = tree.Path("bantam.log");
