@@ -362,6 +362,10 @@ Result<LoadedConfig> Client::ReadConfig(const std::optional<std::string>& jail) 
 bool Client::DumpAndTest(bool* finished) {
   *finished = false;
   if (!o_.dump && !o_.test) return true;
+  // Which tree is checked, when the operator did not name it: first, so it
+  // stands above any error too.
+  if (o_.test && !o_.conf_given)
+    env_.out("Configuration directory " + o_.conf + " (" + o_.conf_origin + ")\n");
   Result<LoadedConfig> cfg = ReadConfig(std::nullopt);
   if (!cfg.ok()) {
     env_.err("ERROR: " + cfg.status().message());
@@ -391,9 +395,6 @@ bool Client::DumpAndTest(bool* finished) {
     return false;
   }
   if (o_.args.empty()) {
-    // Which tree was checked, when the operator did not name it.
-    if (!o_.conf_given)
-      env_.out("Configuration directory " + o_.conf + " (" + o_.conf_origin + ")\n");
     env_.out("OK: configuration test is successful\n");
     *finished = true;
   }
