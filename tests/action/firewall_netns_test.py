@@ -1098,9 +1098,18 @@ def main():
         if not os.path.exists(tool):
             print('FATAL: %s missing' % tool)
             return 1
-    if os.geteuid() != 0 or subprocess.run(['ip', 'netns', 'list'], stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL).returncode != 0:
-        print('FATAL: needs root and ip netns')
+    if os.geteuid() != 0:
+        print('FATAL: needs root (network namespaces); run the tests as root (sudo tests/run.sh)')
+        return 1
+    for tool, package in (('ip', 'iproute2'), ('nft', 'nftables'), ('iptables', 'iptables'),
+                          ('ip6tables', 'iptables')):
+        if not shutil.which(tool):
+            print('FATAL: needs %s (Debian package %s); set up with packaging/setup.sh'
+                  % (tool, package))
+            return 1
+    if subprocess.run(['ip', 'netns', 'list'], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        print('FATAL: needs ip netns (iproute2 with network namespace support)')
         return 1
     delete_stale_netns()
     only = os.environ.get('FW_ONLY')

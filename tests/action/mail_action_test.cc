@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "../testing/require.h"
 #include "../testing/temp_tree.h"
 #include "bantam/config_loader.h"
 
@@ -146,7 +147,7 @@ class MailActionTest : public ::testing::Test {
 // ------------------------------------------------------------ recognition
 
 TEST_F(MailActionTest, RecognizesEveryStockFail2banMailVariant) {
-  if (!fs::is_directory(kStockActionDir)) GTEST_SKIP() << "no " << kStockActionDir;
+  BANTAM_REQUIRE_TOOL(fs::is_directory(kStockActionDir), kStockActionDir, "fail2ban");
   for (const char* name :
        {"sendmail", "sendmail-whois", "sendmail-whois-lines", "sendmail-whois-matches",
         "sendmail-whois-ipmatches", "sendmail-whois-ipjailmatches", "mail", "mail-whois",
@@ -179,7 +180,7 @@ TEST_F(MailActionTest, RecognizesBundledMailActions) {
 }
 
 TEST_F(MailActionTest, ActionsItCannotReproduceRunInTheShell) {
-  if (!fs::is_directory(kStockActionDir)) GTEST_SKIP() << "no " << kStockActionDir;
+  BANTAM_REQUIRE_TOOL(fs::is_directory(kStockActionDir), kStockActionDir, "fail2ban");
   for (const char* name : {"sendmail-buffered", "mail-buffered", "sendmail-geoip-lines",
                            "iptables-multiport", "dummy"}) {
     SCOPED_TRACE(name);
@@ -226,7 +227,7 @@ TEST_F(MailActionTest, CustomisedTextIsReproduced) {
 // ------------------------------------------------------------- composing
 
 TEST_F(MailActionTest, StockSendmailWhoisMatchesSendsHostileTextVerbatim) {
-  if (!fs::is_directory(kStockActionDir)) GTEST_SKIP() << "no " << kStockActionDir;
+  BANTAM_REQUIRE_TOOL(fs::is_directory(kStockActionDir), kStockActionDir, "fail2ban");
   auto a = Make(LoadAction(kStockActionDir,
                            "sendmail-whois-matches[name=SSH, dest=admin@example.org, "
                            "sender=f2b@example.org]"));
@@ -258,7 +259,7 @@ TEST_F(MailActionTest, StockSendmailWhoisMatchesSendsHostileTextVerbatim) {
 }
 
 TEST_F(MailActionTest, StockMailWhoisLinesTildeEscapesStayText) {
-  if (!fs::is_directory(kStockActionDir)) GTEST_SKIP() << "no " << kStockActionDir;
+  BANTAM_REQUIRE_TOOL(fs::is_directory(kStockActionDir), kStockActionDir, "fail2ban");
   tmp_.Write("log/a.log",
              "x 192.0.2.7 ~! touch MARK4\nother 192.0.2.70\n"
              "`touch MARK2` from 192.0.2.7\n");
@@ -319,7 +320,7 @@ class FakeContext : public BanContext {
 };
 
 TEST_F(MailActionTest, IpMatchesAndIpJailMatchesComeFromTheContext) {
-  if (!fs::is_directory(kStockActionDir)) GTEST_SKIP() << "no " << kStockActionDir;
+  BANTAM_REQUIRE_TOOL(fs::is_directory(kStockActionDir), kStockActionDir, "fail2ban");
   BanInfo info = Ticket();
   info.context = std::make_shared<FakeContext>();
   auto a = Make(LoadAction(kStockActionDir, "sendmail-whois-ipmatches[name=SSH]"));
@@ -338,7 +339,7 @@ TEST_F(MailActionTest, IpMatchesAndIpJailMatchesComeFromTheContext) {
 }
 
 TEST_F(MailActionTest, StartAndStopMails) {
-  if (!fs::is_directory(kStockActionDir)) GTEST_SKIP() << "no " << kStockActionDir;
+  BANTAM_REQUIRE_TOOL(fs::is_directory(kStockActionDir), kStockActionDir, "fail2ban");
   auto a = Make(LoadAction(kStockActionDir, "sendmail-whois[name=SSH]"));
   ASSERT_NE(a, nullptr);
   EXPECT_TRUE(Run(a.get(), ActionOp::kStop, BanInfo{}).skipped);  // never started
@@ -382,7 +383,7 @@ TEST_F(MailActionTest, SlowWhoisTimesOutWithAWarning) {
 }
 
 TEST_F(MailActionTest, MissingWhoisAndMailCommandAreWarnings) {
-  if (!fs::is_directory(kStockActionDir)) GTEST_SKIP() << "no " << kStockActionDir;
+  BANTAM_REQUIRE_TOOL(fs::is_directory(kStockActionDir), kStockActionDir, "fail2ban");
   fs::remove(dir_ + "/bin/whois");
   auto a = Make(LoadAction(kStockActionDir, "sendmail-whois[name=SSH]"));
   ASSERT_NE(a, nullptr);

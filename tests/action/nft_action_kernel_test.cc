@@ -7,12 +7,14 @@
 #include <unistd.h>
 #include <time.h>
 
+#include <cstdlib>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "bantam/nft_action.h"
 #include "bantam/spawner.h"
+#include "../testing/require.h"
 
 namespace bantam {
 namespace {
@@ -58,7 +60,9 @@ BanInfo Ban(const std::string& ip) {
 class NftActionKernel : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!InOwnNetns()) GTEST_SKIP() << "no network namespace (needs root)";
+    BANTAM_REQUIRE_ROOT(InOwnNetns(), "unshare(CLONE_NEWNET) for a network namespace of its own");
+    // The tests look at the kernel's sets and rules with nft.
+    BANTAM_REQUIRE_TOOL(std::system("nft --version >/dev/null 2>&1") == 0, "nft", "nftables");
     Shell("nft flush ruleset");
   }
   void TearDown() override {

@@ -12,6 +12,7 @@
 #include "bantam/action_factory.h"
 #include "bantam/config_loader.h"
 #include "bantam/jail.h"
+#include "../testing/require.h"
 #include "../testing/temp_tree.h"
 
 namespace bantam {
@@ -66,7 +67,12 @@ class StockTrees : public ::testing::TestWithParam<std::string> {
     return GetParam() == "debian" ? "/etc/fail2ban" : std::string(BANTAM_SOURCE_DIR) + "/config";
   }
   void SetUp() override {
-    if (!fs::exists(Basedir() + "/action.d/nftables.conf")) GTEST_SKIP() << "no " << Basedir();
+    const std::string conf = Basedir() + "/action.d/nftables.conf";
+    if (GetParam() == "debian") {
+      BANTAM_REQUIRE_TOOL(fs::exists(conf), conf, "fail2ban");
+    } else {
+      ASSERT_TRUE(fs::exists(conf)) << conf << " is missing from the source tree";
+    }
   }
 };
 

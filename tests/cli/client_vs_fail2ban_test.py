@@ -195,7 +195,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = ap.parse_args()
     if not os.path.exists(args.fail2ban_client):
-        print("setup: %s not found" % args.fail2ban_client)
+        print("setup: needs %s (Debian package fail2ban); set up with packaging/setup.sh"
+              % args.fail2ban_client)
         return 2
     bantamd = os.path.join(os.path.dirname(os.path.abspath(args.bantam)), "bantamd")
     if not os.access(bantamd, os.X_OK):

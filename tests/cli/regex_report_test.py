@@ -24,10 +24,23 @@ LOGS = '/usr/lib/python3/dist-packages/fail2ban/tests/files/logs'
 ENV = dict(os.environ, TZ='CET-01CEST-02,M3.5.0,M10.5.0', LANG='C.UTF-8')
 
 JOURNAL_REMOTE = '/lib/systemd/systemd-journal-remote'
-for need in (REGEX, F2B, LOGS, JOURNAL_REMOTE):
+F2B_PYTHON = '/usr/bin/python3'  # fail2ban-regex's #! line
+if not os.path.exists(REGEX):
+    print('FATAL: missing %s' % REGEX)
+    sys.exit(1)
+for need, package in ((F2B, 'fail2ban'), (LOGS, 'fail2ban'),
+                      (JOURNAL_REMOTE, 'systemd-journal-remote')):
     if not os.path.exists(need):
-        print('FATAL: missing %s' % need)
+        print('FATAL: needs %s (Debian package %s); set up with packaging/setup.sh'
+              % (need, package))
         sys.exit(1)
+# fail2ban-regex's systemd-journal backend needs python-systemd, a package of
+# its own: without it the journal cases only show "systemd library not found".
+if subprocess.run([F2B_PYTHON, '-c', 'import systemd.journal'],
+                  capture_output=True).returncode != 0:
+    print("FATAL: needs %s -c 'import systemd.journal' (Debian package python3-systemd); "
+          'set up with packaging/setup.sh' % F2B_PYTHON)
+    sys.exit(1)
 
 L = lambda name: os.path.join(LOGS, name)
 

@@ -31,6 +31,8 @@ import textwrap
 import traceback
 
 STOCK_DIR = "/etc/fail2ban"
+# Ends the sentence naming a missing package.
+SETUP = "; set up with packaging/setup.sh"
 TIMEOUT_SECONDS = 120
 
 
@@ -942,11 +944,13 @@ def main(argv):
         selected = [known[n] for n in args.scenario]
 
     if not os.path.isfile(os.path.join(args.stock_dir, "jail.conf")):
-        print("FATAL: no stock fail2ban tree at %s (no jail.conf)" % args.stock_dir)
+        print("FATAL: needs the stock fail2ban tree at %s (Debian package fail2ban)%s"
+              % (args.stock_dir, SETUP))
         return 1
     _, version, _, failure = run([args.fail2ban_client, "--version"], os.getcwd())
     if failure:
-        print("FATAL: the oracle is unusable: %s" % failure)
+        print("FATAL: the oracle is unusable: %s; needs %s (Debian package fail2ban)%s"
+              % (failure, args.fail2ban_client, SETUP))
         return 1
     print("oracle: %s (%s); stock tree: %s; bantam: %s" % (
         args.fail2ban_client, version.strip(), args.stock_dir, args.bantam))

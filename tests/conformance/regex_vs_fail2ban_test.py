@@ -38,6 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 F2B_PYTHON = "/usr/bin/python3"
 ORACLE = os.path.join(HERE, "fail2ban_regex_json.py")
 CONFIG_DIR = "/etc/fail2ban"
+# Ends the sentence naming a missing package.
+SETUP = "; set up with packaging/setup.sh"
 TZ = "CET-01CEST-02,M3.5.0,M10.5.0"
 TIMEOUT_SECONDS = 300
 
@@ -248,17 +250,18 @@ def main(argv):
         under_test = [os.path.abspath(program)]
 
     if not os.path.isdir(os.path.join(CONFIG_DIR, "filter.d")):
-        print("FATAL: no %s/filter.d: is fail2ban installed?" % CONFIG_DIR)
+        print("FATAL: needs %s/filter.d (Debian package fail2ban)%s" % (CONFIG_DIR, SETUP))
         return 1
     if not shutil.which("fail2ban-regex"):
-        print("FATAL: fail2ban-regex not found in PATH: is fail2ban installed?")
+        print("FATAL: needs fail2ban-regex in PATH (Debian package fail2ban)%s" % SETUP)
         return 1
     try:
         code, _, err = run([F2B_PYTHON, "-c", "import fail2ban"])
     except RuntimeError as e:
         code, err = 1, str(e)
     if code != 0:
-        print("FATAL: %s cannot import fail2ban: %s" % (F2B_PYTHON, tail(err, 2)))
+        print("FATAL: needs %s -c 'import fail2ban' (Debian package fail2ban)%s\n%s"
+              % (F2B_PYTHON, SETUP, tail(err, 2)))
         return 1
 
     env = dict(os.environ)

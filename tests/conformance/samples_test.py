@@ -60,6 +60,8 @@ from concurrent.futures import ThreadPoolExecutor
 F2B_PACKAGE = "/usr/lib/python3/dist-packages/fail2ban"
 SAMPLES_DIR = os.path.join(F2B_PACKAGE, "tests", "files", "logs")
 CONFIG_DIR = "/etc/fail2ban"
+# Ends the sentence naming a missing package.
+SETUP = "; set up with packaging/setup.sh"
 F2B_PYTHON = "/usr/bin/python3"
 ORACLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fail2ban_regex_json.py")
 
@@ -513,10 +515,11 @@ def main(argv):
     for path, what in ((args.samples_dir, "fail2ban's sample logs"),
                        (os.path.join(args.config_dir, "filter.d"), "fail2ban's filter.d")):
         if not os.path.isdir(path):
-            print("FATAL: %s not found at %s: is fail2ban installed?" % (what, path))
+            print("FATAL: needs %s at %s (Debian package fail2ban)%s" % (what, path, SETUP))
             return 1
     if args.oracle_selftest and not os.access(F2B_PYTHON, os.X_OK):
-        print("FATAL: %s not found (the interpreter with fail2ban)" % F2B_PYTHON)
+        print("FATAL: needs %s, fail2ban's interpreter (Debian package python3)%s"
+              % (F2B_PYTHON, SETUP))
         return 1
 
     os.environ["TZ"] = TEST_TZ

@@ -43,6 +43,7 @@ ap.add_argument('--keep', action='store_true')
 args = ap.parse_args()
 BANTAMD = os.path.join(os.path.dirname(os.path.abspath(args.bantam)), 'bantamd')
 LOGROTATE = '/usr/sbin/logrotate'
+JOURNAL_REMOTE = '/lib/systemd/systemd-journal-remote'
 
 
 class Tree:
@@ -335,7 +336,7 @@ def journal_backend(t):
                 '_HOSTNAME=pbx', 'SYSLOG_IDENTIFIER=pbxd', '_PID=%d' % (100 + i),
                 '_SYSTEMD_UNIT=' + unit, 'MESSAGE=auth failed from ' + ip]) + '\n')
         journal = os.path.join(t.dir, 'test.journal')
-        subprocess.run(['/lib/systemd/systemd-journal-remote', '-o', journal, '-'],
+        subprocess.run([JOURNAL_REMOTE, '-o', journal, '-'],
                        input='\n'.join(entries), text=True, check=True, capture_output=True)
         t.write('filter.d/pbx.conf', '[Definition]\nfailregex = ^\\S+ \\S+: auth failed from <HOST>$\n'
                 'journalmatch = _SYSTEMD_UNIT=pbx.service\n')
@@ -364,6 +365,11 @@ def journal_backend(t):
 if not os.path.exists(BANTAMD):
     print('FATAL: %s missing' % BANTAMD)
     sys.exit(1)
+for tool, package in ((LOGROTATE, 'logrotate'), (JOURNAL_REMOTE, 'systemd-journal-remote')):
+    if not os.access(tool, os.X_OK):
+        print('FATAL: needs %s (Debian package %s); set up with packaging/setup.sh'
+              % (tool, package))
+        sys.exit(1)
 passed = failed = 0
 only = os.environ.get("E2E_ONLY")
 for name, fn in (('ban-unban', ban_unban), ('kill9-restore', kill9_restore),

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../testing/require.h"
 #include "../testing/temp_tree.h"
 #include "bantam/duration.h"
 
@@ -100,7 +101,8 @@ bool HaveFail2ban() {
 }
 
 TEST(BanTimeTest, SequencesMatchFail2bansCalcBanTime) {
-  if (!HaveFail2ban()) GTEST_SKIP() << kPython << " cannot import fail2ban";
+  BANTAM_REQUIRE_TOOL(HaveFail2ban(), std::string(kPython) + " -c 'import fail2ban.server.jail'",
+                      "fail2ban");
   const std::vector<Case> cases = {
       {{}},
       {{{"factor", "2"}}},
