@@ -41,7 +41,9 @@ Result<TailBackend> ParseTailBackend(std::string_view backend);
 // firstlinemd5, lastfilepos).
 struct SavedPosition {
   uint64_t pos = 0;
-  std::string first_line_hash;  // lowercase hex md5, "" if unknown
+  // Lowercase hex SHA-1 of the first line, as fail2ban on Python 3 stores it
+  // (an MD5 saved by earlier bantam builds is still accepted); "" if unknown.
+  std::string first_line_hash;
 };
 
 // Which jail (or other consumer) wants a file's lines; opaque to the tailer.
@@ -190,7 +192,12 @@ class LogTailer {
   void RecoverFromRotatedCopy(LogFile& f);
   // md5 hex of the first line into hash (""  if it has no line end within
   // the cap) and its length with the line end into *len; true if found.
-  bool HashFirstLine(int fd, char hash[33], uint64_t* len);
+  // SHA-1 of the first complete line into hash (41 bytes), its length into
+  // *len; also its MD5 into legacy_md5 (33 bytes) when given. False, with
+  // empty digests, when the file has no complete first line.
+  bool HashFirstLine(int fd, char hash[41], uint64_t* len, char* legacy_md5 = nullptr);
+  // Whether the saved position's hash names this file's first line.
+  bool SavedHashMatches(LogFile& f, int fd);
   void UpdateHash(LogFile& f);
   void Notice(const LogFile& f, std::string_view message);
 

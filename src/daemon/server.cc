@@ -896,11 +896,15 @@ Status ServerImpl::Run() {
   loop_->AddTimer(1000, [this] { ServiceTimer(); }, 1000);
   loop_->AddTimer(10000, [this] { SaveLogPositions(); }, 10000);
   // fail2ban purges bans older than dbpurgeage once an hour.
-  PurgeDatabase();
   loop_->AddTimer(3600 * 1000, [this] { PurgeDatabase(); }, 3600 * 1000);
 
   if (Status c = StartControl(); !c.ok()) return c;
   StartJails();
+  // Only now: the purge deletes jails marked disabled (fail2ban marks every
+  // jail so at its stop) and, by cascade, their saved log positions. Before
+  // the jails were enabled again it threw away the position fail2ban (or a
+  // clean stop) had saved for a jail with no ban, and the log was re-read.
+  PurgeDatabase();
   // The backlog of every log is read once, "not in operation": lines older
   // than findtime count for nothing, as in fail2ban.
   initial_read_ = true;

@@ -15,8 +15,10 @@
 namespace bantam {
 namespace {
 
-// ---- MD5 (RFC 1321), streaming; only fail2ban's first-line hash needs it,
-// so it lives here rather than pulling in a crypto library. ----
+// ---- MD5 (RFC 1321), streaming. bantam before 0.1.0's package saved MD5
+// first-line hashes; they are still recognised so that an upgrade resumes
+// where it stopped. These digests live here rather than pulling in a crypto
+// library. ----
 
 class Md5 {
  public:
@@ -99,6 +101,92 @@ class Md5 {
   }
 
   uint32_t state_[4] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476};
+  unsigned char block_[64];
+  size_t used_ = 0;
+  uint64_t total_ = 0;
+};
+
+// ---- SHA-1 (RFC 3174), streaming. fail2ban's "firstlinemd5" is SHA-1 on
+// Python 3: its probe md5sum(' ') passes a str, raises TypeError, and the
+// fallback hashlib.sha1 is taken. Positions are shared with fail2ban only if
+// the hashes agree. ----
+
+class Sha1 {
+ public:
+  void Update(const char* data, size_t n) {
+    const auto* p = reinterpret_cast<const unsigned char*>(data);
+    total_ += n;
+    while (n > 0) {
+      size_t take = std::min(n, sizeof(block_) - used_);
+      std::memcpy(block_ + used_, p, take);
+      used_ += take;
+      p += take;
+      n -= take;
+      if (used_ == sizeof(block_)) {
+        Transform(block_);
+        used_ = 0;
+      }
+    }
+  }
+
+  // Lowercase hex, as Python's hexdigest(), into out[0..40) plus a NUL.
+  void HexDigest(char out[41]) {
+    const uint64_t bits = total_ * 8;
+    unsigned char pad[72] = {0x80};
+    size_t padlen = (used_ < 56 ? 56 : 120) - used_;
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(bits >> (56 - 8 * i));
+    Update(reinterpret_cast<const char*>(pad), padlen);
+    Update(reinterpret_cast<const char*>(len), 8);
+    static const char kHex[] = "0123456789abcdef";
+    for (int i = 0; i < 20; ++i) {
+      unsigned v = (state_[i / 4] >> (24 - 8 * (i % 4))) & 0xff;
+      out[2 * i] = kHex[v >> 4];
+      out[2 * i + 1] = kHex[v & 15];
+    }
+    out[40] = '\0';
+  }
+
+ private:
+  static uint32_t Rotl(uint32_t x, int c) { return (x << c) | (x >> (32 - c)); }
+
+  void Transform(const unsigned char* p) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; ++i)
+      w[i] = uint32_t{p[4 * i]} << 24 | uint32_t{p[4 * i + 1]} << 16 |
+             uint32_t{p[4 * i + 2]} << 8 | uint32_t{p[4 * i + 3]};
+    for (int i = 16; i < 80; ++i) w[i] = Rotl(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = state_[0], b = state_[1], c = state_[2], d = state_[3], e = state_[4];
+    for (int i = 0; i < 80; ++i) {
+      uint32_t f, k;
+      if (i < 20) {
+        f = (b & c) | (~b & d);
+        k = 0x5a827999;
+      } else if (i < 40) {
+        f = b ^ c ^ d;
+        k = 0x6ed9eba1;
+      } else if (i < 60) {
+        f = (b & c) | (b & d) | (c & d);
+        k = 0x8f1bbcdc;
+      } else {
+        f = b ^ c ^ d;
+        k = 0xca62c1d6;
+      }
+      const uint32_t t = Rotl(a, 5) + f + e + k + w[i];
+      e = d;
+      d = c;
+      c = Rotl(b, 30);
+      b = a;
+      a = t;
+    }
+    state_[0] += a;
+    state_[1] += b;
+    state_[2] += c;
+    state_[3] += d;
+    state_[4] += e;
+  }
+
+  uint32_t state_[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
   unsigned char block_[64];
   size_t used_ = 0;
   uint64_t total_ = 0;
@@ -222,9 +310,10 @@ std::vector<const LogFile*> LogTailer::files() const {
 
 // ---- opening and the first line ----
 
-bool LogTailer::HashFirstLine(int fd, char hash[33], uint64_t* len) {
+bool LogTailer::HashFirstLine(int fd, char hash[41], uint64_t* len, char* legacy_md5) {
   // fail2ban hashes readline()'s result only when it ends in a line end; a
   // first line longer than the cap is treated as unfinished.
+  Sha1 sha1;
   Md5 md5;
   uint64_t off = 0;
   size_t limit = options_.max_line_bytes + 1;
@@ -234,15 +323,18 @@ bool LogTailer::HashFirstLine(int fd, char hash[33], uint64_t* len) {
     if (n <= 0) break;
     const char* nl = static_cast<const char*>(std::memchr(read_buf_.data(), '\n', n));
     size_t take = nl ? static_cast<size_t>(nl - read_buf_.data()) + 1 : static_cast<size_t>(n);
-    md5.Update(read_buf_.data(), take);
+    sha1.Update(read_buf_.data(), take);
+    if (legacy_md5 != nullptr) md5.Update(read_buf_.data(), take);
     off += take;
     if (nl) {
-      md5.HexDigest(hash);
+      sha1.HexDigest(hash);
+      if (legacy_md5 != nullptr) md5.HexDigest(legacy_md5);
       *len = off;
       return true;
     }
   }
   hash[0] = '\0';
+  if (legacy_md5 != nullptr) legacy_md5[0] = '\0';
   *len = 0;
   return false;
 }
@@ -292,7 +384,7 @@ bool LogTailer::Open(LogFile& f) {
       char last = '\n';
       if (size > 0 && ::pread(fd, &last, 1, static_cast<off_t>(size - 1)) == 1 && last != '\n')
         f.discarding_ = true;  // the rest of a line begun before we started
-    } else if (f.saved_ && f.saved_->first_line_hash == f.hash_ && f.saved_->pos <= size) {
+    } else if (f.saved_ && f.saved_->pos <= size && SavedHashMatches(f, fd)) {
       start = f.saved_->pos;
     }
     f.saved_.reset();
@@ -414,8 +506,18 @@ void LogTailer::RestartFromTop(LogFile& f, const char* why) {
   UpdateHash(f);
 }
 
+bool LogTailer::SavedHashMatches(LogFile& f, int fd) {
+  const std::string& saved = f.saved_->first_line_hash;
+  if (saved == f.hash_) return true;
+  if (saved.size() != 32) return false;
+  char sha1[41], md5[33];
+  uint64_t len = 0;
+  HashFirstLine(fd, sha1, &len, md5);
+  return saved == md5;
+}
+
 void LogTailer::UpdateHash(LogFile& f) {
-  char hex[33];
+  char hex[41];
   HashFirstLine(f.fd_, hex, &f.first_line_len_);
   f.hash_.assign(hex);  // reuses the string's buffer
 }
@@ -450,7 +552,7 @@ void LogTailer::RecoverFromRotatedCopy(LogFile& f) {
       continue;
     int cfd = ::open(candidate.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (cfd < 0) continue;
-    char h[33];
+    char h[41];
     uint64_t len = 0;
     HashFirstLine(cfd, h, &len);
     ::close(cfd);
@@ -481,7 +583,7 @@ void LogTailer::ReadAvailable(LogFile& f) {
     // Truncated and refilled past our offset between two looks: only the
     // first line tells (fail2ban checks it every 30 s; once per wake-up is
     // one small pread here).
-    char h[33];
+    char h[41];
     uint64_t len = 0;
     HashFirstLine(f.fd_, h, &len);
     if (f.hash_ != h) RestartFromTop(f, "first line changed (copytruncate?)");

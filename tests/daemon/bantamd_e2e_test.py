@@ -9,6 +9,11 @@ Scenarios (each with its own temp tree):
   kill9-restore a ban survives kill -9: the restart restores it (and
                 re-runs actionban), and the old log lines are not counted
                 again (the log resumes at its saved position)
+  restart-no-ban-resume  failures but no ban, a stop that leaves the
+                database as fail2ban's stop does (every jail disabled),
+                then bantamd: the saved log position is kept (the start-up
+                purge used to drop the disabled jail's row, and the log was
+                re-read, counting its failures twice)
   logrotate     failures split across a logrotate 'create' rotation still
                 add up to a ban; none is lost or counted twice
   ignorecommand an ignorecommand (run off the event loop) spares one
@@ -31,6 +36,7 @@ import argparse
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -185,6 +191,32 @@ def kill9_restore(t):
         time.sleep(0.5)
         expect(t.read('bantam.log').count('Found 203.0.113.9') == before,
                'old lines counted again after restart:\n' + t.read('bantam.log'))
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
+    finally:
+        t.cleanup()
+
+
+def restart_no_ban_resume(t):
+    try:
+        t.start()
+        t.fail('203.0.113.20', 2)  # maxretry 3: no ban
+        t.wait_for('bantam.log', 'Found 203.0.113.20', count=2)
+        rc, out = t.stop()
+        expect(rc == 0, 'exit %d: %s' % (rc, out))
+        # fail2ban's stop marks every jail disabled (delAllJails); a switch
+        # from fail2ban starts from that database.
+        db = sqlite3.connect(os.path.join(t.dir, 'db.sqlite3'))
+        db.execute('UPDATE jails SET enabled = 0')
+        db.commit()
+        db.close()
+        t.start()
+        t.fail('203.0.113.21', 1)
+        t.wait_for('bantam.log', 'Found 203.0.113.21')
+        time.sleep(0.3)
+        expect(t.read('bantam.log').count('Found 203.0.113.20') == 2,
+               'old lines counted again after a clean restart:\n' + t.read('bantam.log'))
+        expect('ban 203.0.113.20' not in t.actions(), 'banned on lines read twice')
         rc, out = t.stop()
         expect(rc == 0, 'exit %d: %s' % (rc, out))
     finally:
@@ -373,6 +405,7 @@ for tool, package in ((LOGROTATE, 'logrotate'), (JOURNAL_REMOTE, 'systemd-journa
 passed = failed = 0
 only = os.environ.get("E2E_ONLY")
 for name, fn in (('ban-unban', ban_unban), ('kill9-restore', kill9_restore),
+                 ('restart-no-ban-resume', restart_no_ban_resume),
                  ('logrotate', logrotate), ('copytruncate', copytruncate),
                  ('reload', reload), ('ignorecommand', ignorecommand),
                  ('bad-jail', bad_jail), ('late-logfile', late_logfile),

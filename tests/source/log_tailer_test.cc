@@ -242,14 +242,45 @@ TEST_P(LogTailerTest, FirstLineHashIsFail2bansMd5OfTheFirstLine) {
   EXPECT_EQ(tailer_->Find(log)->first_line_hash(), "");  // no line end yet
   w.Write("\nworld\n");
   Pump();
-  EXPECT_EQ(tailer_->Find(log)->first_line_hash(), "b1946ac92492d2347c6235b4d2611184");
+  // fail2ban's own value: fail2ban.server.filter.md5sum is hashlib.sha1 on
+  // Python 3 (its MD5 probe raises TypeError), md5sum(b'hello\n').
+  EXPECT_EQ(tailer_->Find(log)->first_line_hash(), "f572d396fae9206628714fb2ce00f72e94f2258f");
 
-  // A first line spanning several reads (hashlib.md5(b'x'*100000+b'\n')).
+  // A first line spanning several reads (md5sum(b'x'*100000+b'\n')).
   std::string big = tree_.Path("big.log");
   Writer b(big);
   b.Write(std::string(100000, 'x') + "\n");
   Add(big);
-  EXPECT_EQ(tailer_->Find(big)->first_line_hash(), "2acdc82ccd96ba4a96ddd8fcf23e1588");
+  EXPECT_EQ(tailer_->Find(big)->first_line_hash(), "fb334361c0f321354877ee9b050a27ddfd2410d9");
+}
+
+// Positions are shared with fail2ban through its database: bantam must
+// resume from what fail2ban saved (SHA-1 of the first line, see above), and
+// from the MD5 that bantam builds before the package saved.
+TEST_P(LogTailerTest, ResumesFromFail2bansSha1AndFromLegacyMd5Positions) {
+  std::string log = tree_.Path("a.log");
+  Writer w(log);
+  w.Write("hello\nseen 1\nseen 2\nnew 1\n");
+  const uint64_t seen = std::string("hello\nseen 1\nseen 2\n").size();
+  Start();
+  Add(log, false, SavedPosition{seen, "f572d396fae9206628714fb2ce00f72e94f2258f"});
+  tailer_->Poll();
+  EXPECT_EQ(Texts(), (std::vector<std::string>{"new 1"}));
+
+  lines_.clear();
+  Start();
+  Add(log, false, SavedPosition{seen, "b1946ac92492d2347c6235b4d2611184"});
+  tailer_->Poll();
+  EXPECT_EQ(Texts(), (std::vector<std::string>{"new 1"}));
+  EXPECT_EQ(tailer_->Find(log)->first_line_hash(), "f572d396fae9206628714fb2ce00f72e94f2258f")
+      << "saved again as fail2ban reads it";
+
+  // Neither digest of this first line: from the start.
+  lines_.clear();
+  Start();
+  Add(log, false, SavedPosition{seen, "0123456789abcdef0123456789abcdef"});
+  tailer_->Poll();
+  EXPECT_EQ(Texts(), (std::vector<std::string>{"hello", "seen 1", "seen 2", "new 1"}));
 }
 
 TEST_P(LogTailerTest, ResumesAtSavedPositionOnlyWhenTheFirstLineMatches) {
