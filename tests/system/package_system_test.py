@@ -652,6 +652,7 @@ class Case:
         self.root = os.path.join(work, name)
         self.console = os.path.join(work, f'{name}-console.log')
         self.deb_inside = deb_inside
+        self.compat_inside = None  # bantam-fail2ban-compat, when built
         self.container = None
 
     def check(self, *a, **kw):
@@ -732,12 +733,27 @@ def fresh_case(case):
                     f'{m.group(1)} {m.group(2)}')
             case.check('systemd-analyze security bantam.service gives an exposure level',
                        m, show(p))
+            case.check('the exposure level is under 3.0 (issue 13\'s target)',
+                       m and float(m.group(1)) < 3.0, show(p))
             p = c.run(['bantam', 'ping'])
             case.check('bantam ping (client on the default socket) answers pong',
                        'pong' in p.stdout, show(p))
             p = c.run(['test', '-S', '/run/bantam/bantam.sock'])
             case.check('the control socket is /run/bantam/bantam.sock', p.returncode == 0,
                        show(c.sh('ls -la /run/bantam /run/fail2ban 2>&1')))
+        with report.phase('fresh: fail2ban\'s names (bantam-fail2ban-compat)'):
+            case.check('bantam-fail2ban-compat was built beside the package',
+                       case.compat_inside, 'no bantam-fail2ban-compat_*.deb beside the .deb')
+            if case.compat_inside:
+                p = c.run(['apt-get', 'install', '-y', case.compat_inside], timeout=300)
+                case.check('apt-get install bantam-fail2ban-compat (no fail2ban here)',
+                           p.returncode == 0, show(p)[-3000:])
+                p = c.run(['fail2ban-client', 'ping'])
+                case.check('fail2ban-client (a link to bantam) answers "Server replied: pong"',
+                           'Server replied: pong' in p.stdout, show(p))
+                p = c.run(['fail2ban-client', '-V'])
+                case.check('fail2ban-client -V says the fail2ban release it follows (1.0.2)',
+                           p.stdout.strip() == '1.0.2', show(p))
         with report.phase('fresh: operator configuration (ban mails), restart'):
             c.run(['mkdir', '-p', '/var/log/asterisk'])
             c.run(['touch', ASTERISK_LOG])
@@ -1059,10 +1075,16 @@ def main():
                     {k: fields[k] for k in ('Depends', 'Pre-Depends', 'Recommends')})
                 # The copies are made under the lock, so that no concurrent
                 # run prunes the cache entry meanwhile.
+                # build-deb.sh makes the optional bantam-fail2ban-compat
+                # package beside the main one.
+                compat = sorted(glob.glob(os.path.join(os.path.dirname(deb),
+                                                       'bantam-fail2ban-compat_*.deb')))
                 for name, fn in runs:
                     root = os.path.join(work, name)
                     copy_tree(cached_root, root)
-                    cases.append((Case(name, report, work, place_deb(root, deb)), fn))
+                    case = Case(name, report, work, place_deb(root, deb))
+                    case.compat_inside = place_deb(root, compat[-1]) if compat else None
+                    cases.append((case, fn))
         for case, fn in cases:
             report.case = case.name
             try:
