@@ -19,6 +19,7 @@
 
 #include "bantam/spawner.h"
 #include "bantam/status.h"
+#include "bantam/worker_pool.h"
 
 namespace bantam {
 

@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -231,107 +230,6 @@ SpawnResult ShellSpawner::Run(const SpawnRequest& request) {
   CloseFd(&err_fd);
   CloseFd(&pidfd);
   return finish();
-}
-
-// ---------------------------------------------------------------- WorkerPool
-
-WorkerPool::WorkerPool(int threads) {
-  event_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (event_fd_ < 0) {
-    std::perror("bantam: eventfd");
-    std::abort();
-  }
-  if (threads < 1) threads = 1;
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { WorkerMain(); });
-}
-
-WorkerPool::~WorkerPool() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-  }
-  work_cv_.notify_all();
-  for (std::thread& t : threads_) t.join();
-  close(event_fd_);
-}
-
-WorkerPool::StrandId WorkerPool::NewStrand() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return next_strand_++;
-}
-
-void WorkerPool::Post(StrandId strand, Job job) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    Lane& lane = lanes_[strand];
-    lane.jobs.push_back(std::move(job));
-    if (lane.running || lane.jobs.size() > 1) return;  // already queued or running
-    ready_.push_back(strand);
-  }
-  work_cv_.notify_one();
-}
-
-void WorkerPool::WaitIdle(StrandId strand) {
-  std::unique_lock<std::mutex> lock(mu_);
-  idle_cv_.wait(lock, [&] {
-    auto it = lanes_.find(strand);
-    return it == lanes_.end() || (!it->second.running && it->second.jobs.empty());
-  });
-}
-
-void WorkerPool::WorkerMain() {
-  std::unique_lock<std::mutex> lock(mu_);
-  for (;;) {
-    // Stopping: keep running until every posted job has run.
-    work_cv_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
-    if (ready_.empty()) return;  // stopping and nothing left
-    StrandId id = ready_.front();
-    ready_.pop_front();
-    Lane& lane = lanes_[id];
-    Job job = std::move(lane.jobs.front());
-    lane.jobs.pop_front();
-    lane.running = true;
-    lock.unlock();
-    Completion done = job();
-    lock.lock();
-    if (done) {
-      completions_.push_back(std::move(done));
-      uint64_t one = 1;
-      ssize_t w = write(event_fd_, &one, sizeof(one));
-      (void)w;  // EAGAIN only when the counter is saturated: already readable
-    }
-    Lane& after = lanes_[id];
-    after.running = false;
-    if (!after.jobs.empty()) {
-      ready_.push_back(id);
-      work_cv_.notify_one();
-    } else {
-      lanes_.erase(id);
-      idle_cv_.notify_all();
-    }
-  }
-}
-
-size_t WorkerPool::RunCompletions() {
-  uint64_t count;
-  ssize_t r = read(event_fd_, &count, sizeof(count));
-  (void)r;
-  std::deque<Completion> batch;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    batch.swap(completions_);
-  }
-  for (Completion& c : batch) c();
-  return batch.size();
-}
-
-size_t WorkerPool::WaitAndRunCompletions(int timeout_ms) {
-  pollfd p = {event_fd_, POLLIN, 0};
-  int r;
-  do {
-    r = poll(&p, 1, timeout_ms);
-  } while (r < 0 && errno == EINTR);
-  return RunCompletions();
 }
 
 }  // namespace bantam

@@ -28,6 +28,7 @@
 #include "bantam/logging.h"
 #include "bantam/server.h"
 #include "bantam/spawner.h"
+#include "bantam/worker_pool.h"
 
 namespace bantam {
 
