@@ -12,7 +12,7 @@
 #include "bantam/config_loader.h"
 #include "bantam/date_detector.h"
 #include "bantam/filter.h"
-#include "bantam/regex_tool.h"
+#include "bantam/utf8.h"
 
 namespace {
 

@@ -13,11 +13,6 @@ namespace bantam {
 // exit code: 0, or 255 on errors as fail2ban-regex does.
 int RegexToolMain(int argc, char** argv);
 
-// Python's bytes.decode("utf-8", "replace"): each maximal invalid subpart
-// becomes U+FFFD. Returns `raw` itself when it is valid UTF-8, else a view
-// of *scratch.
-std::string_view DecodeUtf8Replace(std::string_view raw, std::string* scratch);
-
 // Python repr() of a float: the shortest text that reads back the same,
 // "1124013600.0", "0.1", "1e+16", "inf", "nan".
 std::string PyFloatRepr(double v);

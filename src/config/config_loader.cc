@@ -11,6 +11,7 @@
 #include "bantam/layered_config.h"
 #include "bantam/option_list.h"
 #include "bantam/tag_substitution.h"
+#include "bantam/utf8.h"
 
 namespace bantam {
 
@@ -146,13 +147,9 @@ std::string PyJsonDumps(const OrderedMap<std::string>& m) {
       } else if (c == '\t') {
         q += "\\t";
       } else if (c < 0x20 || c >= 0x80) {
-        uint32_t cp = c;
-        size_t extra = 0;
-        if (c >= 0xf0) cp = c & 0x07, extra = 3;
-        else if (c >= 0xe0) cp = c & 0x0f, extra = 2;
-        else if (c >= 0xc0) cp = c & 0x1f, extra = 1;
-        for (size_t k = 0; k < extra && i + 1 < s.size(); ++k)
-          cp = (cp << 6) | (static_cast<unsigned char>(s[++i]) & 0x3f);
+        size_t next = i;
+        uint32_t cp = NextCodePoint(s, &next);
+        i = next - 1;
         auto hex = [&](uint32_t u) {
           char buf[16];
           std::snprintf(buf, sizeof buf, "\\u%04x", u);

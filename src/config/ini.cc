@@ -1,11 +1,12 @@
 #include "bantam/ini.h"
 
 #include <cerrno>
-#include <cstdint>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <vector>
+
+#include "bantam/utf8.h"
 
 namespace bantam {
 
@@ -57,46 +58,6 @@ size_t CommentStart(std::string_view line) {
   return std::string_view::npos;
 }
 
-bool ValidUtf8(std::string_view s, size_t* bad_offset) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      n = 1, cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 2, cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3, cp = c & 0x07;
-    } else {
-      *bad_offset = i;
-      return false;
-    }
-    if (i + n >= s.size()) {
-      *bad_offset = i;
-      return false;
-    }
-    for (size_t k = 1; k <= n; ++k) {
-      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) {
-        *bad_offset = i;
-        return false;
-      }
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (n == 3 && (cp < 0x10000 || cp > 0x10ffff))) {
-      *bad_offset = i;
-      return false;
-    }
-    i += n + 1;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -196,8 +157,8 @@ Result<IniFile> ReadIniFile(const std::string& path) {
   buf << in.rdbuf();
   if (in.bad()) return Status::FromErrno(path, errno);
   std::string text = buf.str();
-  size_t bad = 0;
-  if (!ValidUtf8(text, &bad)) {
+  const size_t bad = FindInvalidUtf8(text);
+  if (bad != std::string_view::npos) {
     int line = 1;
     for (size_t i = 0; i < bad; ++i)
       if (text[i] == '\n') ++line;

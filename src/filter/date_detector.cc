@@ -11,6 +11,7 @@
 #include <set>
 #include <utility>
 
+#include "bantam/utf8.h"
 #include "bantam/value.h"
 
 namespace bantam {
@@ -150,15 +151,11 @@ std::string AsciiUpper(std::string_view s) {
   return out;
 }
 
-// Decodes the UTF-8 code point at s[pos] (an invalid byte counts alone).
+// Bytes in the code point at s[pos] (an invalid byte counts alone).
 size_t CodePointLength(std::string_view s, size_t pos) {
-  const auto b0 = static_cast<unsigned char>(s[pos]);
-  size_t len = b0 < 0x80 ? 1 : (b0 >> 5) == 6 ? 2 : (b0 >> 4) == 14 ? 3 : (b0 >> 3) == 30 ? 4 : 1;
-  if (pos + len > s.size()) return 1;
-  for (size_t i = 1; i < len; ++i) {
-    if ((static_cast<unsigned char>(s[pos + i]) & 0xC0) != 0x80) return 1;
-  }
-  return len;
+  size_t next = pos;
+  NextCodePoint(s, &next);
+  return next - pos;
 }
 
 // Python's str.strip(): whitespace at both ends (ASCII and the Unicode
@@ -367,11 +364,7 @@ std::string PatternToFormat(std::string_view pattern) {
 }
 
 size_t CodePointIndex(std::string_view s, size_t byte) {
-  size_t n = 0;
-  for (size_t i = 0; i < byte && i < s.size(); ++i) {
-    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) ++n;
-  }
-  return n;
+  return CountCodePoints(s.substr(0, byte));
 }
 
 // Python's `fmt % mapping`, enough of it for what a datepattern can hold.
@@ -468,11 +461,8 @@ Result<std::string> PyFormat(std::string_view fmt,
         return Status::Error("%c requires int or char");
       default: {
         // Python reports the character and its code point.
-        char32_t cp = static_cast<unsigned char>(conv[0]);
-        if (conv.size() > 1) {
-          cp = static_cast<unsigned char>(conv[0]) & (0x3F >> (conv.size() - 1));
-          for (size_t p = 1; p < conv.size(); ++p) cp = (cp << 6) | (conv[p] & 0x3F);
-        }
+        size_t at = 0;
+        const char32_t cp = NextCodePoint(conv, &at);
         char hex[16];
         std::snprintf(hex, sizeof hex, "0x%x", static_cast<unsigned>(cp));
         return Status::Error("unsupported format character '" + std::string(conv) + "' (" + hex +

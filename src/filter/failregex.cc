@@ -55,33 +55,11 @@ struct MappedText {
 // sequence, or npos. `starts` receives each code point's byte offset plus a
 // final entry for the end.
 size_t DecodeUtf8(std::string_view s, std::vector<char32_t>* cps, std::vector<size_t>* starts) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto b0 = static_cast<unsigned char>(s[i]);
-    size_t len;
-    char32_t c;
-    char32_t min;
-    if (b0 < 0x80) {
-      len = 1, c = b0, min = 0;
-    } else if ((b0 & 0xE0) == 0xC0) {
-      len = 2, c = b0 & 0x1F, min = 0x80;
-    } else if ((b0 & 0xF0) == 0xE0) {
-      len = 3, c = b0 & 0x0F, min = 0x800;
-    } else if ((b0 & 0xF8) == 0xF0) {
-      len = 4, c = b0 & 0x07, min = 0x10000;
-    } else {
-      return i;
-    }
-    if (i + len > s.size()) return i;
-    for (size_t k = 1; k < len; ++k) {
-      const auto b = static_cast<unsigned char>(s[i + k]);
-      if ((b & 0xC0) != 0x80) return i;
-      c = (c << 6) | (b & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return i;
-    cps->push_back(c);
+  const size_t bad = FindInvalidUtf8(s);
+  if (bad != std::string_view::npos) return bad;
+  for (size_t i = 0; i < s.size();) {
     starts->push_back(i);
-    i += len;
+    cps->push_back(NextCodePoint(s, &i));
   }
   starts->push_back(s.size());
   return std::string_view::npos;

@@ -27,87 +27,13 @@
 #include "bantam/ini.h"
 #include "bantam/journal_reader.h"
 #include "bantam/option_list.h"
+#include "bantam/utf8.h"
 #include "bantam/value.h"
 
 namespace bantam {
 
 // ---------------------------------------------------------------------------
 // Small pieces with Python's exact behaviour.
-
-std::string_view DecodeUtf8Replace(std::string_view raw, std::string* scratch) {
-  size_t i = 0;
-  const size_t n = raw.size();
-  // Fast path: ASCII and well-formed sequences need no copy.
-  auto seq_len = [&](size_t at) -> size_t {
-    const unsigned char c = static_cast<unsigned char>(raw[at]);
-    if (c < 0x80) return 1;
-    auto cont = [&](size_t k, unsigned char lo, unsigned char hi) {
-      if (at + k >= n) return false;
-      const unsigned char d = static_cast<unsigned char>(raw[at + k]);
-      return d >= lo && d <= hi;
-    };
-    if (c >= 0xc2 && c <= 0xdf) return cont(1, 0x80, 0xbf) ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-      const unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-      return cont(1, lo, hi) && cont(2, 0x80, 0xbf) ? 3 : 0;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-      const unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-      return cont(1, lo, hi) && cont(2, 0x80, 0xbf) && cont(3, 0x80, 0xbf) ? 4 : 0;
-    }
-    return 0;
-  };
-  while (i < n) {
-    // Eight ASCII bytes at a time: most log text is ASCII.
-    while (i + 8 <= n) {
-      uint64_t w;
-      std::memcpy(&w, raw.data() + i, 8);
-      if (w & 0x8080808080808080ull) break;
-      i += 8;
-    }
-    if (i >= n) break;
-    if (static_cast<unsigned char>(raw[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    const size_t l = seq_len(i);
-    if (l == 0) break;
-    i += l;
-  }
-  if (i >= n) return raw;
-  scratch->assign(raw.substr(0, i));
-  static constexpr std::string_view kReplacement = "\xef\xbf\xbd";
-  while (i < n) {
-    const size_t l = seq_len(i);
-    if (l != 0) {
-      scratch->append(raw.substr(i, l));
-      i += l;
-      continue;
-    }
-    // The maximal subpart: a lead byte plus the continuation bytes that
-    // were still valid for it.
-    const unsigned char c = static_cast<unsigned char>(raw[i]);
-    size_t take = 1;
-    auto ok = [&](size_t k, unsigned char lo, unsigned char hi) {
-      if (i + k >= n) return false;
-      const unsigned char d = static_cast<unsigned char>(raw[i + k]);
-      return d >= lo && d <= hi;
-    };
-    if (c >= 0xe0 && c <= 0xef) {
-      const unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-      if (ok(1, lo, hi)) take = 2;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      const unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-      if (ok(1, lo, hi)) {
-        take = 2;
-        if (ok(2, 0x80, 0xbf)) take = 3;
-      }
-    }
-    scratch->append(kReplacement);
-    i += take;
-  }
-  return *scratch;
-}
 
 std::string PyFloatRepr(double v) {
   if (std::isnan(v)) return "nan";
@@ -157,19 +83,10 @@ void Out(const std::string& s) {
 }
 
 std::string ShortStr(std::string_view s, size_t l = 53) {
-  // Python counts code points; count UTF-8 lead bytes.
-  size_t cps = 0;
-  for (char c : s)
-    if ((static_cast<unsigned char>(c) & 0xc0) != 0x80) ++cps;
-  if (cps <= l) return std::string(s);
-  size_t keep = 0, seen = 0;
-  while (keep < s.size()) {
-    if ((static_cast<unsigned char>(s[keep]) & 0xc0) != 0x80) {
-      if (seen == l - 3) break;
-      ++seen;
-    }
-    ++keep;
-  }
+  // Python counts code points.
+  if (CountCodePoints(s) <= l) return std::string(s);
+  size_t keep = 0;
+  for (size_t n = 0; n < l - 3; ++n) NextCodePoint(s, &keep);
   return std::string(s.substr(0, keep)) + "...";
 }
 

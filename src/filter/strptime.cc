@@ -9,6 +9,7 @@
 #include <cmath>
 #include <string>
 
+#include "bantam/utf8.h"
 #include "bantam/value.h"
 
 namespace bantam {
@@ -26,28 +27,6 @@ constexpr std::array<char32_t, 66> kDigitZeros = {
     0x11950, 0x11c50, 0x11d50, 0x11da0, 0x16a60, 0x16ac0, 0x16b50, 0x1d7ce, 0x1d7d8, 0x1d7e2,
     0x1d7ec, 0x1d7f6, 0x1e140, 0x1e2f0, 0x1e950, 0x1fbf0,
 };
-
-// Decodes one UTF-8 code point at s[*pos]; advances *pos. Invalid bytes
-// come back as U+FFFD, one byte each.
-char32_t NextCodePoint(std::string_view s, size_t* pos) {
-  const auto b0 = static_cast<unsigned char>(s[*pos]);
-  int len = b0 < 0x80 ? 1 : (b0 >> 5) == 6 ? 2 : (b0 >> 4) == 14 ? 3 : (b0 >> 3) == 30 ? 4 : 0;
-  if (len == 0 || *pos + len > s.size()) {
-    ++*pos;
-    return 0xFFFD;
-  }
-  char32_t cp = len == 1 ? b0 : b0 & (0x3F >> (len - 1));
-  for (int i = 1; i < len; ++i) {
-    const auto b = static_cast<unsigned char>(s[*pos + i]);
-    if ((b & 0xC0) != 0x80) {
-      ++*pos;
-      return 0xFFFD;
-    }
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  *pos += len;
-  return cp;
-}
 
 // The value of decimal digit `cp`, or -1.
 int DigitValue(char32_t cp) {

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "bantam/option_list.h"
+#include "bantam/utf8.h"
 
 namespace bantam {
 namespace {
@@ -131,55 +132,6 @@ std::string PyBytesRepr(std::string_view b) {
   }
   out += quote;
   return out;
-}
-
-// bytes.decode('utf-8', 'replace'): one U+FFFD per maximal invalid
-// subsequence, exactly where CPython puts them, so a filter sees the same
-// number of replacement characters fail2ban's would.
-void AppendUtf8Replace(std::string_view s, std::string* out) {
-  static constexpr char kReplacement[] = "\xEF\xBF\xBD";
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      out->push_back(static_cast<char>(c));
-      ++i;
-      continue;
-    }
-    int need = 0;
-    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the 2nd byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      need = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      need = 2;
-      if (c == 0xE0) lo = 0xA0;  // overlong
-      if (c == 0xED) hi = 0x9F;  // surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      need = 3;
-      if (c == 0xF0) lo = 0x90;  // overlong
-      if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
-    } else {
-      out->append(kReplacement);
-      ++i;
-      continue;
-    }
-    size_t j = i + 1;
-    int got = 0;
-    while (got < need && j < n) {
-      unsigned char d = static_cast<unsigned char>(s[j]);
-      unsigned char l = got == 0 ? lo : 0x80, h = got == 0 ? hi : 0xBF;
-      if (d < l || d > h) break;
-      ++j;
-      ++got;
-    }
-    if (got == need) {
-      out->append(s.substr(i, j - i));
-    } else {
-      out->append(kReplacement);
-    }
-    i = j;
-  }
 }
 
 // ---- time, as python-systemd and getJrnEntTime produce it ----

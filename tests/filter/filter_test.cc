@@ -280,19 +280,6 @@ TEST(Filter, PySplitLinesSeparators) {
   EXPECT_TRUE(PySplitLines("").empty());
 }
 
-TEST(RegexTool, DecodeUtf8ReplaceFollowsPython) {
-  std::string scratch;
-  EXPECT_EQ(DecodeUtf8Replace("plain ascii", &scratch), "plain ascii");
-  EXPECT_EQ(DecodeUtf8Replace("caf\xc3\xa9", &scratch), "caf\xc3\xa9");
-  // One U+FFFD per maximal invalid subpart, as bytes.decode("utf-8", "replace").
-  EXPECT_EQ(DecodeUtf8Replace("a\xff" "b", &scratch), "a\xef\xbf\xbd" "b");
-  EXPECT_EQ(DecodeUtf8Replace("\xe2\x82" "x", &scratch), "\xef\xbf\xbd" "x");
-  EXPECT_EQ(DecodeUtf8Replace("\xed\xa0\x80", &scratch), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
-  EXPECT_EQ(DecodeUtf8Replace("\xf0\x9f\x98", &scratch), "\xef\xbf\xbd");
-  EXPECT_EQ(DecodeUtf8Replace(std::string_view("\0\xc0\x80", 3), &scratch),
-            std::string_view("\0\xef\xbf\xbd\xef\xbf\xbd", 7));
-}
-
 TEST(RegexTool, PyFloatReprFollowsPython) {
   EXPECT_EQ(PyFloatRepr(1124013600), "1124013600.0");
   EXPECT_EQ(PyFloatRepr(1329153714.123), "1329153714.123");
