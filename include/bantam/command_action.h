@@ -52,8 +52,9 @@ std::string HostName(bool fqdn);
 std::string ReversePointer(const std::string& ip);
 // <matches> and friends: the lines joined by "\n".
 std::string Join(const std::vector<std::string>& v);
-// An option read as fail2ban reads a boolean: true, yes, on, 1 (any case).
-bool ParseBool(const std::string& s);
+// Words separated by commas or white space, empty ones dropped: families,
+// ports, protocols.
+std::vector<std::string> SplitCommaList(const std::string& s);
 
 // The dynamic tags of one ban (fail2ban's ActionInfo): <ip>, <fid>,
 // <failures>, <time>, <bantime>, <bancount>, <matches>, <restored>,

@@ -49,12 +49,6 @@ Result<IniFile> ParseIni(std::string_view text, const std::string& path);
 // an error naming the path and errno; invalid UTF-8 is an error too.
 Result<IniFile> ReadIniFile(const std::string& path);
 
-// Python's str.lower() for option names (ASCII only; see README).
-std::string LowerAscii(std::string_view s);
-// Python's str.strip() over ASCII white space.
-std::string_view StripWs(std::string_view s);
-bool IsPyWs(char c);
-
 }  // namespace bantam
 
 #endif  // BANTAM_INI_H_

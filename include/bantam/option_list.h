@@ -39,9 +39,6 @@ std::vector<std::string> SplitWords(std::string_view text);
 // backslashes resolved. Error: "No closing quotation", "No escaped character".
 Result<std::vector<std::string>> ShlexSplit(std::string_view s);
 
-// fail2ban's _as_bool: "1", "on", "true", "yes" in any case.
-bool PyAsBool(std::string_view s);
-
 }  // namespace bantam
 
 #endif  // BANTAM_OPTION_LIST_H_

@@ -13,10 +13,6 @@ namespace bantam {
 // exit code: 0, or 255 on errors as fail2ban-regex does.
 int RegexToolMain(int argc, char** argv);
 
-// Python repr() of a float: the shortest text that reads back the same,
-// "1124013600.0", "0.1", "1e+16", "inf", "nan".
-std::string PyFloatRepr(double v);
-
 }  // namespace bantam
 
 #endif  // BANTAM_REGEX_TOOL_H_

@@ -68,12 +68,6 @@ StrptimeResult FieldsToTime(std::span<const TimeFieldValue> fields, bool has_p,
 // "Unknown or unsupported time zone: 'Mars/Base'".
 Result<int> ParseTimeZone(std::string_view tz);
 
-// Python's int(text) for the digit strings dates are made of: surrounding
-// whitespace, a sign, "_" between digits and any Unicode decimal digit are
-// accepted. nullopt where Python raises ValueError; values beyond +-2^31
-// saturate (callers treat them as overflow).
-std::optional<int64_t> PyInt(std::string_view text);
-
 // Call after the local zone may have changed (TZ set and tzset() called):
 // drops cached local-time conversions.
 void LocalZoneChanged();

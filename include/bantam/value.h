@@ -76,11 +76,6 @@ class Value {
 
 // JSON string literal for `s` (with quotes).
 std::string JsonQuote(std::string_view s);
-// Python repr() of a float: the shortest text that reads back the same,
-// "1.0", "0.1", "1e+16", "inf", "nan".
-std::string PyFloatText(double v);
-// Python repr() of a str: 'abc', "it's", with Python's escapes.
-std::string PyRepr(std::string_view s);
 
 }  // namespace bantam
 

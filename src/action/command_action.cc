@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "bantam/duration.h"
+#include "bantam/py.h"
 #include "bantam/tag_substitution.h"
 
 namespace bantam {
@@ -206,21 +207,6 @@ bool IsCondKey(const std::string& key) {
   return true;
 }
 
-std::vector<std::string> SplitWords(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s) {
-    if (c == ',' || std::isspace(static_cast<unsigned char>(c))) {
-      if (!cur.empty()) out.push_back(std::move(cur));
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) out.push_back(std::move(cur));
-  return out;
-}
-
 }  // namespace
 
 std::string HostName(bool fqdn) {
@@ -261,6 +247,21 @@ std::string ReversePointer(const std::string& ip) {
   return out;
 }
 
+std::vector<std::string> SplitCommaList(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == ',' || std::isspace(static_cast<unsigned char>(c))) {
+      if (!cur.empty()) out.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
 std::string Join(const std::vector<std::string>& v) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) {
@@ -268,12 +269,6 @@ std::string Join(const std::vector<std::string>& v) {
     out += v[i];
   }
   return out;
-}
-
-bool ParseBool(const std::string& s) {
-  std::string l;
-  for (char c : s) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return l == "true" || l == "yes" || l == "on" || l == "1";
 }
 
 std::optional<std::string> TicketTags::Value(const std::string& tag) {
@@ -495,9 +490,9 @@ Result<std::unique_ptr<CommandAction>> CommandAction::Create(std::string jail, s
 CommandAction::CommandAction(std::string jail, std::string name, OrderedMap<std::string> options,
                              ActionEnv env)
     : jail_(std::move(jail)), name_(std::move(name)), options_(std::move(options)), env_(env) {
-  norestored_ = ParseBool(Option("norestored"));
+  norestored_ = PyAsBool(Option("norestored"));
   if (const std::string* v = options_.Find("actionstart_on_demand")) {
-    start_on_demand_ = ParseBool(*v);
+    start_on_demand_ = PyAsBool(*v);
   } else {
     start_on_demand_ = HasCondSection();
   }
@@ -566,7 +561,7 @@ bool CommandAction::HasCondSection() const {
 
 std::vector<std::string> CommandAction::Families() const {
   const std::string families = Option("families");
-  if (!families.empty()) return SplitWords(families);
+  if (!families.empty()) return SplitCommaList(families);
   if (HasCondSection()) {
     if (env_.ipv6_allowed) return {"inet4", "inet6"};
     return {"inet4"};
@@ -899,7 +894,7 @@ class CommandAction::OpRun {
     for (int attempt = 0;; ++attempt) {
       if (attempt && has_check) {
         auto before_repair = [&] {
-          if (op_tag == "actionunban" && !ParseBool(a_.Option("actionrepair_on_unban"))) {
+          if (op_tag == "actionunban" && !PyAsBool(a_.Option("actionrepair_on_unban"))) {
             report_.notes.push_back("Invariant check failed. Unban is impossible.");
             return false;
           }

@@ -28,6 +28,7 @@
 
 #include "bantam/command_action.h"
 #include "bantam/duration.h"
+#include "bantam/py.h"
 #include "bantam/tag_substitution.h"
 
 extern char** environ;
@@ -1470,7 +1471,7 @@ ActionReport MailAction::Run(ActionOp op, const BanInfo& info) {
       break;
     case ActionOp::kBan:
     case ActionOp::kReban:
-      if (info.restored && ParseBool(Option("norestored"))) {
+      if (info.restored && PyAsBool(Option("norestored"))) {
         report.skipped = true;
         break;
       }

@@ -12,6 +12,7 @@
 
 #include "bantam/clock.h"
 #include "bantam/ip_address.h"
+#include "bantam/py.h"
 
 namespace bantam {
 namespace {
@@ -59,21 +60,6 @@ std::string Trim(const std::string& s) {
   return s.substr(a, b - a + 1);
 }
 
-std::vector<std::string> SplitList(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s) {
-    if (c == ',' || std::isspace(static_cast<unsigned char>(c))) {
-      if (!cur.empty()) out.push_back(std::move(cur));
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) out.push_back(std::move(cur));
-  return out;
-}
-
 bool ParseUint(const std::string& s, unsigned max, unsigned* out) {
   if (s.empty() || s.size() > 6) return false;
   unsigned v = 0;
@@ -119,7 +105,7 @@ bool PortNumber(const std::string& name, uint16_t* out) {
 // <port> as the shell action hands it to nft (`:` read as `-`).
 bool ParsePorts(const std::string& text, std::vector<std::pair<uint16_t, uint16_t>>* out,
                 std::string* why) {
-  for (const std::string& item : SplitList(text)) {
+  for (const std::string& item : SplitCommaList(text)) {
     size_t dash = item.find_first_of("-:");
     uint16_t lo = 0, hi = 0;
     if (dash == std::string::npos || PortNumber(item, &lo)) {
@@ -405,7 +391,7 @@ std::optional<NftStockAction> ReadStockNftAction(CommandAction& shell, std::stri
   }
   std::vector<uint8_t> protos;
   if (v4.type != "custom") {
-    for (const std::string& p : SplitList(v4.protocol)) {
+    for (const std::string& p : SplitCommaList(v4.protocol)) {
       uint8_t n = 0;
       if (!ProtocolNumber(p, &n)) {
         *reason = "protocol '" + p + "' is not a known protocol";
@@ -441,7 +427,7 @@ std::optional<NftStockAction> ReadStockNftAction(CommandAction& shell, std::stri
     return std::nullopt;
   }
   if (std::optional<std::string> t = shell.GetProperty("kernel_timeout")) {
-    spec.element_timeouts = ParseBool(*t);
+    spec.element_timeouts = PyAsBool(*t);
   }
   return out;
 }

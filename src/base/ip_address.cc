@@ -4,11 +4,12 @@
 #include <netinet/in.h>
 #include <sys/types.h>
 
+#include <algorithm>
 #include <bit>
 #include <climits>
 #include <cstring>
 
-#include "bantam/value.h"
+#include "bantam/py.h"
 
 namespace bantam {
 namespace {
@@ -113,37 +114,16 @@ bool ParseIpv6(std::string_view s, uint8_t out[16]) {
   return true;
 }
 
-bool IsPySpace(char ch) {
-  return ch == ' ' || (ch >= '\t' && ch <= '\r') || (ch >= '\x1c' && ch <= '\x1f');
-}
-
-// Python's int(text) for a "/N" suffix, as a saturated int64. Errors carry
-// Python's message, since fail2ban would have let that ValueError escape.
-Result<int64_t> PyInt(std::string_view text) {
-  const Status invalid = Status::Error("invalid literal for int() with base 10: " + PyRepr(text));
-  std::string_view s = text;
-  while (!s.empty() && IsPySpace(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsPySpace(s.back())) s.remove_suffix(1);
-  bool negative = false;
-  if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
-    negative = s[0] == '-';
-    s.remove_prefix(1);
-  }
-  if (s.empty()) return invalid;
-  int64_t value = 0;
-  bool want_digit = true;  // at the start and after "_"
-  for (char ch : s) {
-    if (ch == '_' && !want_digit) {
-      want_digit = true;
-      continue;
-    }
-    if (ch < '0' || ch > '9') return invalid;
-    want_digit = false;
-    // Saturate: anything this far out of int range is refused by the caller.
-    value = value > INT64_MAX / 100 ? INT64_MAX / 10 : value * 10 + (ch - '0');
-  }
-  if (want_digit) return invalid;
-  return negative ? -value : value;
+// Python's int(text) for a "/N" suffix, ASCII only (a deliberate
+// difference, see ip_address.h). Errors carry Python's message, since
+// fail2ban would have let that ValueError escape. Values too large for
+// int64 saturate; Init refuses them.
+Result<int64_t> PrefixInt(std::string_view text) {
+  const bool ascii = std::all_of(text.begin(), text.end(),
+                                 [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  const std::optional<int64_t> n = ascii ? PyInt(text) : std::nullopt;
+  if (!n) return Status::Error("invalid literal for int() with base 10: " + PyRepr(text));
+  return *n;
 }
 
 // Whether a 128-bit number is ones from bit 127 down, then zeros.
@@ -200,7 +180,7 @@ Result<IpAddr> IpAddr::ParseAt(std::string_view text, int64_t cidr, int depth) {
     if (!plen.ok()) return plen.status();
     prefix = *plen;
   } else {
-    Result<int64_t> n = PyInt(suffix);
+    Result<int64_t> n = PrefixInt(suffix);
     if (!n.ok()) return n.status();
     prefix = *n;
   }

@@ -76,7 +76,9 @@ char32_t NextCodePoint(std::string_view s, size_t* pos) {
     return 0xFFFD;
   }
   char32_t cp = len == 1 ? b0 : b0 & (0x3F >> (len - 1));
-  for (size_t i = 1; i < len; ++i) cp = (cp << 6) | (static_cast<unsigned char>(s[*pos + i]) & 0x3F);
+  for (size_t i = 1; i < len; ++i) {
+    cp = (cp << 6) | (static_cast<unsigned char>(s[*pos + i]) & 0x3F);
+  }
   *pos += len;
   return cp;
 }

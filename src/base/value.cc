@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "bantam/py.h"
 #include "bantam/utf8.h"
 
 namespace bantam {
@@ -44,40 +45,6 @@ std::string JsonQuote(std::string_view s) {
   return out;
 }
 
-std::string PyRepr(std::string_view s) {
-  const bool has_single = s.find('\'') != std::string_view::npos;
-  const bool has_double = s.find('"') != std::string_view::npos;
-  const char quote = (has_single && !has_double) ? '"' : '\'';
-  std::string out(1, quote);
-  for (size_t i = 0; i < s.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '\\') {
-      out.append("\\\\");
-    } else if (c == static_cast<unsigned char>(quote)) {
-      out.push_back('\\');
-      out.push_back(quote);
-    } else if (c == '\n') {
-      out.append("\\n");
-    } else if (c == '\r') {
-      out.append("\\r");
-    } else if (c == '\t') {
-      out.append("\\t");
-    } else if (c < 0x20 || c == 0x7f) {
-      AppendHex(&out, "\\x", c, 2);
-    } else if (c == 0xc2 && i + 1 < s.size() &&
-               (static_cast<unsigned char>(s[i + 1]) <= 0xa0 ||
-                static_cast<unsigned char>(s[i + 1]) == 0xad)) {
-      // U+0080..U+00A0 and U+00AD are not printable for Python.
-      AppendHex(&out, "\\x", static_cast<unsigned char>(s[i + 1]) & 0xffu, 2);
-      ++i;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  out.push_back(quote);
-  return out;
-}
-
 void Value::AppendJson(std::string* out) const {
   if (is_null()) {
     out->append("null");
@@ -90,7 +57,7 @@ void Value::AppendJson(std::string* out) const {
     // them back, and so does ParseJson.
     const double d = as_double();
     out->append(std::isnan(d) ? "NaN" : std::isinf(d) ? (d > 0 ? "Infinity" : "-Infinity")
-                                                       : PyFloatText(d));
+                                                       : PyFloatRepr(d));
   } else if (is_string()) {
     out->append(JsonQuote(as_string()));
   } else if (is_dict()) {
@@ -124,7 +91,7 @@ std::string Value::ToPyStr() const {
   if (is_null()) return "None";
   if (is_bool()) return as_bool() ? "True" : "False";
   if (is_int()) return std::to_string(as_int());
-  if (is_double()) return PyFloatText(as_double());
+  if (is_double()) return PyFloatRepr(as_double());
   if (is_string()) return as_string();
   auto repr = [](const Value& v) { return v.is_string() ? PyRepr(v.as_string()) : v.ToPyStr(); };
   if (is_dict()) {
@@ -146,45 +113,6 @@ std::string Value::ToPyStr() const {
   }
   out.push_back(']');
   return out;
-}
-
-std::string PyFloatText(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  char buf[40];
-  for (int prec = 1; prec <= 17; ++prec) {
-    std::snprintf(buf, sizeof buf, "%.*g", prec, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  std::string s = buf;
-  // Python's repr uses exponents from 1e16 up and below 1e-4, with at
-  // least two exponent digits; %g does so at the precision used.
-  const size_t e = s.find('e');
-  std::string mant = e == std::string::npos ? s : s.substr(0, e);
-  std::string exp = e == std::string::npos ? "" : s.substr(e + 1);
-  int exponent = exp.empty() ? 0 : std::atoi(exp.c_str());
-  if (!exp.empty() && exponent >= -4 && exponent < 16) {
-    // Python writes these without an exponent.
-    std::snprintf(buf, sizeof buf, "%.17f", v);
-    std::string fixed = buf;
-    // Trim to the shortest that round-trips.
-    while (fixed.size() > 1 && fixed.back() == '0') fixed.pop_back();
-    while (true) {
-      if (fixed.back() == '.') break;
-      std::string shorter = fixed.substr(0, fixed.size() - 1);
-      if (shorter.back() == '.' || std::strtod(shorter.c_str(), nullptr) != v) break;
-      fixed = shorter;
-    }
-    if (fixed.back() == '.') fixed.push_back('0');
-    return fixed;
-  }
-  if (exp.empty()) {
-    if (mant.find('.') == std::string::npos) mant += ".0";
-    return mant;
-  }
-  const char sign = exponent < 0 ? '-' : '+';
-  std::snprintf(buf, sizeof buf, "%02d", std::abs(exponent));
-  return mant + "e" + sign + buf;
 }
 
 namespace {

@@ -8,6 +8,7 @@
 #include "bantam/failregex.h"
 #include "bantam/ini.h"
 #include "bantam/option_list.h"
+#include "bantam/py.h"
 
 namespace bantam {
 
@@ -88,7 +89,7 @@ class Checker {
     static const std::set<std::string> kKnown = {"auto", "pyinotify", "inotify", "polling",
                                                  "systemd"};
     Result<NamedOptions> b = ParseNamedOptions(backend);
-    if (!b.ok() || !kKnown.count(std::string(StripWs(b->name)))) {
+    if (!b.ok() || !kKnown.count(std::string(PyStripAscii(b->name)))) {
       Error(jail, "backend",
             "backend = '" + backend + "' is not one of auto, pyinotify, inotify, polling, systemd");
     }

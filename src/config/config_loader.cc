@@ -10,6 +10,7 @@
 
 #include "bantam/layered_config.h"
 #include "bantam/option_list.h"
+#include "bantam/py.h"
 #include "bantam/tag_substitution.h"
 #include "bantam/utf8.h"
 
@@ -98,36 +99,16 @@ const OptSpec* FindSpec(const std::vector<OptSpec>& specs, const std::string& na
   return nullptr;
 }
 
-bool StartsWith(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
-
-// Python's int(str): optional sign, digits, single '_' between digits.
-std::optional<int64_t> PyInt(std::string_view text) {
-  std::string_view s = StripWs(text);
-  if (s.empty()) return std::nullopt;
-  bool neg = false;
-  size_t i = 0;
-  if (s[0] == '+' || s[0] == '-') {
-    neg = s[0] == '-';
-    ++i;
-  }
-  if (i == s.size()) return std::nullopt;
-  int64_t v = 0;
-  bool prev_digit = false;
-  for (; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '_') {
-      if (!prev_digit || i + 1 == s.size()) return std::nullopt;
-      prev_digit = false;
-      continue;
-    }
-    if (c < '0' || c > '9') return std::nullopt;
-    if (v > (INT64_MAX - (c - '0')) / 10) return std::nullopt;
-    v = v * 10 + (c - '0');
-    prev_digit = true;
-  }
-  if (!prev_digit) return std::nullopt;
-  return neg ? -v : v;
+// An integer option: Python's int(), limited to int64 (a larger value is
+// "not an integer" here, where fail2ban would take it).
+std::optional<int64_t> IntOption(std::string_view text) {
+  bool overflow = false;
+  const std::optional<int64_t> n = PyInt(text, &overflow);
+  if (overflow) return std::nullopt;
+  return n;
 }
+
+bool StartsWith(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
 
 // Python's json.dumps for a flat string dict (ensure_ascii).
 std::string PyJsonDumps(const OrderedMap<std::string>& m) {
@@ -287,7 +268,7 @@ Status Loader::GetOptions(LayeredConfig* cfg, const std::string& section,
           out->Set(spec.name, l.value);
         } else if (spec.type == OptType::kBool) {
           out->Set(spec.name, PyAsBool(l.value));
-        } else if (std::optional<int64_t> i = PyInt(l.value)) {
+        } else if (std::optional<int64_t> i = IntOption(l.value)) {
           out->Set(spec.name, *i);
         } else {
           SourceLoc loc = cfg->Where(section, spec.name);
@@ -394,7 +375,7 @@ Result<OrderedMap<Value>> DefinitionInitReader::GetCombined(std::set<std::string
       out.Set(k, *s);
     } else if (spec->type == OptType::kBool) {
       out.Set(k, PyAsBool(*s));
-    } else if (std::optional<int64_t> i = PyInt(*s)) {
+    } else if (std::optional<int64_t> i = IntOption(*s)) {
       out.Set(k, *i);
     } else {
       SourceLoc loc = cfg_->Where("Definition", k);
@@ -547,7 +528,7 @@ Status Loader::ReadJail(LayeredConfig* jails, const std::string& name, Jail* jai
 
   const std::string actions = jail->opts.Find("action")->ToPyStr();
   for (std::string act : SplitNamedOptionsList(actions)) {
-    act = std::string(StripWs(act));
+    act = std::string(PyStripAscii(act));
     if (act.empty()) continue;
     Result<NamedOptions> parsed = ParseNamedOptions(act);
     if (!parsed.ok()) {

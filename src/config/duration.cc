@@ -11,6 +11,8 @@
 #include <system_error>
 #include <vector>
 
+#include "bantam/py.h"
+
 namespace bantam {
 namespace {
 
@@ -578,47 +580,6 @@ class Evaluator {
   int depth_ = 0;
 };
 
-// Python's repr() of a float: the shortest round-trip digits, positional for
-// decimal exponents -4 <= e < 16 (with ".0" if integral), else "1.5e-05".
-std::string PythonFloatRepr(double x) {
-  if (std::isnan(x)) return "nan";
-  if (std::isinf(x)) return x < 0 ? "-inf" : "inf";
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::scientific);
-  std::string_view sci(buf, ec == std::errc() ? end - buf : 0);  // "-1.25e+16"
-  std::string out;
-  if (!sci.empty() && sci[0] == '-') {
-    out += '-';
-    sci.remove_prefix(1);
-  }
-  size_t e_pos = sci.find('e');
-  std::string digits;
-  for (char c : sci.substr(0, e_pos)) {
-    if (c != '.') digits += c;
-  }
-  int exp = 0;
-  std::string_view exp_text = sci.substr(e_pos + 1);
-  if (!exp_text.empty() && exp_text[0] == '+') exp_text.remove_prefix(1);
-  std::from_chars(exp_text.data(), exp_text.data() + exp_text.size(), exp);
-
-  int ndigits = static_cast<int>(digits.size());
-  int point = exp + 1;  // Digits before the decimal point.
-  if (point <= -4 || point > 16) {
-    out += digits[0];
-    if (ndigits > 1) out += "." + digits.substr(1);
-    std::string mag = std::to_string(exp < 0 ? -exp : exp);
-    out += exp < 0 ? "e-" : "e+";
-    out += (mag.size() < 2 ? "0" : "") + mag;
-  } else if (point <= 0) {
-    out += "0." + std::string(-point, '0') + digits;
-  } else if (point >= ndigits) {
-    out += digits + std::string(point - ndigits, '0') + ".0";
-  } else {
-    out += digits.substr(0, point) + "." + digits.substr(point);
-  }
-  return out;
-}
-
 }  // namespace
 
 Result<TimeValue> ParseTimeValue(std::string_view text) {
@@ -637,7 +598,7 @@ Result<double> ParseDuration(std::string_view text) {
 }
 
 std::string FormatStr2Sec(const TimeValue& value) {
-  return value.is_integer ? std::to_string(value.integer) : PythonFloatRepr(value.real);
+  return value.is_integer ? std::to_string(value.integer) : PyFloatRepr(value.real);
 }
 
 std::string FormatStr2Sec(double seconds) {
@@ -645,7 +606,7 @@ std::string FormatStr2Sec(double seconds) {
   if (std::fabs(seconds) < kExactIntegers && seconds == std::floor(seconds)) {
     return std::to_string(static_cast<int64_t>(seconds));
   }
-  return PythonFloatRepr(seconds);
+  return PyFloatRepr(seconds);
 }
 
 }  // namespace bantam

@@ -6,28 +6,10 @@
 #include <sstream>
 #include <vector>
 
+#include "bantam/py.h"
 #include "bantam/utf8.h"
 
 namespace bantam {
-
-bool IsPyWs(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' ||
-         (c >= '\x1c' && c <= '\x1f');
-}
-
-std::string_view StripWs(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e && IsPyWs(s[b])) ++b;
-  while (e > b && IsPyWs(s[e - 1])) --e;
-  return s.substr(b, e - b);
-}
-
-std::string LowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
 
 namespace {
 
@@ -50,10 +32,10 @@ std::vector<std::string_view> SplitLines(std::string_view text) {
 // at the line start or after white space; '#' and ';' start a whole-line
 // comment.
 size_t CommentStart(std::string_view line) {
-  std::string_view stripped = StripWs(line);
+  std::string_view stripped = PyStripAscii(line);
   if (!stripped.empty() && (stripped[0] == '#' || stripped[0] == ';')) return 0;
   for (size_t i = line.find(';'); i != std::string_view::npos; i = line.find(';', i + 1)) {
-    if (i == 0 || IsPyWs(line[i - 1])) return i;
+    if (i == 0 || IsPyAsciiSpace(line[i - 1])) return i;
   }
   return std::string_view::npos;
 }
@@ -86,14 +68,14 @@ Result<IniFile> ParseIni(std::string_view text, const std::string& path) {
     const std::string where = path + ":" + std::to_string(lineno) + ": ";
     const size_t comment = CommentStart(line);
     const std::string_view value =
-        StripWs(comment == std::string_view::npos ? line : line.substr(0, comment));
+        PyStripAscii(comment == std::string_view::npos ? line : line.substr(0, comment));
     if (value.empty()) {
       // A blank line (not a comment) belongs to the value being read.
       if (comment == std::string_view::npos && in_option) pending.back().lines.emplace_back();
       continue;
     }
     size_t indent = 0;
-    while (indent < line.size() && IsPyWs(line[indent])) ++indent;
+    while (indent < line.size() && IsPyAsciiSpace(line[indent])) ++indent;
     if (in_option && indent > indent_level) {
       pending.back().lines.emplace_back(value);
       continue;
@@ -119,7 +101,7 @@ Result<IniFile> ParseIni(std::string_view text, const std::string& path) {
                 "'\n";
       continue;
     }
-    std::string name = LowerAscii(StripWs(value.substr(0, delim)));
+    std::string name = LowerAscii(PyStripAscii(value.substr(0, delim)));
     if (name.empty()) {
       errors += where + "option name missing before '" + std::string(1, value[delim]) + "'\n";
       continue;
@@ -130,7 +112,8 @@ Result<IniFile> ParseIni(std::string_view text, const std::string& path) {
     }
     ConfSection& sect = sectname == "DEFAULT" ? ini.defaults : *ini.sections.Find(sectname);
     sect.Set(name, ConfValue{"", SourceLoc{path, lineno}});
-    pending.push_back(Pending{sectname, name, {std::string(StripWs(value.substr(delim + 1)))}});
+    pending.push_back(
+        Pending{sectname, name, {std::string(PyStripAscii(value.substr(delim + 1)))}});
     in_option = true;
   }
   if (!errors.empty()) {
@@ -144,7 +127,7 @@ Result<IniFile> ParseIni(std::string_view text, const std::string& path) {
       if (k) joined.push_back('\n');
       joined += p.lines[k];
     }
-    while (!joined.empty() && IsPyWs(joined.back())) joined.pop_back();
+    while (!joined.empty() && IsPyAsciiSpace(joined.back())) joined.pop_back();
     sect.Find(p.name)->text = std::move(joined);
   }
   return ini;

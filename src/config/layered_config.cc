@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "bantam/option_list.h"
+#include "bantam/py.h"
 
 namespace bantam {
 
@@ -389,7 +390,7 @@ Lookup LayeredConfig::GetEx(const std::string& section, const std::string& optio
     bool sec_ok = std::all_of(sec.begin(), sec.end(),
                               [](char c) { return IsWordChar(c) || c == '-'; });
     bool opt_ok = !opt.empty() && std::none_of(opt.begin(), opt.end(), [](char c) {
-      return IsPyWs(c) || c == '>';
+      return IsPyAsciiSpace(c) || c == '>';
     });
     if (sec_ok && opt_ok) {
       std::string secl = LowerAscii(sec);

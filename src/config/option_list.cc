@@ -1,6 +1,7 @@
 #include "bantam/option_list.h"
 
 #include "bantam/ini.h"
+#include "bantam/py.h"
 #include "bantam/value.h"
 
 namespace bantam {
@@ -15,7 +16,7 @@ bool IsKeyChar(char c) {
 // True when only white space remains from i (Python's "\s*$").
 bool OnlyWsFrom(std::string_view s, size_t i) {
   for (; i < s.size(); ++i)
-    if (!IsPyWs(s[i])) return false;
+    if (!IsPyAsciiSpace(s[i])) return false;
   return true;
 }
 
@@ -25,7 +26,7 @@ Status ParseOptionPairs(std::string_view s, OrderedMap<std::string>* out) {
   size_t pos = 0;
   while (pos <= s.size()) {
     size_t i = pos;
-    while (i < s.size() && IsPyWs(s[i])) ++i;
+    while (i < s.size() && IsPyAsciiSpace(s[i])) ++i;
     size_t key_begin = i;
     while (i < s.size() && IsKeyChar(s[i])) ++i;
     if (i > key_begin && i < s.size() && s[i] == '=') {
@@ -46,7 +47,7 @@ Status ParseOptionPairs(std::string_view s, OrderedMap<std::string>* out) {
         ++i;
       } else if (i < s.size() && s[i] == ']') {
         size_t j = i + 1;
-        while (j < s.size() && IsPyWs(s[j])) ++j;
+        while (j < s.size() && IsPyAsciiSpace(s[j])) ++j;
         if (j < s.size() && s[j] == '[') {
           i = j + 1;
         } else {
@@ -59,7 +60,7 @@ Status ParseOptionPairs(std::string_view s, OrderedMap<std::string>* out) {
         return Status::Error("unexpected syntax at " + std::to_string(i) + " after option " +
                              PyRepr(key) + ": " + std::string(s.substr(i, 25)));
       }
-      out->Set(key, std::string(StripWs(value)));
+      out->Set(key, std::string(PyStripAscii(value)));
       pos = i;
       continue;
     }
@@ -100,7 +101,7 @@ size_t OptionGroupsLength(std::string_view s, size_t i) {
   size_t start = i;
   ++i;  // '['
   for (;;) {
-    while (i < s.size() && IsPyWs(s[i])) ++i;
+    while (i < s.size() && IsPyAsciiSpace(s[i])) ++i;
     size_t kb = i;
     while (i < s.size() && IsKeyChar(s[i])) ++i;
     if (i == kb || i >= s.size() || s[i] != '=') break;
@@ -112,15 +113,15 @@ size_t OptionGroupsLength(std::string_view s, size_t i) {
     } else {
       while (i < s.size() && s[i] != ',' && s[i] != ']') ++i;
     }
-    while (i < s.size() && IsPyWs(s[i])) ++i;
+    while (i < s.size() && IsPyAsciiSpace(s[i])) ++i;
     if (i < s.size() && s[i] == ',') {
       ++i;
     } else if (i < s.size() && s[i] == ']') {
       size_t j = i + 1;
-      while (j < s.size() && IsPyWs(s[j])) ++j;
+      while (j < s.size() && IsPyAsciiSpace(s[j])) ++j;
       if (j < s.size() && s[j] == '[') i = j + 1;
     }
-    while (i < s.size() && IsPyWs(s[i])) ++i;
+    while (i < s.size() && IsPyAsciiSpace(s[i])) ++i;
   }
   if (i < s.size() && s[i] == ']') return i + 1 - start;
   return std::string_view::npos;
@@ -132,30 +133,30 @@ std::vector<std::string> SplitNamedOptionsList(std::string_view text) {
   std::vector<std::string> out;
   size_t pos = 0;
   while (pos < text.size()) {
-    if (IsPyWs(text[pos])) {
+    if (IsPyAsciiSpace(text[pos])) {
       ++pos;
       continue;
     }
     // A name, optionally followed by its bracketed options, must end at
     // white space or the end; anything else is taken as one bare word.
     size_t i = pos;
-    while (i < text.size() && text[i] != '[' && !IsPyWs(text[i])) ++i;
+    while (i < text.size() && text[i] != '[' && !IsPyAsciiSpace(text[i])) ++i;
     size_t end = std::string_view::npos;
     if (i > pos) {
       size_t j = i;
-      while (j < text.size() && IsPyWs(text[j])) ++j;
+      while (j < text.size() && IsPyAsciiSpace(text[j])) ++j;
       if (j < text.size() && text[j] == '[') {
         size_t len = OptionGroupsLength(text, j);
         if (len != std::string_view::npos &&
-            (j + len == text.size() || IsPyWs(text[j + len]))) {
+            (j + len == text.size() || IsPyAsciiSpace(text[j + len]))) {
           end = j + len;
         }
       }
-      if (end == std::string_view::npos && (i == text.size() || IsPyWs(text[i]))) end = i;
+      if (end == std::string_view::npos && (i == text.size() || IsPyAsciiSpace(text[i]))) end = i;
     }
     if (end == std::string_view::npos) {
       end = pos;
-      while (end < text.size() && !IsPyWs(text[end])) ++end;
+      while (end < text.size() && !IsPyAsciiSpace(text[end])) ++end;
     }
     out.emplace_back(text.substr(pos, end - pos));
     pos = end;
@@ -180,7 +181,7 @@ std::vector<std::string> SplitWords(std::string_view text) {
   while (i < text.size()) {
     size_t j = text.find_first_of(" ,\n", i);
     if (j == std::string_view::npos) j = text.size();
-    std::string_view w = StripWs(text.substr(i, j - i));
+    std::string_view w = PyStripAscii(text.substr(i, j - i));
     if (!w.empty()) out.emplace_back(w);
     i = j + 1;
   }
@@ -226,11 +227,6 @@ Result<std::vector<std::string>> ShlexSplit(std::string_view s) {
   }
   if (in_word) out.push_back(std::move(cur));
   return out;
-}
-
-bool PyAsBool(std::string_view s) {
-  std::string l = LowerAscii(s);
-  return l == "1" || l == "on" || l == "true" || l == "yes";
 }
 
 }  // namespace bantam

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <optional>
 
+#include "bantam/py.h"
+
 namespace bantam {
 
 namespace {
@@ -255,7 +257,7 @@ void AppendRepr(const Value& v, std::string* out) {
   } else if (v.is_int()) {
     *out += std::to_string(v.as_int());
   } else if (v.is_double()) {
-    *out += PyFloatText(v.as_double());
+    *out += PyFloatRepr(v.as_double());
   } else if (v.is_string()) {
     *out += PyRepr(v.as_string());
   } else if (v.is_list()) {

@@ -25,6 +25,7 @@
 #include "bantam/config_loader.h"
 #include "bantam/duration.h"
 #include "bantam/layered_config.h"
+#include "bantam/py.h"
 
 namespace bantam {
 

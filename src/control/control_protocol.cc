@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "bantam/py.h"
+
 namespace bantam {
 namespace {
 

@@ -5,6 +5,7 @@
 
 #include "bantam/duration.h"
 #include "bantam/option_list.h"
+#include "bantam/py.h"
 
 namespace bantam {
 namespace {

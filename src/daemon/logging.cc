@@ -21,6 +21,7 @@
 
 #include "bantam/ini.h"
 #include "bantam/option_list.h"
+#include "bantam/py.h"
 #include "bantam/value.h"
 
 namespace bantam {
@@ -87,7 +88,7 @@ std::FILE* OpenAppend(const std::string& path, std::string* error) {
 }  // namespace
 
 Result<LogLevel> ParseLogLevel(std::string_view text) {
-  const std::string t = LowerAscii(std::string(StripWs(text)));
+  const std::string t = LowerAscii(std::string(PyStripAscii(text)));
   static const std::pair<const char*, LogLevel> kNames[] = {
       {"critical", LogLevel::kCritical}, {"fatal", LogLevel::kCritical},
       {"error", LogLevel::kError},       {"warning", LogLevel::kWarning},

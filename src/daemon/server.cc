@@ -19,6 +19,7 @@
 #include "bantam/config_check.h"
 #include "bantam/duration.h"
 #include "bantam/option_list.h"
+#include "bantam/py.h"
 #include "bantam/utf8.h"
 #include "server_impl.h"
 

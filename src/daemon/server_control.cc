@@ -17,6 +17,7 @@
 #include "bantam/duration.h"
 #include "bantam/layered_config.h"
 #include "bantam/option_list.h"
+#include "bantam/py.h"
 #include "server_impl.h"
 
 namespace bantam {
@@ -47,19 +48,14 @@ Value Secs(double s) {
   return s;
 }
 
-// Python's int(text).
-Result<int64_t> PyInt(const std::string& text) {
-  std::string t = text;
-  while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
-  size_t i = 0;
-  while (i < t.size() && std::isspace(static_cast<unsigned char>(t[i]))) ++i;
-  errno = 0;
-  char* end = nullptr;
-  const long long v = std::strtoll(t.c_str() + i, &end, 10);
-  if (i == t.size() || *end != '\0' || errno != 0) {
+// Python's int(text), limited to int64. Errors carry Python's message.
+Result<int64_t> IntArg(const std::string& text) {
+  bool overflow = false;
+  const std::optional<int64_t> n = PyInt(text, &overflow);
+  if (!n || overflow) {
     return Status::Error("invalid literal for int() with base 10: " + PyRepr(text));
   }
-  return static_cast<int64_t>(v);
+  return *n;
 }
 
 ControlReply ValueError(const std::string& m) { return ControlReply::Failure("ValueError", m); }
@@ -663,7 +659,7 @@ ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
   if (name == "dbmaxmatches" || name == "dbpurgeage") {
     if (!store_->enabled()) return Ok(nullptr);
     if (name == "dbmaxmatches") {
-      Result<int64_t> n = PyInt(value);
+      Result<int64_t> n = IntArg(value);
       if (!n.ok()) return ValueError(n.status().message());
       store_->set_max_matches(static_cast<int>(*n));
       return Ok(static_cast<int64_t>(store_->max_matches()));
@@ -812,7 +808,7 @@ ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
     if (opt[0] == 'a') {
       list.push_back(val);
     } else {
-      Result<int64_t> idx = PyInt(val);
+      Result<int64_t> idx = IntArg(val);
       if (!idx.ok()) return ValueError(idx.status().message());
       const int64_t n = static_cast<int64_t>(list.size());
       const int64_t i = *idx < 0 ? *idx + n : *idx;
@@ -860,7 +856,7 @@ ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
     return ControlGet({"get", name, opt});
   }
   if (opt == "maxmatches" || opt == "maxretry" || opt == "maxlines") {
-    Result<int64_t> n = PyInt(val);
+    Result<int64_t> n = IntArg(val);
     if (!n.ok()) return ValueError(n.status().message());
     if (opt == "maxmatches") {
       j.set_maxmatches(static_cast<int>(*n));

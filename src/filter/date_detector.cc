@@ -11,6 +11,7 @@
 #include <set>
 #include <utility>
 
+#include "bantam/py.h"
 #include "bantam/utf8.h"
 #include "bantam/value.h"
 
@@ -156,42 +157,6 @@ size_t CodePointLength(std::string_view s, size_t pos) {
   size_t next = pos;
   NextCodePoint(s, &next);
   return next - pos;
-}
-
-// Python's str.strip(): whitespace at both ends (ASCII and the Unicode
-// spaces Python counts).
-bool SpaceAt(std::string_view s, size_t pos, size_t* len) {
-  const auto b = static_cast<unsigned char>(s[pos]);
-  if ((b >= 0x09 && b <= 0x0D) || (b >= 0x1C && b <= 0x20)) {
-    *len = 1;
-    return true;
-  }
-  static constexpr std::string_view kSpaces[] = {
-      "\u0085", "\u00a0", "\u1680", "\u2000", "\u2001", "\u2002", "\u2003", "\u2004",
-      "\u2005", "\u2006", "\u2007", "\u2008", "\u2009", "\u200a", "\u2028", "\u2029",
-      "\u202f", "\u205f", "\u3000"};
-  for (std::string_view sp : kSpaces) {
-    if (s.substr(pos, sp.size()) == sp) {
-      *len = sp.size();
-      return true;
-    }
-  }
-  return false;
-}
-
-std::string PyStrip(std::string_view s) {
-  size_t begin = 0, len = 0;
-  while (begin < s.size() && SpaceAt(s, begin, &len)) begin += len;
-  size_t end = begin;
-  for (size_t pos = begin; pos < s.size();) {
-    if (SpaceAt(s, pos, &len)) {
-      pos += len;
-    } else {
-      pos += CodePointLength(s, pos);
-      end = pos;
-    }
-  }
-  return std::string(s.substr(begin, end - begin));
 }
 
 // ---------------------------------------------------------------------------
@@ -484,7 +449,7 @@ class TemplateFactory {
   void SetRegex(DateTemplate* t, std::string_view regex_in, Bound word_begin, bool word_end) const {
     const MetaRegexes& meta = Meta();
     FailRegexMatch m;
-    std::string regex = PyStrip(regex_in);
+    std::string regex(PyStrip(regex_in));
     // Global flags like (?iu) move to the front, after the rewriting.
     std::optional<std::string> global_flags;
     if (Found(meta.global_flags, regex, &m)) {
@@ -854,7 +819,7 @@ Result<DateDetector> DateDetector::Create(const DateDetectorOptions& options) {
   std::string_view rest = options.datepattern;
   while (!rest.empty()) {
     const size_t nl = rest.find('\n');
-    const std::string line = PyStrip(rest.substr(0, nl));
+    const std::string line(PyStrip(rest.substr(0, nl)));
     rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
     if (line.empty()) continue;
     if (Status st = list.Append(line); !st.ok()) return st;

@@ -20,8 +20,9 @@
 #include <utility>
 #include <vector>
 
-#include "bantam/value.h"
+#include "bantam/py.h"
 #include "bantam/utf8.h"
+#include "bantam/value.h"
 
 // PCRE2_MATCH_INVALID_UTF is what keeps undecodable log bytes harmless.
 #if PCRE2_MAJOR < 10 || (PCRE2_MAJOR == 10 && PCRE2_MINOR < 34)
@@ -106,8 +107,6 @@ bool InRanges(const CpRanges& ranges, char32_t c) {
   }
   return false;
 }
-
-bool IsPySpace(char32_t c) { return InRanges(PySpaces(), c); }
 
 // Python's case-insensitive matching (lower(c) equal, plus re._casefix)
 // treats these code points as one letter; PCRE2's Unicode case folding does

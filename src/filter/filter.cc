@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "bantam/ini.h"
+#include "bantam/py.h"
 #include "bantam/value.h"
 
 namespace bantam {

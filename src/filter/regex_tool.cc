@@ -27,46 +27,11 @@
 #include "bantam/ini.h"
 #include "bantam/journal_reader.h"
 #include "bantam/option_list.h"
+#include "bantam/py.h"
 #include "bantam/utf8.h"
 #include "bantam/value.h"
 
 namespace bantam {
-
-// ---------------------------------------------------------------------------
-// Small pieces with Python's exact behaviour.
-
-std::string PyFloatRepr(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
-  (void)ec;
-  std::string sci(buf, end);  // d.ddde[+-]XX
-  const size_t e = sci.find('e');
-  std::string mant = sci.substr(0, e);
-  const int exp = std::atoi(sci.c_str() + e + 1);
-  const bool neg = !mant.empty() && mant[0] == '-';
-  if (neg) mant.erase(0, 1);
-  std::string digits;
-  for (char c : mant)
-    if (c != '.') digits.push_back(c);
-  std::string out = neg ? "-" : "";
-  if (exp < -4 || exp >= 16) {
-    out += digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
-    char eb[16];
-    std::snprintf(eb, sizeof eb, "e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
-    return out + eb;
-  }
-  if (exp < 0) {
-    return out + "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
-  }
-  const size_t int_len = static_cast<size_t>(exp) + 1;
-  if (digits.size() <= int_len) {
-    return out + digits + std::string(int_len - digits.size(), '0') + ".0";
-  }
-  return out + digits.substr(0, int_len) + "." + digits.substr(int_len);
-}
 
 namespace {
 
@@ -104,7 +69,7 @@ void PprintList(const std::vector<std::string>& l, const std::string& header = "
 
 std::string RStrip(std::string_view s) {
   size_t e = s.size();
-  while (e > 0 && IsPyWs(static_cast<unsigned char>(s[e - 1]))) --e;
+  while (e > 0 && IsPyAsciiSpace(static_cast<unsigned char>(s[e - 1]))) --e;
   return std::string(s.substr(0, e));
 }
 

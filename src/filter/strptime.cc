@@ -9,39 +9,12 @@
 #include <cmath>
 #include <string>
 
+#include "bantam/py.h"
 #include "bantam/utf8.h"
 #include "bantam/value.h"
 
 namespace bantam {
 namespace {
-
-// Python's str.isdigit()/int() accept every Unicode decimal digit (category
-// Nd). Each script's digits are ten consecutive code points; these are the
-// zeros (Unicode 14, as in Python 3.11).
-constexpr std::array<char32_t, 66> kDigitZeros = {
-    0x30,    0x660,   0x6f0,   0x7c0,   0x966,   0x9e6,   0xa66,   0xae6,   0xb66,   0xbe6,
-    0xc66,   0xce6,   0xd66,   0xde6,   0xe50,   0xed0,   0xf20,   0x1040,  0x1090,  0x17e0,
-    0x1810,  0x1946,  0x19d0,  0x1a80,  0x1a90,  0x1b50,  0x1bb0,  0x1c40,  0x1c50,  0xa620,
-    0xa8d0,  0xa900,  0xa9d0,  0xa9f0,  0xaa50,  0xabf0,  0xff10,  0x104a0, 0x10d30, 0x11066,
-    0x110f0, 0x11136, 0x111d0, 0x112f0, 0x11450, 0x114d0, 0x11650, 0x116c0, 0x11730, 0x118e0,
-    0x11950, 0x11c50, 0x11d50, 0x11da0, 0x16a60, 0x16ac0, 0x16b50, 0x1d7ce, 0x1d7d8, 0x1d7e2,
-    0x1d7ec, 0x1d7f6, 0x1e140, 0x1e2f0, 0x1e950, 0x1fbf0,
-};
-
-// The value of decimal digit `cp`, or -1.
-int DigitValue(char32_t cp) {
-  if (cp >= '0' && cp <= '9') return static_cast<int>(cp - '0');
-  if (cp < 0x660) return -1;
-  auto it = std::upper_bound(kDigitZeros.begin(), kDigitZeros.end(), cp);
-  const char32_t zero = *(it - 1);
-  return cp - zero < 10 ? static_cast<int>(cp - zero) : -1;
-}
-
-bool IsPySpace(char32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
-         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-         cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
 
 // Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar.
 int64_t DaysFromCivil(int64_t y, int m, int d) {
@@ -159,7 +132,7 @@ std::optional<int> ZoneAbbrOffset(std::string_view name) {
 int TakeDigit(std::string_view s, size_t* pos) {
   if (*pos >= s.size()) return -1;
   size_t p = *pos;
-  const int v = DigitValue(NextCodePoint(s, &p));
+  const int v = PyDecimalValue(NextCodePoint(s, &p));
   if (v >= 0) *pos = p;
   return v;
 }
@@ -239,6 +212,14 @@ int WeekdayOfJan1(int64_t year) {
 
 constexpr int64_t kIntLimit = INT_MAX;  // beyond: Python's OverflowError in datetime()
 
+// int() of a date field, saturated just past the int range: beyond it
+// datetime() raises OverflowError, which callers check for.
+std::optional<int64_t> FieldInt(std::string_view text) {
+  const std::optional<int64_t> n = PyInt(text);
+  if (!n) return std::nullopt;
+  return std::clamp<int64_t>(*n, -(kIntLimit + 1), kIntLimit + 1);
+}
+
 }  // namespace
 
 std::optional<TimeField> TimeFieldFromGroupName(std::string_view name) {
@@ -266,49 +247,6 @@ std::optional<TimeField> TimeFieldFromGroupName(std::string_view name) {
     case 'p': return TimeField::p;
     default: return std::nullopt;
   }
-}
-
-std::optional<int64_t> PyInt(std::string_view text) {
-  size_t pos = 0;
-  // Leading and trailing whitespace, then [+-], then digits with single
-  // underscores between them.
-  size_t end = text.size();
-  while (pos < end) {
-    size_t p = pos;
-    if (!IsPySpace(NextCodePoint(text, &p))) break;
-    pos = p;
-  }
-  bool negative = false;
-  if (pos < end && (text[pos] == '+' || text[pos] == '-')) {
-    negative = text[pos] == '-';
-    ++pos;
-  }
-  int64_t value = 0;
-  bool any = false, last_underscore = false, saturated = false;
-  while (pos < end) {
-    size_t p = pos;
-    const char32_t cp = NextCodePoint(text, &p);
-    if (cp == '_') {
-      if (!any || last_underscore) return std::nullopt;
-      last_underscore = true;
-      pos = p;
-      continue;
-    }
-    const int v = DigitValue(cp);
-    if (v < 0) break;
-    any = true;
-    last_underscore = false;
-    if (value > (int64_t{1} << 40)) saturated = true; else value = value * 10 + v;
-    pos = p;
-  }
-  if (!any || last_underscore) return std::nullopt;
-  while (pos < end) {
-    size_t p = pos;
-    if (!IsPySpace(NextCodePoint(text, &p))) return std::nullopt;
-    pos = p;
-  }
-  if (saturated || value > kIntLimit) value = kIntLimit + 1;
-  return negative ? -value : value;
 }
 
 namespace {
@@ -379,7 +317,7 @@ StrptimeResult FieldsToTime(std::span<const TimeFieldValue> fields, bool has_p,
       case TimeField::y: case TimeField::Y: case TimeField::m: case TimeField::d:
       case TimeField::H: case TimeField::I: case TimeField::M: case TimeField::S:
       case TimeField::w: case TimeField::j: case TimeField::U: case TimeField::W:
-        n = PyInt(val);
+        n = FieldInt(val);
         if (!n) return kValueError;
         break;
       default:

@@ -7,6 +7,8 @@
 #include <random>
 #include <utility>
 
+#include "bantam/py.h"
+
 namespace bantam {
 namespace {
 
@@ -836,33 +838,6 @@ double PythonRandom::Next() {
 
 namespace {
 
-// Python's int() of one multiplier word.
-std::optional<int64_t> ParsePyInt(std::string_view w) {
-  while (!w.empty() && std::isspace(static_cast<unsigned char>(w.front()))) w.remove_prefix(1);
-  while (!w.empty() && std::isspace(static_cast<unsigned char>(w.back()))) w.remove_suffix(1);
-  bool neg = false;
-  if (!w.empty() && (w[0] == '+' || w[0] == '-')) {
-    neg = w[0] == '-';
-    w.remove_prefix(1);
-  }
-  if (w.empty() || w.front() == '_' || w.back() == '_') return std::nullopt;
-  int64_t v = 0;
-  char prev = 0;
-  for (char c : w) {
-    if (c == '_') {
-      if (prev == '_') return std::nullopt;
-    } else if (c >= '0' && c <= '9') {
-      if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, c - '0', &v)) {
-        return std::nullopt;
-      }
-    } else {
-      return std::nullopt;
-    }
-    prev = c;
-  }
-  return neg ? -v : v;
-}
-
 Random& DefaultRandom() {
   static Random* random = new PythonRandom(std::random_device{}());
   return *random;
@@ -894,8 +869,9 @@ Result<BanTimeIncrement> BanTimeIncrement::Create(const BanTimeIncrementOptions&
     for (;;) {
       const size_t sp = rest.find(' ');
       const std::string_view word = rest.substr(0, sp);
-      std::optional<int64_t> m = ParsePyInt(word);
-      if (!m) {
+      bool overflow = false;
+      std::optional<int64_t> m = PyInt(word, &overflow);
+      if (!m || overflow) {
         return Status::Error("bantime.multipliers: invalid literal for int() with base 10: '" +
                              std::string(word) + "'");
       }

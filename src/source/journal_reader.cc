@@ -11,16 +11,13 @@
 #include <set>
 
 #include "bantam/option_list.h"
+#include "bantam/py.h"
 #include "bantam/utf8.h"
 
 namespace bantam {
 namespace {
 
 // ---- Python value semantics that formatJournalEntry leans on ----
-
-bool IsPySpace(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
 
 // Decimal digits of a non-negative number held as a string; grows it by
 // value*base+digit so any length and base converts exactly, as Python's
@@ -50,8 +47,8 @@ int DigitValue(char c) {
 // Python's int(bytes_value, base) for base 10 or 0, rendered as "%i" would
 // print it; nullopt where Python raises ValueError.
 std::optional<std::string> PyIntText(std::string_view s, int base) {
-  while (!s.empty() && IsPySpace(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsPySpace(s.back())) s.remove_suffix(1);
+  while (!s.empty() && IsPyBytesSpace(s.front())) s.remove_prefix(1);
+  while (!s.empty() && IsPyBytesSpace(s.back())) s.remove_suffix(1);
   bool neg = false;
   if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
     neg = s[0] == '-';

@@ -16,6 +16,7 @@
 
 #include "../testing/require.h"
 #include "../testing/temp_tree.h"
+#include "bantam/py.h"
 #include "bantam/value.h"
 
 namespace bantam {

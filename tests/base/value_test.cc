@@ -26,14 +26,6 @@ TEST(Value, PythonStrOfScalars) {
   EXPECT_EQ(Value("x").ToPyStr(), "x");
 }
 
-TEST(PyRepr, QuoteChoiceAndEscapes) {
-  EXPECT_EQ(PyRepr("abc"), "'abc'");
-  EXPECT_EQ(PyRepr("it's"), "\"it's\"");
-  EXPECT_EQ(PyRepr("both ' and \""), "'both \\' and \"'");
-  EXPECT_EQ(PyRepr("a\\b\nc\x7f"), "'a\\\\b\\nc\\x7f'");
-}
-
-
 TEST(Value, ParseJsonRoundTripsEveryKind) {
   const std::string text =
       R"([null, true, false, 0, -17, 9223372036854775807, 1.5, -2.5e-07, "a\"b\\c\n\u00e9\ud83d\ude00", )"
@@ -84,15 +76,15 @@ TEST(Value, ParseJsonLimitsDepth) {
 }
 
 TEST(Value, FloatsPrintAsPython) {
-  EXPECT_EQ(PyFloatText(1.0), "1.0");
-  EXPECT_EQ(PyFloatText(0.1), "0.1");
-  EXPECT_EQ(PyFloatText(600.5), "600.5");
-  EXPECT_EQ(PyFloatText(1e16), "1e+16");
-  EXPECT_EQ(PyFloatText(1e15), "1000000000000000.0");
-  EXPECT_EQ(PyFloatText(0.0001), "0.0001");
-  EXPECT_EQ(PyFloatText(0.00001), "1e-05");
-  EXPECT_EQ(PyFloatText(-2.5e-07), "-2.5e-07");
-  EXPECT_EQ(PyFloatText(1.0 / 3), "0.3333333333333333");
+  EXPECT_EQ(Value(1.0).ToPyStr(), "1.0");
+  EXPECT_EQ(Value(0.1).ToPyStr(), "0.1");
+  EXPECT_EQ(Value(600.5).ToPyStr(), "600.5");
+  EXPECT_EQ(Value(1e16).ToPyStr(), "1e+16");
+  EXPECT_EQ(Value(1e15).ToPyStr(), "1000000000000000.0");
+  EXPECT_EQ(Value(0.0001).ToPyStr(), "0.0001");
+  EXPECT_EQ(Value(0.00001).ToPyStr(), "1e-05");
+  EXPECT_EQ(Value(-2.5e-07).ToPyStr(), "-2.5e-07");
+  EXPECT_EQ(Value(1.0 / 3).ToPyStr(), "0.3333333333333333");
   EXPECT_EQ(Value(2.0).ToPyStr(), "2.0");
   EXPECT_EQ(Value(Value::List{1.5}).ToJson(), "[1.5]");
 }

@@ -86,18 +86,6 @@ TEST(StrptimeTest, TimeZones) {
   EXPECT_FALSE(ParseTimeZone("ABC").ok());  // fail2ban: KeyError
 }
 
-TEST(StrptimeTest, PyInt) {
-  EXPECT_EQ(PyInt("12"), 12);
-  EXPECT_EQ(PyInt(" 07 "), 7);
-  EXPECT_EQ(PyInt("1_0"), 10);
-  EXPECT_EQ(PyInt("-3"), -3);
-  EXPECT_EQ(PyInt("\u0661\u0662"), 12);  // Arabic-Indic digits
-  EXPECT_EQ(PyInt(""), std::nullopt);
-  EXPECT_EQ(PyInt("1__0"), std::nullopt);
-  EXPECT_EQ(PyInt("_1"), std::nullopt);
-  EXPECT_EQ(PyInt("1a"), std::nullopt);
-}
-
 TEST(DateDetectorTest, DefaultTemplatesNamedAsFail2banRegexPrintsThem) {
   ScopedTz tz(kTestTz);
   DateDetector dd = MakeDetector();

@@ -6,8 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "bantam/regex_tool.h"
-
 namespace bantam {
 namespace {
 
@@ -278,16 +276,6 @@ TEST(Filter, PySplitLinesSeparators) {
                          "f\xe2\x80\xa8g\n"),
             std::vector<std::string_view>({"a", "b", "c", "d", "e", "f", "g"}));
   EXPECT_TRUE(PySplitLines("").empty());
-}
-
-TEST(RegexTool, PyFloatReprFollowsPython) {
-  EXPECT_EQ(PyFloatRepr(1124013600), "1124013600.0");
-  EXPECT_EQ(PyFloatRepr(1329153714.123), "1329153714.123");
-  EXPECT_EQ(PyFloatRepr(0.1), "0.1");
-  EXPECT_EQ(PyFloatRepr(1e16), "1e+16");
-  EXPECT_EQ(PyFloatRepr(1.5e-7), "1.5e-07");
-  EXPECT_EQ(PyFloatRepr(-0.5), "-0.5");
-  EXPECT_EQ(PyFloatRepr(123456789012345678.0), "1.2345678901234568e+17");
 }
 
 }  // namespace
