@@ -14,6 +14,10 @@
 
 namespace bantam {
 
+namespace utf8_internal {
+char32_t NextMultiByte(std::string_view s, size_t* pos);  // NextCodePoint beyond ASCII
+}  // namespace utf8_internal
+
 // Appends the UTF-8 bytes of `code_point` (at most U+10FFFF; surrogates are
 // encoded as they are, callers that must not produce them check first).
 void AppendUtf8(std::string* out, char32_t code_point);
@@ -27,8 +31,16 @@ size_t Utf8SequenceLength(std::string_view s, size_t pos);
 // byte. Meant for text that is UTF-8 already (decoded log lines, checked
 // configuration files, regex captures); where it is not (a log line given
 // on bantam-regex's command line), each stray byte counts as one character,
-// as in the str Python makes of such an argument.
-char32_t NextCodePoint(std::string_view s, size_t* pos);
+// as in the str Python makes of such an argument. ASCII is inline: date
+// parsing walks every line with it.
+inline char32_t NextCodePoint(std::string_view s, size_t* pos) {
+  const auto b = static_cast<unsigned char>(s[*pos]);
+  if (b < 0x80) {
+    ++*pos;
+    return b;
+  }
+  return utf8_internal::NextMultiByte(s, pos);
+}
 
 // How many code points NextCodePoint finds in `s`.
 size_t CountCodePoints(std::string_view s);

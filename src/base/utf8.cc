@@ -68,7 +68,7 @@ size_t Utf8SequenceLength(std::string_view s, size_t pos) {
   return complete ? len : 0;
 }
 
-char32_t NextCodePoint(std::string_view s, size_t* pos) {
+char32_t utf8_internal::NextMultiByte(std::string_view s, size_t* pos) {
   const size_t len = Utf8SequenceLength(s, *pos);
   const auto b0 = static_cast<unsigned char>(s[*pos]);
   if (len == 0) {
