@@ -19,6 +19,13 @@
 // maxretry. Each held id costs about 400 bytes plus its kept match lines
 // (at most maxmatches of them), so the default cap is about 40 MB + lines.
 //
+// Persistence (not in fail2ban, which keeps failures in memory only and so
+// forgets them in a crash): with track_changes on, every id whose entry was
+// added, changed or removed is remembered until TakeChanges(), so the
+// daemon can write exactly the turn's changes in the transaction that also
+// saves the log position the failures were read up to. Restore() puts a
+// saved entry back at start.
+//
 // Single-threaded: owned by one jail on the event loop.
 #ifndef BANTAM_FAIL_MANAGER_H_
 #define BANTAM_FAIL_MANAGER_H_
@@ -28,6 +35,8 @@
 #include <list>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "bantam/filter.h"
 #include "bantam/ip_address.h"
@@ -80,6 +89,27 @@ class FailManager {
   // The entry of `id`, or null. Valid until the next non-const call.
   const Ticket* Find(const IpAddr& id) const;
 
+  // Puts back an entry saved earlier (a restart): as it was, without
+  // counting it in fail_total(). An entry already held for the id is
+  // replaced. Subject to max_entries like a new id.
+  void Restore(Ticket ticket);
+
+  // Change tracking for persistence (off by default; it costs one hash
+  // insert per failure). Turning it off forgets pending changes.
+  void set_track_changes(bool on);
+  bool track_changes() const { return track_changes_; }
+  // The ids changed since the last call: `upserts` get their current entry,
+  // `removed` the ids that no longer hold one (banned, expired, evicted,
+  // deleted). Each id appears in one list at most; order is unspecified.
+  struct Changes {
+    std::vector<const Ticket*> upserts;  // valid until the next non-const call
+    std::vector<IpAddr> removed;
+    bool empty() const { return upserts.empty() && removed.empty(); }
+  };
+  Changes TakeChanges();
+  // Whether TakeChanges() would return anything.
+  bool has_changes() const { return !changed_.empty(); }
+
   // Ids holding failures (status "Currently failed").
   size_t size() const { return index_.size(); }
   // Failures counted since start (status "Total failed").
@@ -102,6 +132,9 @@ class FailManager {
   using Order = std::list<Ticket>;  // least recently failing first
 
   void Erase(Order::iterator it);
+  void Touch(const IpAddr& id) {
+    if (track_changes_) changed_.insert(id);
+  }
   void EvictTo(size_t limit);
 
   FailManagerOptions options_;
@@ -110,6 +143,8 @@ class FailManager {
   uint64_t fail_total_ = 0;
   uint64_t evicted_total_ = 0;
   double next_service_ = -1e300;
+  bool track_changes_ = false;
+  std::unordered_set<IpAddr> changed_;
 };
 
 }  // namespace bantam

@@ -25,6 +25,7 @@ int FailManager::AddFailure(const IpAddr& id, double time, FailData&& data, int 
     t.data = std::move(data);
     index_.emplace(id, std::prev(order_.end()));
     ++fail_total_;
+    Touch(id);
     return t.retry;
   }
 
@@ -52,6 +53,7 @@ int FailManager::AddFailure(const IpAddr& id, double time, FailData&& data, int 
     kept.clear();
   }
   ++fail_total_;
+  Touch(id);
   return t.retry;
 }
 
@@ -70,6 +72,7 @@ std::optional<Ticket> FailManager::ToBan(const IpAddr* id) {
       Ticket t = std::move(*it);
       index_.erase(t.id);
       order_.erase(it);
+      Touch(t.id);
       return t;
     }
   }
@@ -102,6 +105,33 @@ const Ticket* FailManager::Find(const IpAddr& id) const {
   return found == index_.end() ? nullptr : &*found->second;
 }
 
+void FailManager::Restore(Ticket ticket) {
+  if (auto found = index_.find(ticket.id); found != index_.end()) Erase(found->second);
+  if (options_.max_entries != 0) EvictTo(options_.max_entries - 1);
+  const IpAddr id = ticket.id;
+  order_.push_back(std::move(ticket));
+  index_.emplace(id, std::prev(order_.end()));
+}
+
+void FailManager::set_track_changes(bool on) {
+  track_changes_ = on;
+  if (!on) changed_.clear();
+}
+
+FailManager::Changes FailManager::TakeChanges() {
+  Changes changes;
+  for (const IpAddr& id : changed_) {
+    auto found = index_.find(id);
+    if (found == index_.end()) {
+      changes.removed.push_back(id);
+    } else {
+      changes.upserts.push_back(&*found->second);
+    }
+  }
+  changed_.clear();
+  return changes;
+}
+
 void FailManager::set_max_entries(size_t value) {
   options_.max_entries = value;
   if (value != 0) EvictTo(value);
@@ -113,12 +143,17 @@ void FailManager::TakeFrom(FailManager& other) {
   index_.swap(other.index_);
   other.order_.clear();
   other.index_.clear();
+  if (track_changes_) {
+    changed_.merge(other.changed_);
+  }
+  other.changed_.clear();
   fail_total_ = other.fail_total_;
   evicted_total_ = other.evicted_total_;
   if (options_.max_entries != 0) EvictTo(options_.max_entries);
 }
 
 void FailManager::Erase(Order::iterator it) {
+  Touch(it->id);
   index_.erase(it->id);
   order_.erase(it);
 }

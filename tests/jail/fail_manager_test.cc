@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
+#include <vector>
 
 namespace bantam {
 namespace {
@@ -166,6 +168,104 @@ TEST(FailManagerTest, EvictionSparesRecentlyFailingIds) {
   fm.set_max_entries(1);
   EXPECT_EQ(fm.size(), 1u);
   EXPECT_NE(fm.Find(Ip("192.0.2.4")), nullptr);
+}
+
+std::set<std::string> Texts(const std::vector<IpAddr>& ids) {
+  std::set<std::string> out;
+  for (const IpAddr& id : ids) out.insert(id.ToString());
+  return out;
+}
+std::set<std::string> Texts(const std::vector<const Ticket*>& tickets) {
+  std::set<std::string> out;
+  for (const Ticket* t : tickets) out.insert(t->id.ToString());
+  return out;
+}
+
+TEST(FailManagerTest, ChangesAreNotTrackedUnlessAsked) {
+  FailManager fm({.maxretry = 3, .findtime = 600, .maxmatches = 5});
+  fm.AddFailure(Ip("192.0.2.1"), 1, {});
+  EXPECT_FALSE(fm.has_changes());
+  EXPECT_TRUE(fm.TakeChanges().empty());
+}
+
+TEST(FailManagerTest, TakeChangesNamesEachChangedIdOnceWithItsCurrentEntry) {
+  FailManager fm({.maxretry = 3, .findtime = 600, .maxmatches = 5});
+  fm.set_track_changes(true);
+  fm.AddFailure(Ip("192.0.2.1"), 1, Lines({"a"}));
+  fm.AddFailure(Ip("192.0.2.1"), 2, Lines({"b"}));
+  fm.AddFailure(Ip("192.0.2.2"), 3, {});
+  EXPECT_TRUE(fm.has_changes());
+  FailManager::Changes c = fm.TakeChanges();
+  EXPECT_EQ(Texts(c.upserts), (std::set<std::string>{"192.0.2.1", "192.0.2.2"}));
+  EXPECT_TRUE(c.removed.empty());
+  for (const Ticket* t : c.upserts) {
+    if (t->id == Ip("192.0.2.1")) {
+      EXPECT_EQ(t->retry, 2);
+      EXPECT_EQ(t->data.matches, (std::vector<std::string>{"a", "b"}));
+    }
+  }
+  EXPECT_FALSE(fm.has_changes());
+  EXPECT_TRUE(fm.TakeChanges().empty());
+}
+
+TEST(FailManagerTest, BannedExpiredEvictedAndDeletedIdsAreReportedRemoved) {
+  FailManager fm({.maxretry = 2, .findtime = 600, .maxmatches = 5, .max_entries = 3});
+  fm.set_track_changes(true);
+  const IpAddr banned = Ip("192.0.2.1"), expired = Ip("192.0.2.2"), deleted = Ip("192.0.2.3");
+  fm.AddFailure(expired, 0, {});
+  fm.AddFailure(banned, 500, {});
+  fm.AddFailure(deleted, 500, {});
+  fm.TakeChanges();
+  fm.AddFailure(banned, 501, {});
+  ASSERT_TRUE(fm.ToBan(&banned).has_value());
+  fm.DelFailure(deleted);
+  fm.Cleanup(700);  // `expired` last failed at 0, findtime 600
+  FailManager::Changes c = fm.TakeChanges();
+  EXPECT_TRUE(c.upserts.empty());
+  EXPECT_EQ(Texts(c.removed), (std::set<std::string>{"192.0.2.1", "192.0.2.2", "192.0.2.3"}));
+
+  // Eviction at the cap removes the stalest id.
+  fm.AddFailure(Ip("192.0.2.10"), 800, {});
+  fm.AddFailure(Ip("192.0.2.11"), 801, {});
+  fm.AddFailure(Ip("192.0.2.12"), 802, {});
+  fm.TakeChanges();
+  fm.AddFailure(Ip("192.0.2.13"), 803, {});
+  c = fm.TakeChanges();
+  EXPECT_EQ(Texts(c.upserts), (std::set<std::string>{"192.0.2.13"}));
+  EXPECT_EQ(Texts(c.removed), (std::set<std::string>{"192.0.2.10"}));
+}
+
+TEST(FailManagerTest, RestoredEntryContinuesItsWindow) {
+  FailManager fm({.maxretry = 3, .findtime = 600, .maxmatches = 5});
+  Ticket saved;
+  saved.id = Ip("192.0.2.7");
+  saved.time = 1100;
+  saved.first_time = 1000;
+  saved.retry = 2;
+  saved.attempts = 2;
+  saved.data.matches = {"one", "two"};
+  fm.Restore(saved);
+  EXPECT_EQ(fm.size(), 1u);
+  EXPECT_EQ(fm.fail_total(), 0u);  // counted before the restart, not now
+  EXPECT_FALSE(fm.has_changes());   // already saved
+  // One failure short of maxretry before the restart: the next one bans.
+  EXPECT_EQ(fm.AddFailure(saved.id, 1200, Lines({"three"})), 3);
+  std::optional<Ticket> t = fm.ToBan(&saved.id);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(t->attempts, 3);
+  EXPECT_EQ(t->first_time, 1000);
+  EXPECT_EQ(t->data.matches, (std::vector<std::string>{"one", "two", "three"}));
+}
+
+TEST(FailManagerTest, TakeFromKeepsPendingChanges) {
+  FailManager old({.maxretry = 3, .findtime = 600, .maxmatches = 5});
+  old.set_track_changes(true);
+  old.AddFailure(Ip("192.0.2.1"), 1, {});
+  FailManager rebuilt({.maxretry = 3, .findtime = 600, .maxmatches = 5});
+  rebuilt.set_track_changes(true);
+  rebuilt.TakeFrom(old);
+  EXPECT_EQ(Texts(rebuilt.TakeChanges().upserts), (std::set<std::string>{"192.0.2.1"}));
+  EXPECT_FALSE(old.has_changes());
 }
 
 }  // namespace
