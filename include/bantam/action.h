@@ -107,6 +107,9 @@ struct ActionReport {
   // anyway, as fail2ban does.
   Status status;
   bool skipped = false;            // nothing to do (norestored, nothing banned here...)
+  // Never ran: still queued when the daemon stopped (WorkerPool::
+  // CancelQueued). The ban stays recorded and is applied at the next start.
+  bool abandoned = false;
   std::vector<CommandRun> runs;    // every command, in execution order
   std::vector<std::string> notes;  // "Invariant check failed. Trying to restore..."
   // Problems that did not fail the operation (a slow whois, a mail not

@@ -1,7 +1,10 @@
 // WorkerPool: worker threads that run blocking jobs (shell actions, DNS,
 // whois, sendmail) off the event-loop thread and hand a completion closure
 // back to it through an eventfd. Jobs posted to the same strand run one at
-// a time, in the order posted; different strands run in parallel.
+// a time, in the order posted; different strands run in parallel. A job
+// posted with a cancel closure may be abandoned while still queued
+// (CancelQueued, used when the daemon stops): its cancel closure runs
+// instead, so whoever waits for its completion still gets one.
 #ifndef BANTAM_WORKER_POOL_H_
 #define BANTAM_WORKER_POOL_H_
 
@@ -39,8 +42,15 @@ class WorkerPool {
 
   // A new serial lane for jobs.
   StrandId NewStrand();
-  // Queues `job` behind the earlier jobs of `strand`.
-  void Post(StrandId strand, Job job);
+  // Queues `job` behind the earlier jobs of `strand`. With `cancel`, the job
+  // may be abandoned by CancelQueued() before it starts; `cancel` then runs
+  // in its place (on the thread calling CancelQueued) and its completion is
+  // delivered like the job's would have been.
+  void Post(StrandId strand, Job job, Job cancel = nullptr);
+  // Abandons every queued job that has a cancel closure, in every strand:
+  // jobs already running finish; jobs without one stay queued, in order.
+  // Returns how many were abandoned.
+  size_t CancelQueued();
   // Blocks until no job of `strand` is queued or running.
   void WaitIdle(StrandId strand);
 
@@ -54,11 +64,17 @@ class WorkerPool {
   size_t WaitAndRunCompletions(int timeout_ms);
 
  private:
+  struct Queued {
+    Job job;
+    Job cancel;
+  };
   struct Lane {
-    std::deque<Job> jobs;
+    std::deque<Queued> jobs;
     bool running = false;
   };
   void WorkerMain();
+  // mu_ held.
+  void Deliver(Completion done);
 
   int event_fd_ = -1;
   std::mutex mu_;

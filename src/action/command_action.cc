@@ -975,15 +975,39 @@ void CommandAction::Submit(ActionOp op, BanInfo info, std::function<void(ActionR
       return;
     }
   }
-  env_.pool->Post(strand_,
-                  [this, op, info = std::move(info),
-                   done = std::move(done)]() mutable -> WorkerPool::Completion {
-                    ActionReport report = Run(op, info);
-                    if (!done) return nullptr;
-                    return [done = std::move(done), report = std::move(report)]() mutable {
-                      done(std::move(report));
-                    };
-                  });
+  // A ban still queued when the daemon stops is abandoned rather than run:
+  // behind a hanging command it would hold up the stop for its timeout, and
+  // it stays recorded, so the next start applies it. Stop, flush and unban
+  // operations are never abandoned.
+  WorkerPool::Job cancel;
+  const bool abandonable =
+      op == ActionOp::kBan || op == ActionOp::kReban || op == ActionOp::kProlong;
+  auto shared_done = std::make_shared<std::function<void(ActionReport)>>(std::move(done));
+  if (abandonable) {
+    cancel = [this, op, ip = info.ip, shared_done]() -> WorkerPool::Completion {
+      if (!*shared_done) return nullptr;
+      ActionReport report;
+      report.op = op;
+      report.jail = jail_;
+      report.action = name_;
+      report.ip = ip;
+      report.skipped = true;
+      report.abandoned = true;
+      return [shared_done, report = std::move(report)]() mutable {
+        (*shared_done)(std::move(report));
+      };
+    };
+  }
+  env_.pool->Post(
+      strand_,
+      [this, op, info = std::move(info), shared_done]() mutable -> WorkerPool::Completion {
+        ActionReport report = Run(op, info);
+        if (!*shared_done) return nullptr;
+        return [shared_done, report = std::move(report)]() mutable {
+          (*shared_done)(std::move(report));
+        };
+      },
+      std::move(cancel));
 }
 
 }  // namespace bantam

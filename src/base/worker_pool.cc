@@ -35,11 +35,11 @@ WorkerPool::StrandId WorkerPool::NewStrand() {
   return next_strand_++;
 }
 
-void WorkerPool::Post(StrandId strand, Job job) {
+void WorkerPool::Post(StrandId strand, Job job, Job cancel) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     Lane& lane = lanes_[strand];
-    lane.jobs.push_back(std::move(job));
+    lane.jobs.push_back({std::move(job), std::move(cancel)});
     if (lane.running || lane.jobs.size() > 1) return;  // already queued or running
     ready_.push_back(strand);
   }
@@ -63,18 +63,13 @@ void WorkerPool::WorkerMain() {
     StrandId id = ready_.front();
     ready_.pop_front();
     Lane& lane = lanes_[id];
-    Job job = std::move(lane.jobs.front());
+    Job job = std::move(lane.jobs.front().job);
     lane.jobs.pop_front();
     lane.running = true;
     lock.unlock();
     Completion done = job();
     lock.lock();
-    if (done) {
-      completions_.push_back(std::move(done));
-      uint64_t one = 1;
-      ssize_t w = write(event_fd_, &one, sizeof(one));
-      (void)w;  // EAGAIN only when the counter is saturated: already readable
-    }
+    Deliver(std::move(done));
     Lane& after = lanes_[id];
     after.running = false;
     if (!after.jobs.empty()) {
@@ -85,6 +80,57 @@ void WorkerPool::WorkerMain() {
       idle_cv_.notify_all();
     }
   }
+}
+
+void WorkerPool::Deliver(Completion done) {
+  if (!done) return;
+  completions_.push_back(std::move(done));
+  uint64_t one = 1;
+  ssize_t w = write(event_fd_, &one, sizeof(one));
+  (void)w;  // EAGAIN only when the counter is saturated: already readable
+}
+
+size_t WorkerPool::CancelQueued() {
+  std::vector<Job> cancels;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, lane] : lanes_) {
+      std::deque<Queued> kept;
+      for (Queued& q : lane.jobs) {
+        if (q.cancel) {
+          cancels.push_back(std::move(q.cancel));
+        } else {
+          kept.push_back(std::move(q));
+        }
+      }
+      lane.jobs.swap(kept);
+    }
+    // A lane left with no job and none running must not stay ready: the
+    // worker that picks it would find nothing to run.
+    std::deque<StrandId> ready;
+    for (StrandId id : ready_) {
+      auto it = lanes_.find(id);
+      if (it != lanes_.end() && !it->second.jobs.empty()) ready.push_back(id);
+    }
+    ready_.swap(ready);
+    for (auto it = lanes_.begin(); it != lanes_.end();) {
+      if (!it->second.running && it->second.jobs.empty()) {
+        it = lanes_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  idle_cv_.notify_all();
+  // The cancel closures run outside the lock: they may be arbitrary code.
+  std::vector<Completion> done;
+  done.reserve(cancels.size());
+  for (Job& cancel : cancels) done.push_back(cancel());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Completion& c : done) Deliver(std::move(c));
+  }
+  return cancels.size();
 }
 
 size_t WorkerPool::RunCompletions() {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -341,6 +342,53 @@ TEST(ActionCommand, SetPropertyChangesLaterCommands) {
   while (reports.size() < 2) pool.WaitAndRunCompletions(1000);
   EXPECT_EQ(sp.scripts(), (std::vector<std::string>{"ban 192.0.2.1 one", "ban 192.0.2.2 two"}));
   EXPECT_EQ(a->GetProperty("tag"), "two");
+}
+
+TEST(ActionCommand, QueuedBansAreAbandonedAtStopButUnbansRun) {
+  // The first ban hangs until released, as a hanging firewall command does;
+  // what queued behind it is abandoned when the daemon stops, except the
+  // unban, which must still run.
+  FakeSpawner sp;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> hanging;
+  sp.exit_code = [&](const SpawnRequest& r) {
+    if (r.script == "ban 192.0.2.1") {
+      hanging.set_value();
+      released.wait();
+    }
+    return 0;
+  };
+  WorkerPool pool(1);
+  auto a = Make(Opts({{"actionban", "ban <ip>"}, {"actionunban", "unban <ip>"}}), &sp, &pool);
+  std::vector<ActionReport> reports;
+  auto done = [&](ActionReport r) { reports.push_back(std::move(r)); };
+  a->Submit(ActionOp::kBan, Ticket("192.0.2.1"), done);
+  hanging.get_future().wait();
+  a->Submit(ActionOp::kBan, Ticket("192.0.2.2"), done);
+  a->Submit(ActionOp::kReban, Ticket("192.0.2.3"), done);
+  a->Submit(ActionOp::kUnban, Ticket("192.0.2.1"), done);
+  EXPECT_EQ(pool.CancelQueued(), 2u);
+  release.set_value();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (reports.size() < 4 && std::chrono::steady_clock::now() < deadline) {
+    pool.WaitAndRunCompletions(100);
+  }
+  ASSERT_EQ(reports.size(), 4u);
+  int abandoned = 0;
+  for (const ActionReport& r : reports) {
+    if (r.ip == "192.0.2.2" || r.ip == "192.0.2.3") {
+      EXPECT_TRUE(r.abandoned) << r.ip;
+      EXPECT_TRUE(r.skipped) << r.ip;
+      EXPECT_TRUE(r.runs.empty()) << r.ip;
+      ++abandoned;
+    } else {
+      EXPECT_FALSE(r.abandoned) << ActionOpName(r.op);
+      EXPECT_TRUE(r.status.ok()) << r.status.message();
+    }
+  }
+  EXPECT_EQ(abandoned, 2);
+  EXPECT_EQ(sp.scripts(), (std::vector<std::string>{"ban 192.0.2.1", "unban 192.0.2.1"}));
 }
 
 TEST(ActionCommand, AllTicketTagsSubstituted) {

@@ -1,0 +1,109 @@
+#include "bantam/worker_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <string>
+#include <vector>
+
+namespace bantam {
+namespace {
+
+// Runs completions until `n` arrived or 10 s passed.
+std::vector<std::string> Collect(WorkerPool& pool, std::vector<std::string>& log, size_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (log.size() < n && std::chrono::steady_clock::now() < deadline) {
+    pool.WaitAndRunCompletions(50);
+  }
+  return log;
+}
+
+TEST(WorkerPoolTest, JobsOfAStrandRunInOrder) {
+  WorkerPool pool(3);
+  const WorkerPool::StrandId strand = pool.NewStrand();
+  std::vector<std::string> log;
+  for (int i = 0; i < 20; ++i) {
+    pool.Post(strand, [&log, i]() -> WorkerPool::Completion {
+      return [&log, i] { log.push_back(std::to_string(i)); };
+    });
+  }
+  Collect(pool, log, 20);
+  ASSERT_EQ(log.size(), 20u);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(log[i], std::to_string(i));
+}
+
+TEST(WorkerPoolTest, CancelQueuedAbandonsOnlyCancellableQueuedJobs) {
+  WorkerPool pool(1);
+  const WorkerPool::StrandId strand = pool.NewStrand();
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> started;
+  std::atomic<int> ran{0};
+  std::vector<std::string> log;
+  // A running job (a hanging action), which cancelling must not touch.
+  pool.Post(
+      strand,
+      [&, released]() -> WorkerPool::Completion {
+        started.set_value();
+        released.wait();
+        ++ran;
+        return [&log] { log.push_back("running"); };
+      },
+      [&log]() -> WorkerPool::Completion { return [&log] { log.push_back("cancel running"); }; });
+  started.get_future().wait();
+  for (int i = 0; i < 3; ++i) {
+    pool.Post(
+        strand,
+        [&ran]() -> WorkerPool::Completion {
+          ++ran;
+          return nullptr;
+        },
+        [&log, i]() -> WorkerPool::Completion {
+          return [&log, i] { log.push_back("cancelled " + std::to_string(i)); };
+        });
+  }
+  // A job without a cancel closure (an actionstop) stays queued.
+  pool.Post(strand, [&ran, &log]() -> WorkerPool::Completion {
+    ++ran;
+    return [&log] { log.push_back("stop"); };
+  });
+  EXPECT_EQ(pool.CancelQueued(), 3u);
+  EXPECT_EQ(pool.CancelQueued(), 0u);
+  release.set_value();
+  Collect(pool, log, 5);
+  pool.WaitIdle(strand);
+  EXPECT_EQ(ran.load(), 2);  // the running job and the stop
+  EXPECT_EQ(log, (std::vector<std::string>{"cancelled 0", "cancelled 1", "cancelled 2", "running",
+                                           "stop"}));
+}
+
+TEST(WorkerPoolTest, AStrandWhoseQueueWasCancelledAcceptsNewJobs) {
+  WorkerPool pool(2);
+  const WorkerPool::StrandId strand = pool.NewStrand();
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> started;
+  std::vector<std::string> log;
+  pool.Post(strand, [&, released]() -> WorkerPool::Completion {
+    started.set_value();
+    released.wait();
+    return nullptr;
+  });
+  started.get_future().wait();
+  pool.Post(
+      strand, []() -> WorkerPool::Completion { return nullptr; },
+      [&log]() -> WorkerPool::Completion { return [&log] { log.push_back("cancelled"); }; });
+  EXPECT_EQ(pool.CancelQueued(), 1u);
+  release.set_value();
+  pool.WaitIdle(strand);
+  pool.Post(strand, [&log]() -> WorkerPool::Completion {
+    return [&log] { log.push_back("after"); };
+  });
+  Collect(pool, log, 2);
+  EXPECT_EQ(log, (std::vector<std::string>{"cancelled", "after"}));
+}
+
+}  // namespace
+}  // namespace bantam
