@@ -521,7 +521,11 @@ struct BanStore::Impl {
   // a Batch is open, so a failed operation never leaves half its rows.
   class Write {
    public:
-    explicit Write(Impl* impl) : impl_(impl) {}
+    // `one_statement`: the body runs a single statement, which SQLite
+    // already applies all or nothing; inside a Batch it needs no savepoint
+    // (two statements fewer per failure upsert).
+    explicit Write(Impl* impl, bool one_statement = false)
+        : impl_(impl), one_statement_(one_statement) {}
     ~Write() {
       if (!begun_ || done_) return;
       if (own_) {
@@ -542,6 +546,7 @@ struct BanStore::Impl {
         if (impl_->batch_error.empty()) impl_->batch_error = "its transaction ended";
         return impl_->BatchLost();
       }
+      if (!own_ && one_statement_) return Status::Ok();
       // IMMEDIATE takes the write lock up front: with WAL, a deferred
       // transaction that reads first could not upgrade after another
       // process wrote (SQLITE_BUSY_SNAPSHOT, no retry helps).
@@ -550,6 +555,7 @@ struct BanStore::Impl {
       return st;
     }
     Status Commit() {
+      if (!begun_) return Status::Ok();
       Status st = impl_->Run(own_ ? "COMMIT" : "RELEASE write_op");
       done_ = st.ok();
       return st;
@@ -557,6 +563,7 @@ struct BanStore::Impl {
 
    private:
     Impl* impl_;
+    bool one_statement_;
     bool own_ = false;
     bool begun_ = false;
     bool done_ = false;
@@ -564,9 +571,9 @@ struct BanStore::Impl {
 
   // Runs `body` inside a Write.
   template <class F>
-  Status InWrite(F&& body) {
+  Status InWrite(F&& body, bool one_statement = false) {
     if (!db) return Status::Ok();
-    Write w(this);
+    Write w(this, one_statement);
     Status st = w.Begin();
     if (!st.ok()) return st;
     st = body();
@@ -1513,42 +1520,49 @@ Result<std::optional<BanHistoryRow>> BanStore::GetBan(const BanHistoryQuery& que
 // --- failure windows ---------------------------------------------------------
 
 Status BanStore::PutFailure(std::string_view jail, const StoredFailure& f) {
-  return impl_->InWrite([&]() -> Status {
-    auto stmt = impl_->Prepare(
-        "INSERT OR REPLACE INTO bantam_failures(jail, ip, first_time, last_time, retry, attempts,"
-        " ban_count, data) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
-    if (!stmt.ok()) return stmt.status();
-    Impl::Query q(impl_.get(), *stmt);
-    const std::string data = EncodeData(f.data, static_cast<int>(f.data.matches.size()) + 1,
-                                        /*with_failures=*/false);
-    return q.Bind(jail)
-        .Bind(std::string_view(f.ip))
-        .Bind(f.first_time)
-        .Bind(f.last_time)
-        .Bind(f.retry)
-        .Bind(f.attempts)
-        .Bind(f.ban_count)
-        .Bind(std::string_view(data))
-        .Run();
-  });
+  return impl_->InWrite(
+      [&]() -> Status {
+        auto stmt = impl_->Prepare(
+            "INSERT OR REPLACE INTO bantam_failures(jail, ip, first_time, last_time, retry, "
+            "attempts,"
+            " ban_count, data) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+        if (!stmt.ok()) return stmt.status();
+        Impl::Query q(impl_.get(), *stmt);
+        const std::string data = EncodeData(f.data, static_cast<int>(f.data.matches.size()) + 1,
+                                            /*with_failures=*/false);
+        return q.Bind(jail)
+            .Bind(std::string_view(f.ip))
+            .Bind(f.first_time)
+            .Bind(f.last_time)
+            .Bind(f.retry)
+            .Bind(f.attempts)
+            .Bind(f.ban_count)
+            .Bind(std::string_view(data))
+            .Run();
+      },
+      /*one_statement=*/true);
 }
 
 Status BanStore::DelFailure(std::string_view jail, std::string_view ip) {
-  return impl_->InWrite([&]() -> Status {
-    auto stmt = impl_->Prepare("DELETE FROM bantam_failures WHERE jail = ? AND ip = ?");
-    if (!stmt.ok()) return stmt.status();
-    Impl::Query q(impl_.get(), *stmt);
-    return q.Bind(jail).Bind(ip).Run();
-  });
+  return impl_->InWrite(
+      [&]() -> Status {
+        auto stmt = impl_->Prepare("DELETE FROM bantam_failures WHERE jail = ? AND ip = ?");
+        if (!stmt.ok()) return stmt.status();
+        Impl::Query q(impl_.get(), *stmt);
+        return q.Bind(jail).Bind(ip).Run();
+      },
+      /*one_statement=*/true);
 }
 
 Status BanStore::DelFailures(std::string_view jail) {
-  return impl_->InWrite([&]() -> Status {
-    auto stmt = impl_->Prepare("DELETE FROM bantam_failures WHERE jail = ?");
-    if (!stmt.ok()) return stmt.status();
-    Impl::Query q(impl_.get(), *stmt);
-    return q.Bind(jail).Run();
-  });
+  return impl_->InWrite(
+      [&]() -> Status {
+        auto stmt = impl_->Prepare("DELETE FROM bantam_failures WHERE jail = ?");
+        if (!stmt.ok()) return stmt.status();
+        Impl::Query q(impl_.get(), *stmt);
+        return q.Bind(jail).Run();
+      },
+      /*one_statement=*/true);
 }
 
 Result<std::vector<StoredFailure>> BanStore::GetFailures(std::string_view jail, double since) {
