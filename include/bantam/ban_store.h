@@ -189,8 +189,12 @@ class BanStore {
   //     "<dbfile>.<YYYYmmdd-HHMMSS>.corrupt" (UTC; ".1", ".2"... if taken),
   //     its -wal/-shm renamed alongside ("<moved>-wal", so the moved copy
   //     still opens with them), a fresh database is created at `dbfile`,
-  //     and every row SQLite can still read from the moved copy's jails,
-  //     logs, bans, bips and bantam_failures is copied in. kRecreated.
+  //     and every row SQLite can still read from the damaged file's jails,
+  //     logs, bans, bips and bantam_failures is copied in. kRecreated. The
+  //     new file is built as "<dbfile>.salvage" and renamed into place only
+  //     after the damaged one has been moved, so a kill -9 during recovery
+  //     leaves the damaged file (recovered again at the next start) or a
+  //     complete new one (put in place at the next start, kRecreated).
   //   - a file that cannot be written (mode 0444 for a non-root daemon, a
   //     read-only filesystem, a directory where the -wal/-shm cannot be
   //     created, a full disk at start) or a damaged one that cannot be moved

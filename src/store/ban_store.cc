@@ -1,7 +1,9 @@
 #include "bantam/ban_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
@@ -886,6 +888,28 @@ int MoveAside(const std::string& dbfile, int64_t now, std::string* moved) {
   return 0;
 }
 
+// Where OpenOrRecover builds the new file before it takes the damaged one's
+// name.
+constexpr char kSalvageSuffix[] = ".salvage";
+
+void RemoveWithSidecars(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+    (void)::unlink((path + suffix).c_str());
+}
+
+// Renames are durable only once their directory is synced: after a power
+// cut the damaged file must not be back under the name.
+void SyncParentDir(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::fsync(fd);
+  ::close(fd);
+}
+
 // What Salvage() copied, per table, for the report.
 struct SalvageCounts {
   int64_t jails = 0, logs = 0, bans = 0, bips = 0, failures = 0;
@@ -1116,6 +1140,17 @@ Result<BanStore::Opened> BanStore::OpenOrRecover(const std::string& dbfile,
     return out;
   }
   if (Status st = MakeParentDir(dbfile); !st.ok()) return st;
+  // A recovery killed after moving the damaged file aside and before
+  // renaming the new one into place: the new one is complete (it was
+  // closed before the move), so it goes in now.
+  std::string resumed;
+  if (!Exists(dbfile) && Exists(dbfile + kSalvageSuffix)) {
+    if (::rename((dbfile + kSalvageSuffix).c_str(), dbfile.c_str()) == 0) {
+      SyncParentDir(dbfile);
+      resumed = dbfile + ": put in place the new database " + dbfile + kSalvageSuffix +
+                " that an interrupted recovery had made";
+    }
+  }
   auto impl = std::make_unique<Impl>();
   impl->filename = dbfile;
   impl->options = options;
@@ -1124,6 +1159,10 @@ Result<BanStore::Opened> BanStore::OpenOrRecover(const std::string& dbfile,
   if (st.ok()) {
     impl->check_integrity = false;
     out.store.reset(new BanStore(std::move(impl)));
+    if (!resumed.empty()) {
+      out.report.state = OpenReport::State::kRecreated;
+      out.report.message = std::move(resumed);
+    }
     return out;
   }
   const Fault fault = Classify(impl->last_error);
@@ -1137,32 +1176,63 @@ Result<BanStore::Opened> BanStore::OpenOrRecover(const std::string& dbfile,
   // into a damaged file on close.
   if (impl->db) sqlite3_db_config(impl->db.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   impl.reset();
-  std::string moved;
-  if (int err = MoveAside(dbfile, now, &moved); err != 0) {
-    return OpenInMemory(dbfile, options, dbfile,
-                        why + "; cannot move it aside: " + std::strerror(err));
-  }
-  why += "; moved it to " + moved + " (with its -wal/-shm)";
+  // The new file is built beside it and only takes its name once complete,
+  // so a kill -9 at any step leaves either the damaged file in place (and
+  // the next start recovers again) or the complete new one (see above).
+  const std::string temp = dbfile + kSalvageSuffix;
+  RemoveWithSidecars(temp);
   auto fresh = std::make_unique<Impl>();
-  fresh->filename = dbfile;
+  fresh->filename = temp;
   fresh->options = options;
   if (Status fs = OpenFile(fresh.get()); !fs.ok()) {
-    if (Classify(fresh->last_error) == Fault::kOther) return fs;
     fresh.reset();
-    return OpenInMemory(dbfile, options, moved, why + "; cannot create a new one: " + fs.message());
+    RemoveWithSidecars(temp);
+    return OpenInMemory(dbfile, options, dbfile,
+                        why + "; cannot create a new one: " + fs.message());
   }
   std::string note;
-  DbPtr from = OpenReadOnly(moved, &note);
+  DbPtr from = OpenReadOnly(dbfile, &note);
   SalvageCounts counts;
   if (from) {
     counts = fresh->Salvage(from.get());
   } else {
-    counts.error = "the moved file cannot be read at all";
+    counts.error = "the damaged file cannot be read at all";
+  }
+  from.reset();
+  // Everything into the main file, no -wal to carry along the rename.
+  Status settle = fresh->Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  if (settle.ok()) settle = fresh->Exec("PRAGMA journal_mode = DELETE");
+  fresh.reset();
+  if (!settle.ok()) {
+    RemoveWithSidecars(temp);
+    return OpenInMemory(dbfile, options, dbfile,
+                        why + "; cannot create a new one: " + settle.message());
+  }
+  std::string moved;
+  if (int err = MoveAside(dbfile, now, &moved); err != 0) {
+    RemoveWithSidecars(temp);
+    return OpenInMemory(dbfile, options, dbfile,
+                        why + "; cannot move it aside: " + std::strerror(err));
+  }
+  why += "; moved it to " + moved + " (with its -wal/-shm)";
+  if (::rename(temp.c_str(), dbfile.c_str()) != 0) {
+    const int err = errno;
+    return OpenInMemory(dbfile, options, moved,
+                        why + "; cannot put the new one in place: " + std::strerror(err));
+  }
+  SyncParentDir(dbfile);
+  auto impl2 = std::make_unique<Impl>();
+  impl2->filename = dbfile;
+  impl2->options = options;
+  if (Status st2 = OpenFile(impl2.get()); !st2.ok()) {
+    if (Classify(impl2->last_error) == Fault::kOther) return st2;
+    impl2.reset();
+    return OpenInMemory(dbfile, options, dbfile, why + "; " + st2.message());
   }
   out.report.state = OpenReport::State::kRecreated;
   out.report.moved_to = moved;
   out.report.message = why + " and created a new database; " + counts.Describe() + note;
-  out.store.reset(new BanStore(std::move(fresh)));
+  out.store.reset(new BanStore(std::move(impl2)));
   return out;
 }
 

@@ -106,6 +106,8 @@ TEST(BanStoreRecoveryTest, RandomBytesAreMovedAsideAndANewDatabaseMade) {
     c = static_cast<char>(x >> 16);
   }
   WriteFile(path, junk);
+  // What a recovery killed half way would have left: rebuilt, not used.
+  WriteFile(path + ".salvage", "partial");
   auto opened = BanStore::OpenOrRecover(path, {}, kNow);
   ASSERT_TRUE(opened.ok()) << opened.status().message();
   const std::string moved = path + "." + kStamp + ".corrupt";
@@ -114,9 +116,10 @@ TEST(BanStoreRecoveryTest, RandomBytesAreMovedAsideAndANewDatabaseMade) {
   EXPECT_EQ(opened->report.message,
             Expected(path, "file is not a database",
                      "salvaged 0 bans, 0 current bans (bips), 0 log positions, 0 failure "
-                     "windows, 0 jails (the moved file cannot be read at all)"));
+                     "windows, 0 jails (the damaged file cannot be read at all)"));
   EXPECT_FALSE(opened->store->degraded());
   EXPECT_EQ(ReadFile(moved), junk);
+  EXPECT_FALSE(Exists(path + ".salvage"));
   BanStore& s = *opened->store;
   ASSERT_TRUE(s.AddJail("sshd").ok());
   ASSERT_TRUE(s.AddBan("sshd", Ban("10.0.0.1", 1000, -1)).ok());
@@ -353,6 +356,22 @@ TEST(BanStoreRecoveryTest, ReadOnlyFilesystemServesBansStillInTheWal) {
     return "";
   });
   EXPECT_EQ(r, "ok");
+}
+
+// Killed after the damaged file was moved aside and before the new one
+// took its name: the next start puts the new one (complete: it was closed
+// before the move) in place rather than starting empty.
+TEST(BanStoreRecoveryTest, InterruptedRecoveryPutsTheNewFileInPlace) {
+  TempTree tmp;
+  const std::string path = tmp.Path("db");
+  MakeDb(path + ".salvage", 20);
+  auto opened = BanStore::OpenOrRecover(path, {}, kNow);
+  ASSERT_TRUE(opened.ok()) << opened.status().message();
+  EXPECT_EQ(opened->report.state, OpenReport::State::kRecreated);
+  EXPECT_EQ(opened->report.message, path + ": put in place the new database " + path +
+                                        ".salvage that an interrupted recovery had made");
+  EXPECT_EQ(CountBans(*opened->store), 20u);
+  EXPECT_FALSE(Exists(path + ".salvage"));
 }
 
 TEST(BanStoreRecoveryTest, MissingDirectoryIsAConfigurationError) {
