@@ -224,13 +224,13 @@ class BanStore {
 
   bool enabled() const;                 // false for dbfile = none
   const std::string& filename() const;  // as given to Open()
+  // "wal" on a file, "memory" for :memory: or an in-memory copy, "" for none.
   const std::string& journal_mode() const;
   // True when running from an in-memory copy of an unwritable file
   // (OpenReport::State::kReadOnlyInMemory); degraded_reason() is the
   // report's message, for the daemon to log as ERROR every minute.
   bool degraded() const;
-  const std::string& degraded_reason()
-      const;  // "wal" on a file, "memory" for :memory:, "" for none
+  const std::string& degraded_reason() const;
 
   // dbpurgeage / dbmaxmatches may change while running (fail2ban-client set).
   void set_purge_age(int64_t seconds);
