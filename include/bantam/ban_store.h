@@ -16,12 +16,25 @@
 //   data   (in bans and bips) a JSON object: "matches" (log lines, oldest
 //          first, at most dbmaxmatches), "failures" and any other ticket data.
 //
-// Every write commits before it returns (WAL journal, synchronous=NORMAL):
-// once AddBan() has returned, the ban survives the process being killed at
-// any moment (not necessarily a power cut: that would need an fsync per ban
-// on the event loop). fail2ban itself runs with synchronous=OFF and an
-// in-memory journal, so it can lose or corrupt recent writes; the switch
+// Durability. Every write commits before it returns, or with the Batch that
+// encloses it. The file runs in WAL mode with synchronous=NORMAL: a commit
+// has appended its pages to the -wal file with write(2) before COMMIT
+// returns, so it is in the kernel's page cache and survives the process
+// being killed at any moment (kill -9, a crash, the OOM killer): the next
+// open replays the WAL. No committed transaction (for the daemon: no turn)
+// is lost to a process crash, and none is ever half applied. A power cut or
+// kernel panic may lose the last commits since the latest checkpoint's
+// fsync (the WAL is fsync'ed only when it is checkpointed, about every 1000
+// pages), but never leaves a half transaction or a corrupt file behind on a
+// disk that honours fsync. fsync per turn would cost a disk flush on the
+// event loop for a guarantee that only matters with power cuts. fail2ban
+// itself runs with synchronous=OFF and an in-memory rollback journal, so a
+// crash in the middle of its writes can corrupt its file; the switch
 // between the two is harmless, as each sets its journal mode on open.
+//
+// Tables of our own (bantam_failures) carry a `bantam_` prefix and no
+// foreign key, so fail2ban (which only touches its five tables, and whose
+// purge deletes jails rows) neither sees nor trips over them.
 //
 // Times are epoch seconds passed in by the caller ("now" is a parameter,
 // never read from a clock here), which keeps the store testable with fake
@@ -107,6 +120,40 @@ struct CurrentBansQuery {
   std::optional<int> max_matches;
 };
 
+// One failure window of FailManager, as saved at the end of a loop turn so
+// a restarted daemon forgets no failure still inside findtime. It holds what
+// rebuilds the Ticket: FailManager's window is a count over an interval
+// (see fail_manager.h), not a list of times, so two times and two counts
+// are the whole of it.
+struct StoredFailure {
+  std::string ip;         // the failure id as text, as StoredBan::ip
+  double first_time = 0;  // Ticket::first_time: start of the interval `retry` covers
+  double last_time = 0;   // Ticket::time: the latest failure's log time
+  int64_t retry = 1;      // Ticket::retry: the count compared with maxretry
+  int64_t attempts = 1;   // Ticket::attempts: failures actually seen (<failures>)
+  int64_t ban_count = 0;  // Ticket::ban_count
+  // matches: the lines kept for <matches> (the caller passes at most its
+  // maxmatches; stored as given). extra: the first failure's named groups.
+  // data.failures is not stored (attempts is).
+  BanData data;
+
+  bool operator==(const StoredFailure&) const = default;
+};
+
+// What OpenOrRecover() found and did, for the daemon to log.
+struct OpenReport {
+  enum class State {
+    kOk,                // opened as it was (or created)
+    kRecreated,         // damaged: moved aside, a fresh file made, readable rows salvaged
+    kReadOnlyInMemory,  // not writable: its content copied into memory, run from there
+  };
+  State state = State::kOk;
+  // Empty for kOk; otherwise one line to log as ERROR, naming the file (and
+  // for kRecreated the name it was moved to and what was salvaged).
+  std::string message;
+  std::string moved_to;  // kRecreated: where the damaged file went ("" if nowhere)
+};
+
 struct BanStoreOptions {
   int64_t purge_age = 24 * 60 * 60;  // dbpurgeage, seconds
   int max_matches = 10;              // dbmaxmatches; 0 stores no matches
@@ -128,17 +175,62 @@ class BanStore {
   // A database of schema version 1-3 is upgraded in one transaction (as
   // fail2ban would, without the backup copy: a failed upgrade rolls back).
   // Errors name the path: "PATH: file is not a database", "PATH: schema
-  // version 5 is newer than this bantam supports (4)". Unlike fail2ban, a
-  // damaged file is never moved aside and recreated: the operator decides.
+  // version 5 is newer than this bantam supports (4)". This Open never moves
+  // or repairs anything: a damaged or unwritable file is an error (for
+  // tools and second readers). The daemon opens with OpenOrRecover().
   static Result<std::unique_ptr<BanStore>> Open(const std::string& dbfile,
                                                 const BanStoreOptions& options = {});
   ~BanStore();
+
+  // The daemon's Open: never leaves the host unprotected because of the
+  // database file. As Open(), plus (`now`: epoch seconds, names the backup):
+  //   - a damaged file (not a database, truncated, "database disk image is
+  //     malformed", or PRAGMA quick_check not "ok") is renamed to
+  //     "<dbfile>.<YYYYmmdd-HHMMSS>.corrupt" (UTC; ".1", ".2"... if taken),
+  //     its -wal/-shm renamed alongside ("<moved>-wal", so the moved copy
+  //     still opens with them), a fresh database is created at `dbfile`,
+  //     and every row SQLite can still read from the damaged file's jails,
+  //     logs, bans, bips and bantam_failures is copied in. kRecreated. The
+  //     new file is built as "<dbfile>.salvage" and renamed into place only
+  //     after the damaged one has been moved, so a kill -9 during recovery
+  //     leaves the damaged file (recovered again at the next start) or a
+  //     complete new one (put in place at the next start, kRecreated).
+  //   - a file that cannot be written (mode 0444 for a non-root daemon, a
+  //     read-only filesystem, a directory where the -wal/-shm cannot be
+  //     created, a full disk at start) or a damaged one that cannot be moved
+  //     aside is read read-only and copied (page by page, or row by row if
+  //     damaged) into an in-memory database the store then runs from:
+  //     kReadOnlyInMemory, degraded() true. Bans it read are served and new
+  //     ones kept, until exit: nothing reaches the file.
+  // (fail2ban 1.0.2 only notices damage when reading its version fails; it
+  // moves the file to "<dbfile>.<stamp>" without its sidecars, pipes the
+  // sqlite3 program's .dump of it into a new file, and deletes that and
+  // starts empty if the dump gave nothing. It does not check pages at
+  // start, and an unwritable file fails each write rather than running
+  // from memory.)
+  // It fails only when the fault is not the file's: the directory of
+  // `dbfile` does not exist and cannot be created (a configuration error,
+  // reported at start as fail2ban does), a newer schema version (another
+  // program's file: not ours to move), a lock held past the busy timeout.
+  struct Opened {
+    std::unique_ptr<BanStore> store;
+    OpenReport report;
+  };
+  static Result<Opened> OpenOrRecover(const std::string& dbfile, const BanStoreOptions& options,
+                                      int64_t now);
+
   BanStore(const BanStore&) = delete;
   BanStore& operator=(const BanStore&) = delete;
 
-  bool enabled() const;                     // false for dbfile = none
-  const std::string& filename() const;      // as given to Open()
-  const std::string& journal_mode() const;  // "wal" on a file, "memory" for :memory:, "" for none
+  bool enabled() const;                 // false for dbfile = none
+  const std::string& filename() const;  // as given to Open()
+  // "wal" on a file, "memory" for :memory: or an in-memory copy, "" for none.
+  const std::string& journal_mode() const;
+  // True when running from an in-memory copy of an unwritable file
+  // (OpenReport::State::kReadOnlyInMemory); degraded_reason() is the
+  // report's message, for the daemon to log as ERROR every minute.
+  bool degraded() const;
+  const std::string& degraded_reason() const;
 
   // dbpurgeage / dbmaxmatches may change while running (fail2ban-client set).
   void set_purge_age(int64_t seconds);
@@ -221,15 +313,41 @@ class BanStore {
   };
   Result<std::optional<BanHistoryRow>> GetBan(const BanHistoryQuery& query);
 
+  // --- failure windows (table bantam_failures; not in fail2ban) ---
+  // One row per (jail, ip): the daemon upserts the windows that changed in a
+  // loop turn and deletes the row when the ip is banned or its window
+  // expires, inside the turn's Batch; at start it restores the windows still
+  // inside findtime. No foreign key: the jail need not be added first.
+  Status PutFailure(std::string_view jail, const StoredFailure& failure);
+  Status DelFailure(std::string_view jail, std::string_view ip);
+  // Every window of `jail`.
+  Status DelFailures(std::string_view jail);
+  // The windows of `jail` whose last failure is after `since` (the caller
+  // passes now - findtime, FailManager's cleanup bound), least recently
+  // failing first: the order FailManager keeps them in.
+  Result<std::vector<StoredFailure>> GetFailures(std::string_view jail, double since);
+
   // purge: drops history older than purge_age(), bips rows whose ban ended
-  // outdated_factor bantimes before that (never permanent ones), and
-  // disabled jails that have no bans left.
+  // outdated_factor bantimes before that (never permanent ones), failure
+  // windows older than purge_age() or of jails that are disabled or gone,
+  // and disabled jails that have no bans left.
   Status Purge(int64_t now);
 
-  // Batch: groups writes into one transaction, for bulk work (importing,
-  // tests, benchmarks). Writes inside are durable only after Commit();
-  // destroying an uncommitted Batch rolls them back. At most one at a time;
-  // the BanStore must outlive it.
+  // Batch: groups writes into one transaction: the daemon's loop turn
+  // (bans, UpdateLog/UpdateJournal positions, Put/DelFailure), bulk imports.
+  // Any write of this class made while a Batch is open joins it, and a write
+  // that fails inside it undoes only itself (a savepoint). Writes inside are
+  // durable only after Commit(); destroying an uncommitted Batch rolls them
+  // back. At most one at a time; the BanStore must outlive it.
+  //
+  // Commit() ends the batch whatever happens. On failure (disk full, I/O
+  // error, lock timeout) it returns the error and everything written in the
+  // batch is rolled back: nothing of it reaches the file, no transaction is
+  // left open, and the store stays usable, so the caller keeps the turn's
+  // content and writes it again in the next BeginBatch(). If SQLite itself
+  // aborted the transaction under a write (SQLITE_FULL can), later writes in
+  // that batch fail with "...: the batch was rolled back: <first error>"
+  // rather than committing on their own, and Commit() returns that error.
   class Batch {
    public:
     Batch(Batch&& other) noexcept;
@@ -245,9 +363,16 @@ class BanStore {
   };
   Result<Batch> BeginBatch();
 
+  // Test seam for disk-full: caps the file at `pages` pages (PRAGMA
+  // max_page_count) so a write needing more fails with SQLITE_FULL.
+  Status SetMaxPageCountForTesting(int64_t pages);
+
  private:
   struct Impl;
   explicit BanStore(std::unique_ptr<Impl> impl);
+  static Status OpenFile(Impl* impl);
+  static Result<Opened> OpenInMemory(const std::string& dbfile, const BanStoreOptions& options,
+                                     const std::string& source, std::string why);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,11 +1,15 @@
 #include "bantam/ban_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -67,6 +71,22 @@ constexpr const char* kCreateBips =
     ");"
     "CREATE INDEX IF NOT EXISTS bips_timeofban ON bips(timeofban);"
     "CREATE INDEX IF NOT EXISTS bips_ip ON bips(ip);";
+// Ours: FailManager's windows (see StoredFailure). No foreign key on jails:
+// fail2ban's purge deletes jails rows and would trip over one. WITHOUT
+// ROWID: the rows are looked up and replaced by (jail, ip) only, once per
+// changed window per turn, and this keeps them in one b-tree.
+constexpr const char* kCreateFailures =
+    "CREATE TABLE IF NOT EXISTS bantam_failures("
+    "jail TEXT NOT NULL, "
+    "ip TEXT NOT NULL, "
+    "first_time REAL NOT NULL, "
+    "last_time REAL NOT NULL, "
+    "retry INTEGER NOT NULL, "
+    "attempts INTEGER NOT NULL, "
+    "ban_count INTEGER NOT NULL DEFAULT 0, "
+    "data JSON, "
+    "PRIMARY KEY(jail, ip)"
+    ") WITHOUT ROWID;";
 
 struct DbCloser {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
@@ -316,8 +336,9 @@ void KeepLastMatches(std::vector<std::string>* matches, size_t max) {
 }
 
 // The shape fail2ban's addBan stores: matches (the last max_matches; the key
-// left out when max_matches is 0), failures, then the other keys.
-std::string EncodeData(const BanData& data, int max_matches) {
+// left out when max_matches is 0), failures, then the other keys. A failure
+// window keeps its count in a column instead (with_failures false).
+std::string EncodeData(const BanData& data, int max_matches, bool with_failures = true) {
   std::string out = "{";
   const char* sep = "";
   if (max_matches > 0) {
@@ -331,10 +352,14 @@ std::string EncodeData(const BanData& data, int max_matches) {
     out.append("]");
     sep = ", ";
   }
-  out.append(sep).append("\"failures\": ").append(std::to_string(data.failures));
+  if (with_failures) {
+    out.append(sep).append("\"failures\": ").append(std::to_string(data.failures));
+    sep = ", ";
+  }
   for (const auto& [key, v] : data.extra) {
     if (key == "matches" || key == "failures") continue;
-    out.append(", ").append(JsonQuote(key)).append(": ");
+    out.append(sep).append(JsonQuote(key)).append(": ");
+    sep = ", ";
     v.AppendJson(&out);
   }
   out.push_back('}');
@@ -349,6 +374,27 @@ bool IsNone(const std::string& dbfile) {
   return true;
 }
 
+struct SalvageCounts;
+
+// Errors that come from the file or the machine, not from what was written:
+// a full disk, I/O, memory, a file that became read-only or damaged.
+bool IsEnvironmentError(int extended_code) {
+  switch (extended_code & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_NOMEM:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -358,11 +404,22 @@ struct BanStore::Impl {
   BanStoreOptions options;
   DbPtr db;  // null for dbfile = none
   std::string journal_mode;
+  bool memory = false;           // db is in memory (":memory:" or a degraded copy)
+  bool check_integrity = false;  // run PRAGMA quick_check when opening
+  std::string degraded_reason;   // set when running from a copy of an unwritable file
+  // The extended result code of the latest failed call, for Open to tell a
+  // damaged file from an unwritable one.
+  mutable int last_error = SQLITE_OK;
+  // A Batch is open. batch_error: SQLite aborted its transaction under a
+  // write (the first such error); later writes must not run on their own.
+  bool batch_open = false;
+  std::string batch_error;
   // Keyed by SQL text: the set of statements is small and fixed (the
   // optional filters of the queries make a handful of variants).
   std::unordered_map<std::string, StmtPtr> statements;
 
   Status Error(std::string_view what) const {
+    last_error = sqlite3_extended_errcode(db.get());
     return Status::Error(filename + ": " + std::string(what) + ": " + sqlite3_errmsg(db.get()));
   }
 
@@ -447,6 +504,7 @@ struct BanStore::Impl {
   Status Exec(const char* sql) {
     char* err = nullptr;
     if (sqlite3_exec(db.get(), sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      last_error = sqlite3_extended_errcode(db.get());
       std::string msg = err ? err : sqlite3_errmsg(db.get());
       sqlite3_free(err);
       return Status::Error(filename + ": " + msg);
@@ -465,7 +523,11 @@ struct BanStore::Impl {
   // a Batch is open, so a failed operation never leaves half its rows.
   class Write {
    public:
-    explicit Write(Impl* impl) : impl_(impl) {}
+    // `one_statement`: the body runs a single statement, which SQLite
+    // already applies all or nothing; inside a Batch it needs no savepoint
+    // (two statements fewer per failure upsert).
+    explicit Write(Impl* impl, bool one_statement = false)
+        : impl_(impl), one_statement_(one_statement) {}
     ~Write() {
       if (!begun_ || done_) return;
       if (own_) {
@@ -480,6 +542,13 @@ struct BanStore::Impl {
 
     Status Begin() {
       own_ = sqlite3_get_autocommit(impl_->db.get()) != 0;
+      if (impl_->batch_open && (own_ || !impl_->batch_error.empty())) {
+        // The batch's transaction is gone: writing on our own would commit
+        // part of the turn outside it.
+        if (impl_->batch_error.empty()) impl_->batch_error = "its transaction ended";
+        return impl_->BatchLost();
+      }
+      if (!own_ && one_statement_) return Status::Ok();
       // IMMEDIATE takes the write lock up front: with WAL, a deferred
       // transaction that reads first could not upgrade after another
       // process wrote (SQLITE_BUSY_SNAPSHOT, no retry helps).
@@ -488,6 +557,7 @@ struct BanStore::Impl {
       return st;
     }
     Status Commit() {
+      if (!begun_) return Status::Ok();
       Status st = impl_->Run(own_ ? "COMMIT" : "RELEASE write_op");
       done_ = st.ok();
       return st;
@@ -495,6 +565,7 @@ struct BanStore::Impl {
 
    private:
     Impl* impl_;
+    bool one_statement_;
     bool own_ = false;
     bool begun_ = false;
     bool done_ = false;
@@ -502,17 +573,46 @@ struct BanStore::Impl {
 
   // Runs `body` inside a Write.
   template <class F>
-  Status InWrite(F&& body) {
+  Status InWrite(F&& body, bool one_statement = false) {
     if (!db) return Status::Ok();
-    Write w(this);
+    Write w(this, one_statement);
     Status st = w.Begin();
     if (!st.ok()) return st;
     st = body();
-    if (!st.ok()) return st;
-    return w.Commit();
+    if (st.ok()) st = w.Commit();
+    // SQLite may abort the whole transaction on such an error, not only the
+    // statement; and if it did not, committing the rest of the turn without
+    // this write would still leave the file with part of a turn. A
+    // constraint error (a bug in one write) undoes only that write.
+    if (!st.ok() && batch_open && batch_error.empty() &&
+        (sqlite3_get_autocommit(db.get()) != 0 || IsEnvironmentError(last_error))) {
+      batch_error = st.message();
+    }
+    return st;
   }
 
+  Status BatchLost() const {
+    return Status::Error(filename + ": the batch was rolled back: " + batch_error);
+  }
+  // Ends the open batch: commits it if `commit` and nothing aborted it;
+  // whatever failed, leaves no transaction open.
+  Status EndBatch(bool commit) {
+    batch_open = false;
+    Status st;
+    if (!batch_error.empty()) {
+      st = BatchLost();
+    } else if (commit) {
+      st = Run("COMMIT");
+    }
+    if (sqlite3_get_autocommit(db.get()) == 0) (void)Run("ROLLBACK");
+    batch_error.clear();
+    return st;
+  }
+
+  Status Configure();
   Status OpenSchema();
+  Status QuickCheck();
+  SalvageCounts Salvage(sqlite3* from);
   Status Upgrade(int64_t version);
   bool TableExists(const char* name);
 
@@ -570,7 +670,10 @@ Status BanStore::Impl::OpenSchema() {
   // WAL after the checks above, so a refused file is left as it was. The
   // mode is a property of the file: fail2ban switches it back to its own
   // (MEMORY) when it opens the file, and we to ours.
-  if (filename != ":memory:") {
+  if (check_integrity) {
+    if (Status st = QuickCheck(); !st.ok()) return st;
+  }
+  if (!memory) {
     auto stmt = Prepare("PRAGMA journal_mode = WAL");
     if (!stmt.ok()) return stmt.status();
     Query q(this, *stmt);
@@ -590,7 +693,7 @@ Status BanStore::Impl::OpenSchema() {
   // Missing tables or indexes (a new file, or one that lost an index) are
   // created; existing ones are left alone.
   for (const char* script :
-       {kCreateFail2banDb, kCreateJails, kCreateLogs, kCreateBans, kCreateBips}) {
+       {kCreateFail2banDb, kCreateJails, kCreateLogs, kCreateBans, kCreateBips, kCreateFailures}) {
     if (st.ok()) st = Exec(script);
   }
   if (st.ok() && !version) {
@@ -602,6 +705,23 @@ Status BanStore::Impl::OpenSchema() {
     return st;
   }
   return Exec("COMMIT");
+}
+
+// quick_check reads every page (not the indexes against their tables): the
+// damage a crash or a bad disk leaves that the first read would not see.
+Status BanStore::Impl::QuickCheck() {
+  auto stmt = Prepare("PRAGMA quick_check(1)");
+  if (!stmt.ok()) return Status::Error(filename + ": " + sqlite3_errmsg(db.get()));
+  Query q(this, *stmt);
+  Status st;
+  std::string result = q.Step(&st) ? std::string(q.Text(0)) : std::string();
+  if (!st.ok()) return Status::Error(filename + ": " + sqlite3_errmsg(db.get()));
+  if (result != "ok") {
+    last_error = SQLITE_CORRUPT;
+    return Status::Error(filename + ": database disk image is malformed (quick_check: " + result +
+                         ")");
+  }
+  return Status::Ok();
 }
 
 // The steps fail2ban's updateDb takes, in one transaction (the caller's).
@@ -644,29 +764,173 @@ Status BanStore::Impl::Upgrade(int64_t version) {
 BanStore::BanStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 BanStore::~BanStore() = default;
 
-Result<std::unique_ptr<BanStore>> BanStore::Open(const std::string& dbfile,
-                                                 const BanStoreOptions& options) {
-  auto impl = std::make_unique<Impl>();
-  impl->filename = dbfile;
-  impl->options = options;
-  if (IsNone(dbfile)) return std::unique_ptr<BanStore>(new BanStore(std::move(impl)));
-  if (dbfile.empty()) return Status::Error("dbfile: empty path");
+namespace {
 
-  // fail2ban creates the last directory level of an absolute path.
-  if (dbfile[0] == '/') {
-    std::string dir = dbfile.substr(0, dbfile.rfind('/'));
-    if (!dir.empty() && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-      return Status::FromErrno(dir, errno);
+// fail2ban creates the last directory level of an absolute path. A directory
+// that still does not exist is the configuration's fault, not the file's.
+Status MakeParentDir(const std::string& dbfile) {
+  const size_t slash = dbfile.rfind('/');
+  if (slash == std::string::npos || slash == 0) return Status::Ok();
+  const std::string dir = dbfile.substr(0, slash);
+  if (dbfile[0] == '/' && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Status::FromErrno(dir, errno);
+  }
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return Status::FromErrno(dir, errno);
+  if (!S_ISDIR(st.st_mode)) return Status::FromErrno(dir, ENOTDIR);
+  return Status::Ok();
+}
+
+enum class Fault { kOther, kDamaged, kUnwritable };
+
+Fault Classify(int extended_code) {
+  switch (extended_code & 0xff) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return Fault::kDamaged;
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+      return Fault::kUnwritable;
+    default:
+      return Fault::kOther;
+  }
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// A path as the file part of an SQLite URI.
+std::string UriPath(const std::string& path) {
+  std::string out;
+  for (char c : path) {
+    if (c == '%' || c == '?' || c == '#') {
+      static const char kHex[] = "0123456789ABCDEF";
+      out.push_back('%');
+      out.push_back(kHex[(static_cast<unsigned char>(c) >> 4) & 15]);
+      out.push_back(kHex[static_cast<unsigned char>(c) & 15]);
+    } else {
+      out.push_back(c);
     }
   }
-  sqlite3* raw = nullptr;
-  int rc =
-      sqlite3_open_v2(dbfile.c_str(), &raw,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  impl->db.reset(raw);
-  if (rc != SQLITE_OK) {
-    return Status::Error(dbfile + ": " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+  return out;
+}
+
+// Opens `path` read-only without creating or changing anything. A WAL file
+// whose -shm cannot be created (read-only directory or filesystem) is read
+// as immutable, which skips its -wal: *note says so. Null if unreadable.
+DbPtr OpenReadOnly(const std::string& path, std::string* note) {
+  for (const char* params : {"?mode=ro", "?mode=ro&immutable=1"}) {
+    sqlite3* raw = nullptr;
+    const std::string uri = "file:" + UriPath(path) + params;
+    int rc = sqlite3_open_v2(uri.c_str(), &raw,
+                             SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr);
+    DbPtr db(raw);
+    if (rc != SQLITE_OK) continue;
+    sqlite3_busy_timeout(raw, kBusyTimeoutMs);
+    // Tolerates a file shorter than its header says (truncated) and a schema
+    // that does not parse, so what is left can still be read. Nothing is
+    // written through this connection.
+    (void)sqlite3_exec(raw, "PRAGMA writable_schema = ON", nullptr, nullptr, nullptr);
+    if (sqlite3_exec(raw, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) !=
+        SQLITE_OK) {
+      continue;
+    }
+    struct stat wal;
+    if (std::string_view(params).find("immutable") != std::string_view::npos &&
+        ::stat((path + "-wal").c_str(), &wal) == 0 && wal.st_size > 0) {
+      *note = "; its -wal could not be read (the latest commits are missing)";
+    }
+    return db;
   }
+  return nullptr;
+}
+
+// Renames a damaged `dbfile` and its -wal/-shm/-journal to
+// "<dbfile>.<stamp>.corrupt[.N]" and the same plus suffix. 0 or an errno;
+// on failure nothing was moved.
+int MoveAside(const std::string& dbfile, int64_t now, std::string* moved) {
+  const time_t t = static_cast<time_t>(now);
+  struct tm tm;
+  char stamp[32] = "0";
+  if (::gmtime_r(&t, &tm) != nullptr) std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  static const char* const kSidecars[] = {"-wal", "-shm", "-journal"};
+  const std::string base = dbfile + "." + stamp + ".corrupt";
+  std::string target = base;
+  for (int n = 1;; ++n) {
+    bool taken = Exists(target);
+    for (const char* suffix : kSidecars) taken = taken || Exists(target + suffix);
+    if (!taken) break;
+    target = base + "." + std::to_string(n);
+  }
+  // Sidecars first: a -wal left behind would be replayed into the new file.
+  std::vector<const char*> done;
+  int err = 0;
+  for (const char* suffix : kSidecars) {
+    if (!Exists(dbfile + suffix)) continue;
+    if (::rename((dbfile + suffix).c_str(), (target + suffix).c_str()) != 0) {
+      err = errno;
+      break;
+    }
+    done.push_back(suffix);
+  }
+  if (err == 0 && ::rename(dbfile.c_str(), target.c_str()) != 0) err = errno;
+  if (err != 0) {
+    for (const char* suffix : done)
+      (void)::rename((target + suffix).c_str(), (dbfile + suffix).c_str());
+    return err;
+  }
+  *moved = target;
+  return 0;
+}
+
+// Where OpenOrRecover builds the new file before it takes the damaged one's
+// name.
+constexpr char kSalvageSuffix[] = ".salvage";
+
+void RemoveWithSidecars(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+    (void)::unlink((path + suffix).c_str());
+}
+
+// Renames are durable only once their directory is synced: after a power
+// cut the damaged file must not be back under the name.
+void SyncParentDir(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::fsync(fd);
+  ::close(fd);
+}
+
+// What Salvage() copied, per table, for the report.
+struct SalvageCounts {
+  int64_t jails = 0, logs = 0, bans = 0, bips = 0, failures = 0;
+  std::string error;  // why a table could not be read to its end, if one could not
+
+  std::string Describe() const {
+    std::string out = "salvaged " + std::to_string(bans) + " bans, " + std::to_string(bips) +
+                      " current bans (bips), " + std::to_string(logs) + " log positions, " +
+                      std::to_string(failures) + " failure windows, " + std::to_string(jails) +
+                      " jails";
+    if (!error.empty()) out += " (" + error + ")";
+    return out;
+  }
+};
+
+}  // namespace
+
+// The connection settings every store connection gets, file or memory.
+Status BanStore::Impl::Configure() {
+  Impl* impl = this;
+  sqlite3* raw = impl->db.get();
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, kBusyTimeoutMs);
   // foreign_keys is per connection and a no-op inside a transaction, so it
@@ -680,12 +944,301 @@ Result<std::unique_ptr<BanStore>> BanStore::Open(const std::string& dbfile,
   // 100k bans with their indexes are ~25 MiB; with the default 2 MiB cache a
   // big batch spills and re-reads pages all along, and a restore reads the
   // file through the cache anyway. Memory is only taken as pages are used.
-  if (Status st = impl->Exec("PRAGMA cache_size = -32768"); !st.ok()) return st;
-  if (Status st = impl->OpenSchema(); !st.ok()) return st;
+  return impl->Exec("PRAGMA cache_size = -32768");
+}
+
+// Opens impl->filename read-write (creating it) and brings its schema up to
+// date. On failure impl->last_error holds SQLite's code.
+Status BanStore::OpenFile(Impl* impl) {
+  sqlite3* raw = nullptr;
+  int rc =
+      sqlite3_open_v2(impl->filename.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  impl->db.reset(raw);
+  if (rc != SQLITE_OK) {
+    impl->last_error = raw ? sqlite3_extended_errcode(raw) : rc;
+    return Status::Error(impl->filename + ": " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+  }
+  // SQLite quietly opens a file it may not write (mode 0444, a read-only
+  // filesystem) read-only, and a WAL file then even passes an empty write
+  // transaction: without this, the first ban would be the first error.
+  if (!impl->memory && sqlite3_db_readonly(raw, "main") == 1) {
+    impl->last_error = SQLITE_READONLY;
+    return Status::Error(impl->filename + ": " + sqlite3_errstr(SQLITE_READONLY));
+  }
+  if (Status st = impl->Configure(); !st.ok()) return st;
+  return impl->OpenSchema();
+}
+
+Result<std::unique_ptr<BanStore>> BanStore::Open(const std::string& dbfile,
+                                                 const BanStoreOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->filename = dbfile;
+  impl->options = options;
+  if (IsNone(dbfile)) return std::unique_ptr<BanStore>(new BanStore(std::move(impl)));
+  if (dbfile.empty()) return Status::Error("dbfile: empty path");
+  impl->memory = dbfile == ":memory:";
+  if (Status st = MakeParentDir(dbfile); !st.ok()) return st;
+  if (Status st = OpenFile(impl.get()); !st.ok()) return st;
   return std::unique_ptr<BanStore>(new BanStore(std::move(impl)));
 }
 
+// Copies every row SQLite can read from `from`'s tables into dest's (which
+// has the schema), in one transaction. A table whose scan stops at damage is
+// scanned again from its other end, so rows past a bad page still come back;
+// INSERT OR IGNORE with the same rowid (or key) drops the doubles.
+SalvageCounts BanStore::Impl::Salvage(sqlite3* from) {
+  Impl* dest = this;
+  struct Table {
+    const char* name;
+    const char* columns;
+    bool rowid;    // copy the rowid too (all but WITHOUT ROWID tables)
+    int jail_col;  // the column naming the jail, or -1
+    int64_t SalvageCounts::*count;
+  };
+  static const Table kTables[] = {
+      {"jails", "name, enabled", true, -1, &SalvageCounts::jails},
+      {"logs", "jail, path, firstlinemd5, lastfilepos", true, 0, &SalvageCounts::logs},
+      {"bans", "jail, ip, timeofban, bantime, bancount, data", true, 0, &SalvageCounts::bans},
+      {"bips", "ip, jail, timeofban, bantime, bancount, data", true, 1, &SalvageCounts::bips},
+      {"bantam_failures", "jail, ip, first_time, last_time, retry, attempts, ban_count, data",
+       false, 0, &SalvageCounts::failures},
+  };
+  SalvageCounts counts;
+  auto note = [&](const std::string& what) {
+    if (counts.error.empty()) counts.error = what;
+  };
+  if (Status st = dest->Exec("BEGIN IMMEDIATE"); !st.ok()) {
+    note(st.message());
+    return counts;
+  }
+  for (const Table& t : kTables) {
+    const std::string cols = t.rowid ? std::string("rowid, ") + t.columns : t.columns;
+    int ncols = 1;
+    for (const char* c = cols.c_str(); *c; ++c) ncols += *c == ',';
+    std::string marks;
+    for (int i = 0; i < ncols; ++i) marks += i ? ", ?" : "?";
+    auto insert = dest->Prepare(std::string("INSERT OR IGNORE INTO ") + t.name + "(" + cols +
+                                ") VALUES(" + marks + ")");
+    auto add_jail = dest->Prepare("INSERT OR IGNORE INTO jails(name, enabled) VALUES(?, 0)");
+    if (!insert.ok() || !add_jail.ok()) {
+      note(insert.ok() ? add_jail.status().message() : insert.status().message());
+      continue;
+    }
+    const std::string order = t.rowid ? "rowid" : "jail, ip";
+    const std::string order_desc = t.rowid ? "rowid DESC" : "jail DESC, ip DESC";
+    for (const std::string& ord : {order, order_desc}) {
+      sqlite3_stmt* raw = nullptr;
+      const std::string sql = "SELECT " + cols + " FROM " + t.name + " ORDER BY " + ord;
+      if (sqlite3_prepare_v2(from, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
+        // No such table (an older schema) or a damaged schema: nothing to copy.
+        sqlite3_finalize(raw);
+        if (std::string_view(t.name) != "bantam_failures") {
+          note(std::string(t.name) + ": " + sqlite3_errmsg(from));
+        }
+        break;
+      }
+      StmtPtr select(raw);
+      int rc;
+      while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+        if (t.jail_col >= 0) {
+          const int jc = t.jail_col + (t.rowid ? 1 : 0);
+          Impl::Query j(dest, *add_jail);
+          sqlite3_bind_value(*add_jail, 1, sqlite3_column_value(raw, jc));
+          (void)j.Run();
+        }
+        Impl::Query q(dest, *insert);
+        for (int i = 0; i < ncols; ++i)
+          sqlite3_bind_value(*insert, i + 1, sqlite3_column_value(raw, i));
+        if (Status st = q.Run(); !st.ok()) {
+          note(std::string(t.name) + ": " + st.message());
+        } else {
+          counts.*t.count += sqlite3_changes(dest->db.get());
+        }
+      }
+      if (rc == SQLITE_DONE) break;  // read to the end: no second pass needed
+      note(std::string(t.name) + ": " + sqlite3_errmsg(from));
+    }
+  }
+  if (Status st = dest->Exec("COMMIT"); !st.ok()) {
+    (void)dest->Exec("ROLLBACK");
+    note(st.message());
+    counts = SalvageCounts{.error = counts.error};
+  }
+  return counts;
+}
+
+// Runs from memory: a copy of `source` (the file as found, or its moved
+// copy) if it can be read, else an empty database. `why` starts the report.
+Result<BanStore::Opened> BanStore::OpenInMemory(const std::string& dbfile,
+                                                const BanStoreOptions& options,
+                                                const std::string& source, std::string why) {
+  auto impl = std::make_unique<Impl>();
+  impl->filename = dbfile;
+  impl->options = options;
+  impl->memory = true;
+  auto open_memory = [&]() -> Status {
+    sqlite3* raw = nullptr;
+    int rc =
+        sqlite3_open_v2(":memory:", &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+    impl->statements.clear();
+    impl->db.reset(raw);
+    if (rc != SQLITE_OK)
+      return Status::Error(dbfile + ": in-memory database: " + sqlite3_errstr(rc));
+    return impl->Configure();
+  };
+  if (Status st = open_memory(); !st.ok()) return st;
+
+  std::string note;
+  DbPtr from = Exists(source) ? OpenReadOnly(source, &note) : nullptr;
+  bool copied = false;
+  if (from) {
+    sqlite3_backup* b = sqlite3_backup_init(impl->db.get(), "main", from.get(), "main");
+    if (b != nullptr) {
+      int rc = sqlite3_backup_step(b, -1);
+      copied = sqlite3_backup_finish(b) == SQLITE_OK && rc == SQLITE_DONE;
+    }
+    // A page-exact copy of a damaged file is damaged too.
+    if (copied && !impl->QuickCheck().ok()) copied = false;
+    if (!copied) {
+      if (Status st = open_memory(); !st.ok()) return st;
+    }
+  }
+  if (Status st = impl->OpenSchema(); !st.ok()) return st;
+  std::string what;
+  if (copied) {
+    auto bans = impl->Prepare("SELECT count(*) FROM bips");
+    int64_t n = 0;
+    if (bans.ok()) {
+      Impl::Query q(impl.get(), *bans);
+      Status st;
+      if (q.Step(&st)) n = q.Int(0);
+    }
+    what = "copied it (" + std::to_string(n) + " current bans)";
+  } else if (from) {
+    what = impl->Salvage(from.get()).Describe();
+  } else {
+    what = "could not read it either: starting empty";
+  }
+  from.reset();
+  Opened out;
+  out.report.state = OpenReport::State::kReadOnlyInMemory;
+  out.report.message =
+      std::move(why) + "; running from memory: " + what + note + "; bans made now are not saved";
+  impl->degraded_reason = out.report.message;
+  out.store.reset(new BanStore(std::move(impl)));
+  return out;
+}
+
+Result<BanStore::Opened> BanStore::OpenOrRecover(const std::string& dbfile,
+                                                 const BanStoreOptions& options, int64_t now) {
+  Opened out;
+  if (IsNone(dbfile) || dbfile == ":memory:" || dbfile.empty()) {
+    auto store = Open(dbfile, options);
+    if (!store.ok()) return store.status();
+    out.store = std::move(*store);
+    return out;
+  }
+  if (Status st = MakeParentDir(dbfile); !st.ok()) return st;
+  // A recovery killed after moving the damaged file aside and before
+  // renaming the new one into place: the new one is complete (it was
+  // closed before the move), so it goes in now.
+  std::string resumed;
+  if (!Exists(dbfile) && Exists(dbfile + kSalvageSuffix)) {
+    if (::rename((dbfile + kSalvageSuffix).c_str(), dbfile.c_str()) == 0) {
+      SyncParentDir(dbfile);
+      resumed = dbfile + ": put in place the new database " + dbfile + kSalvageSuffix +
+                " that an interrupted recovery had made";
+    }
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->filename = dbfile;
+  impl->options = options;
+  impl->check_integrity = true;
+  Status st = OpenFile(impl.get());
+  if (st.ok()) {
+    impl->check_integrity = false;
+    out.store.reset(new BanStore(std::move(impl)));
+    if (!resumed.empty()) {
+      out.report.state = OpenReport::State::kRecreated;
+      out.report.message = std::move(resumed);
+    }
+    return out;
+  }
+  const Fault fault = Classify(impl->last_error);
+  if (fault == Fault::kOther) return st;
+  std::string why = st.message();
+  if (fault == Fault::kUnwritable) {
+    impl.reset();
+    return OpenInMemory(dbfile, options, dbfile, std::move(why));
+  }
+  // Damaged. Its -wal stays as it is for the moved copy: no checkpoint
+  // into a damaged file on close.
+  if (impl->db) sqlite3_db_config(impl->db.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  impl.reset();
+  // The new file is built beside it and only takes its name once complete,
+  // so a kill -9 at any step leaves either the damaged file in place (and
+  // the next start recovers again) or the complete new one (see above).
+  const std::string temp = dbfile + kSalvageSuffix;
+  RemoveWithSidecars(temp);
+  auto fresh = std::make_unique<Impl>();
+  fresh->filename = temp;
+  fresh->options = options;
+  if (Status fs = OpenFile(fresh.get()); !fs.ok()) {
+    fresh.reset();
+    RemoveWithSidecars(temp);
+    return OpenInMemory(dbfile, options, dbfile,
+                        why + "; cannot create a new one: " + fs.message());
+  }
+  std::string note;
+  DbPtr from = OpenReadOnly(dbfile, &note);
+  SalvageCounts counts;
+  if (from) {
+    counts = fresh->Salvage(from.get());
+  } else {
+    counts.error = "the damaged file cannot be read at all";
+  }
+  from.reset();
+  // Everything into the main file, no -wal to carry along the rename.
+  Status settle = fresh->Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  if (settle.ok()) settle = fresh->Exec("PRAGMA journal_mode = DELETE");
+  fresh.reset();
+  if (!settle.ok()) {
+    RemoveWithSidecars(temp);
+    return OpenInMemory(dbfile, options, dbfile,
+                        why + "; cannot create a new one: " + settle.message());
+  }
+  std::string moved;
+  if (int err = MoveAside(dbfile, now, &moved); err != 0) {
+    RemoveWithSidecars(temp);
+    return OpenInMemory(dbfile, options, dbfile,
+                        why + "; cannot move it aside: " + std::strerror(err));
+  }
+  why += "; moved it to " + moved + " (with its -wal/-shm)";
+  if (::rename(temp.c_str(), dbfile.c_str()) != 0) {
+    const int err = errno;
+    return OpenInMemory(dbfile, options, moved,
+                        why + "; cannot put the new one in place: " + std::strerror(err));
+  }
+  SyncParentDir(dbfile);
+  auto impl2 = std::make_unique<Impl>();
+  impl2->filename = dbfile;
+  impl2->options = options;
+  if (Status st2 = OpenFile(impl2.get()); !st2.ok()) {
+    if (Classify(impl2->last_error) == Fault::kOther) return st2;
+    impl2.reset();
+    return OpenInMemory(dbfile, options, dbfile, why + "; " + st2.message());
+  }
+  out.report.state = OpenReport::State::kRecreated;
+  out.report.moved_to = moved;
+  out.report.message = why + " and created a new database; " + counts.Describe() + note;
+  out.store.reset(new BanStore(std::move(impl2)));
+  return out;
+}
+
 bool BanStore::enabled() const { return impl_->db != nullptr; }
+bool BanStore::degraded() const { return !impl_->degraded_reason.empty(); }
+const std::string& BanStore::degraded_reason() const { return impl_->degraded_reason; }
 const std::string& BanStore::filename() const { return impl_->filename; }
 const std::string& BanStore::journal_mode() const { return impl_->journal_mode; }
 void BanStore::set_purge_age(int64_t seconds) { impl_->options.purge_age = seconds; }
@@ -1034,6 +1587,78 @@ Result<std::optional<BanHistoryRow>> BanStore::GetBan(const BanHistoryQuery& que
   return history;
 }
 
+// --- failure windows ---------------------------------------------------------
+
+Status BanStore::PutFailure(std::string_view jail, const StoredFailure& f) {
+  return impl_->InWrite(
+      [&]() -> Status {
+        auto stmt = impl_->Prepare(
+            "INSERT OR REPLACE INTO bantam_failures(jail, ip, first_time, last_time, retry, "
+            "attempts,"
+            " ban_count, data) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+        if (!stmt.ok()) return stmt.status();
+        Impl::Query q(impl_.get(), *stmt);
+        const std::string data = EncodeData(f.data, static_cast<int>(f.data.matches.size()) + 1,
+                                            /*with_failures=*/false);
+        return q.Bind(jail)
+            .Bind(std::string_view(f.ip))
+            .Bind(f.first_time)
+            .Bind(f.last_time)
+            .Bind(f.retry)
+            .Bind(f.attempts)
+            .Bind(f.ban_count)
+            .Bind(std::string_view(data))
+            .Run();
+      },
+      /*one_statement=*/true);
+}
+
+Status BanStore::DelFailure(std::string_view jail, std::string_view ip) {
+  return impl_->InWrite(
+      [&]() -> Status {
+        auto stmt = impl_->Prepare("DELETE FROM bantam_failures WHERE jail = ? AND ip = ?");
+        if (!stmt.ok()) return stmt.status();
+        Impl::Query q(impl_.get(), *stmt);
+        return q.Bind(jail).Bind(ip).Run();
+      },
+      /*one_statement=*/true);
+}
+
+Status BanStore::DelFailures(std::string_view jail) {
+  return impl_->InWrite(
+      [&]() -> Status {
+        auto stmt = impl_->Prepare("DELETE FROM bantam_failures WHERE jail = ?");
+        if (!stmt.ok()) return stmt.status();
+        Impl::Query q(impl_.get(), *stmt);
+        return q.Bind(jail).Run();
+      },
+      /*one_statement=*/true);
+}
+
+Result<std::vector<StoredFailure>> BanStore::GetFailures(std::string_view jail, double since) {
+  std::vector<StoredFailure> out;
+  if (!impl_->db) return out;
+  auto stmt = impl_->Prepare(
+      "SELECT ip, first_time, last_time, retry, attempts, ban_count, data FROM bantam_failures"
+      " WHERE jail = ? AND last_time > ? ORDER BY last_time, ip");
+  if (!stmt.ok()) return stmt.status();
+  Impl::Query q(impl_.get(), *stmt);
+  q.Bind(jail).Bind(since);
+  Status st;
+  while (q.Step(&st)) {
+    StoredFailure& f = out.emplace_back();
+    f.ip = q.Text(0);
+    f.first_time = q.Double(1);
+    f.last_time = q.Double(2);
+    f.retry = q.Int(3);
+    f.attempts = q.Int(4);
+    f.ban_count = q.Int(5);
+    f.data = DecodeData(q.Text(6));
+  }
+  if (!st.ok()) return st;
+  return out;
+}
+
 Status BanStore::Purge(int64_t now) {
   return impl_->InWrite([&]() -> Status {
     const int64_t horizon = now - impl_->options.purge_age;
@@ -1052,6 +1677,16 @@ Status BanStore::Purge(int64_t now) {
       q.Bind(horizon).Bind(int64_t{impl_->options.outdated_factor}).Bind(horizon);
       if (Status st = q.Run(); !st.ok()) return st;
     }
+    {
+      // A window older than purge_age is long out of any sane findtime; a
+      // disabled or forgotten jail's windows will not be restored.
+      auto stmt = impl_->Prepare(
+          "DELETE FROM bantam_failures WHERE last_time < ?"
+          " OR jail NOT IN (SELECT name FROM jails WHERE enabled = 1)");
+      if (!stmt.ok()) return stmt.status();
+      Impl::Query q(impl_.get(), *stmt);
+      if (Status st = q.Bind(static_cast<double>(horizon)).Run(); !st.ok()) return st;
+    }
     return impl_->Run(
         "DELETE FROM jails WHERE enabled = 0 "
         "AND NOT EXISTS(SELECT * FROM bans WHERE jail = jails.name) "
@@ -1063,24 +1698,29 @@ Status BanStore::Purge(int64_t now) {
 
 Result<BanStore::Batch> BanStore::BeginBatch() {
   if (!impl_->db) return Batch(nullptr);
-  if (sqlite3_get_autocommit(impl_->db.get()) == 0) {
+  if (impl_->batch_open || sqlite3_get_autocommit(impl_->db.get()) == 0) {
     return Status::Error(impl_->filename + ": a batch is already open");
   }
   if (Status st = impl_->Run("BEGIN IMMEDIATE"); !st.ok()) return st;
+  impl_->batch_open = true;
+  impl_->batch_error.clear();
   return Batch(this);
 }
 
 BanStore::Batch::Batch(Batch&& other) noexcept : store_(std::exchange(other.store_, nullptr)) {}
 
 BanStore::Batch::~Batch() {
-  if (store_ != nullptr) (void)store_->impl_->Run("ROLLBACK");
+  if (store_ != nullptr) (void)store_->impl_->EndBatch(/*commit=*/false);
 }
 
 Status BanStore::Batch::Commit() {
   if (store_ == nullptr) return Status::Ok();
-  Status st = store_->impl_->Run("COMMIT");
-  if (st.ok()) store_ = nullptr;
-  return st;
+  return std::exchange(store_, nullptr)->impl_->EndBatch(/*commit=*/true);
+}
+
+Status BanStore::SetMaxPageCountForTesting(int64_t pages) {
+  if (!impl_->db) return Status::Ok();
+  return impl_->Exec(("PRAGMA max_page_count = " + std::to_string(pages)).c_str());
 }
 
 }  // namespace bantam
