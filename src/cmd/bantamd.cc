@@ -1,12 +1,19 @@
 // bantamd: the daemon, with fail2ban-server's command line. All logic is
 // in the library (Server).
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <limits.h>
 #include <optional>
 #include <string>
@@ -38,15 +45,65 @@ void Usage(FILE* out) {
                "    -V, --version           version\n");
 }
 
-// fail2ban-server's -b: detach from the terminal and the session.
+// The starter's side of -b: waits until the detached daemon says READY=1
+// (it speaks sd_notify's protocol to the datagram socket `notify`) or is
+// gone (the pipe's write end, held only by the daemon, is closed), and
+// exits accordingly: `bantamd -b` succeeds only once the jails run, so an
+// init script or `bantam start` hears of a daemon that died while starting.
+[[noreturn]] void AwaitReady(int notify, int alive) {
+  pollfd fds[2] = {{notify, POLLIN, 0}, {alive, POLLIN, 0}};
+  for (;;) {
+    const int r = ::poll(fds, 2, -1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) break;
+    if (fds[0].revents & POLLIN) {
+      char buf[512];
+      const ssize_t n = ::recv(notify, buf, sizeof buf - 1, 0);
+      if (n > 0) {
+        buf[n] = '\0';
+        // Messages are newline-separated assignments; only READY=1 matters.
+        std::string msg(buf, static_cast<size_t>(n));
+        if (("\n" + msg + "\n").find("\nREADY=1\n") != std::string::npos) ::_exit(0);
+      }
+    }
+    if (fds[1].revents & (POLLIN | POLLHUP)) break;  // the daemon is gone
+  }
+  std::fprintf(stderr,
+               "ERROR: bantamd exited while starting; its log (logtarget) says why\n");
+  ::_exit(255);
+}
+
+// fail2ban-server's -b: detach from the terminal and the session. Returns
+// in the daemon only; the starting process waits for it in AwaitReady.
 bool Daemonize() {
+  int alive[2];
+  if (::pipe2(alive, O_CLOEXEC) != 0) return false;
+  const int notify = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (notify < 0) return false;
+  // An abstract socket: nothing to clean up, gone with the starter.
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string name = "bantamd-start-" + std::to_string(::getpid());
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());
+  const socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  if (::bind(notify, reinterpret_cast<const sockaddr*>(&addr), len) != 0) return false;
+  // The daemon's sd_notify(READY=1) comes here. A service manager's own
+  // socket does not apply to a daemon that detaches itself.
+  ::setenv("NOTIFY_SOCKET", ("@" + name).c_str(), 1);
   const pid_t pid = ::fork();
   if (pid < 0) return false;
-  if (pid > 0) ::_exit(0);
+  if (pid > 0) {
+    ::close(alive[1]);
+    AwaitReady(notify, alive[0]);
+  }
+  ::close(alive[0]);
+  ::close(notify);
   if (::setsid() < 0) return false;
   const pid_t again = ::fork();
   if (again < 0) return false;
   if (again > 0) ::_exit(0);
+  // alive[1] stays open (close-on-exec, so no action inherits it) for the
+  // daemon's life: its closing tells the starter the daemon is gone.
   if (::chdir("/") != 0) return false;
   ::umask(022);
   // Nothing may keep the starter's terminal or pipes open (a caller reading
