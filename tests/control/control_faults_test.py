@@ -28,6 +28,7 @@ import grp
 import json
 import os
 import pwd
+import select
 import shutil
 import socket
 import subprocess
@@ -213,12 +214,14 @@ while True:
 
 def flood(t):
     t.start()
+    err = tempfile.TemporaryFile(mode='w+')  # not a pipe: nobody drains it while we wait
     probe = subprocess.Popen(as_user([sys.executable, '-c', FLOOD, t.sock, '300', '1']),
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             cwd='/')
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, cwd='/')
     try:
-        first = probe.stdout.readline()
-        expect(first, 'the probe died: %s' % probe.stderr.read())
+        ready, _, _ = select.select([probe.stdout], [], [], 120)
+        first = probe.stdout.readline() if ready else ''
+        err.seek(0)
+        expect(first, 'the probe did not report: %s' % err.read()[-2000:])
         summary = json.loads(first)
         print('  flood: 300 connections from %s: %d served, %d ServerBusy, e.g. %s' %
               (USER, summary['ok'], summary['busy'], summary['busy_message']))
@@ -232,7 +235,7 @@ def flood(t):
         expect(summary['ok'] == 32 and summary['busy'] == 268 and not summary['other'], summary)
         expect('too many control connections from uid %d (at most 32 per user)' % pwd.getpwnam(USER).pw_uid
                in summary['busy_message'][0], summary['busy_message'])
-        expect(probe.poll() is None, 'the probe died: %s' % probe.stderr.read())
+        expect(probe.poll() is None, 'the probe died')
         uid = pwd.getpwnam(USER).pw_uid
         lines = [ln for ln in t.read('server.log').splitlines() if 'control socket' in ln and 'uid %d' % uid in ln]
         expect(len(lines) == 1, '%d log lines about uid %d, want 1:\n%s' % (len(lines), uid, '\n'.join(lines[:5])))
@@ -295,12 +298,17 @@ print('garbage %d big %d' % (sent[0], sent[1]), flush=True)
 
 def hostile(t):
     t.start()
+    errf = tempfile.TemporaryFile(mode='w+')
     probe = subprocess.Popen(as_user([sys.executable, '-c', HOSTILE, t.sock]), stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd='/')
+                             stdout=subprocess.PIPE, stderr=errf, text=True, cwd='/')
     try:
-        expect(probe.stdout.readline().strip() == 'ready', 'the probe died: %s' % probe.stderr.read())
+        ready, _, _ = select.select([probe.stdout], [], [], 60)
+        errf.seek(0)
+        expect(ready and probe.stdout.readline().strip() == 'ready', 'the probe did not start: %s' % errf.read()[-2000:])
         worst, bad = root_ping(t, 20)
-        out, err = probe.communicate('', timeout=60)
+        out, _ = probe.communicate('', timeout=60)
+        errf.seek(0)
+        err = errf.read()[-2000:]
         print('  hostile: root `bantam ping` worst of 20: %.3f s; %s' % (worst, ' / '.join(out.split('\n'))[:300]))
         expect(not bad, 'root ping failed: %s' % bad[:2])
         expect(worst < 1.0, 'root ping took %.2f s' % worst)
