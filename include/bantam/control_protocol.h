@@ -43,7 +43,11 @@
 //   - "ProtocolError": the line was not a valid request (bad JSON, missing
 //     or wrong "v"/"cmd", over the size limit); the server then closes the
 //     connection.
-//   - "ServerBusy": too many clients are connected; the connection is closed.
+//   - "ServerBusy": the connection is closed for want of a slot: too many
+//     connections in all, or from this uid, or it was evicted to make room
+//     for root or for a user holding fewer (see ConnectionLimits in
+//     control_server.h); the message says which. It can come unasked,
+//     before any request or between two.
 //
 // Permissions are decided per connection from the peer's credentials
 // (SO_PEERCRED / SO_PEERGROUPS), never from anything the client says:

@@ -66,11 +66,122 @@ PeerCredentials ReadPeer(int fd) {
   return p;
 }
 
+// Best effort, for a socket about to be closed: a fresh or idle socket's
+// buffer takes one short line.
+void SendBusy(int fd, const std::string& why) {
+  const std::string line = EncodeControlReply(ControlReply::Failure("ServerBusy", why));
+  [[maybe_unused]] ssize_t n = ::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 }  // namespace
 
 bool PeerCredentials::InGroup(gid_t g) const {
   return gid == g || std::find(groups.begin(), groups.end(), g) != groups.end();
 }
+
+ConnectionLimits::Decision ConnectionLimits::Admit(uid_t uid) const {
+  const Limits& l = limits_;
+  Decision d;
+  const std::optional<uid_t> most = MostConnected();
+  if (Privileged(uid)) {
+    if (total_ < l.max_clients) return d;
+    if (!most) {
+      d.kind = Decision::kRefuse;
+      d.why = "too many control connections (" + std::to_string(l.max_clients) +
+              ", all of them root's); close some and try again";
+      return d;
+    }
+    d.kind = Decision::kEvictThenAdmit;
+    d.victim = *most;
+    d.why = "connection closed to make room for root: all " + std::to_string(l.max_clients) +
+            " control connections are taken, " + std::to_string(count(*most)) + " of them by uid " +
+            std::to_string(*most);
+    return d;
+  }
+  const size_t mine = count(uid);
+  if (mine >= l.per_peer) {
+    d.kind = Decision::kRefuse;
+    d.why = "too many control connections from uid " + std::to_string(uid) + " (at most " +
+            std::to_string(l.per_peer) + " per user); close some and try again";
+    return d;
+  }
+  const size_t share = l.max_clients > l.privileged_reserve ? l.max_clients - l.privileged_reserve : 0;
+  if (unprivileged_ < share && total_ < l.max_clients) return d;
+  if (most && count(*most) >= mine + 2) {
+    d.kind = Decision::kEvictThenAdmit;
+    d.victim = *most;
+    d.why = "connection closed to make room for another user: uid " + std::to_string(*most) +
+            " holds " + std::to_string(count(*most)) + " of the " + std::to_string(share) +
+            " control connections open to users other than root";
+    return d;
+  }
+  d.kind = Decision::kRefuse;
+  if (unprivileged_ < share) {  // root's own connections fill the rest
+    d.why = "too many control connections (" + std::to_string(l.max_clients) + " in all); try again later";
+    return d;
+  }
+  d.why = "too many control connections (the " + std::to_string(share) +
+          " open to users other than root are taken, " + std::to_string(mine) +
+          " of them by uid " + std::to_string(uid) + "); try again later";
+  return d;
+}
+
+void ConnectionLimits::Add(uid_t uid) {
+  ++counts_[uid];
+  ++total_;
+  if (!Privileged(uid)) ++unprivileged_;
+}
+
+void ConnectionLimits::Remove(uid_t uid) {
+  auto it = counts_.find(uid);
+  if (it == counts_.end()) return;
+  if (--it->second == 0) counts_.erase(it);
+  --total_;
+  if (!Privileged(uid)) --unprivileged_;
+}
+
+size_t ConnectionLimits::count(uid_t uid) const {
+  auto it = counts_.find(uid);
+  return it == counts_.end() ? 0 : it->second;
+}
+
+std::optional<uid_t> ConnectionLimits::MostConnected() const {
+  std::optional<uid_t> best;
+  size_t best_count = 0;
+  for (const auto& [uid, n] : counts_) {
+    if (Privileged(uid) || n <= best_count) continue;
+    best = uid;
+    best_count = n;
+  }
+  return best;
+}
+
+bool LogThrottle::Allow(uid_t key, int64_t now_ms, uint64_t* suppressed) {
+  if (suppressed) *suppressed = 0;
+  // Bounded by the uids that can reach the socket, but pruned anyway.
+  if (entries_.size() > 256) {
+    std::erase_if(entries_, [&](const auto& e) {
+      return now_ms - e.second.last_ms >= period_ms_ && e.second.suppressed == 0;
+    });
+  }
+  auto [it, fresh] = entries_.try_emplace(key, Entry{now_ms, 0});
+  if (fresh) return true;
+  Entry& e = it->second;
+  if (now_ms - e.last_ms >= period_ms_) {
+    if (suppressed) *suppressed = e.suppressed;
+    e.last_ms = now_ms;
+    e.suppressed = 0;
+    return true;
+  }
+  ++e.suppressed;
+  return false;
+}
+
+ControlServer::ControlServer(EventLoop* loop, Options options, Handler handler, LogCallback log)
+    : loop_(loop), options_(std::move(options)), handler_(std::move(handler)), log_(std::move(log)),
+      limits_({options_.max_clients, options_.max_clients_per_peer, options_.privileged_reserve},
+              ::geteuid()),
+      log_throttle_(options_.log_period_ms) {}
 
 Result<std::unique_ptr<ControlServer>> ControlServer::Start(EventLoop* loop, Options options,
                                                             Handler handler, LogCallback log) {
@@ -182,28 +293,70 @@ void ControlServer::OnAccept() {
       return;  // EAGAIN, or a connection that died before accept
     }
     ++accepted_total_;
-    if (clients_.size() >= options_.max_clients) {
-      ++dropped_total_;
-      ControlReply r = ControlReply::Failure(
-          "ServerBusy", "too many control connections (" + std::to_string(options_.max_clients) +
-                            "); try again later");
-      const std::string line = EncodeControlReply(r);
-      // Best effort: a fresh socket's buffer takes one short line.
-      [[maybe_unused]] ssize_t n = ::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      ::close(fd);
-      continue;
-    }
+    PeerCredentials peer = ReadPeer(fd);
+    if (!Admit(fd, peer)) continue;
     auto c = std::make_unique<Client>();
     c->fd = fd;
-    c->peer = ReadPeer(fd);
+    c->peer = std::move(peer);
     c->last_active_ms = EventLoop::NowMs();
     Status w = loop_->Watch(fd, [this, fd](uint32_t ev) { OnClient(fd, ev); }, EPOLLIN);
     if (!w.ok()) {
       ::close(fd);
       continue;
     }
+    limits_.Add(c->peer.uid);
     clients_[fd] = std::move(c);
   }
+}
+
+bool ControlServer::Admit(int fd, const PeerCredentials& peer) {
+  const ConnectionLimits::Decision d = limits_.Admit(peer.uid);
+  if (d.kind == ConnectionLimits::Decision::kAdmit) return true;
+  if (d.kind == ConnectionLimits::Decision::kRefuse) {
+    ++dropped_total_;
+    SendBusy(fd, d.why);
+    ::close(fd);
+    LogPeer(peer, "refusing client: " + d.why);
+    return false;
+  }
+  const int victim = EvictionVictim(d.victim);
+  if (victim < 0) {  // cannot happen: the policy names a uid with connections
+    ++dropped_total_;
+    SendBusy(fd, "too many control connections; try again later");
+    ::close(fd);
+    return false;
+  }
+  Client& v = *clients_.at(victim);
+  // Not into the middle of a reply it is still reading.
+  if (v.out_off >= v.out.size()) SendBusy(victim, d.why);
+  Close(victim, "evicted: " + d.why);
+  return true;
+}
+
+int ControlServer::EvictionVictim(uid_t uid) const {
+  int best = -1;
+  std::pair<bool, int64_t> best_key;  // (owes a reply, last active): least first
+  for (const auto& [fd, c] : clients_) {
+    if (c->peer.uid != uid) continue;
+    const std::pair<bool, int64_t> key{c->out_off < c->out.size(), c->last_active_ms};
+    if (best < 0 || key < best_key) {
+      best = fd;
+      best_key = key;
+    }
+  }
+  return best;
+}
+
+void ControlServer::LogPeer(const PeerCredentials& peer, const std::string& what) {
+  uint64_t held = 0;
+  if (!log_throttle_.Allow(peer.uid, EventLoop::NowMs(), &held)) return;
+  std::string m = "control socket: " + what + " (pid " + std::to_string(peer.pid) + ", uid " +
+                  std::to_string(peer.uid) + ")";
+  if (held > 0) {
+    m += "; " + std::to_string(held) + " more refused or dropped clients of uid " +
+         std::to_string(peer.uid) + " not logged since its last such line";
+  }
+  Log(m);
 }
 
 void ControlServer::OnClient(int fd, uint32_t events) {
@@ -288,8 +441,7 @@ void ControlServer::HandleLines(Client& c) {
 
 void ControlServer::Refuse(Client& c, const std::string& why) {
   ++dropped_total_;
-  Log("control socket: dropping client (pid " + std::to_string(c.peer.pid) + ", uid " +
-      std::to_string(c.peer.uid) + "): " + why);
+  LogPeer(c.peer, "dropping client: " + why);
   c.closing = true;
   c.in.clear();
   c.in.shrink_to_fit();
@@ -368,12 +520,12 @@ void ControlServer::Close(int fd, const std::string& why) {
   if (it == clients_.end()) return;
   std::unique_ptr<Client> c = std::move(it->second);
   clients_.erase(it);
+  limits_.Remove(c->peer.uid);
   loop_->Unwatch(fd);
   ::close(fd);
   if (!why.empty()) {
     ++dropped_total_;
-    Log("control socket: dropping client (pid " + std::to_string(c->peer.pid) + ", uid " +
-        std::to_string(c->peer.uid) + "): " + why);
+    LogPeer(c->peer, "dropping client: " + why);
   }
   // A command whose reply could not be delivered still completes (a
   // `stop` whose client vanished still stops).
