@@ -50,6 +50,17 @@ std::string DescribeArgv(const std::vector<std::string>& argv) {
   return s;
 }
 
+// The report of one operation, before it ran.
+ActionReport NewReport(ActionOp op, const std::string& jail, const std::string& action,
+                       const std::string& ip) {
+  ActionReport report;
+  report.op = op;
+  report.jail = jail;
+  report.action = action;
+  report.ip = ip;
+  return report;
+}
+
 // fail2ban's replaceTag over the action's own options: `op_tag` with every
 // option tag substituted; dynamic tags stay.
 Result<std::string> StaticCommand(const OrderedMap<std::string>& options,
@@ -252,11 +263,7 @@ void MailAction::Send(const std::string& op_tag, const BanInfo& info, ActionRepo
 }
 
 ActionReport MailAction::Run(ActionOp op, const BanInfo& info) {
-  ActionReport report;
-  report.op = op;
-  report.jail = jail_;
-  report.action = name_;
-  report.ip = info.ip;
+  ActionReport report = NewReport(op, jail_, name_, info.ip);
   switch (op) {
     case ActionOp::kStart:
       started_ = true;
@@ -289,11 +296,7 @@ ActionReport MailAction::Run(ActionOp op, const BanInfo& info) {
 void MailAction::Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done) {
   const bool is_ban = op == ActionOp::kBan || op == ActionOp::kReban;
   if (!is_ban && op != ActionOp::kStart && op != ActionOp::kStop) {
-    ActionReport report;
-    report.op = op;
-    report.jail = jail_;
-    report.action = name_;
-    report.ip = info.ip;
+    ActionReport report = NewReport(op, jail_, name_, info.ip);
     report.skipped = true;
     if (done) done(std::move(report));
     return;
@@ -305,11 +308,7 @@ void MailAction::Submit(ActionOp op, BanInfo info, std::function<void(ActionRepo
     bound = static_cast<size_t>(*q);
   if (is_ban && pending_.load() >= bound) {
     uint64_t n = ++dropped_;
-    ActionReport report;
-    report.op = op;
-    report.jail = jail_;
-    report.action = name_;
-    report.ip = info.ip;
+    ActionReport report = NewReport(op, jail_, name_, info.ip);
     report.skipped = true;
     report.warnings.push_back("mail action " + jail_ + "/" + name_ + ": " + std::to_string(bound) +
                            " mails waiting; mail for " + info.ip + " dropped (" +

@@ -391,6 +391,10 @@ class PyRegexTranslator {
 
   // Octal or hex escapes shared by both contexts; sets *c or fails.
   bool NumericEscape(Token escape, std::u32string* text, char32_t* c);
+  // \N{name} after its "\N", in both contexts: refused (Python looks the
+  // name up in Unicode's tables). The error points at `at`, or (nullopt)
+  // at the backslash reckoned back from the end of the name.
+  bool RefuseNamedEscape(std::optional<size_t> at);
 
   std::string EmitLiteral(char32_t c, int flags) const;
   std::string EmitClass(std::vector<ClassItem> items, bool negate, int flags) const;
@@ -624,6 +628,15 @@ bool PyRegexTranslator::Parse(const int* flags, bool verbose, int nested, bool f
   return !failed();
 }
 
+bool PyRegexTranslator::RefuseNamedEscape(std::optional<size_t> at) {
+  if (!Match('{')) return Fail("missing {");
+  std::u32string name;
+  if (!GetUntil('}', "character name", &name)) return false;
+  return FailAt(
+      "named Unicode escape \\N{" + ToUtf8(name) + "} is not supported, use \\uXXXX or \\UXXXXXXXX",
+      at ? *at : Tell() - name.size() - 4);
+}
+
 bool PyRegexTranslator::NumericEscape(Token escape, std::u32string* text, char32_t* c) {
   *text = escape.Str();
   size_t digits = 0;
@@ -754,14 +767,8 @@ bool PyRegexTranslator::ParseEscape(Token escape, int flags, Item* item) {
       item->text = EmitLiteral(value, flags);
       return true;
     }
-    case 'N': {
-      if (!Match('{')) return Fail("missing {");
-      std::u32string name;
-      if (!GetUntil('}', "character name", &name)) return false;
-      return FailAt("named Unicode escape \\N{" + ToUtf8(name) +
-                        "} is not supported, use \\uXXXX or \\UXXXXXXXX",
-                    start);
-    }
+    case 'N':
+      return RefuseNamedEscape(start);
     case '0': {
       std::u32string text = escape.Str();
       for (int k = 0; k < 2 && !next_.end && !next_.escaped && IsOctDigit(next_.c); ++k) {
@@ -862,14 +869,8 @@ bool PyRegexTranslator::ClassEscape(Token escape, ClassItem* item, int flags) {
       if (!NumericEscape(escape, &text, &value)) return false;
       return literal(value);
     }
-    case 'N': {
-      if (!Match('{')) return Fail("missing {");
-      std::u32string name;
-      if (!GetUntil('}', "character name", &name)) return false;
-      return FailAt("named Unicode escape \\N{" + ToUtf8(name) +
-                        "} is not supported, use \\uXXXX or \\UXXXXXXXX",
-                    Tell() - name.size() - 4);
-    }
+    case 'N':
+      return RefuseNamedEscape(std::nullopt);
     default:
       break;
   }
