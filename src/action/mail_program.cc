@@ -98,6 +98,96 @@ Status CheckFormat(const std::string& fmt) {
   return Status::Ok();
 }
 
+// grep's arguments: -w -F [-h] [-m N] (-e PATTERN | PATTERN) FILES...
+Status ParseGrepArgs(const std::vector<Word>& words, Stmt* st) {
+  bool have_pattern = false, fixed = false, word = false;
+  for (size_t i = 1; i < words.size(); ++i) {
+    std::string lit;
+    bool is_lit = Literal(words[i], &lit);
+    if (is_lit && lit.size() > 1 && lit[0] == '-' && !(have_pattern && st->words.size())) {
+      for (size_t k = 1; k < lit.size(); ++k) {
+        char f = lit[k];
+        if (f == 'w') {
+          word = true;
+        } else if (f == 'F') {
+          fixed = true;
+        } else if (f == 'h') {
+          st->no_names = true;
+        } else if (f == 'm' || f == 'e') {
+          std::string arg = lit.substr(k + 1);
+          Word argw;
+          if (arg.empty()) {
+            if (++i >= words.size()) return Status::Error("grep -" + std::string(1, f));
+            argw = words[i];
+          } else {
+            argw = {Piece{Piece::kText, arg, false, nullptr}};
+          }
+          if (f == 'm') {
+            std::string n;
+            if (!Literal(argw, &n) || n.empty() ||
+                !std::all_of(n.begin(), n.end(), [](char d) { return std::isdigit(d); }))
+              return Status::Error("grep -m " + n);
+            st->per_file = std::stol(n);
+          } else {
+            st->value = argw;
+            have_pattern = true;
+          }
+          break;
+        } else {
+          return Status::Error("grep -" + std::string(1, f));
+        }
+      }
+      continue;
+    }
+    if (!have_pattern) {
+      st->value = words[i];
+      have_pattern = true;
+    } else {
+      st->words.push_back(words[i]);
+    }
+  }
+  if (!fixed || !word || !have_pattern || st->words.empty())
+    return Status::Error("grep other than `grep -wF <ip> FILES`");
+  for (const Word& f : st->words)
+    for (const Piece& p : f)
+      if (p.kind != Piece::kText && p.kind != Piece::kVar)
+        return Status::Error("grep file names with substitutions");
+  return Status::Ok();
+}
+
+// tail's count: -n N, -nN or -N.
+Status ParseTailCount(const std::vector<Word>& words, long* tail) {
+  std::string n;
+  if (words.size() == 3 && IsWord(words[1], "-n") && Literal(words[2], &n)) {
+  } else if (words.size() == 2 && Literal(words[1], &n) && n.rfind("-n", 0) == 0) {
+    n = n.substr(2);
+  } else if (words.size() == 2 && Literal(words[1], &n) && n.rfind("-", 0) == 0) {
+    n = n.substr(1);
+  } else {
+    return Status::Error("tail other than `tail -n N`");
+  }
+  if (n.empty() || !std::all_of(n.begin(), n.end(), [](char d) { return std::isdigit(d); }))
+    return Status::Error("tail -n " + n);
+  *tail = std::stol(n);
+  return Status::Ok();
+}
+
+// printf FORMAT ARGS...: only %s, %b and %%; no unquoted $var arguments.
+Status ParsePrintf(const Simple& s, Stmt* st) {
+  if (!s.redirs.empty()) return Status::Error("printf redirection");
+  if (s.words.size() < 2) return Status::Error("printf without format");
+  std::string fmt;
+  if (!Literal(s.words[1], &fmt)) return Status::Error("printf format with substitutions");
+  if (Status c = CheckFormat(fmt); !c.ok()) return c;
+  st->kind = Stmt::kPrintf;
+  st->words.assign(s.words.begin() + 1, s.words.end());
+  for (size_t i = 1; i < st->words.size(); ++i)
+    for (const Piece& p : st->words[i])
+      if (p.kind == Piece::kVar && !p.quoted)
+        return Status::Error("printf argument with unquoted $" + p.text);
+  return Status::Ok();
+}
+
 Status ParseStmt(const AndOr& ao, std::vector<Stmt>* out) {
   Stmt st;
   // grep ... | tail -n N  (or | <greplimit> already substituted)
@@ -110,70 +200,8 @@ Status ParseStmt(const AndOr& ao, std::vector<Stmt>* out) {
     for (const std::string& r : g.redirs)
       if (r != "2>/dev/null") return Status::Error("grep redirection " + r);
     st.kind = Stmt::kGrep;
-    bool have_pattern = false, fixed = false, word = false;
-    for (size_t i = 1; i < g.words.size(); ++i) {
-      std::string lit;
-      bool is_lit = Literal(g.words[i], &lit);
-      if (is_lit && lit.size() > 1 && lit[0] == '-' && !(have_pattern && st.words.size())) {
-        for (size_t k = 1; k < lit.size(); ++k) {
-          char f = lit[k];
-          if (f == 'w') {
-            word = true;
-          } else if (f == 'F') {
-            fixed = true;
-          } else if (f == 'h') {
-            st.no_names = true;
-          } else if (f == 'm' || f == 'e') {
-            std::string arg = lit.substr(k + 1);
-            Word argw;
-            if (arg.empty()) {
-              if (++i >= g.words.size()) return Status::Error("grep -" + std::string(1, f));
-              argw = g.words[i];
-            } else {
-              argw = {Piece{Piece::kText, arg, false, nullptr}};
-            }
-            if (f == 'm') {
-              std::string n;
-              if (!Literal(argw, &n) || n.empty() ||
-                  !std::all_of(n.begin(), n.end(), [](char d) { return std::isdigit(d); }))
-                return Status::Error("grep -m " + n);
-              st.per_file = std::stol(n);
-            } else {
-              st.value = argw;
-              have_pattern = true;
-            }
-            break;
-          } else {
-            return Status::Error("grep -" + std::string(1, f));
-          }
-        }
-        continue;
-      }
-      if (!have_pattern) {
-        st.value = g.words[i];
-        have_pattern = true;
-      } else {
-        st.words.push_back(g.words[i]);
-      }
-    }
-    if (!fixed || !word || !have_pattern || st.words.empty())
-      return Status::Error("grep other than `grep -wF <ip> FILES`");
-    for (const Word& f : st.words)
-      for (const Piece& p : f)
-        if (p.kind != Piece::kText && p.kind != Piece::kVar)
-          return Status::Error("grep file names with substitutions");
-    std::string n;
-    if (t.words.size() == 3 && IsWord(t.words[1], "-n") && Literal(t.words[2], &n)) {
-    } else if (t.words.size() == 2 && Literal(t.words[1], &n) && n.rfind("-n", 0) == 0) {
-      n = n.substr(2);
-    } else if (t.words.size() == 2 && Literal(t.words[1], &n) && n.rfind("-", 0) == 0) {
-      n = n.substr(1);
-    } else {
-      return Status::Error("tail other than `tail -n N`");
-    }
-    if (n.empty() || !std::all_of(n.begin(), n.end(), [](char d) { return std::isdigit(d); }))
-      return Status::Error("tail -n " + n);
-    st.tail = std::stol(n);
+    if (Status e = ParseGrepArgs(g.words, &st); !e.ok()) return e;
+    if (Status e = ParseTailCount(t.words, &st.tail); !e.ok()) return e;
     out->push_back(std::move(st));
     return Status::Ok();
   }
@@ -192,17 +220,7 @@ Status ParseStmt(const AndOr& ao, std::vector<Stmt>* out) {
     }
     if (!s.assigns.empty()) return Status::Error("command with assignments");
     if (IsWord(s.words[0], "printf")) {
-      if (!s.redirs.empty()) return Status::Error("printf redirection");
-      if (s.words.size() < 2) return Status::Error("printf without format");
-      std::string fmt;
-      if (!Literal(s.words[1], &fmt)) return Status::Error("printf format with substitutions");
-      if (Status c = CheckFormat(fmt); !c.ok()) return c;
-      st.kind = Stmt::kPrintf;
-      st.words.assign(s.words.begin() + 1, s.words.end());
-      for (size_t i = 1; i < st.words.size(); ++i)
-        for (const Piece& p : st.words[i])
-          if (p.kind == Piece::kVar && !p.quoted)
-            return Status::Error("printf argument with unquoted $" + p.text);
+      if (Status e = ParsePrintf(s, &st); !e.ok()) return e;
       out->push_back(std::move(st));
       return Status::Ok();
     }

@@ -49,6 +49,13 @@ TEST(MailProgramTest, GrepTailAndAssignments) {
   EXPECT_EQ(p->stmts[0].kind, Stmt::kAssign);
   EXPECT_EQ(p->stmts[2].kind, Stmt::kGrep);
   EXPECT_EQ(p->stmts[2].tail, 5);
+  auto q = Parse("( grep -hwF -m3 -e <ip> /a /b | tail -7 ) | mail r");
+  ASSERT_NE(q, nullptr);
+  ASSERT_EQ(q->stmts.size(), 1u);
+  EXPECT_EQ(q->stmts[0].per_file, 3);
+  EXPECT_EQ(q->stmts[0].tail, 7);
+  EXPECT_TRUE(q->stmts[0].no_names);
+  EXPECT_EQ(q->stmts[0].words.size(), 2u);
 }
 
 TEST(MailProgramTest, ShellSyntaxInTheSinkKeepsItsText) {
@@ -68,6 +75,13 @@ TEST(MailProgramTest, WhatItDoesNotKnowIsNamed) {
   EXPECT_EQ(Error("printf %s x | mail r < f"), "redirection '<'");
   EXPECT_EQ(Error("printf %s 'x | mail r"), "unterminated '");
   EXPECT_EQ(Error("printf %s x && mail r"), "'&&'");
+  EXPECT_EQ(Error("( grep -w <ip> /f | tail -n 5 ) | mail r"),
+            "grep other than `grep -wF <ip> FILES`");
+  EXPECT_EQ(Error("( grep -wFq <ip> /f | tail -n 5 ) | mail r"), "grep -q");
+  EXPECT_EQ(Error("( grep -wF -m x <ip> /f | tail -n 5 ) | mail r"), "grep -m x");
+  EXPECT_EQ(Error("( grep -wF <ip> /f | tail -n x ) | mail r"), "tail -n x");
+  EXPECT_EQ(Error("( grep -wF <ip> /f | tail +5 ) | mail r"), "tail other than `tail -n N`");
+  EXPECT_EQ(Error("printf %s $v | mail r"), "printf argument with unquoted $v");
 }
 
 TEST(ShellWordsTest, TagsStayTagsInsideQuotes) {
