@@ -19,6 +19,9 @@
 // One deliberate difference: PCRE2's match limit turns catastrophic
 // backtracking (e.g. "(\S+)*x" on a long word) into a Search() error where
 // Python would keep going.
+//
+// The steps live apart: failregex_tags.h expands the tags, regex_translate.h
+// translates Python re to PCRE2; failregex.cc chains them and wraps PCRE2.
 #ifndef BANTAM_FAILREGEX_H_
 #define BANTAM_FAILREGEX_H_
 

@@ -17,19 +17,23 @@
 //    are inserted verbatim: printf %b backslash escapes are interpreted
 //    only in the action's own text, never in those values (fail2ban's
 //    `printf %b` turns a `\c` in a log line into the end of the mail);
-//  - whois runs as exec("whois", ip), with a timeout (whois_timeout, 30 s)
-//    and its answer capped at 64 KiB; it is not converted between
-//    charsets (mail-whois-common's _whois_convert_charset is declined);
-//  - the mail command runs as exec(argv) split from mailcmd; only when it
-//    holds shell syntax (redirections, $, pipes) does it run under `sh -c`,
-//    with the trusted configured text as the script and dynamic values as
-//    positional parameters. Header values taken into argv (a mail -s
-//    subject) have CR/LF replaced by spaces;
+//  - whois runs as exec("whois", ip) through env.spawner (no shell), with
+//    a timeout (whois_timeout, 30 s) and its answer capped at 64 KiB; it is
+//    not converted between charsets (mail-whois-common's
+//    _whois_convert_charset is declined);
+//  - the mail command gets the message on stdin through env.spawner, as
+//    exec(argv) split from mailcmd; only when it holds shell syntax
+//    (redirections, $, pipes) does it run under `sh -c`, with the trusted
+//    configured text as the script and dynamic values as positional
+//    parameters. Header values taken into argv (a mail -s subject) have
+//    CR/LF replaced by spaces;
 //  - `date` is formatted in the C locale by strftime;
 //  - at most kMaxPendingMails (option mailqueue) ban mails wait per action;
 //    more are dropped with a warning (the ban itself is never held back).
 // Problems with whois or the mail command are the report's warnings; the
 // operation still succeeds (a ban is never undone by its mail).
+// The parts: shell_words.h (lexer), mail_program.h (the parsed command),
+// mail_message.h (composing a mail), printf_escapes.h.
 #ifndef BANTAM_MAIL_ACTION_H_
 #define BANTAM_MAIL_ACTION_H_
 
@@ -48,7 +52,7 @@
 
 namespace bantam {
 
-struct MailProgram;  // a parsed mail command (mail_action.cc)
+struct MailProgram;  // a parsed mail command (mail_program.h)
 
 class MailAction : public Action {
  public:
@@ -58,8 +62,9 @@ class MailAction : public Action {
   // The native action when `options` are a stock mail action this class can
   // reproduce; nullptr with *shell_reason set ("native = no", "actionban:
   // cannot compose natively: ...") when the shell executor must run them.
-  // Error: options a mail action cannot have (bad timeout, whois_timeout).
-  // `env.mail_pool` (or `env.pool`) must outlive the action.
+  // Error: options a mail action cannot have (bad timeout, whois_timeout),
+  // or no pool or spawner in `env`. `env.mail_pool` (or `env.pool`) and
+  // `env.spawner` must outlive the action.
   static Result<std::unique_ptr<Action>> CreateIfStock(const std::string& jail,
                                                        const std::string& name,
                                                        const OrderedMap<std::string>& options,

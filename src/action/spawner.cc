@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 extern char** environ;
 
@@ -69,11 +72,38 @@ void CloseFd(int* fd) {
   *fd = -1;
 }
 
-// Waits up to `ms` (< 0: forever) for `pid` to end, collecting output on
-// the way. True when it ended. The child is left unreaped (WNOWAIT), so its
-// pid and process group id stay reserved while we may still signal them.
-bool WaitChild(pid_t pid, int pidfd, int* out_fd, int* err_fd, std::string* out, std::string* err,
-               size_t limit, int64_t ms) {
+// The parent's ends of a running command's stdin, stdout and stderr (-1
+// once closed) and what is still to be written to stdin.
+struct ChildPipes {
+  int in = -1, out = -1, err = -1;
+  const std::string* input = nullptr;
+  size_t sent = 0;
+  size_t limit = 0;  // cap on each of out and err
+
+  void CloseAll() {
+    CloseFd(&in);
+    CloseFd(&out);
+    CloseFd(&err);
+  }
+};
+
+// Writes what the child's stdin takes now; closes it when all is sent or
+// the child stopped reading.
+void FeedSome(ChildPipes* p) {
+  const std::string& input = *p->input;
+  ssize_t k = send(p->in, input.data() + p->sent, input.size() - p->sent, MSG_NOSIGNAL);
+  if (k > 0) p->sent += static_cast<size_t>(k);
+  if ((k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+      p->sent >= input.size())
+    CloseFd(&p->in);
+}
+
+// Waits up to `ms` (< 0: forever) for `pid` to end, feeding its stdin and
+// collecting its output on the way. True when it ended. The child is left
+// unreaped (WNOWAIT), so its pid and process group id stay reserved while
+// we may still signal them.
+bool WaitChild(pid_t pid, int pidfd, ChildPipes* p, std::string* out, std::string* err,
+               int64_t ms) {
   const auto deadline = SteadyClock::now() + std::chrono::milliseconds(ms < 0 ? 0 : ms);
   for (;;) {
     siginfo_t info;
@@ -87,24 +117,29 @@ bool WaitChild(pid_t pid, int pidfd, int* out_fd, int* err_fd, std::string* out,
                  .count();
       if (left <= 0) return false;
     }
-    pollfd fds[3];
+    pollfd fds[4];
     int n = 0;
-    int out_i = -1, err_i = -1;
-    if (*out_fd >= 0) {
-      out_i = n;
-      fds[n++] = {*out_fd, POLLIN, 0};
+    int in_i = -1, out_i = -1, err_i = -1;
+    if (p->in >= 0) {
+      in_i = n;
+      fds[n++] = {p->in, POLLOUT, 0};
     }
-    if (*err_fd >= 0) {
+    if (p->out >= 0) {
+      out_i = n;
+      fds[n++] = {p->out, POLLIN, 0};
+    }
+    if (p->err >= 0) {
       err_i = n;
-      fds[n++] = {*err_fd, POLLIN, 0};
+      fds[n++] = {p->err, POLLIN, 0};
     }
     if (pidfd >= 0) fds[n++] = {pidfd, POLLIN, 0};
     // Without a pidfd, poll in short ticks and ask waitpid again.
     int timeout = static_cast<int>(left < 0 ? -1 : std::min<int64_t>(left, 1 << 30));
     if (pidfd < 0 && (timeout < 0 || timeout > 10)) timeout = 10;
-    if (poll(fds, n, timeout) <= 0) continue;
-    if (out_i >= 0 && fds[out_i].revents && !ReadSome(*out_fd, out, limit)) CloseFd(out_fd);
-    if (err_i >= 0 && fds[err_i].revents && !ReadSome(*err_fd, err, limit)) CloseFd(err_fd);
+    if (poll(fds, static_cast<nfds_t>(n), timeout) <= 0) continue;
+    if (in_i >= 0 && fds[in_i].revents) FeedSome(p);
+    if (out_i >= 0 && fds[out_i].revents && !ReadSome(p->out, out, p->limit)) CloseFd(&p->out);
+    if (err_i >= 0 && fds[err_i].revents && !ReadSome(p->err, err, p->limit)) CloseFd(&p->err);
   }
 }
 
@@ -132,24 +167,31 @@ SpawnResult ShellSpawner::Run(const SpawnRequest& request) {
     result.elapsed_seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
     return std::move(result);
   };
+  const bool exec_argv = !request.argv.empty();
+  const bool feed = !request.input.empty();
 
-  int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+  // A socket for stdin: send(MSG_NOSIGNAL) cannot raise SIGPIPE in the
+  // daemon when the command exits without reading.
+  int in_sock[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+  if ((feed && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in_sock) != 0) ||
+      pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
     result.error = std::string("pipe: ") + strerror(errno);
+    for (int* fd :
+         {&in_sock[0], &in_sock[1], &out_pipe[0], &out_pipe[1], &err_pipe[0], &err_pipe[1]})
+      CloseFd(fd);
     return finish();
   }
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-    result.error = std::string("pipe: ") + strerror(errno);
-    close(out_pipe[0]);
-    close(out_pipe[1]);
-    return finish();
-  }
+  if (feed) shutdown(in_sock[1], SHUT_WR);  // the child's end only reads
 
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (feed) {
+    posix_spawn_file_actions_adddup2(&fa, in_sock[1], 0);
+  } else {
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  }
   posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+  posix_spawn_file_actions_adddup2(&fa, request.merge_stderr ? out_pipe[1] : err_pipe[1], 2);
   // The daemon's sockets, logs and database stay out of actions even when
   // some library opened them without O_CLOEXEC.
 #if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
@@ -170,40 +212,51 @@ SpawnResult ShellSpawner::Run(const SpawnRequest& request) {
                            POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(shell_.c_str()));
-  argv.push_back(const_cast<char*>("-c"));
-  argv.push_back(const_cast<char*>(request.script.c_str()));
-  for (const std::string& a : request.args) argv.push_back(const_cast<char*>(a.c_str()));
+  if (exec_argv) {
+    for (const std::string& a : request.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  } else {
+    argv.push_back(const_cast<char*>(shell_.c_str()));
+    argv.push_back(const_cast<char*>("-c"));
+    argv.push_back(const_cast<char*>(request.script.c_str()));
+    for (const std::string& a : request.args) argv.push_back(const_cast<char*>(a.c_str()));
+  }
   argv.push_back(nullptr);
 
   pid_t pid = -1;
-  int rc = posix_spawn(&pid, shell_.c_str(), &fa, &attr, argv.data(), environ);
+  int rc = exec_argv ? posix_spawnp(&pid, request.argv[0].c_str(), &fa, &attr, argv.data(), environ)
+                     : posix_spawn(&pid, shell_.c_str(), &fa, &attr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  int out_fd = out_pipe[0], err_fd = err_pipe[0];
+  CloseFd(&in_sock[1]);
+  CloseFd(&out_pipe[1]);
+  CloseFd(&err_pipe[1]);
+  ChildPipes pipes;
+  pipes.in = in_sock[0];
+  pipes.out = out_pipe[0];
+  pipes.err = err_pipe[0];
+  pipes.input = &request.input;
+  pipes.limit = request.max_output > 0 ? request.max_output : max_output_;
+  if (request.merge_stderr) CloseFd(&pipes.err);
   if (rc != 0) {
-    result.error = "posix_spawn " + shell_ + ": " + strerror(rc);
-    CloseFd(&out_fd);
-    CloseFd(&err_fd);
+    result.error = exec_argv ? request.argv[0] + ": " + strerror(rc)
+                             : "posix_spawn " + shell_ + ": " + strerror(rc);
+    pipes.CloseAll();
     return finish();
   }
-  fcntl(out_fd, F_SETFL, O_NONBLOCK);
-  fcntl(err_fd, F_SETFL, O_NONBLOCK);
+  for (int fd : {pipes.in, pipes.out, pipes.err})
+    if (fd >= 0) fcntl(fd, F_SETFL, O_NONBLOCK);
   int pidfd = PidfdOpen(pid);
 
   const double t = request.timeout_seconds;
   // Beyond ~30 years (or inf) means no limit.
   const int64_t limit_ms = t > 0 && t < 1e9 ? static_cast<int64_t>(std::ceil(t * 1000)) : -1;
-  bool ended =
-      WaitChild(pid, pidfd, &out_fd, &err_fd, &result.out, &result.err, max_output_, limit_ms);
+  bool ended = WaitChild(pid, pidfd, &pipes, &result.out, &result.err, limit_ms);
   if (!ended) {
     // The shell and everything it started share its process group (setsid).
     // The leader is not reaped yet, so the group id cannot have been reused.
     // As fail2ban: SIGTERM, a short grace, then SIGKILL for what is left.
     killpg(pid, SIGTERM);
-    WaitChild(pid, pidfd, &out_fd, &err_fd, &result.out, &result.err, max_output_, 200);
+    WaitChild(pid, pidfd, &pipes, &result.out, &result.err, 200);
     killpg(pid, SIGKILL);
   }
   int status = 0;
@@ -224,10 +277,9 @@ SpawnResult ShellSpawner::Run(const SpawnRequest& request) {
   }
   // What the command wrote before it ended is in the pipes; do not wait for
   // EOF, a background child may hold them open for long.
-  if (out_fd >= 0) ReadSome(out_fd, &result.out, max_output_);
-  if (err_fd >= 0) ReadSome(err_fd, &result.err, max_output_);
-  CloseFd(&out_fd);
-  CloseFd(&err_fd);
+  if (pipes.out >= 0) ReadSome(pipes.out, &result.out, pipes.limit);
+  if (pipes.err >= 0) ReadSome(pipes.err, &result.err, pipes.limit);
+  pipes.CloseAll();
   CloseFd(&pidfd);
   return finish();
 }

@@ -116,8 +116,8 @@ class MailActionTest : public ::testing::Test {
         value.replace(p, 18, sendmail.empty() ? dir_ + "/bin/sendmail" : sendmail);
     }
     std::string why;
-    auto r = MailAction::CreateIfStock("j", "mail", opts, ActionEnv{nullptr, &pool_, true, nullptr},
-                                       &why);
+    auto r = MailAction::CreateIfStock("j", "mail", opts,
+                                       ActionEnv{&spawner_, &pool_, true, nullptr}, &why);
     EXPECT_TRUE(r.ok()) << r.status().message();
     if (reason) *reason = why;
     if (!r.ok()) return nullptr;
@@ -141,6 +141,7 @@ class MailActionTest : public ::testing::Test {
 
   TempTree tmp_;
   std::string dir_, old_path_;
+  ShellSpawner spawner_;
   WorkerPool pool_{2};
 };
 
@@ -157,7 +158,7 @@ TEST_F(MailActionTest, RecognizesEveryStockFail2banMailVariant) {
     OrderedMap<std::string> opts = LoadAction(kStockActionDir, std::string(name) + "[name=SSH]");
     ASSERT_TRUE(opts.Contains("actionban"));
     std::string reason;
-    auto r = MailAction::CreateIfStock("j", name, opts, ActionEnv{nullptr, &pool_, true, nullptr},
+    auto r = MailAction::CreateIfStock("j", name, opts, ActionEnv{&spawner_, &pool_, true, nullptr},
                                        &reason);
     ASSERT_TRUE(r.ok()) << r.status().message();
     EXPECT_NE(*r, nullptr) << reason;
@@ -418,8 +419,8 @@ TEST_F(MailActionTest, MailCommandWithShellSyntaxGetsValuesAsArguments) {
         "/bin/sendmail -f '<sender>' 'x <ip> y' 2>/dev/null";
   opts.Set("actionban", ban);
   std::string reason;
-  auto r =
-      MailAction::CreateIfStock("j", "m", opts, ActionEnv{nullptr, &pool_, true, nullptr}, &reason);
+  auto r = MailAction::CreateIfStock("j", "m", opts, ActionEnv{&spawner_, &pool_, true, nullptr},
+                                     &reason);
   ASSERT_TRUE(r.ok());
   ASSERT_NE(*r, nullptr) << reason;
   ActionReport rep =
