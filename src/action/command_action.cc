@@ -12,6 +12,7 @@
 #include <mutex>
 #include <utility>
 
+#include "bantam/action_queue.h"
 #include "bantam/duration.h"
 #include "bantam/py.h"
 #include "bantam/tag_substitution.h"
@@ -975,39 +976,14 @@ void CommandAction::Submit(ActionOp op, BanInfo info, std::function<void(ActionR
       return;
     }
   }
-  // A ban still queued when the daemon stops is abandoned rather than run:
-  // behind a hanging command it would hold up the stop for its timeout, and
-  // it stays recorded, so the next start applies it. Stop, flush and unban
-  // operations are never abandoned.
-  WorkerPool::Job cancel;
-  const bool abandonable =
-      op == ActionOp::kBan || op == ActionOp::kReban || op == ActionOp::kProlong;
-  auto shared_done = std::make_shared<std::function<void(ActionReport)>>(std::move(done));
-  if (abandonable) {
-    cancel = [this, op, ip = info.ip, shared_done]() -> WorkerPool::Completion {
-      if (!*shared_done) return nullptr;
-      ActionReport report;
-      report.op = op;
-      report.jail = jail_;
-      report.action = name_;
-      report.ip = ip;
-      report.skipped = true;
-      report.abandoned = true;
-      return [shared_done, report = std::move(report)]() mutable {
-        (*shared_done)(std::move(report));
-      };
-    };
-  }
-  env_.pool->Post(
-      strand_,
-      [this, op, info = std::move(info), shared_done]() mutable -> WorkerPool::Completion {
-        ActionReport report = Run(op, info);
-        if (!*shared_done) return nullptr;
-        return [shared_done, report = std::move(report)]() mutable {
-          (*shared_done)(std::move(report));
-        };
-      },
-      std::move(cancel));
+  QueuedOperation q;
+  q.op = op;
+  q.jail = jail_;
+  q.action = name_;
+  q.ip = info.ip;
+  q.run = [this, op, info = std::move(info)] { return Run(op, info); };
+  q.done = std::move(done);
+  PostOperation(*env_.pool, strand_, std::move(q));
 }
 
 }  // namespace bantam

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "bantam/action_queue.h"
 #include "bantam/command_action.h"
 #include "bantam/duration.h"
 #include "bantam/mail_message.h"
@@ -317,16 +318,15 @@ void MailAction::Submit(ActionOp op, BanInfo info, std::function<void(ActionRepo
     return;
   }
   ++pending_;
-  pool()->Post(strand_,
-               [this, op, info = std::move(info),
-                done = std::move(done)]() mutable -> WorkerPool::Completion {
-                 ActionReport report = Run(op, info);
-                 --pending_;
-                 if (!done) return nullptr;
-                 return [done = std::move(done), report = std::move(report)]() mutable {
-                   done(std::move(report));
-                 };
-               });
+  QueuedOperation q;
+  q.op = op;
+  q.jail = jail_;
+  q.action = name_;
+  q.ip = info.ip;
+  q.run = [this, op, info = std::move(info)] { return Run(op, info); };
+  q.finally = [this] { --pending_; };
+  q.done = std::move(done);
+  PostOperation(*pool(), strand_, std::move(q));
 }
 
 }  // namespace bantam
