@@ -269,8 +269,7 @@ ControlReply ServerImpl::ControlStartStopJail(const std::vector<std::string>& cm
     jails_.push_back(std::move(*built));
     StartJail(fresh);
     AttachSources(fresh);
-    ReadNewLogs();
-    ReadJournal(fresh);
+    ReadIn({&fresh});
     return Ok(nullptr);
   }
   // stop --all | stop JAIL
@@ -338,15 +337,9 @@ Value ServerImpl::ControlJailStatus(JailState& js, const std::string& flavor) {
   const Jail& j = *js.jail;
   Value::List filter{Value::List{"Currently failed", static_cast<int64_t>(j.failures().size())},
                      Value::List{"Total failed", static_cast<int64_t>(j.failures().fail_total())}};
-  if (j.config().backend.rfind("systemd", 0) == 0) {
-    std::string joined;
-    for (const auto& m : j.config().journalmatch) {
-      if (!joined.empty()) joined += " + ";
-      for (size_t i = 0; i < m.size(); ++i) joined += (i ? " " : "") + m[i];
-    }
-    filter.emplace_back(Value::List{"Journal matches", Value::List{joined}});
-  } else {
-    filter.emplace_back(Value::List{"File list", StringList(js.logpaths)});
+  for (const std::shared_ptr<LineSource>& s : js.sources) {
+    SourceStatus st = s->StatusOf(js.id);
+    filter.emplace_back(Value::List{std::move(st.title), StringList(st.items)});
   }
   Value::List ips;
   const bool short_flavor = flavor == "short";
@@ -527,8 +520,8 @@ ControlReply ServerImpl::ControlGet(const std::vector<std::string>& cmd) {
     return Ok(Value(std::move(r)));
   }
   if (opt == "logpath") {
-    if (js->journal || c.backend.rfind("systemd", 0) == 0) return Ok(Value::List{});
-    return Ok(StringList(js->logpaths));
+    if (ReadsJournal(c)) return Ok(Value::List{});
+    return Ok(StringList(files_->paths(js->id)));
   }
   if (opt == "logencoding") return Ok("UTF-8");
   if (opt == "journalmatch") {
@@ -755,8 +748,8 @@ ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
         return ValueError("Only one file can be added at a time");
       }
     }
-    if (js->journal || j.config().backend.rfind("systemd", 0) == 0) return Ok(Value::List{});
-    const bool present = std::find(js->logpaths.begin(), js->logpaths.end(), val) != js->logpaths.end();
+    if (ReadsJournal(j.config())) return Ok(Value::List{});
+    const bool present = files_->follows(val, js->id);
     if (opt == "addlogpath") {
       struct stat st {};
       if (present) {
@@ -769,18 +762,16 @@ ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
         e.message = "[Errno " + std::to_string(err) + "] " + strerror(err) + ": " + PyRepr(val);
         return ControlReply::Failure(std::move(e));
       } else {
-        if (Status s = tailer_->Add(val, js->id, tail); !s.ok()) {
+        if (Status s = files_->Add(val, js->id, tail); !s.ok()) {
           return ControlReply::Failure("OSError", s.message());
         }
-        js->logpaths.push_back(val);
         Log(LogLevel::kInfo, "fail2ban.filter", "Added logfile: " + PyRepr(val));
       }
     } else if (present) {
-      tailer_->Remove(val, js->id);
-      js->logpaths.erase(std::find(js->logpaths.begin(), js->logpaths.end(), val));
+      files_->Remove(val, js->id);
       Log(LogLevel::kInfo, "fail2ban.filter", "Removed logfile: " + PyRepr(val));
     }
-    return Ok(StringList(js->logpaths));
+    return Ok(StringList(files_->paths(js->id)));
   }
   if (opt == "logencoding") {
     const std::string e = LowerAscii(val);

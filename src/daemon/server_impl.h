@@ -24,6 +24,7 @@
 #include "bantam/event_loop.h"
 #include "bantam/jail.h"
 #include "bantam/journal_reader.h"
+#include "bantam/line_source.h"
 #include "bantam/log_tailer.h"
 #include "bantam/logging.h"
 #include "bantam/server.h"
@@ -34,13 +35,15 @@ namespace bantam {
 
 // One running jail and what belongs to it. Owned by ServerImpl::jails_
 // through a unique_ptr, so its address is stable while it runs (callbacks
-// and the tailer's subscriber id refer to it).
+// and the sources' subscriber id refer to it).
 struct JailState {
-  uint64_t id = 0;  // the tailer's subscriber id; never reused
+  uint64_t id = 0;  // its subscriber id at its sources; never reused
   std::unique_ptr<Jail> jail;
   std::vector<std::unique_ptr<Action>> actions;
-  std::unique_ptr<JournalReader> journal;  // backend = systemd
-  std::vector<std::string> logpaths;       // followed by the tailer for this jail
+  // What it reads, in the order attached: the shared file source (every
+  // file jail has it, even with no file), its journal, ... Each is also in
+  // ServerImpl::sources_ while some jail reads it.
+  std::vector<std::shared_ptr<LineSource>> sources;
   // The jail's part of the configuration stream, as JSON, and each action's
   // options: a reload rebuilds what changed and keeps the rest.
   std::string signature;
@@ -50,12 +53,10 @@ struct JailState {
   // it again.
   std::map<const Action*, uint64_t> action_epochs;
   uint64_t evicted_logged = 0;
-  // The journal backend's position: the time of the last entry read (epoch
-  // seconds) and its ISO form, as fail2ban keeps them in the database.
-  double journal_last_time = 0;
-  std::string journal_last_iso;
-  double journal_saved_time = 0;
 };
+
+// backend = systemd[...]: the jail reads the journal, not files.
+inline bool ReadsJournal(const JailConfig& c) { return c.backend.rfind("systemd", 0) == 0; }
 
 // A jail of a loaded configuration with the part of the command stream that
 // configures it (its signature: a reload rebuilds the jail when it changes).
@@ -131,9 +132,20 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
  private:
   // A jail built from configuration, not yet running.
   Result<std::unique_ptr<JailState>> BuildJail(JailConfig config, const std::string& signature);
-  // Subscribes the jail's logs (or opens its journal) and adds it to jails_.
-  void AttachSources(JailState& js);
+  // The one place that knows the kinds of source: subscribes the jail to
+  // the file source with its logpaths, or opens its journal, ... Each
+  // resumes where the jail left off: `carried` (the positions of the jail
+  // it replaces, on a reload), else the database.
+  void AttachSources(JailState& js, const std::vector<SourcePosition>& carried = {});
+  // Unsubscribes the jail from its sources; a source no jail reads any more
+  // leaves the loop.
   void DetachSources(JailState& js);
+  // Puts `source` on the loop (its fd, its poll timer) unless it is there.
+  Status RegisterSource(const std::shared_ptr<LineSource>& source);
+  // Adds `source` to the jail's sources and, the first time, to the loop.
+  Status UseSource(JailState& js, std::shared_ptr<LineSource> source);
+  // Every position of the jail's sources (for the jail replacing it).
+  std::vector<SourcePosition> PositionsOf(const JailState& js) const;
   // actionstart (unless on demand) and restore from the database.
   void StartJail(JailState& js);
   // Lifts every ban from the firewall (flush or unban), then actionstop.
@@ -150,8 +162,8 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   Result<LoadedConfig> LoadCheckedConfig() const;
   void LogDiagnostics(const LoadedConfig& cfg);
 
-  Status OpenJournal(JailState& js);
-  void ReadJournal(JailState& js);
+  Status OpenJournal(JailState& js, JournalSource& source,
+                     const std::vector<SourcePosition>& carried);
 
   void Log(LogLevel level, const char* component, const std::string& message) {
     if (logger_) logger_->Log(level, component, message);
@@ -178,8 +190,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void StartJails();
   void StopJails();
   void WaitForActions();
+  // Writes the positions of every source that changed since the last save.
   void SaveLogPositions();
-  void OnLine(const LogFile& file, std::string_view raw);
+  void OnLine(const SourceLine& line);
   void ServiceTimer();
   void PurgeDatabase();
   // End of a loop turn: commits the turn's bans in one transaction, then
@@ -187,9 +200,10 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void FlushTurn();
   // Reads the rest of a log burst in later loop turns.
   void ScheduleBacklog();
-  // Reads logs added by a reload or `start JAIL` to their end ("not in
-  // operation", as at start).
-  void ReadNewLogs();
+  // Reads the backlog of the sources of `jails` (and of the shared file
+  // source, where a reload adds files) to their end, "not in operation":
+  // at start, and for jails a reload or `start JAIL` started.
+  void ReadIn(const std::vector<JailState*>& jails);
   void ReportDeferredBans();
   // Logs a ban and hands it to the jail's actions.
   void ReportBan(JailState& js, const Ticket& t);
@@ -203,7 +217,15 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   std::unique_ptr<BanStore> store_;
   std::shared_ptr<BanHistoryReader> history_reader_;
   std::unique_ptr<EventLoop> loop_;
-  std::unique_ptr<LogTailer> tailer_;
+  // The log files of every file jail; in sources_ while a jail uses it.
+  std::shared_ptr<FileSource> files_;
+  // Every source some jail reads, each once, with its loop registration.
+  struct LiveSource {
+    std::shared_ptr<LineSource> source;
+    int fd = -1;
+    std::optional<EventLoop::TimerId> poll_timer;
+  };
+  std::vector<LiveSource> sources_;
   ShellSpawner spawner_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<WorkerPool> mail_pool_;  // whois and sendmail, apart from firewall actions
