@@ -252,7 +252,7 @@ Status ServerImpl::InitAfterDetach(LoadedConfig& loaded) {
   pool_ = std::make_unique<WorkerPool>(4);
   mail_pool_ = std::make_unique<WorkerPool>(2);
   self_ = std::make_unique<SystemHostAddresses>(SystemResolver());
-  action_env_.spawner = &spawner_;
+  action_env_.spawner = spawner_;
   action_env_.pool = pool_.get();
   action_env_.mail_pool = mail_pool_.get();
   action_env_.ipv6_allowed = ipv6_allowed;
@@ -732,7 +732,7 @@ Result<int> ServerImpl::Run(const std::string& command,
   }
   req.script += command;
   req.timeout_seconds = 60;
-  SpawnResult r = spawner_.Run(req);
+  SpawnResult r = spawner_->Run(req);
   if (r.end != SpawnResult::End::kExited) return Status::Error(r.Describe(60));
   return r.exit_code;
 }
@@ -910,6 +910,28 @@ Status ServerImpl::WritePidFile() {
 }
 
 Status ServerImpl::Run() {
+  if (Status s = Start(); !s.ok()) return s;
+  Status s = loop_->Run();
+  Finish();
+  return s;
+}
+
+Result<bool> ServerImpl::RunUntil(const std::function<bool()>& done,
+                                  std::chrono::milliseconds timeout) {
+  if (done()) return true;
+  const int64_t end = EventLoop::NowMs() + timeout.count();
+  bool reached = false;
+  const EventLoop::TimerId check = loop_->AddTimer(10, [&] {
+    reached = done();
+    if (reached || EventLoop::NowMs() >= end) loop_->Stop();
+  }, 10);
+  Status s = loop_->Run();
+  loop_->CancelTimer(check);
+  if (!s.ok()) return s;
+  return reached || done();
+}
+
+Status ServerImpl::Start() {
   Status s = loop_->HandleSignals(HandledSignals(), [this](int signo) {
     if (signo == SIGTERM || signo == SIGINT) {
       Log(LogLevel::kInfo, "fail2ban.server", "Shutdown in progress...");
@@ -960,8 +982,10 @@ Status ServerImpl::Run() {
   running_ = true;
   sd_notify(0, "READY=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Server ready");
+  return Status::Ok();
+}
 
-  s = loop_->Run();
+void ServerImpl::Finish() {
   StopControl();
   running_ = false;
   sd_notify(0, "STOPPING=1");
@@ -969,7 +993,6 @@ Status ServerImpl::Run() {
   SaveLogPositions();
   StopJails();
   Log(LogLevel::kInfo, "fail2ban.server", "Exiting Fail2ban");
-  return s;
 }
 
 Server::Server(std::unique_ptr<ServerImpl> impl) : impl_(std::move(impl)) {}
@@ -983,6 +1006,12 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
 }
 
 Status Server::Run() { return impl_->Run(); }
+Status Server::Start() { return impl_->Start(); }
+Result<bool> Server::RunUntil(const std::function<bool()>& done,
+                              std::chrono::milliseconds timeout) {
+  return impl_->RunUntil(done, timeout);
+}
+void Server::Finish() { impl_->Finish(); }
 void Server::Stop() { impl_->Stop(); }
 
 }  // namespace bantam

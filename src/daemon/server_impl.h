@@ -88,11 +88,19 @@ class BanHistoryReader {
 
 class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
  public:
-  explicit ServerImpl(ServerOptions options) : options_(std::move(options)) {}
+  explicit ServerImpl(ServerOptions options)
+      : options_(std::move(options)),
+        clock_(options_.clock ? *options_.clock : SystemClock()),
+        spawner_(options_.spawner ? options_.spawner : &shell_spawner_) {}
   ~ServerImpl() override;
 
   Status Init();
+  // Start(), the loop until Stop() or a termination signal, Finish().
   Status Run();
+  // Run()'s parts (Server::Start, RunUntil, Finish).
+  Status Start();
+  Result<bool> RunUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+  void Finish();
   // Init's part after ServerOptions::detach: database, loop, pool, jails.
   Status InitAfterDetach(LoadedConfig& cfg);
   void Stop() {
@@ -210,7 +218,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   Status WritePidFile();
 
   ServerOptions options_;
-  const Clock& clock_ = SystemClock();
+  const Clock& clock_;
   OrderedMap<std::string> server_opts_;
   std::unique_ptr<Logger> logger_;
   std::string dbfile_;
@@ -226,7 +234,8 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
     std::optional<EventLoop::TimerId> poll_timer;
   };
   std::vector<LiveSource> sources_;
-  ShellSpawner spawner_;
+  ShellSpawner shell_spawner_;
+  Spawner* spawner_;  // options_.spawner or shell_spawner_
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<WorkerPool> mail_pool_;  // whois and sendmail, apart from firewall actions
   std::unique_ptr<SystemHostAddresses> self_;
