@@ -168,8 +168,7 @@ class JournalSource final : public LineSource {
   // at or after `not_before` (now - findtime) that is also after `resume`
   // (the last entry read before, saved or carried over a reload). On error
   // the source stays closed.
-  Status Open(const JournalOptions& options, double not_before,
-              std::optional<TimePosition> resume);
+  Status Open(const JournalOptions& options, double not_before, std::optional<TimePosition> resume);
   bool is_open() const { return reader_ != nullptr; }
 
   // LineSource
@@ -194,10 +193,10 @@ class JournalSource final : public LineSource {
   LineCallback on_line_;
   std::unique_ptr<JournalReader> reader_;
   int fd_ = -1;
-  TimePosition last_;         // the last entry read (time 0: none)
-  double saved_time_ = 0;     // last_.time when it was last saved
-  JournalLine entry_;         // reused
-  std::string date_;          // reused
+  TimePosition last_;      // the last entry read (time 0: none)
+  double saved_time_ = 0;  // last_.time when it was last saved
+  JournalLine entry_;      // reused
+  std::string date_;       // reused
 };
 
 }  // namespace bantam

@@ -554,7 +554,9 @@ Result<JournalChange> JournalReader::Process() {
 JournalSource::JournalSource(SubscriberId subscriber,
                              std::vector<std::vector<std::string>> journalmatch,
                              LineCallback on_line)
-    : subscribers_{subscriber}, journalmatch_(std::move(journalmatch)), on_line_(std::move(on_line)) {}
+    : subscribers_{subscriber},
+      journalmatch_(std::move(journalmatch)),
+      on_line_(std::move(on_line)) {}
 
 Status JournalSource::Open(const JournalOptions& options, double not_before,
                            std::optional<TimePosition> resume) {
@@ -604,9 +606,7 @@ Status JournalSource::Poll() {
   }
 }
 
-void JournalSource::Unsubscribe(SubscriberId subscriber) {
-  std::erase(subscribers_, subscriber);
-}
+void JournalSource::Unsubscribe(SubscriberId subscriber) { std::erase(subscribers_, subscriber); }
 
 void JournalSource::Positions(bool changed_only, std::vector<SourcePosition>* out) const {
   if (subscribers_.empty() || last_.time <= 0) return;
@@ -628,6 +628,5 @@ SourceStatus JournalSource::StatusOf(SubscriberId /*subscriber*/) const {
   }
   return SourceStatus{"Journal matches", {joined}};
 }
-
 
 }  // namespace bantam

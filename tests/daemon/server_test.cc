@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "../testing/temp_tree.h"
 #include "bantam/clock.h"
 #include "bantam/spawner.h"
-#include "../testing/temp_tree.h"
 
 namespace bantam {
 namespace {
@@ -80,9 +80,12 @@ class ServerTest : public ::testing::Test {
     tree_.Write("action.d/record.conf",
                 "[Definition]\nactionstart = do-start\nactionstop = do-stop\n"
                 "actionban = do-ban <ip>\nactionunban = do-unban <ip>\n");
-    tree_.Write("jail.conf", "[DEFAULT]\nignoreself = false\n[pbx]\nenabled = true\nfilter = pbx\n"
-                             "action = record\nlogpath = " + d + "/pbx.log\nmaxretry = 3\n"
-                             "findtime = 600\nbantime = 600\n");
+    tree_.Write("jail.conf",
+                "[DEFAULT]\nignoreself = false\n[pbx]\nenabled = true\nfilter = pbx\n"
+                "action = record\nlogpath = " +
+                    d +
+                    "/pbx.log\nmaxretry = 3\n"
+                    "findtime = 600\nbantime = 600\n");
     tree_.Write("pbx.log", "");
   }
 
@@ -98,13 +101,14 @@ class ServerTest : public ::testing::Test {
 
   void Fail(const std::string& ip, int n) {
     std::ofstream log(tree_.Path("pbx.log"), std::ios::app);
-    for (int i = 0; i < n; ++i) log << LocalTime(clock_.Now()) << " auth failed from " << ip << "\n";
+    for (int i = 0; i < n; ++i)
+      log << LocalTime(clock_.Now()) << " auth failed from " << ip << "\n";
   }
 
   // Serves events until `count` recorded scripts contain `word` (or 10 s).
   bool RunUntilScripts(Server& server, const std::string& word, size_t count) {
-    Result<bool> done = server.RunUntil(
-        [&] { return spawner_.With(word).size() >= count; }, milliseconds(10000));
+    Result<bool> done =
+        server.RunUntil([&] { return spawner_.With(word).size() >= count; }, milliseconds(10000));
     EXPECT_TRUE(done.ok()) << done.status().message();
     return done.ok() && *done;
   }

@@ -25,7 +25,8 @@ class FileSourceTest : public ::testing::Test {
     LogTailer::Options o;
     o.backend = TailBackend::kPolling;
     auto s = FileSource::Create(std::move(o), [this](const SourceLine& l) {
-      seen_.push_back({std::string(l.origin), std::string(l.text), *l.subscribers, l.time.has_value()});
+      seen_.push_back(
+          {std::string(l.origin), std::string(l.text), *l.subscribers, l.time.has_value()});
     });
     ASSERT_TRUE(s.ok()) << s.status().message();
     source_ = std::move(*s);
