@@ -15,10 +15,10 @@
 #include <utility>
 #include <vector>
 
-#include "bantam/ban_store.h"
-#include "bantam/clock.h"
 #include "bantam/action.h"
 #include "bantam/action_factory.h"
+#include "bantam/ban_store.h"
+#include "bantam/clock.h"
 #include "bantam/config_loader.h"
 #include "bantam/control_server.h"
 #include "bantam/event_loop.h"
@@ -289,7 +289,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   ControlServer::Response OnControl(const ControlRequest& request, const PeerCredentials& peer);
   // fail2ban's Transmitter over this server's state.
   ControlReply ControlCommand(const std::vector<std::string>& cmd, std::function<void()>* after);
+  // `set`: one entry per option in SetTable (server_control.cc).
   ControlReply ControlSet(const std::vector<std::string>& cmd);
+  struct SetTable;
   ControlReply ControlGet(const std::vector<std::string>& cmd);
   ControlReply ControlStatus(const std::vector<std::string>& cmd);
   ControlReply ControlReload(const std::vector<std::string>& cmd);
@@ -314,6 +316,8 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // `get JAIL failregex` shows them expanded for it, whatever usedns says
   // now.
   std::map<uint64_t, bool> regex_dns_;
+  // How `get`/`set` show a jail's regexes: expanded for that usedns.
+  FailRegexOptions ShownRegexOptions(const JailState& js) const;
   // Jails added by `add JAIL` and not started yet (fail2ban configures them
   // with set commands first): their settings so far.
   struct PendingJail {
