@@ -8,6 +8,7 @@
 #ifndef BANTAM_JOURNAL_READER_H_
 #define BANTAM_JOURNAL_READER_H_
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "bantam/line_source.h"
 #include "bantam/ordered_map.h"
 #include "bantam/status.h"
 
@@ -147,6 +149,54 @@ class JournalReader {
   std::string field_bytes_;
   std::vector<FieldSpan> field_spans_;
   JournalEntry entry_;
+};
+
+// The journal as the LineSource of one jail (`backend = systemd`): a
+// JournalReader with the jail's journalmatch, read from where the jail left
+// off. Lines carry the entry's time (SourceLine::time). Owned by the daemon;
+// event-loop thread only.
+class JournalSource final : public LineSource {
+ public:
+  // Closed until Open(): it reads nothing, and its status shows
+  // `journalmatch` (the filter's lines, "+" words included) all the same.
+  JournalSource(SubscriberId subscriber, std::vector<std::vector<std::string>> journalmatch,
+                LineCallback on_line);
+  JournalSource(const JournalSource&) = delete;
+  JournalSource& operator=(const JournalSource&) = delete;
+
+  // Opens the journal, adds the matches and stands before the first entry
+  // at or after `not_before` (now - findtime) that is also after `resume`
+  // (the last entry read before, saved or carried over a reload). On error
+  // the source stays closed.
+  Status Open(const JournalOptions& options, double not_before, std::optional<TimePosition> resume);
+  bool is_open() const { return reader_ != nullptr; }
+
+  // LineSource
+  int fd() const override { return fd_; }
+  std::chrono::milliseconds poll_interval() const override { return {}; }
+  const char* log_component() const override { return "fail2ban.filtersystemd"; }
+  // sd_journal_process, then the new entries.
+  Status Process() override;
+  // Reads every entry past the position; the first error stops it.
+  Status Poll() override;
+  void Unsubscribe(SubscriberId subscriber) override;
+  bool has_subscribers() const override { return !subscribers_.empty(); }
+  // The last entry read, once there is one.
+  void Positions(bool changed_only, std::vector<SourcePosition>* out) const override;
+  void MarkSaved(const SourcePosition& position) override;
+  // "Journal matches": the journalmatch lines joined with " + ".
+  SourceStatus StatusOf(SubscriberId subscriber) const override;
+
+ private:
+  std::vector<SubscriberId> subscribers_;  // the one jail, until unsubscribed
+  std::vector<std::vector<std::string>> journalmatch_;
+  LineCallback on_line_;
+  std::unique_ptr<JournalReader> reader_;
+  int fd_ = -1;
+  TimePosition last_;      // the last entry read (time 0: none)
+  double saved_time_ = 0;  // last_.time when it was last saved
+  JournalLine entry_;      // reused
+  std::string date_;       // reused
 };
 
 }  // namespace bantam

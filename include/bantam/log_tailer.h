@@ -16,13 +16,16 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
+#include "bantam/line_source.h"
 #include "bantam/status.h"
 
 namespace bantam {
@@ -36,18 +39,6 @@ enum class TailBackend {
 // fail2ban's `backend` values for files: auto, pyinotify, inotify -> kInotify;
 // polling -> kPolling. Other values (systemd, gamin) are errors naming the value.
 Result<TailBackend> ParseTailBackend(std::string_view backend);
-
-// Where a file was left, as the daemon persists it (fail2ban's `logs` table:
-// firstlinemd5, lastfilepos).
-struct SavedPosition {
-  uint64_t pos = 0;
-  // Lowercase hex SHA-1 of the first line, as fail2ban on Python 3 stores it
-  // (an MD5 saved by earlier bantam builds is still accepted); "" if unknown.
-  std::string first_line_hash;
-};
-
-// Which jail (or other consumer) wants a file's lines; opaque to the tailer.
-using SubscriberId = uint64_t;
 
 // One followed path. Owned by the LogTailer; a pointer stays valid until the
 // last subscriber is removed or the tailer is destroyed.
@@ -213,6 +204,58 @@ class LogTailer {
   std::vector<char> read_buf_;    // reused for every read
   std::vector<char> event_buf_;   // inotify events
   std::string notice_;            // reused for notice text
+};
+
+// The files of every file-backend jail as one LineSource: a LogTailer (owned)
+// and, per jail, the files it follows in the order it added them. Each file
+// is read once for all the jails that follow it. Event-loop thread only.
+class FileSource final : public LineSource {
+ public:
+  // `options.on_line` is replaced: lines go to `on_line`, naming the file's
+  // subscribers and its path. Errors: LogTailer::Create's.
+  static Result<std::unique_ptr<FileSource>> Create(LogTailer::Options options,
+                                                    LineCallback on_line);
+  FileSource(const FileSource&) = delete;
+  FileSource& operator=(const FileSource&) = delete;
+
+  // Makes `subscriber` a jail of this source even while it follows no
+  // file (its status shows an empty file list).
+  void Subscribe(SubscriberId subscriber);
+  // LogTailer::Add, and on success the path joins the subscriber's files.
+  Status Add(const std::string& path, SubscriberId subscriber, bool tail,
+             std::optional<SavedPosition> saved = std::nullopt);
+  // Drops the subscriber's file (its first entry in paths()); no-op if it
+  // does not follow it.
+  void Remove(const std::string& path, SubscriberId subscriber);
+  // The subscriber's files, in the order added (empty if unknown).
+  const std::vector<std::string>& paths(SubscriberId subscriber) const;
+  bool follows(const std::string& path, SubscriberId subscriber) const;
+  LogTailer& tailer() { return *tailer_; }
+
+  // LineSource
+  int fd() const override { return tailer_->fd(); }
+  std::chrono::milliseconds poll_interval() const override { return tailer_->poll_interval(); }
+  const char* log_component() const override { return "fail2ban.filter"; }
+  Status Process() override { return tailer_->Process(); }
+  Status Poll() override;
+  void set_max_bytes_per_pass(size_t bytes) override { tailer_->set_max_bytes_per_pass(bytes); }
+  bool has_backlog() const override { return tailer_->has_backlog(); }
+  void Continue() override { tailer_->Continue(); }
+  void Unsubscribe(SubscriberId subscriber) override;
+  bool has_subscribers() const override { return !paths_.empty(); }
+  // Files with no complete first line yet (no hash) have no position.
+  void Positions(bool changed_only, std::vector<SourcePosition>* out) const override;
+  void MarkSaved(const SourcePosition& position) override;
+  // "File list": the subscriber's files.
+  SourceStatus StatusOf(SubscriberId subscriber) const override;
+
+ private:
+  explicit FileSource(LineCallback on_line) : on_line_(std::move(on_line)) {}
+
+  std::unique_ptr<LogTailer> tailer_;
+  LineCallback on_line_;
+  std::map<SubscriberId, std::vector<std::string>> paths_;
+  std::map<std::pair<std::string, SubscriberId>, SavedPosition> saved_;
 };
 
 }  // namespace bantam

@@ -8,6 +8,7 @@
 #ifndef BANTAM_SERVER_H_
 #define BANTAM_SERVER_H_
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,6 +19,9 @@
 #include "bantam/status.h"
 
 namespace bantam {
+
+class Clock;
+class Spawner;
 
 struct ServerOptions {
   std::string basedir = "/etc/fail2ban";
@@ -31,6 +35,12 @@ struct ServerOptions {
   // fork() keeps only the calling thread, and SQLite connections must not
   // cross it). Errors after it go to the log only.
   std::function<Status()> detach;
+  // Seams for tests; not owned, and must outlive the Server. `clock`: the
+  // jails' "now" (failure windows, ban expiry; the loop's timers stay on
+  // real time); null: SystemClock(). `spawner`: runs shell actions and
+  // ignorecommands, from worker threads; null: a ShellSpawner.
+  const Clock* clock = nullptr;
+  Spawner* spawner = nullptr;
 };
 
 class ServerImpl;
@@ -49,6 +59,16 @@ class Server {
   // and saves the log positions.
   Status Run();
   void Stop();
+
+  // Run() in steps, for tests that drive the server on their own thread:
+  // Start() does what Run() does before it waits for events (signals,
+  // control socket, jails started, logs read in); RunUntil() serves events
+  // until `done()` (checked every 10 ms and before waiting) or `timeout`
+  // of real time, saying whether done() became true; Finish() does what
+  // Run() does after the loop (stops the jails, saves the positions).
+  Status Start();
+  Result<bool> RunUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+  void Finish();
 
  private:
   explicit Server(std::unique_ptr<ServerImpl> impl);

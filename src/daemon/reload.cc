@@ -42,9 +42,6 @@ Status ServerImpl::ApplyServerOptions(const OrderedMap<std::string>& server) {
 void ServerImpl::Transplant(JailState& from, JailState& to) {
   to.jail->TakeStateFrom(*from.jail);
   to.evicted_logged = from.evicted_logged;
-  to.journal_last_time = from.journal_last_time;
-  to.journal_last_iso = from.journal_last_iso;
-  to.journal_saved_time = from.journal_saved_time;
 
   // Actions whose options did not change keep running (and keep what they
   // know: started families, on-demand state); they get actionreload.
@@ -83,8 +80,9 @@ void ServerImpl::Transplant(JailState& from, JailState& to) {
     for (const Ticket* t : bans) Submit(to, a, ActionOp::kBan, MakeBanInfo(to, *t));
   }
   // The new subscriptions first: a file both follow stays open and is not
-  // read again from its saved position.
-  AttachSources(to);
+  // read again from its saved position; a journal resumes after the last
+  // entry `from` read.
+  AttachSources(to, PositionsOf(from));
   DetachSources(from);
 }
 
@@ -173,8 +171,7 @@ Status ServerImpl::Reload(const ReloadRequest& request) {
     }
   }
   // New logs are read like at start: their backlog "not in operation".
-  ReadNewLogs();
-  for (JailState* js : started) ReadJournal(*js);
+  ReadIn(started);
   Log(LogLevel::kInfo, "fail2ban.server", "Reload finished.");
   return Status::Ok();
 }

@@ -30,8 +30,6 @@ constexpr const char kVersion[] = "1.0.2";
 // How much of one log a loop turn reads when a burst arrives (about 1.3k
 // Asterisk lines, a few ms of matching).
 constexpr size_t kTailBytesPerTurn = 256 * 1024;
-// fail2ban keeps the journal position under this log path.
-constexpr const char kJournalLogName[] = "systemd-journal";
 
 std::string TimeString(double t) {
   return std::string(LocalTimeText(static_cast<time_t>(t)));
@@ -254,7 +252,7 @@ Status ServerImpl::InitAfterDetach(LoadedConfig& loaded) {
   pool_ = std::make_unique<WorkerPool>(4);
   mail_pool_ = std::make_unique<WorkerPool>(2);
   self_ = std::make_unique<SystemHostAddresses>(SystemResolver());
-  action_env_.spawner = &spawner_;
+  action_env_.spawner = spawner_;
   action_env_.pool = pool_.get();
   action_env_.mail_pool = mail_pool_.get();
   action_env_.ipv6_allowed = ipv6_allowed;
@@ -272,13 +270,13 @@ Status ServerImpl::InitAfterDetach(LoadedConfig& loaded) {
   }
   LogTailer::Options to;
   to.backend = backend;
-  to.on_line = [this](const LogFile& f, std::string_view line) { OnLine(f, line); };
   to.on_notice = [this](const LogFile& f, std::string_view m) {
     Log(LogLevel::kWarning, "fail2ban.filter", f.path() + ": " + std::string(m));
   };
-  Result<std::unique_ptr<LogTailer>> tailer = LogTailer::Create(std::move(to));
-  if (!tailer.ok()) return tailer.status();
-  tailer_ = std::move(*tailer);
+  Result<std::unique_ptr<FileSource>> files =
+      FileSource::Create(std::move(to), [this](const SourceLine& line) { OnLine(line); });
+  if (!files.ok()) return files.status();
+  files_ = std::move(*files);
 
   for (ConfiguredJail& c : *jails) {
     Result<std::unique_ptr<JailState>> js = BuildJail(std::move(c.config), c.signature);
@@ -326,104 +324,128 @@ Result<std::unique_ptr<JailState>> ServerImpl::BuildJail(JailConfig config,
   return js;
 }
 
-void ServerImpl::AttachSources(JailState& js) {
+void ServerImpl::AttachSources(JailState& js, const std::vector<SourcePosition>& carried) {
   const JailConfig& c = js.jail->config();
   if (Status s = store_->AddJail(c.name); !s.ok()) {
     Log(LogLevel::kError, "fail2ban.database", s.message());
   }
-  if (c.backend.rfind("systemd", 0) == 0) {
-    if (Status s = OpenJournal(js); !s.ok()) {
+  if (ReadsJournal(c)) {
+    auto journal = std::make_shared<JournalSource>(
+        js.id, c.journalmatch, [this](const SourceLine& line) { OnLine(line); });
+    Status s = OpenJournal(js, *journal, carried);
+    // One that did not open stays, closed: the status shows its matches.
+    Status used = UseSource(js, journal);
+    if (s.ok()) s = used;
+    if (!s.ok()) {
       Log(LogLevel::kError, "fail2ban.jail", "Jail '" + c.name + "': " + s.message());
-      js.journal.reset();
+      return;
     }
+    Log(LogLevel::kInfo, "fail2ban.filtersystemd",
+        "[" + c.name + "] Jail is in operation now (process new journal entries)");
     return;
+  }
+  files_->Subscribe(js.id);
+  if (Status s = UseSource(js, files_); !s.ok()) {
+    Log(LogLevel::kError, "fail2ban.filter", "[" + c.name + "] " + s.message());
   }
   for (const auto& [path, tail] : c.logpaths) {
     // The last position read, resumed only if the file still starts with
     // the same line (the tailer checks the hash). A file other jails
     // already follow just gains a subscriber at its current position.
     std::optional<SavedPosition> saved;
-    Result<std::optional<std::pair<std::string, int64_t>>> log = store_->GetLog(c.name, path);
-    if (log.ok() && *log) {
-      saved = SavedPosition{static_cast<uint64_t>((*log)->second), (*log)->first};
+    for (const SourcePosition& p : carried) {
+      if (p.name != path) continue;
+      if (const SavedPosition* where = std::get_if<SavedPosition>(&p.where)) saved = *where;
     }
-    Status s = tailer_->Add(path, js.id, tail, saved);
+    if (!saved) {
+      Result<std::optional<std::pair<std::string, int64_t>>> log = store_->GetLog(c.name, path);
+      if (log.ok() && *log) {
+        saved = SavedPosition{static_cast<uint64_t>((*log)->second), (*log)->first};
+      }
+    }
+    Status s = files_->Add(path, js.id, tail, saved);
     if (!s.ok()) {
       Log(LogLevel::kError, "fail2ban.filter", "[" + c.name + "] " + s.message());
       continue;
     }
-    js.logpaths.push_back(path);
     Log(LogLevel::kInfo, "fail2ban.filter", "Added logfile: '" + path + "'");
   }
 }
 
-void ServerImpl::DetachSources(JailState& js) {
-  for (const std::string& path : js.logpaths) tailer_->Remove(path, js.id);
-  js.logpaths.clear();
-  if (js.journal) {
-    Result<int> fd = js.journal->fd();
-    if (fd.ok()) loop_->Unwatch(*fd);
-    js.journal.reset();
+Status ServerImpl::RegisterSource(const std::shared_ptr<LineSource>& source) {
+  for (const LiveSource& live : sources_) {
+    if (live.source == source) return Status::Ok();
   }
+  LiveSource live;
+  live.source = source;
+  LineSource* s = source.get();
+  if (s->fd() >= 0) {
+    Status w = loop_->Watch(s->fd(), [this, s](uint32_t) {
+      if (Status p = s->Process(); !p.ok()) Log(LogLevel::kError, s->log_component(), p.message());
+      ScheduleBacklog();
+    });
+    if (!w.ok()) return w;
+    live.fd = s->fd();
+  }
+  if (const int64_t ms = s->poll_interval().count(); ms > 0) {
+    live.poll_timer = loop_->AddTimer(ms, [this, s] {
+      if (Status p = s->Poll(); !p.ok()) Log(LogLevel::kError, s->log_component(), p.message());
+      ScheduleBacklog();
+    }, ms);
+  }
+  sources_.push_back(std::move(live));
+  return Status::Ok();
+}
+
+Status ServerImpl::UseSource(JailState& js, std::shared_ptr<LineSource> source) {
+  Status s = RegisterSource(source);
+  js.sources.push_back(std::move(source));
+  return s;
+}
+
+void ServerImpl::DetachSources(JailState& js) {
+  for (const std::shared_ptr<LineSource>& s : js.sources) s->Unsubscribe(js.id);
+  js.sources.clear();
+  // The file source stays on the loop for the server's life, as it
+  // started: files added later are followed at once.
+  std::erase_if(sources_, [&](const LiveSource& live) {
+    if (live.source == files_ || live.source->has_subscribers()) return false;
+    if (live.fd >= 0) loop_->Unwatch(live.fd);
+    if (live.poll_timer) loop_->CancelTimer(*live.poll_timer);
+    return true;
+  });
+}
+
+std::vector<SourcePosition> ServerImpl::PositionsOf(const JailState& js) const {
+  std::vector<SourcePosition> all, mine;
+  for (const std::shared_ptr<LineSource>& s : js.sources) s->Positions(false, &all);
+  for (SourcePosition& p : all) {
+    if (p.subscriber == js.id) mine.push_back(std::move(p));
+  }
+  return mine;
 }
 
 // backend = systemd[journalpath=..., journalfiles=..., journalflags=...]:
 // the journal, filtered by the jail's journalmatch, from the last entry
-// read before (kept in the database) but at most findtime ago, as fail2ban.
-Status ServerImpl::OpenJournal(JailState& js) {
+// read before (carried over a reload, else kept in the database) but at
+// most findtime ago, as fail2ban.
+Status ServerImpl::OpenJournal(JailState& js, JournalSource& source,
+                               const std::vector<SourcePosition>& carried) {
   const JailConfig& c = js.jail->config();
   Result<NamedOptions> be = ParseNamedOptions(c.backend);
   if (!be.ok()) return Status::Error("backend " + PyRepr(c.backend) + ": " + be.status().message());
   Result<JournalOptions> jo = ParseJournalOptions(be->options);
   if (!jo.ok()) return jo.status();
-  Result<std::unique_ptr<JournalReader>> reader = JournalReader::Open(*jo);
-  if (!reader.ok()) return reader.status();
-  js.journal = std::move(*reader);
-  if (Status s = js.journal->AddMatches(c.journalmatch); !s.ok()) return s;
-  double since = clock_.Now() - c.findtime;
-  if (js.journal_last_time <= 0) {
+  std::optional<TimePosition> resume;
+  for (const SourcePosition& p : carried) {
+    const TimePosition* where = std::get_if<TimePosition>(&p.where);
+    if (p.name == kJournalLogName && where != nullptr && where->time > 0) resume = *where;
+  }
+  if (!resume) {
     Result<std::optional<double>> saved = store_->GetJournalPosition(c.name, kJournalLogName);
-    if (saved.ok() && *saved) js.journal_last_time = **saved;
+    if (saved.ok() && *saved) resume = TimePosition{**saved, std::string()};
   }
-  // Entries up to the last one read are not read again: start 1.5 µs after
-  // it, which the seek's truncation to whole µs turns into exactly +1 µs.
-  if (js.journal_last_time > 0) since = std::max(since, js.journal_last_time + 1.5e-6);
-  if (Status s = js.journal->SeekRealtime(since); !s.ok()) return s;
-  Result<int> fd = js.journal->fd();
-  if (!fd.ok()) return fd.status();
-  JailState* jsp = &js;
-  Status w = loop_->Watch(*fd, [this, jsp](uint32_t) {
-    if (!jsp->journal) return;
-    Result<JournalChange> change = jsp->journal->Process();
-    if (!change.ok()) {
-      Log(LogLevel::kError, "fail2ban.filtersystemd", change.status().message());
-      return;
-    }
-    ReadJournal(*jsp);
-  });
-  if (!w.ok()) return w;
-  Log(LogLevel::kInfo, "fail2ban.filtersystemd",
-      "[" + c.name + "] Jail is in operation now (process new journal entries)");
-  return Status::Ok();
-}
-
-void ServerImpl::ReadJournal(JailState& js) {
-  if (!js.journal) return;
-  JournalLine entry;
-  std::string date;
-  while (true) {
-    Result<bool> more = js.journal->Next(&entry);
-    if (!more.ok()) {
-      Log(LogLevel::kError, "fail2ban.filtersystemd", more.status().message());
-      return;
-    }
-    if (!*more) return;
-    // fail2ban's tuple line carries the ISO date with one space appended.
-    date.assign(entry.date_text).push_back(' ');
-    js.jail->ProcessJournalLine(entry.line, entry.time, date);
-    js.journal_last_time = entry.time;
-    js.journal_last_iso = entry.date_text;
-  }
+  return source.Open(*jo, clock_.Now() - c.findtime, resume);
 }
 
 JailState* ServerImpl::FindJail(const std::string& name) {
@@ -596,21 +618,42 @@ void ServerImpl::ReportDeferredBans() {
   }
 }
 
-void ServerImpl::ReadNewLogs() {
-  // A log just added is read to its end at once, as at start.
-  tailer_->set_max_bytes_per_pass(0);
-  initial_read_ = true;
-  tailer_->Poll();
-  initial_read_ = false;
-  tailer_->set_max_bytes_per_pass(kTailBytesPerTurn);
+void ServerImpl::ReadIn(const std::vector<JailState*>& jails) {
+  // The file source first: a reload may have added files to it for jails
+  // it rebuilt rather than started.
+  std::vector<LineSource*> todo;
+  auto add = [&](LineSource* s) {
+    if (s != nullptr && std::find(todo.begin(), todo.end(), s) == todo.end()) todo.push_back(s);
+  };
+  add(files_.get());
+  for (JailState* js : jails) {
+    for (const std::shared_ptr<LineSource>& s : js->sources) add(s.get());
+  }
+  // What is there is read to its end at once, "not in operation".
+  for (LineSource* s : todo) {
+    s->set_max_bytes_per_pass(0);
+    initial_read_ = true;
+    Status p = s->Poll();
+    initial_read_ = false;
+    if (!p.ok()) Log(LogLevel::kError, s->log_component(), p.message());
+    s->set_max_bytes_per_pass(kTailBytesPerTurn);
+  }
 }
 
 void ServerImpl::ScheduleBacklog() {
-  if (backlog_scheduled_ || !tailer_->has_backlog()) return;
+  if (backlog_scheduled_) return;
+  const bool backlog = std::any_of(sources_.begin(), sources_.end(),
+                                   [](const LiveSource& l) { return l.source->has_backlog(); });
+  if (!backlog) return;
   backlog_scheduled_ = true;
   loop_->AddTimer(0, [this] {
     backlog_scheduled_ = false;
-    tailer_->Continue();
+    // A copy: reading may not change sources_, but be safe against it.
+    std::vector<std::shared_ptr<LineSource>> live;
+    for (const LiveSource& l : sources_) live.push_back(l.source);
+    for (const std::shared_ptr<LineSource>& s : live) {
+      if (s->has_backlog()) s->Continue();
+    }
     ScheduleBacklog();
   });
 }
@@ -689,15 +732,21 @@ Result<int> ServerImpl::Run(const std::string& command,
   }
   req.script += command;
   req.timeout_seconds = 60;
-  SpawnResult r = spawner_.Run(req);
+  SpawnResult r = spawner_->Run(req);
   if (r.end != SpawnResult::End::kExited) return Status::Error(r.Describe(60));
   return r.exit_code;
 }
 
-void ServerImpl::OnLine(const LogFile& file, std::string_view raw) {
-  const std::string_view line = DecodeUtf8Replace(raw, &scratch_);
-  for (SubscriberId id : file.subscribers()) {
-    if (JailState* js = FindJailById(id)) js->jail->ProcessLine(line, !initial_read_);
+void ServerImpl::OnLine(const SourceLine& line) {
+  const std::string_view text = DecodeUtf8Replace(line.text, &scratch_);
+  for (SubscriberId id : *line.subscribers) {
+    JailState* js = FindJailById(id);
+    if (js == nullptr) continue;
+    if (line.time) {
+      js->jail->ProcessJournalLine(text, *line.time, line.date_text);
+    } else {
+      js->jail->ProcessLine(text, !initial_read_);
+    }
   }
 }
 
@@ -828,23 +877,26 @@ void ServerImpl::WaitForActions() {
 }
 
 void ServerImpl::SaveLogPositions() {
-  for (const LogFile* f : tailer_->files()) {
-    for (SubscriberId id : f->subscribers()) {
-      JailState* js = FindJailById(id);
-      if (js == nullptr || f->first_line_hash().empty()) continue;
-      Status s = store_->UpdateLog(js->jail->name(), f->path(),
-                                   static_cast<int64_t>(f->position()), f->first_line_hash());
-      if (!s.ok()) Log(LogLevel::kError, "fail2ban.database", s.message());
-    }
-  }
-  for (auto& js : jails_) {
-    if (js->journal_last_time <= 0 || js->journal_last_time == js->journal_saved_time) continue;
-    Status s = store_->UpdateJournal(js->jail->name(), kJournalLogName, js->journal_last_time,
-                                     js->journal_last_iso);
-    if (!s.ok()) {
-      Log(LogLevel::kError, "fail2ban.database", s.message());
-    } else {
-      js->journal_saved_time = js->journal_last_time;
+  std::vector<SourcePosition> changed;
+  for (const LiveSource& live : sources_) {
+    changed.clear();
+    live.source->Positions(/*changed_only=*/true, &changed);
+    for (const SourcePosition& p : changed) {
+      JailState* js = FindJailById(p.subscriber);
+      if (js == nullptr) continue;
+      const std::string& jail = js->jail->name();
+      Status s;
+      if (const SavedPosition* file = std::get_if<SavedPosition>(&p.where)) {
+        s = store_->UpdateLog(jail, p.name, static_cast<int64_t>(file->pos), file->first_line_hash);
+      } else {
+        const TimePosition& t = std::get<TimePosition>(p.where);
+        s = store_->UpdateJournal(jail, p.name, t.time, t.time_text);
+      }
+      if (!s.ok()) {
+        Log(LogLevel::kError, "fail2ban.database", s.message());
+        continue;
+      }
+      live.source->MarkSaved(p);
     }
   }
 }
@@ -858,6 +910,28 @@ Status ServerImpl::WritePidFile() {
 }
 
 Status ServerImpl::Run() {
+  if (Status s = Start(); !s.ok()) return s;
+  Status s = loop_->Run();
+  Finish();
+  return s;
+}
+
+Result<bool> ServerImpl::RunUntil(const std::function<bool()>& done,
+                                  std::chrono::milliseconds timeout) {
+  if (done()) return true;
+  const int64_t end = EventLoop::NowMs() + timeout.count();
+  bool reached = false;
+  const EventLoop::TimerId check = loop_->AddTimer(10, [&] {
+    reached = done();
+    if (reached || EventLoop::NowMs() >= end) loop_->Stop();
+  }, 10);
+  Status s = loop_->Run();
+  loop_->CancelTimer(check);
+  if (!s.ok()) return s;
+  return reached || done();
+}
+
+Status ServerImpl::Start() {
   Status s = loop_->HandleSignals(HandledSignals(), [this](int signo) {
     if (signo == SIGTERM || signo == SIGINT) {
       Log(LogLevel::kInfo, "fail2ban.server", "Shutdown in progress...");
@@ -879,21 +953,11 @@ Status ServerImpl::Run() {
   if (!s.ok()) return s;
   s = loop_->Watch(mail_pool_->completion_fd(), [this](uint32_t) { mail_pool_->RunCompletions(); });
   if (!s.ok()) return s;
-  if (tailer_->fd() >= 0) {
-    s = loop_->Watch(tailer_->fd(), [this](uint32_t) {
-      Status p = tailer_->Process();
-      if (!p.ok()) Log(LogLevel::kError, "fail2ban.filter", p.message());
-      ScheduleBacklog();
-    });
-    if (!s.ok()) return s;
-  }
+  // The file source is on the loop from the start, jails or not (and its
+  // poll comes before the service timer in a turn where both are due).
+  if (s = RegisterSource(files_); !s.ok()) return s;
   // What a loop turn logged reaches the file in one write at its end.
   loop_->SetBeforeSleep([this] { FlushTurn(); });
-  const int64_t poll_ms = tailer_->poll_interval().count();
-  loop_->AddTimer(poll_ms, [this] {
-    tailer_->Poll();
-    ScheduleBacklog();
-  }, poll_ms);
   loop_->AddTimer(1000, [this] { ServiceTimer(); }, 1000);
   loop_->AddTimer(10000, [this] { SaveLogPositions(); }, 10000);
   // fail2ban purges bans older than dbpurgeage once an hour.
@@ -907,21 +971,21 @@ Status ServerImpl::Run() {
   // clean stop) had saved for a jail with no ban, and the log was re-read.
   PurgeDatabase();
   // The backlog of every log is read once, "not in operation": lines older
-  // than findtime count for nothing, as in fail2ban.
-  initial_read_ = true;
-  tailer_->Poll();
-  initial_read_ = false;
-  for (auto& js : jails_) ReadJournal(*js);
+  // than findtime count for nothing, as in fail2ban. From then on a burst
+  // is read a budget per loop turn: a 30 MB append leaves room between
+  // turns for control clients and timers, and each turn's bans are
+  // committed and acted on as they come.
+  std::vector<JailState*> all;
+  for (auto& js : jails_) all.push_back(js.get());
+  ReadIn(all);
   ServiceTimer();
-  // From now on a burst is read a budget per loop turn: a 30 MB append
-  // leaves room between turns for control clients and timers, and each
-  // turn's bans are committed and acted on as they come.
-  tailer_->set_max_bytes_per_pass(kTailBytesPerTurn);
   running_ = true;
   sd_notify(0, "READY=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Server ready");
+  return Status::Ok();
+}
 
-  s = loop_->Run();
+void ServerImpl::Finish() {
   StopControl();
   running_ = false;
   sd_notify(0, "STOPPING=1");
@@ -929,7 +993,6 @@ Status ServerImpl::Run() {
   SaveLogPositions();
   StopJails();
   Log(LogLevel::kInfo, "fail2ban.server", "Exiting Fail2ban");
-  return s;
 }
 
 Server::Server(std::unique_ptr<ServerImpl> impl) : impl_(std::move(impl)) {}
@@ -943,6 +1006,12 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
 }
 
 Status Server::Run() { return impl_->Run(); }
+Status Server::Start() { return impl_->Start(); }
+Result<bool> Server::RunUntil(const std::function<bool()>& done,
+                              std::chrono::milliseconds timeout) {
+  return impl_->RunUntil(done, timeout);
+}
+void Server::Finish() { impl_->Finish(); }
 void Server::Stop() { impl_->Stop(); }
 
 }  // namespace bantam

@@ -269,8 +269,7 @@ ControlReply ServerImpl::ControlStartStopJail(const std::vector<std::string>& cm
     jails_.push_back(std::move(*built));
     StartJail(fresh);
     AttachSources(fresh);
-    ReadNewLogs();
-    ReadJournal(fresh);
+    ReadIn({&fresh});
     return Ok(nullptr);
   }
   // stop --all | stop JAIL
@@ -338,15 +337,9 @@ Value ServerImpl::ControlJailStatus(JailState& js, const std::string& flavor) {
   const Jail& j = *js.jail;
   Value::List filter{Value::List{"Currently failed", static_cast<int64_t>(j.failures().size())},
                      Value::List{"Total failed", static_cast<int64_t>(j.failures().fail_total())}};
-  if (j.config().backend.rfind("systemd", 0) == 0) {
-    std::string joined;
-    for (const auto& m : j.config().journalmatch) {
-      if (!joined.empty()) joined += " + ";
-      for (size_t i = 0; i < m.size(); ++i) joined += (i ? " " : "") + m[i];
-    }
-    filter.emplace_back(Value::List{"Journal matches", Value::List{joined}});
-  } else {
-    filter.emplace_back(Value::List{"File list", StringList(js.logpaths)});
+  for (const std::shared_ptr<LineSource>& s : js.sources) {
+    SourceStatus st = s->StatusOf(js.id);
+    filter.emplace_back(Value::List{std::move(st.title), StringList(st.items)});
   }
   Value::List ips;
   const bool short_flavor = flavor == "short";
@@ -477,6 +470,15 @@ Value ServerImpl::BanTimeExtra(const JailState& js, const std::string& opt) cons
   return found;
 }
 
+FailRegexOptions ServerImpl::ShownRegexOptions(const JailState& js) const {
+  const FilterSettings& f = js.jail->config().filter;
+  FailRegexOptions ro;
+  auto dns = regex_dns_.find(js.id);
+  ro.host_matches_dns = dns != regex_dns_.end() ? dns->second : f.usedns != "no";
+  ro.maxlines = f.maxlines;
+  return ro;
+}
+
 ControlReply ServerImpl::ControlGet(const std::vector<std::string>& cmd) {
   if (cmd.size() < 2) return IndexError();
   const std::string& name = cmd[1];
@@ -510,10 +512,7 @@ ControlReply ServerImpl::ControlGet(const std::vector<std::string>& cmd) {
   if (js == nullptr) return UnknownJail(name);
   Jail& j = *js->jail;
   const JailConfig& c = j.config();
-  FailRegexOptions ro;
-  auto dns = regex_dns_.find(js->id);
-  ro.host_matches_dns = dns != regex_dns_.end() ? dns->second : c.filter.usedns != "no";
-  ro.maxlines = c.filter.maxlines;
+  const FailRegexOptions ro = ShownRegexOptions(*js);
 
   if (opt == "banned") {
     if (cmd.size() == 3) {
@@ -527,8 +526,8 @@ ControlReply ServerImpl::ControlGet(const std::vector<std::string>& cmd) {
     return Ok(Value(std::move(r)));
   }
   if (opt == "logpath") {
-    if (js->journal || c.backend.rfind("systemd", 0) == 0) return Ok(Value::List{});
-    return Ok(StringList(js->logpaths));
+    if (ReadsJournal(c)) return Ok(Value::List{});
+    return Ok(StringList(files_->paths(js->id)));
   }
   if (opt == "logencoding") return Ok("UTF-8");
   if (opt == "journalmatch") {
@@ -614,79 +613,443 @@ ControlReply ServerImpl::ControlGet(const std::vector<std::string>& cmd) {
   return Unsupported("get JAIL " + opt);
 }
 
+// `set`'s options, one setter each: the server's (["set", NAME, VALUE]) and
+// a jail's (["set", JAIL, OPT, VALUE...]). A nested class, so the setters
+// reach the server's state.
+struct ServerImpl::SetTable {
+  // What a jail setter works on: the command, its first value ("" if none)
+  // and the running jail it names.
+  struct JailArgs {
+    const std::vector<std::string>& cmd;
+    const std::string& val;
+    JailState& js;
+    Jail& j;
+  };
+  using ServerSetter = ControlReply (*)(ServerImpl& s, const std::string& value);
+  using JailSetter = ControlReply (*)(ServerImpl& s, const JailArgs& a);
+  struct ServerOption {
+    std::string_view name;
+    ServerSetter set;
+  };
+  struct JailOption {
+    std::string_view name;  // "bantime.": every bantime.* option
+    // Null: a known option bantam does not change at run time.
+    JailSetter set;
+    // False: the setter checks the arguments itself (cmd[3] may be absent).
+    bool needs_value = true;
+    // Checked before the jail is looked up (as fail2ban's Transmitter does).
+    std::optional<ControlReply> (*check)(const std::string& val) = nullptr;
+  };
+  static const ServerOption kServer[];
+  static const JailOption kJail[];
+
+  // The entry for `name`; null if none.
+  static const ServerOption* FindServer(std::string_view name);
+  static const JailOption* FindJail(std::string_view opt);
+
+  static Value ShownRegexes(const ServerImpl& s, const JailState& js,
+                            const std::vector<std::string>& list) {
+    const FailRegexOptions ro = s.ShownRegexOptions(js);
+    Value::List r;
+    for (const std::string& re : list) r.emplace_back(ExpandFailRegexTags(re, ro));
+    return Value(std::move(r));
+  }
+  // Recompiles the jail's filter; the failure fail2ban reports if it fails.
+  static std::optional<ControlReply> Refilter(Jail& j, FilterSettings fs,
+                                              const char* error_type = "RegexException") {
+    Status st = j.SetFilterSettings(std::move(fs));
+    if (!st.ok()) return ControlReply::Failure(error_type, st.message());
+    return std::nullopt;
+  }
+  static ControlReply IgnoreIps(const Jail& j) {
+    Value::List r;
+    for (const IpAddr& ip : j.ignore_list().Entries()) r.emplace_back(ip.ToString());
+    return Ok(Value(std::move(r)));
+  }
+
+  static ControlReply DbSetting(ServerImpl& s, const std::string& name, const std::string& value);
+  static ControlReply LogPath(ServerImpl& s, const JailArgs& a, bool add);
+  static ControlReply RegexList(ServerImpl& s, const JailArgs& a, bool fail, bool add);
+  static ControlReply Count(ServerImpl& s, const JailArgs& a);
+  static ControlReply BanTimeOption(ServerImpl& s, const JailArgs& a);
+};
+
+ControlReply ServerImpl::SetTable::DbSetting(ServerImpl& s, const std::string& name,
+                                             const std::string& value) {
+  if (!s.store_->enabled()) return Ok(nullptr);
+  if (name == "dbmaxmatches") {
+    Result<int64_t> n = IntArg(value);
+    if (!n.ok()) return ValueError(n.status().message());
+    s.store_->set_max_matches(static_cast<int>(*n));
+    return Ok(static_cast<int64_t>(s.store_->max_matches()));
+  }
+  Result<double> age = ParseDuration(value);
+  if (!age.ok()) return ValueError(age.status().message());
+  s.store_->set_purge_age(static_cast<int64_t>(*age));
+  return Ok(static_cast<int64_t>(s.store_->purge_age()));
+}
+
+ControlReply ServerImpl::SetTable::LogPath(ServerImpl& s, const JailArgs& a, bool add) {
+  const std::vector<std::string>& cmd = a.cmd;
+  const std::string& val = a.val;
+  bool tail = false;
+  if (add) {
+    if (cmd.size() == 5) {
+      const std::string how = LowerAscii(cmd[4]);
+      if (how == "tail") {
+        tail = true;
+      } else if (how != "head") {
+        return ValueError("File option must be 'head' or 'tail'");
+      }
+    } else if (cmd.size() > 5) {
+      return ValueError("Only one file can be added at a time");
+    }
+  }
+  if (ReadsJournal(a.j.config())) return Ok(Value::List{});
+  const uint64_t id = a.js.id;
+  const bool present = s.files_->follows(val, id);
+  if (add) {
+    struct stat st {};
+    if (present) {
+      s.Log(LogLevel::kError, "fail2ban.filter", val + " already exists");
+    } else if (::stat(val.c_str(), &st) != 0) {
+      const int err = errno;
+      ControlError e;
+      e.type = err == ENOENT ? "FileNotFoundError" : err == EACCES ? "PermissionError" : "OSError";
+      e.args = {static_cast<int64_t>(err), std::string(strerror(err))};
+      e.message = "[Errno " + std::to_string(err) + "] " + strerror(err) + ": " + PyRepr(val);
+      return ControlReply::Failure(std::move(e));
+    } else {
+      if (Status st2 = s.files_->Add(val, id, tail); !st2.ok()) {
+        return ControlReply::Failure("OSError", st2.message());
+      }
+      s.Log(LogLevel::kInfo, "fail2ban.filter", "Added logfile: " + PyRepr(val));
+    }
+  } else if (present) {
+    s.files_->Remove(val, id);
+    s.Log(LogLevel::kInfo, "fail2ban.filter", "Removed logfile: " + PyRepr(val));
+  }
+  return Ok(StringList(s.files_->paths(id)));
+}
+
+ControlReply ServerImpl::SetTable::RegexList(ServerImpl& s, const JailArgs& a, bool fail,
+                                             bool add) {
+  FilterSettings fs = a.j.config().filter;
+  std::vector<std::string>& list = fail ? fs.failregex : fs.ignoreregex;
+  if (add) {
+    list.push_back(a.val);
+  } else {
+    Result<int64_t> idx = IntArg(a.val);
+    if (!idx.ok()) return ValueError(idx.status().message());
+    const int64_t n = static_cast<int64_t>(list.size());
+    const int64_t i = *idx < 0 ? *idx + n : *idx;
+    if (i < 0 || i >= n) {
+      s.Log(LogLevel::kError, "fail2ban.filter",
+            "Cannot remove regular expression. Index " + std::to_string(*idx) + " is not valid");
+    } else {
+      list.erase(list.begin() + i);
+    }
+  }
+  if (auto e = Refilter(a.j, std::move(fs))) return *e;
+  const FilterSettings& now = a.j.config().filter;
+  return Ok(ShownRegexes(s, a.js, fail ? now.failregex : now.ignoreregex));
+}
+
+// maxmatches, maxretry, maxlines.
+ControlReply ServerImpl::SetTable::Count(ServerImpl& s, const JailArgs& a) {
+  const std::string& opt = a.cmd[2];
+  Result<int64_t> n = IntArg(a.val);
+  if (!n.ok()) return ValueError(n.status().message());
+  if (opt == "maxmatches") {
+    a.j.set_maxmatches(static_cast<int>(*n));
+  } else if (opt == "maxretry") {
+    a.j.set_maxretry(static_cast<int>(*n));
+    s.Log(LogLevel::kInfo, "fail2ban.filter", "  maxRetry: " + std::to_string(*n));
+  } else {
+    FilterSettings fs = a.j.config().filter;
+    fs.maxlines = static_cast<int>(*n);
+    if (auto e = Refilter(a.j, std::move(fs))) return *e;
+  }
+  return Ok(*n);
+}
+
+ControlReply ServerImpl::SetTable::BanTimeOption(ServerImpl& s, const JailArgs& a) {
+  const std::string key = a.cmd[2].substr(8);
+  const std::string& val = a.val;
+  BanTimeIncrementOptions inc = a.j.config().increment;
+  Value stored;
+  const bool unset = val.empty();
+  if (key == "increment") {
+    inc.increment = !unset && PyAsBool(val);
+    stored = unset ? Value() : Value(inc.increment);
+  } else if (key == "factor") {
+    inc.factor = unset ? "1" : val;
+    stored = unset ? Value() : Value(val);
+  } else if (key == "formula") {
+    inc.formula = val;
+    stored = unset ? Value() : Value(val);
+  } else if (key == "multipliers") {
+    inc.multipliers = val;
+    stored = unset ? Value() : Value(val);
+  } else if (key == "maxtime" || key == "rndtime") {
+    std::optional<double> secs;
+    if (!unset) {
+      Result<double> d = ParseDuration(val);
+      if (!d.ok()) return ValueError(d.status().message());
+      secs = *d;
+      stored = Secs(*d);
+    }
+    (key == "maxtime" ? inc.maxtime : inc.rndtime) = secs;
+  } else if (key == "overalljails") {
+    inc.overalljails = !unset && PyAsBool(val);
+    stored = unset ? Value() : Value(val);
+  } else {
+    stored = unset ? Value() : Value(val);
+  }
+  if (Status st = a.j.SetIncrement(inc); !st.ok())
+    return ControlReply::Failure("Exception", st.message());
+  Value::Dict& extra = s.ban_extra_[a.js.id];
+  std::erase_if(extra, [&](const auto& kv) { return kv.first == key; });
+  extra.emplace_back(key, stored);
+  s.Log(LogLevel::kInfo, "fail2ban.jail", "Set banTime." + key + " = " + (unset ? "None" : val));
+  return Ok(stored);
+}
+
+const ServerImpl::SetTable::ServerOption ServerImpl::SetTable::kServer[] = {
+    {"loglevel",
+     [](ServerImpl& s, const std::string& value) -> ControlReply {
+       Result<LogLevel> level = ParseLogLevel(value);
+       if (!level.ok()) return ValueError("Invalid log level " + PyRepr(value));
+       s.logger_->set_level(*level);
+       s.server_opts_.Set("loglevel", value);
+       return Ok(LogLevelName(*level));
+     }},
+    {"logtarget",
+     [](ServerImpl& s, const std::string& value) -> ControlReply {
+       if (value != s.logger_->target()) {
+         const std::string* sys = s.server_opts_.Find("syslogsocket");
+         Result<std::unique_ptr<Logger>> l =
+             Logger::Open(value, sys ? *sys : "auto", s.logger_->level());
+         if (!l.ok()) {
+           s.Log(LogLevel::kError, "fail2ban.server", l.status().message());
+           return ControlReply::Failure("Exception", "Failed to change log target");
+         }
+         s.Log(LogLevel::kInfo, "fail2ban.server", "Changed logging target to " + value);
+         s.logger_ = std::move(*l);
+         s.server_opts_.Set("logtarget", value);
+       }
+       return Ok(s.logger_->target());
+     }},
+    {"syslogsocket",
+     [](ServerImpl& s, const std::string& value) -> ControlReply {
+       s.server_opts_.Set("syslogsocket", value);
+       if (s.logger_->target().rfind("SYSLOG", 0) == 0) {
+         Result<std::unique_ptr<Logger>> l =
+             Logger::Open(s.logger_->target(), value, s.logger_->level());
+         if (!l.ok()) return ControlReply::Failure("Exception", "Failed to change syslog socket");
+         s.logger_ = std::move(*l);
+       }
+       return Ok(value);
+     }},
+    // Read at start only.
+    {"allowipv6", [](ServerImpl&, const std::string& value) -> ControlReply { return Ok(value); }},
+    {"thread", [](ServerImpl&, const std::string&) -> ControlReply { return Ok(nullptr); }},
+    {"dbfile",
+     [](ServerImpl& s, const std::string& value) -> ControlReply {
+       if (!s.store_->enabled() && LowerAscii(value) == "none") return Ok(nullptr);
+       if (s.store_->enabled() && value == s.dbfile_) return Ok(s.dbfile_);
+       return ControlReply::Failure("RuntimeError",
+                                    "Cannot change database when there are jails present");
+     }},
+    {"dbmaxmatches",
+     [](ServerImpl& s, const std::string& value) { return DbSetting(s, "dbmaxmatches", value); }},
+    {"dbpurgeage",
+     [](ServerImpl& s, const std::string& value) { return DbSetting(s, "dbpurgeage", value); }},
+};
+
+const ServerImpl::SetTable::JailOption ServerImpl::SetTable::kJail[] = {
+    {"idle",
+     [](ServerImpl&, const JailArgs& a) -> ControlReply {
+       a.j.set_idle(a.val == "on");
+       return Ok(a.j.idle());
+     },
+     true,
+     [](const std::string& val) -> std::optional<ControlReply> {
+       if (val == "on" || val == "off") return std::nullopt;
+       return ControlReply::Failure("Exception", "Invalid idle option, must be 'on' or 'off'");
+     }},
+    {"ignoreself",
+     [](ServerImpl&, const JailArgs& a) -> ControlReply {
+       a.j.ignore_list().set_ignoreself(PyAsBool(a.val));
+       return Ok(a.j.ignore_list().ignoreself());
+     }},
+    {"addignoreip",
+     [](ServerImpl&, const JailArgs& a) -> ControlReply {
+       for (size_t i = 3; i < a.cmd.size(); ++i) a.j.ignore_list().Add(a.cmd[i]);
+       return IgnoreIps(a.j);
+     }},
+    {"delignoreip",
+     [](ServerImpl&, const JailArgs& a) -> ControlReply {
+       a.j.ignore_list().Remove(a.val);
+       return IgnoreIps(a.j);
+     }},
+    {"ignorecommand",
+     [](ServerImpl&, const JailArgs& a) -> ControlReply {
+       a.j.ignore_list().set_ignorecommand(a.val);
+       return Ok(a.val);
+     }},
+    // ignorecache, journal matches and actions change Python objects fail2ban
+    // builds at run time; bantam builds them from the configuration only.
+    {"ignorecache", nullptr},
+    {"addlogpath", [](ServerImpl& s, const JailArgs& a) { return LogPath(s, a, true); }},
+    {"dellogpath", [](ServerImpl& s, const JailArgs& a) { return LogPath(s, a, false); }},
+    {"logencoding",
+     [](ServerImpl&, const JailArgs& a) -> ControlReply {
+       const std::string e = LowerAscii(a.val);
+       if (e != "auto" && e != "utf-8" && e != "utf8") {
+         return Unsupported("logencoding " + PyRepr(a.val) + " (bantam reads UTF-8)");
+       }
+       return Ok("UTF-8");
+     }},
+    {"addjournalmatch", nullptr},
+    {"deljournalmatch", nullptr},
+    {"prefregex",
+     [](ServerImpl& s, const JailArgs& a) -> ControlReply {
+       FilterSettings fs = a.j.config().filter;
+       fs.prefregex = a.val;
+       if (auto e = Refilter(a.j, std::move(fs))) return *e;
+       const std::string& p = a.j.config().filter.prefregex;
+       return Ok(p.empty() ? std::string() : ExpandFailRegexTags(p, s.ShownRegexOptions(a.js)));
+     }},
+    {"addfailregex", [](ServerImpl& s, const JailArgs& a) { return RegexList(s, a, true, true); }},
+    {"delfailregex", [](ServerImpl& s, const JailArgs& a) { return RegexList(s, a, true, false); }},
+    {"addignoreregex",
+     [](ServerImpl& s, const JailArgs& a) { return RegexList(s, a, false, true); }},
+    {"delignoreregex",
+     [](ServerImpl& s, const JailArgs& a) { return RegexList(s, a, false, false); }},
+    {"usedns",
+     [](ServerImpl& s, const JailArgs& a) -> ControlReply {
+       std::string v = LowerAscii(a.val);
+       if (v != "yes" && v != "warn" && v != "no" && v != "raw") {
+         s.Log(LogLevel::kError, "fail2ban.filter",
+               "Incorrect value " + PyRepr(v) + " specified for usedns. Using safe 'no'");
+         v = "no";
+       }
+       // The regexes stay compiled for the first usedns (see regex_dns_).
+       s.regex_dns_.emplace(a.js.id, a.j.config().filter.usedns != "no");
+       FilterSettings fs = a.j.config().filter;
+       fs.usedns = v;
+       if (auto e = Refilter(a.j, std::move(fs))) return *e;
+       return Ok(v);
+     }},
+    {"findtime",
+     [](ServerImpl& s, const JailArgs& a) -> ControlReply {
+       Result<double> d = ParseDuration(a.val);
+       if (!d.ok()) return ValueError(d.status().message());
+       a.j.set_findtime(*d);
+       s.Log(LogLevel::kInfo, "fail2ban.filter", "  findtime: " + Secs(*d).ToPyStr());
+       return Ok(Secs(a.j.config().findtime));
+     }},
+    {"bantime",
+     [](ServerImpl& s, const JailArgs& a) -> ControlReply {
+       Result<double> d = ParseDuration(a.val);
+       if (!d.ok()) return ValueError(d.status().message());
+       a.j.set_bantime(*d);
+       s.Log(LogLevel::kInfo, "fail2ban.actions", "  banTime: " + Secs(*d).ToPyStr());
+       return Ok(Secs(a.j.bans().ban_time()));
+     }},
+    {"datepattern",
+     [](ServerImpl& s, const JailArgs& a) -> ControlReply {
+       FilterSettings fs = a.j.config().filter;
+       fs.datepattern = a.val;
+       if (auto e = Refilter(a.j, std::move(fs), "ValueError")) return *e;
+       return s.ControlGet({"get", a.cmd[1], "datepattern"});
+     }},
+    {"logtimezone",
+     [](ServerImpl& s, const JailArgs& a) -> ControlReply {
+       FilterSettings fs = a.j.config().filter;
+       fs.logtimezone = a.val;
+       if (auto e = Refilter(a.j, std::move(fs), "ValueError")) return *e;
+       return s.ControlGet({"get", a.cmd[1], "logtimezone"});
+     }},
+    {"maxmatches", Count},
+    {"maxretry", Count},
+    {"maxlines", Count},
+    {"attempt",
+     [](ServerImpl& s, const JailArgs& a) -> ControlReply {
+       if (a.cmd.size() < 4) {
+         return ControlReply::Failure("TypeError",
+                                      "addAttempt() missing 1 required positional argument: 'ip'");
+       }
+       const IpAddr id = IpAddr::FromText(a.val);
+       s.Log(LogLevel::kInfo, "fail2ban.filter",
+             "[" + a.cmd[1] + "] Attempt " + id.ToString() + " - " + TimeText(s.clock_.Now()));
+       a.j.AddAttempt(id, std::vector<std::string>(a.cmd.begin() + 4, a.cmd.end()));
+       return Ok(1);
+     },
+     false},
+    {"banip",
+     [](ServerImpl&, const JailArgs& a) -> ControlReply {
+       int64_t cnt = 0;
+       for (size_t i = 3; i < a.cmd.size(); ++i) cnt += a.j.BanNow(IpAddr::FromText(a.cmd[i])) ? 1 : 0;
+       return Ok(cnt);
+     },
+     false},
+    {"unbanip",
+     [](ServerImpl& s, const JailArgs& a) -> ControlReply {
+       bool report = false;
+       size_t first = 3;
+       if (a.cmd[3] == "--report-absent") {
+         report = true;
+         first = 4;
+       }
+       std::vector<std::string> missed;
+       const int cnt = s.ControlUnban(a.js, {a.cmd.begin() + first, a.cmd.end()}, &missed);
+       if (report && !missed.empty()) return ValueError("not banned: " + PyListRepr(missed));
+       return Ok(cnt);
+     }},
+    {"bantime.", BanTimeOption},
+    {"addaction", nullptr},
+    {"delaction", nullptr},
+    {"action",
+     // ["set", JAIL, "action", NAME, PROP, VALUE]
+     [](ServerImpl&, const JailArgs& a) -> ControlReply {
+       if (a.cmd.size() < 6) return IndexError();
+       for (auto& act : a.js.actions) {
+         if (act->name() != a.cmd[3]) continue;
+         act->SetProperty(a.cmd[4], a.cmd[5]);
+         return Ok(a.cmd[5]);
+       }
+       return ControlReply::Failure("KeyError", PyRepr(a.cmd[3]));
+     }},
+};
+
+const ServerImpl::SetTable::ServerOption* ServerImpl::SetTable::FindServer(std::string_view name) {
+  for (const ServerOption& o : kServer) {
+    if (o.name == name) return &o;
+  }
+  return nullptr;
+}
+
+const ServerImpl::SetTable::JailOption* ServerImpl::SetTable::FindJail(std::string_view opt) {
+  for (const JailOption& o : kJail) {
+    if (o.name == opt) return &o;
+  }
+  if (opt.rfind("bantime.", 0) == 0) return FindJail("bantime.");
+  return nullptr;
+}
+
 ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
   if (cmd.size() < 3) return IndexError();
   const std::string& name = cmd[1];
-  const std::string& value = cmd[2];
-  // Server settings.
-  if (name == "loglevel") {
-    Result<LogLevel> level = ParseLogLevel(value);
-    if (!level.ok()) return ValueError("Invalid log level " + PyRepr(value));
-    logger_->set_level(*level);
-    server_opts_.Set("loglevel", value);
-    return Ok(LogLevelName(*level));
-  }
-  if (name == "logtarget") {
-    if (value != logger_->target()) {
-      const std::string* sys = server_opts_.Find("syslogsocket");
-      Result<std::unique_ptr<Logger>> l = Logger::Open(value, sys ? *sys : "auto", logger_->level());
-      if (!l.ok()) {
-        Log(LogLevel::kError, "fail2ban.server", l.status().message());
-        return ControlReply::Failure("Exception", "Failed to change log target");
-      }
-      Log(LogLevel::kInfo, "fail2ban.server", "Changed logging target to " + value);
-      logger_ = std::move(*l);
-      server_opts_.Set("logtarget", value);
-    }
-    return Ok(logger_->target());
-  }
-  if (name == "syslogsocket") {
-    server_opts_.Set("syslogsocket", value);
-    if (logger_->target().rfind("SYSLOG", 0) == 0) {
-      Result<std::unique_ptr<Logger>> l = Logger::Open(logger_->target(), value, logger_->level());
-      if (!l.ok()) return ControlReply::Failure("Exception", "Failed to change syslog socket");
-      logger_ = std::move(*l);
-    }
-    return Ok(value);
-  }
-  if (name == "allowipv6") return Ok(value);  // read at start only
-  if (name == "thread") return Ok(nullptr);
-  if (name == "dbfile") {
-    if (!store_->enabled() && LowerAscii(value) == "none") return Ok(nullptr);
-    if (store_->enabled() && value == dbfile_) return Ok(dbfile_);
-    return ControlReply::Failure("RuntimeError", "Cannot change database when there are jails present");
-  }
-  if (name == "dbmaxmatches" || name == "dbpurgeage") {
-    if (!store_->enabled()) return Ok(nullptr);
-    if (name == "dbmaxmatches") {
-      Result<int64_t> n = IntArg(value);
-      if (!n.ok()) return ValueError(n.status().message());
-      store_->set_max_matches(static_cast<int>(*n));
-      return Ok(static_cast<int64_t>(store_->max_matches()));
-    }
-    Result<double> age = ParseDuration(value);
-    if (!age.ok()) return ValueError(age.status().message());
-    store_->set_purge_age(static_cast<int64_t>(*age));
-    return Ok(static_cast<int64_t>(store_->purge_age()));
-  }
+  if (const SetTable::ServerOption* o = SetTable::FindServer(name)) return o->set(*this, cmd[2]);
 
-  // Jail settings: ["set", JAIL, OPT, VALUE...].
+  // A jail's option.
   const std::string& opt = cmd[2];
-  static const char* const kJailSets[] = {
-      "idle",        "ignoreself",  "addignoreip",  "delignoreip",   "ignorecommand", "ignorecache",
-      "addlogpath",  "dellogpath",  "logencoding",  "addjournalmatch", "deljournalmatch",
-      "prefregex",   "addfailregex", "delfailregex", "addignoreregex", "delignoreregex",
-      "usedns",      "findtime",    "datepattern",  "logtimezone",   "maxmatches",    "maxretry",
-      "maxlines",    "bantime",     "attempt",      "banip",         "unbanip",       "addaction",
-      "delaction",   "action"};
-  const bool known = std::find_if(std::begin(kJailSets), std::end(kJailSets), [&](const char* k) {
-                       return opt == k;
-                     }) != std::end(kJailSets) ||
-                     opt.rfind("bantime.", 0) == 0;
-  if (!known) return InvalidSet(opt);
-  if (opt != "attempt" && opt != "banip" && cmd.size() < 4) return IndexError();
+  const SetTable::JailOption* o = SetTable::FindJail(opt);
+  if (o == nullptr) return InvalidSet(opt);
+  if (o->needs_value && cmd.size() < 4) return IndexError();
   const std::string val = cmd.size() > 3 ? cmd[3] : std::string();
-
   // A jail added by `add` and not started: collect its settings.
   for (PendingJail& p : pending_jails_) {
     if (p.name != name) continue;
@@ -695,261 +1058,15 @@ ControlReply ServerImpl::ControlSet(const std::vector<std::string>& cmd) {
     p.commands.push_back(Value(std::move(c)));
     return Ok(val);
   }
-  if (opt == "idle") {
-    if (val != "on" && val != "off") {
-      return ControlReply::Failure("Exception", "Invalid idle option, must be 'on' or 'off'");
-    }
+  if (o->check) {
+    if (std::optional<ControlReply> e = o->check(val)) return *e;
   }
   JailState* js = FindJail(name);
   if (js == nullptr) return UnknownJail(name);
-  Jail& j = *js->jail;
-  FailRegexOptions ro;
-  auto regex_list = [&](const std::vector<std::string>& list) {
-    auto dns = regex_dns_.find(js->id);
-    ro.host_matches_dns =
-        dns != regex_dns_.end() ? dns->second : j.config().filter.usedns != "no";
-    ro.maxlines = j.config().filter.maxlines;
-    Value::List r;
-    for (const std::string& re : list) r.emplace_back(ExpandFailRegexTags(re, ro));
-    return Value(std::move(r));
-  };
-  auto refilter = [&](FilterSettings fs) -> std::optional<ControlReply> {
-    Status s = j.SetFilterSettings(std::move(fs));
-    if (!s.ok()) return ControlReply::Failure("RegexException", s.message());
-    return std::nullopt;
-  };
-
-  if (opt == "idle") {
-    j.set_idle(val == "on");
-    return Ok(j.idle());
+  if (o->set == nullptr) {
+    return Unsupported("set JAIL " + opt + " (change the configuration and reload)");
   }
-  if (opt == "ignoreself") {
-    j.ignore_list().set_ignoreself(PyAsBool(val));
-    return Ok(j.ignore_list().ignoreself());
-  }
-  if (opt == "addignoreip" || opt == "delignoreip") {
-    if (opt == "addignoreip") {
-      for (size_t i = 3; i < cmd.size(); ++i) j.ignore_list().Add(cmd[i]);
-    } else {
-      j.ignore_list().Remove(val);
-    }
-    Value::List r;
-    for (const IpAddr& a : j.ignore_list().Entries()) r.emplace_back(a.ToString());
-    return Ok(Value(std::move(r)));
-  }
-  if (opt == "ignorecommand") {
-    j.ignore_list().set_ignorecommand(val);
-    return Ok(val);
-  }
-  if (opt == "addlogpath" || opt == "dellogpath") {
-    bool tail = false;
-    if (opt == "addlogpath") {
-      if (cmd.size() == 5) {
-        const std::string how = LowerAscii(cmd[4]);
-        if (how == "tail") {
-          tail = true;
-        } else if (how != "head") {
-          return ValueError("File option must be 'head' or 'tail'");
-        }
-      } else if (cmd.size() > 5) {
-        return ValueError("Only one file can be added at a time");
-      }
-    }
-    if (js->journal || j.config().backend.rfind("systemd", 0) == 0) return Ok(Value::List{});
-    const bool present = std::find(js->logpaths.begin(), js->logpaths.end(), val) != js->logpaths.end();
-    if (opt == "addlogpath") {
-      struct stat st {};
-      if (present) {
-        Log(LogLevel::kError, "fail2ban.filter", val + " already exists");
-      } else if (::stat(val.c_str(), &st) != 0) {
-        const int err = errno;
-        ControlError e;
-        e.type = err == ENOENT ? "FileNotFoundError" : err == EACCES ? "PermissionError" : "OSError";
-        e.args = {static_cast<int64_t>(err), std::string(strerror(err))};
-        e.message = "[Errno " + std::to_string(err) + "] " + strerror(err) + ": " + PyRepr(val);
-        return ControlReply::Failure(std::move(e));
-      } else {
-        if (Status s = tailer_->Add(val, js->id, tail); !s.ok()) {
-          return ControlReply::Failure("OSError", s.message());
-        }
-        js->logpaths.push_back(val);
-        Log(LogLevel::kInfo, "fail2ban.filter", "Added logfile: " + PyRepr(val));
-      }
-    } else if (present) {
-      tailer_->Remove(val, js->id);
-      js->logpaths.erase(std::find(js->logpaths.begin(), js->logpaths.end(), val));
-      Log(LogLevel::kInfo, "fail2ban.filter", "Removed logfile: " + PyRepr(val));
-    }
-    return Ok(StringList(js->logpaths));
-  }
-  if (opt == "logencoding") {
-    const std::string e = LowerAscii(val);
-    if (e != "auto" && e != "utf-8" && e != "utf8") {
-      return Unsupported("logencoding " + PyRepr(val) + " (bantam reads UTF-8)");
-    }
-    return Ok("UTF-8");
-  }
-  if (opt == "prefregex") {
-    FilterSettings fs = j.config().filter;
-    fs.prefregex = val;
-    if (auto e = refilter(std::move(fs))) return *e;
-    const std::string& p = j.config().filter.prefregex;
-    auto dns = regex_dns_.find(js->id);
-    ro.host_matches_dns =
-        dns != regex_dns_.end() ? dns->second : j.config().filter.usedns != "no";
-    ro.maxlines = j.config().filter.maxlines;
-    return Ok(p.empty() ? std::string() : ExpandFailRegexTags(p, ro));
-  }
-  if (opt == "addfailregex" || opt == "addignoreregex" || opt == "delfailregex" ||
-      opt == "delignoreregex") {
-    FilterSettings fs = j.config().filter;
-    std::vector<std::string>& list =
-        opt.find("failregex") != std::string::npos ? fs.failregex : fs.ignoreregex;
-    if (opt[0] == 'a') {
-      list.push_back(val);
-    } else {
-      Result<int64_t> idx = IntArg(val);
-      if (!idx.ok()) return ValueError(idx.status().message());
-      const int64_t n = static_cast<int64_t>(list.size());
-      const int64_t i = *idx < 0 ? *idx + n : *idx;
-      if (i < 0 || i >= n) {
-        Log(LogLevel::kError, "fail2ban.filter",
-            "Cannot remove regular expression. Index " + std::to_string(*idx) + " is not valid");
-      } else {
-        list.erase(list.begin() + i);
-      }
-    }
-    const bool fail = opt.find("failregex") != std::string::npos;
-    if (auto e = refilter(std::move(fs))) return *e;
-    return Ok(regex_list(fail ? j.config().filter.failregex : j.config().filter.ignoreregex));
-  }
-  if (opt == "usedns") {
-    std::string v = LowerAscii(val);
-    if (v != "yes" && v != "warn" && v != "no" && v != "raw") {
-      Log(LogLevel::kError, "fail2ban.filter",
-          "Incorrect value " + PyRepr(v) + " specified for usedns. Using safe 'no'");
-      v = "no";
-    }
-    regex_dns_.emplace(js->id, j.config().filter.usedns != "no");
-    FilterSettings fs = j.config().filter;
-    fs.usedns = v;
-    if (auto e = refilter(std::move(fs))) return *e;
-    return Ok(v);
-  }
-  if (opt == "findtime" || opt == "bantime") {
-    Result<double> d = ParseDuration(val);
-    if (!d.ok()) return ValueError(d.status().message());
-    if (opt == "findtime") {
-      j.set_findtime(*d);
-      Log(LogLevel::kInfo, "fail2ban.filter", "  findtime: " + Secs(*d).ToPyStr());
-      return Ok(Secs(j.config().findtime));
-    }
-    j.set_bantime(*d);
-    Log(LogLevel::kInfo, "fail2ban.actions", "  banTime: " + Secs(*d).ToPyStr());
-    return Ok(Secs(j.bans().ban_time()));
-  }
-  if (opt == "datepattern" || opt == "logtimezone") {
-    FilterSettings fs = j.config().filter;
-    (opt == "datepattern" ? fs.datepattern : fs.logtimezone) = val;
-    Status s = j.SetFilterSettings(std::move(fs));
-    if (!s.ok()) return ControlReply::Failure("ValueError", s.message());
-    return ControlGet({"get", name, opt});
-  }
-  if (opt == "maxmatches" || opt == "maxretry" || opt == "maxlines") {
-    Result<int64_t> n = IntArg(val);
-    if (!n.ok()) return ValueError(n.status().message());
-    if (opt == "maxmatches") {
-      j.set_maxmatches(static_cast<int>(*n));
-    } else if (opt == "maxretry") {
-      j.set_maxretry(static_cast<int>(*n));
-      Log(LogLevel::kInfo, "fail2ban.filter", "  maxRetry: " + std::to_string(*n));
-    } else {
-      FilterSettings fs = j.config().filter;
-      fs.maxlines = static_cast<int>(*n);
-      if (auto e = refilter(std::move(fs))) return *e;
-    }
-    return Ok(*n);
-  }
-  if (opt == "attempt") {
-    if (cmd.size() < 4) {
-      return ControlReply::Failure("TypeError",
-                                   "addAttempt() missing 1 required positional argument: 'ip'");
-    }
-    const IpAddr id = IpAddr::FromText(val);
-    Log(LogLevel::kInfo, "fail2ban.filter",
-        "[" + name + "] Attempt " + id.ToString() + " - " + TimeText(clock_.Now()));
-    j.AddAttempt(id, std::vector<std::string>(cmd.begin() + 4, cmd.end()));
-    return Ok(1);
-  }
-  if (opt == "banip") {
-    int64_t cnt = 0;
-    for (size_t i = 3; i < cmd.size(); ++i) cnt += j.BanNow(IpAddr::FromText(cmd[i])) ? 1 : 0;
-    return Ok(cnt);
-  }
-  if (opt == "unbanip") {
-    bool report = false;
-    size_t first = 3;
-    if (cmd[3] == "--report-absent") {
-      report = true;
-      first = 4;
-    }
-    std::vector<std::string> missed;
-    const int cnt = ControlUnban(*js, {cmd.begin() + first, cmd.end()}, &missed);
-    if (report && !missed.empty()) return ValueError("not banned: " + PyListRepr(missed));
-    return Ok(cnt);
-  }
-  if (opt.rfind("bantime.", 0) == 0) {
-    const std::string key = opt.substr(8);
-    BanTimeIncrementOptions inc = j.config().increment;
-    Value stored;
-    const bool unset = val.empty();
-    if (key == "increment") {
-      inc.increment = !unset && PyAsBool(val);
-      stored = unset ? Value() : Value(inc.increment);
-    } else if (key == "factor") {
-      inc.factor = unset ? "1" : val;
-      stored = unset ? Value() : Value(val);
-    } else if (key == "formula") {
-      inc.formula = val;
-      stored = unset ? Value() : Value(val);
-    } else if (key == "multipliers") {
-      inc.multipliers = val;
-      stored = unset ? Value() : Value(val);
-    } else if (key == "maxtime" || key == "rndtime") {
-      std::optional<double> secs;
-      if (!unset) {
-        Result<double> d = ParseDuration(val);
-        if (!d.ok()) return ValueError(d.status().message());
-        secs = *d;
-        stored = Secs(*d);
-      }
-      (key == "maxtime" ? inc.maxtime : inc.rndtime) = secs;
-    } else if (key == "overalljails") {
-      inc.overalljails = !unset && PyAsBool(val);
-      stored = unset ? Value() : Value(val);
-    } else {
-      stored = unset ? Value() : Value(val);
-    }
-    if (Status s = j.SetIncrement(inc); !s.ok()) return ControlReply::Failure("Exception", s.message());
-    Value::Dict& extra = ban_extra_[js->id];
-    std::erase_if(extra, [&](const auto& kv) { return kv.first == key; });
-    extra.emplace_back(key, stored);
-    Log(LogLevel::kInfo, "fail2ban.jail", "Set banTime." + key + " = " + (unset ? "None" : val));
-    return Ok(stored);
-  }
-  // ignorecache, journal matches and actions change Python objects fail2ban
-  // builds at run time; bantam builds them from the configuration only.
-  if (opt == "action") {
-    // ["set", JAIL, "action", NAME, PROP, VALUE]
-    if (cmd.size() < 6) return IndexError();
-    for (auto& a : js->actions) {
-      if (a->name() != cmd[3]) continue;
-      a->SetProperty(cmd[4], cmd[5]);
-      return Ok(cmd[5]);
-    }
-    return ControlReply::Failure("KeyError", PyRepr(cmd[3]));
-  }
-  return Unsupported("set JAIL " + opt + " (change the configuration and reload)");
+  return o->set(*this, SetTable::JailArgs{cmd, val, *js, *js->jail});
 }
 
 }  // namespace bantam

@@ -15,15 +15,16 @@
 #include <utility>
 #include <vector>
 
-#include "bantam/ban_store.h"
-#include "bantam/clock.h"
 #include "bantam/action.h"
 #include "bantam/action_factory.h"
+#include "bantam/ban_store.h"
+#include "bantam/clock.h"
 #include "bantam/config_loader.h"
 #include "bantam/control_server.h"
 #include "bantam/event_loop.h"
 #include "bantam/jail.h"
 #include "bantam/journal_reader.h"
+#include "bantam/line_source.h"
 #include "bantam/log_tailer.h"
 #include "bantam/logging.h"
 #include "bantam/server.h"
@@ -34,13 +35,15 @@ namespace bantam {
 
 // One running jail and what belongs to it. Owned by ServerImpl::jails_
 // through a unique_ptr, so its address is stable while it runs (callbacks
-// and the tailer's subscriber id refer to it).
+// and the sources' subscriber id refer to it).
 struct JailState {
-  uint64_t id = 0;  // the tailer's subscriber id; never reused
+  uint64_t id = 0;  // its subscriber id at its sources; never reused
   std::unique_ptr<Jail> jail;
   std::vector<std::unique_ptr<Action>> actions;
-  std::unique_ptr<JournalReader> journal;  // backend = systemd
-  std::vector<std::string> logpaths;       // followed by the tailer for this jail
+  // What it reads, in the order attached: the shared file source (every
+  // file jail has it, even with no file), its journal, ... Each is also in
+  // ServerImpl::sources_ while some jail reads it.
+  std::vector<std::shared_ptr<LineSource>> sources;
   // The jail's part of the configuration stream, as JSON, and each action's
   // options: a reload rebuilds what changed and keeps the rest.
   std::string signature;
@@ -50,12 +53,10 @@ struct JailState {
   // it again.
   std::map<const Action*, uint64_t> action_epochs;
   uint64_t evicted_logged = 0;
-  // The journal backend's position: the time of the last entry read (epoch
-  // seconds) and its ISO form, as fail2ban keeps them in the database.
-  double journal_last_time = 0;
-  std::string journal_last_iso;
-  double journal_saved_time = 0;
 };
+
+// backend = systemd[...]: the jail reads the journal, not files.
+inline bool ReadsJournal(const JailConfig& c) { return c.backend.rfind("systemd", 0) == 0; }
 
 // A jail of a loaded configuration with the part of the command stream that
 // configures it (its signature: a reload rebuilds the jail when it changes).
@@ -87,11 +88,19 @@ class BanHistoryReader {
 
 class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
  public:
-  explicit ServerImpl(ServerOptions options) : options_(std::move(options)) {}
+  explicit ServerImpl(ServerOptions options)
+      : options_(std::move(options)),
+        clock_(options_.clock ? *options_.clock : SystemClock()),
+        spawner_(options_.spawner ? options_.spawner : &shell_spawner_) {}
   ~ServerImpl() override;
 
   Status Init();
+  // Start(), the loop until Stop() or a termination signal, Finish().
   Status Run();
+  // Run()'s parts (Server::Start, RunUntil, Finish).
+  Status Start();
+  Result<bool> RunUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+  void Finish();
   // Init's part after ServerOptions::detach: database, loop, pool, jails.
   Status InitAfterDetach(LoadedConfig& cfg);
   void Stop() {
@@ -131,9 +140,20 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
  private:
   // A jail built from configuration, not yet running.
   Result<std::unique_ptr<JailState>> BuildJail(JailConfig config, const std::string& signature);
-  // Subscribes the jail's logs (or opens its journal) and adds it to jails_.
-  void AttachSources(JailState& js);
+  // The one place that knows the kinds of source: subscribes the jail to
+  // the file source with its logpaths, or opens its journal, ... Each
+  // resumes where the jail left off: `carried` (the positions of the jail
+  // it replaces, on a reload), else the database.
+  void AttachSources(JailState& js, const std::vector<SourcePosition>& carried = {});
+  // Unsubscribes the jail from its sources; a source no jail reads any more
+  // leaves the loop.
   void DetachSources(JailState& js);
+  // Puts `source` on the loop (its fd, its poll timer) unless it is there.
+  Status RegisterSource(const std::shared_ptr<LineSource>& source);
+  // Adds `source` to the jail's sources and, the first time, to the loop.
+  Status UseSource(JailState& js, std::shared_ptr<LineSource> source);
+  // Every position of the jail's sources (for the jail replacing it).
+  std::vector<SourcePosition> PositionsOf(const JailState& js) const;
   // actionstart (unless on demand) and restore from the database.
   void StartJail(JailState& js);
   // Lifts every ban from the firewall (flush or unban), then actionstop.
@@ -150,8 +170,8 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   Result<LoadedConfig> LoadCheckedConfig() const;
   void LogDiagnostics(const LoadedConfig& cfg);
 
-  Status OpenJournal(JailState& js);
-  void ReadJournal(JailState& js);
+  Status OpenJournal(JailState& js, JournalSource& source,
+                     const std::vector<SourcePosition>& carried);
 
   void Log(LogLevel level, const char* component, const std::string& message) {
     if (logger_) logger_->Log(level, component, message);
@@ -178,8 +198,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void StartJails();
   void StopJails();
   void WaitForActions();
+  // Writes the positions of every source that changed since the last save.
   void SaveLogPositions();
-  void OnLine(const LogFile& file, std::string_view raw);
+  void OnLine(const SourceLine& line);
   void ServiceTimer();
   void PurgeDatabase();
   // End of a loop turn: commits the turn's bans in one transaction, then
@@ -187,24 +208,34 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void FlushTurn();
   // Reads the rest of a log burst in later loop turns.
   void ScheduleBacklog();
-  // Reads logs added by a reload or `start JAIL` to their end ("not in
-  // operation", as at start).
-  void ReadNewLogs();
+  // Reads the backlog of the sources of `jails` (and of the shared file
+  // source, where a reload adds files) to their end, "not in operation":
+  // at start, and for jails a reload or `start JAIL` started.
+  void ReadIn(const std::vector<JailState*>& jails);
   void ReportDeferredBans();
   // Logs a ban and hands it to the jail's actions.
   void ReportBan(JailState& js, const Ticket& t);
   Status WritePidFile();
 
   ServerOptions options_;
-  const Clock& clock_ = SystemClock();
+  const Clock& clock_;
   OrderedMap<std::string> server_opts_;
   std::unique_ptr<Logger> logger_;
   std::string dbfile_;
   std::unique_ptr<BanStore> store_;
   std::shared_ptr<BanHistoryReader> history_reader_;
   std::unique_ptr<EventLoop> loop_;
-  std::unique_ptr<LogTailer> tailer_;
-  ShellSpawner spawner_;
+  // The log files of every file jail; in sources_ while a jail uses it.
+  std::shared_ptr<FileSource> files_;
+  // Every source some jail reads, each once, with its loop registration.
+  struct LiveSource {
+    std::shared_ptr<LineSource> source;
+    int fd = -1;
+    std::optional<EventLoop::TimerId> poll_timer;
+  };
+  std::vector<LiveSource> sources_;
+  ShellSpawner shell_spawner_;
+  Spawner* spawner_;  // options_.spawner or shell_spawner_
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<WorkerPool> mail_pool_;  // whois and sendmail, apart from firewall actions
   std::unique_ptr<SystemHostAddresses> self_;
@@ -258,7 +289,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   ControlServer::Response OnControl(const ControlRequest& request, const PeerCredentials& peer);
   // fail2ban's Transmitter over this server's state.
   ControlReply ControlCommand(const std::vector<std::string>& cmd, std::function<void()>* after);
+  // `set`: one entry per option in SetTable (server_control.cc).
   ControlReply ControlSet(const std::vector<std::string>& cmd);
+  struct SetTable;
   ControlReply ControlGet(const std::vector<std::string>& cmd);
   ControlReply ControlStatus(const std::vector<std::string>& cmd);
   ControlReply ControlReload(const std::vector<std::string>& cmd);
@@ -283,6 +316,8 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // `get JAIL failregex` shows them expanded for it, whatever usedns says
   // now.
   std::map<uint64_t, bool> regex_dns_;
+  // How `get`/`set` show a jail's regexes: expanded for that usedns.
+  FailRegexOptions ShownRegexOptions(const JailState& js) const;
   // Jails added by `add JAIL` and not started yet (fail2ban configures them
   // with set commands first): their settings so far.
   struct PendingJail {

@@ -3,6 +3,7 @@
 #include <glob.h>
 #include <systemd/sd-journal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -548,6 +549,84 @@ Result<JournalChange> JournalReader::Process() {
   if (r == SD_JOURNAL_APPEND) return JournalChange::kAppend;
   if (r == SD_JOURNAL_INVALIDATE) return JournalChange::kInvalidate;
   return JournalChange::kNop;
+}
+
+JournalSource::JournalSource(SubscriberId subscriber,
+                             std::vector<std::vector<std::string>> journalmatch,
+                             LineCallback on_line)
+    : subscribers_{subscriber},
+      journalmatch_(std::move(journalmatch)),
+      on_line_(std::move(on_line)) {}
+
+Status JournalSource::Open(const JournalOptions& options, double not_before,
+                           std::optional<TimePosition> resume) {
+  reader_.reset();
+  fd_ = -1;
+  if (resume && resume->time > 0) last_ = *resume;
+  Result<std::unique_ptr<JournalReader>> reader = JournalReader::Open(options);
+  if (!reader.ok()) return reader.status();
+  std::unique_ptr<JournalReader> r = std::move(*reader);
+  if (Status s = r->AddMatches(journalmatch_); !s.ok()) return s;
+  // Entries up to the last one read are not read again: start 1.5 us after
+  // it, which the seek's truncation to whole us turns into exactly +1 us.
+  double since = not_before;
+  if (last_.time > 0) since = std::max(since, last_.time + 1.5e-6);
+  if (Status s = r->SeekRealtime(since); !s.ok()) return s;
+  Result<int> fd = r->fd();
+  if (!fd.ok()) return fd.status();
+  fd_ = *fd;
+  reader_ = std::move(r);
+  return Status::Ok();
+}
+
+Status JournalSource::Process() {
+  if (!reader_) return Status::Ok();
+  Result<JournalChange> change = reader_->Process();
+  if (!change.ok()) return change.status();
+  return Poll();
+}
+
+Status JournalSource::Poll() {
+  if (!reader_) return Status::Ok();
+  while (true) {
+    Result<bool> more = reader_->Next(&entry_);
+    if (!more.ok()) return more.status();
+    if (!*more) return Status::Ok();
+    // fail2ban's tuple line carries the ISO date with one space appended.
+    date_.assign(entry_.date_text).push_back(' ');
+    SourceLine line;
+    line.text = entry_.line;
+    line.subscribers = &subscribers_;
+    line.origin = kJournalLogName;
+    line.time = entry_.time;
+    line.date_text = date_;
+    on_line_(line);
+    last_.time = entry_.time;
+    last_.time_text = entry_.date_text;
+  }
+}
+
+void JournalSource::Unsubscribe(SubscriberId subscriber) { std::erase(subscribers_, subscriber); }
+
+void JournalSource::Positions(bool changed_only, std::vector<SourcePosition>* out) const {
+  if (subscribers_.empty() || last_.time <= 0) return;
+  if (changed_only && last_.time == saved_time_) return;
+  out->push_back(SourcePosition{subscribers_.front(), kJournalLogName, last_});
+}
+
+void JournalSource::MarkSaved(const SourcePosition& position) {
+  if (const TimePosition* where = std::get_if<TimePosition>(&position.where)) {
+    saved_time_ = where->time;
+  }
+}
+
+SourceStatus JournalSource::StatusOf(SubscriberId /*subscriber*/) const {
+  std::string joined;
+  for (const std::vector<std::string>& m : journalmatch_) {
+    if (!joined.empty()) joined += " + ";
+    for (size_t i = 0; i < m.size(); ++i) joined += (i ? " " : "") + m[i];
+  }
+  return SourceStatus{"Journal matches", {joined}};
 }
 
 }  // namespace bantam

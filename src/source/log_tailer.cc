@@ -742,3 +742,96 @@ void LogTailer::EnsureWatches(LogFile& f) {
 }
 
 }  // namespace bantam
+
+namespace bantam {
+
+Result<std::unique_ptr<FileSource>> FileSource::Create(LogTailer::Options options,
+                                                       LineCallback on_line) {
+  if (!on_line) return Status::Error("FileSource: no line callback");
+  std::unique_ptr<FileSource> source(new FileSource(std::move(on_line)));
+  FileSource* self = source.get();
+  options.on_line = [self](const LogFile& f, std::string_view text) {
+    SourceLine line;
+    line.text = text;
+    line.subscribers = &f.subscribers();
+    line.origin = f.path();
+    self->on_line_(line);
+  };
+  Result<std::unique_ptr<LogTailer>> tailer = LogTailer::Create(std::move(options));
+  if (!tailer.ok()) return tailer.status();
+  source->tailer_ = std::move(*tailer);
+  return source;
+}
+
+void FileSource::Subscribe(SubscriberId subscriber) { paths_[subscriber]; }
+
+Status FileSource::Add(const std::string& path, SubscriberId subscriber, bool tail,
+                       std::optional<SavedPosition> saved) {
+  Subscribe(subscriber);
+  if (Status s = tailer_->Add(path, subscriber, tail, std::move(saved)); !s.ok()) return s;
+  // As the jail listed them, a path named twice included.
+  paths_[subscriber].push_back(path);
+  return Status::Ok();
+}
+
+void FileSource::Remove(const std::string& path, SubscriberId subscriber) {
+  auto it = paths_.find(subscriber);
+  if (it == paths_.end()) return;
+  auto p = std::find(it->second.begin(), it->second.end(), path);
+  if (p == it->second.end()) return;
+  it->second.erase(p);
+  tailer_->Remove(path, subscriber);
+  saved_.erase({path, subscriber});
+}
+
+const std::vector<std::string>& FileSource::paths(SubscriberId subscriber) const {
+  static const std::vector<std::string> kNone;
+  auto it = paths_.find(subscriber);
+  return it == paths_.end() ? kNone : it->second;
+}
+
+bool FileSource::follows(const std::string& path, SubscriberId subscriber) const {
+  const std::vector<std::string>& mine = paths(subscriber);
+  return std::find(mine.begin(), mine.end(), path) != mine.end();
+}
+
+Status FileSource::Poll() {
+  tailer_->Poll();
+  return Status::Ok();
+}
+
+void FileSource::Unsubscribe(SubscriberId subscriber) {
+  auto it = paths_.find(subscriber);
+  if (it == paths_.end()) return;
+  for (const std::string& path : it->second) {
+    tailer_->Remove(path, subscriber);
+    saved_.erase({path, subscriber});
+  }
+  paths_.erase(it);
+}
+
+void FileSource::Positions(bool changed_only, std::vector<SourcePosition>* out) const {
+  for (const LogFile* f : tailer_->files()) {
+    if (f->first_line_hash().empty()) continue;
+    const SavedPosition where = f->saved_position();
+    for (SubscriberId id : f->subscribers()) {
+      if (changed_only) {
+        auto s = saved_.find({f->path(), id});
+        if (s != saved_.end() && s->second == where) continue;
+      }
+      out->push_back(SourcePosition{id, f->path(), where});
+    }
+  }
+}
+
+void FileSource::MarkSaved(const SourcePosition& position) {
+  const SavedPosition* where = std::get_if<SavedPosition>(&position.where);
+  if (where == nullptr || !follows(position.name, position.subscriber)) return;
+  saved_[{position.name, position.subscriber}] = *where;
+}
+
+SourceStatus FileSource::StatusOf(SubscriberId subscriber) const {
+  return SourceStatus{"File list", paths(subscriber)};
+}
+
+}  // namespace bantam

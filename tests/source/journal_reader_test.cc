@@ -385,6 +385,70 @@ TEST_F(JournalTest, FdAndProcessWork) {
   EXPECT_TRUE(r->Process().ok());
 }
 
+// JournalSource hands out every entry as a line for its one jail, with the
+// entry's time and fail2ban's date text (a space appended); its position
+// is the last entry read, and a source resuming from it reads nothing again.
+TEST_F(JournalTest, JournalSourceReadsLinesAndResumesAfterItsPosition) {
+  JournalOptions o;
+  o.journalfiles = std::vector<std::string>{MakeJournal(Corpus())};
+  std::vector<std::string> lines;
+  std::vector<double> times;
+  auto collect = [&](const SourceLine& l) {
+    ASSERT_TRUE(l.time.has_value());
+    EXPECT_EQ(*l.subscribers, (std::vector<SubscriberId>{7}));
+    EXPECT_EQ(l.origin, kJournalLogName);
+    EXPECT_EQ(l.date_text.back(), ' ');
+    lines.emplace_back(l.text);
+    times.push_back(*l.time);
+  };
+  JournalSource first(7, {}, collect);
+  EXPECT_EQ(first.fd(), -1);  // closed until opened
+  ASSERT_TRUE(first.Open(o, 0, std::nullopt).ok());
+  EXPECT_GE(first.fd(), 0);
+  ASSERT_TRUE(first.Poll().ok());
+  ASSERT_EQ(lines.size(), std::size(kExpected));
+  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i], kExpected[i].line) << i;
+
+  std::vector<SourcePosition> changed;
+  first.Positions(true, &changed);
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].subscriber, 7u);
+  EXPECT_EQ(changed[0].name, kJournalLogName);
+  const TimePosition last = std::get<TimePosition>(changed[0].where);
+  EXPECT_EQ(last.time, times.back());
+  first.MarkSaved(changed[0]);
+  changed.clear();
+  first.Positions(true, &changed);
+  EXPECT_TRUE(changed.empty());
+  first.Positions(false, &changed);
+  EXPECT_EQ(changed.size(), 1u);
+
+  lines.clear();
+  JournalSource again(7, {}, collect);
+  ASSERT_TRUE(again.Open(o, 0, last).ok());
+  ASSERT_TRUE(again.Poll().ok());
+  EXPECT_TRUE(lines.empty());
+}
+
+// A journal that did not open still shows the jail's journalmatch, lines
+// joined with " + " ("+" words kept), as fail2ban's status does.
+TEST(JournalSourceTest, ClosedSourceShowsItsMatches) {
+  JournalSource s(3, {{"_SYSTEMD_UNIT=sshd.service", "+", "_COMM=sshd"}, {"_COMM=su"}},
+                  [](const SourceLine&) {});
+  JournalOptions o;
+  o.journalpath = "/nonexistent/bantam-journal";
+  EXPECT_FALSE(s.Open(o, 0, std::nullopt).ok());
+  EXPECT_FALSE(s.is_open());
+  EXPECT_EQ(s.fd(), -1);
+  EXPECT_TRUE(s.Poll().ok());
+  SourceStatus st = s.StatusOf(3);
+  EXPECT_EQ(st.title, "Journal matches");
+  EXPECT_EQ(st.items,
+            (std::vector<std::string>{"_SYSTEMD_UNIT=sshd.service + _COMM=sshd + _COMM=su"}));
+  s.Unsubscribe(3);
+  EXPECT_FALSE(s.has_subscribers());
+}
+
 // Reads the same file with fail2ban itself and compares every field of
 // every entry, with the real "zone offset at import" behaviour.
 constexpr char kOracle[] = R"PY(

@@ -1,0 +1,159 @@
+// Server driven in steps with a FakeClock and a recording Spawner: a real
+// configuration tree and log file in a temp dir, real matching, the real
+// event loop and worker pool; only time and the shell are fakes.
+#include "bantam/server.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../testing/temp_tree.h"
+#include "bantam/clock.h"
+#include "bantam/spawner.h"
+
+namespace bantam {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Records every script and says it exited 0. Workers call it concurrently.
+class RecordingSpawner : public Spawner {
+ public:
+  SpawnResult Run(const SpawnRequest& request) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    scripts_.push_back(request.script);
+    SpawnResult r;
+    r.end = SpawnResult::End::kExited;
+    r.exit_code = 0;
+    return r;
+  }
+  // The recorded scripts that contain `word`.
+  std::vector<std::string> With(const std::string& word) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> out;
+    for (const std::string& s : scripts_) {
+      if (s.find(word) != std::string::npos) out.push_back(s);
+    }
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> scripts_;
+};
+
+// Server::Create blocks the signals the daemon handles; the rest of the
+// test binary gets its mask back.
+class SignalMaskGuard {
+ public:
+  SignalMaskGuard() { ::pthread_sigmask(SIG_SETMASK, nullptr, &saved_); }
+  ~SignalMaskGuard() { ::pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
+
+ private:
+  sigset_t saved_;
+};
+
+std::string LocalTime(double t) {
+  const time_t secs = static_cast<time_t>(t);
+  struct tm tm;
+  ::localtime_r(&secs, &tm);
+  char buf[64];
+  ::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string d = tree_.root();
+    tree_.Write("fail2ban.conf", "[Definition]\nloglevel = INFO\nlogtarget = " + d +
+                                     "/bantam.log\npidfile = " + d + "/bantamd.pid\nsocket = " + d +
+                                     "/bantam.sock\ndbfile = " + d + "/db.sqlite3\n");
+    tree_.Write("filter.d/pbx.conf", "[Definition]\nfailregex = ^\\s*auth failed from <HOST>$\n");
+    tree_.Write("action.d/record.conf",
+                "[Definition]\nactionstart = do-start\nactionstop = do-stop\n"
+                "actionban = do-ban <ip>\nactionunban = do-unban <ip>\n");
+    tree_.Write("jail.conf",
+                "[DEFAULT]\nignoreself = false\n[pbx]\nenabled = true\nfilter = pbx\n"
+                "action = record\nlogpath = " +
+                    d +
+                    "/pbx.log\nmaxretry = 3\n"
+                    "findtime = 600\nbantime = 600\n");
+    tree_.Write("pbx.log", "");
+  }
+
+  std::unique_ptr<Server> Create() {
+    ServerOptions o;
+    o.basedir = tree_.root();
+    o.clock = &clock_;
+    o.spawner = &spawner_;
+    Result<std::unique_ptr<Server>> s = Server::Create(o);
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  void Fail(const std::string& ip, int n) {
+    std::ofstream log(tree_.Path("pbx.log"), std::ios::app);
+    for (int i = 0; i < n; ++i)
+      log << LocalTime(clock_.Now()) << " auth failed from " << ip << "\n";
+  }
+
+  // Serves events until `count` recorded scripts contain `word` (or 10 s).
+  bool RunUntilScripts(Server& server, const std::string& word, size_t count) {
+    Result<bool> done =
+        server.RunUntil([&] { return spawner_.With(word).size() >= count; }, milliseconds(10000));
+    EXPECT_TRUE(done.ok()) << done.status().message();
+    return done.ok() && *done;
+  }
+
+  SignalMaskGuard mask_;
+  testing::TempTree tree_;
+  FakeClock clock_{1700000000};
+  RecordingSpawner spawner_;
+};
+
+// maxretry failures ban once; the ban ends when the fake clock passes
+// bantime, and only then.
+TEST_F(ServerTest, FailuresBanOnceAndFakeTimeLiftsTheBan) {
+  std::unique_ptr<Server> server = Create();
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(server->Start().ok());
+  ASSERT_TRUE(RunUntilScripts(*server, "do-start", 1));
+
+  Fail("192.0.2.7", 2);
+  // Two failures: no ban, whatever time passes in the loop.
+  Result<bool> idle = server->RunUntil([] { return false; }, milliseconds(300));
+  ASSERT_TRUE(idle.ok());
+  EXPECT_TRUE(spawner_.With("do-ban").empty());
+
+  Fail("192.0.2.7", 1);
+  ASSERT_TRUE(RunUntilScripts(*server, "do-ban", 1));
+  std::vector<std::string> bans = spawner_.With("do-ban");
+  ASSERT_EQ(bans.size(), 1u);
+  EXPECT_NE(bans[0].find("do-ban 192.0.2.7"), std::string::npos) << bans[0];
+
+  // Real time passes (the service timer runs) but not fake time: no unban.
+  idle = server->RunUntil([] { return false; }, milliseconds(1500));
+  ASSERT_TRUE(idle.ok());
+  EXPECT_TRUE(spawner_.With("do-unban").empty());
+
+  clock_.Advance(601);
+  ASSERT_TRUE(RunUntilScripts(*server, "do-unban", 1));
+  std::vector<std::string> unbans = spawner_.With("do-unban");
+  ASSERT_EQ(unbans.size(), 1u);
+  EXPECT_NE(unbans[0].find("do-unban 192.0.2.7"), std::string::npos) << unbans[0];
+  EXPECT_EQ(spawner_.With("do-ban").size(), 1u);
+
+  server->Finish();
+  EXPECT_EQ(spawner_.With("do-stop").size(), 1u);
+}
+
+}  // namespace
+}  // namespace bantam
