@@ -153,6 +153,9 @@ class Jail {
   const FailManager& failures() const { return fails_; }
   const BanManager& bans() const { return bans_; }
   BanManager& mutable_bans() { return bans_; }
+  // For the daemon's persistence of failure windows (restore at start,
+  // change tracking).
+  FailManager& mutable_failures() { return fails_; }
   Filter& filter() { return *filter_; }
 
  private:

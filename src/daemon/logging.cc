@@ -33,11 +33,13 @@ class ReopenableFileSink : public spdlog::sinks::base_sink<std::mutex> {
  public:
   explicit ReopenableFileSink(std::FILE* f) : file_(f) {}
   ~ReopenableFileSink() override {
+    WritePending();
     if (file_ != nullptr) std::fclose(file_);
   }
   // Swaps in a freshly opened file.
   void Replace(std::FILE* f) {
     std::lock_guard<std::mutex> lock(mutex_);
+    WritePending();
     if (file_ != nullptr) std::fclose(file_);
     file_ = f;
   }
@@ -54,19 +56,31 @@ class ReopenableFileSink : public spdlog::sinks::base_sink<std::mutex> {
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     if (file_ == nullptr) return;
-    std::fwrite(msg.payload.data(), 1, msg.payload.size(), file_);
-    std::fputc('\n', file_);
-    // Not flushed per line: the daemon flushes once per event-loop turn
-    // (Logger::Flush), so an operator tailing the log (or recidive) still
-    // sees a ban within the turn that made it, and a burst of 60k Found
-    // lines costs a few writes instead of 60k.
+    pending_.append(msg.payload.data(), msg.payload.size());
+    pending_.push_back('\n');
+    // Not written per line: the daemon flushes once per event-loop turn
+    // (Logger::Flush), after the turn's transaction committed, so an
+    // operator tailing the log (or recidive) still sees a ban within the
+    // turn that made it, a burst of 60k Found lines costs a few writes
+    // instead of 60k, and a process killed mid-turn has logged nothing of
+    // what it had not yet saved (read again after the restart, those lines
+    // are logged once). Held in memory rather than in stdio's buffer, which
+    // writes whenever it fills; bounded all the same.
+    if (pending_.size() >= kMaxPending) WritePending();
   }
-  void flush_() override {
-    if (file_ != nullptr) std::fflush(file_);
-  }
+  void flush_() override { WritePending(); }
 
  private:
+  static constexpr size_t kMaxPending = 8 << 20;
+  void WritePending() {
+    if (file_ == nullptr || pending_.empty()) return;
+    std::fwrite(pending_.data(), 1, pending_.size(), file_);
+    std::fflush(file_);
+    pending_.clear();
+  }
+
   std::FILE* file_;
+  std::string pending_;
 };
 
 spdlog::level::level_enum SpdLevel(LogLevel level) {

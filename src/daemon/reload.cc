@@ -40,6 +40,8 @@ Status ServerImpl::ApplyServerOptions(const OrderedMap<std::string>& server) {
 }
 
 void ServerImpl::Transplant(JailState& from, JailState& to) {
+  // The failure windows keep being saved: changes not yet written move too.
+  to.jail->mutable_failures().set_track_changes(store_->enabled());
   to.jail->TakeStateFrom(*from.jail);
   to.evicted_logged = from.evicted_logged;
 
@@ -132,11 +134,13 @@ Status ServerImpl::Reload(const ReloadRequest& request) {
     if (!selected(name)) continue;
     JailState* old = FindJail(name);
     if (old != nullptr && request.unban) {
+      ReportDeferredBans();
       for (const Ticket& t : old->jail->UnbanAll()) {
         if (Status s = store_->DelBan(name, t.id.ToString()); !s.ok()) {
           Log(LogLevel::kError, "fail2ban.database", s.message());
         }
       }
+      ForgetUnsavedBansLifted(*old);
     }
     if (old != nullptr && !request.restart && old->signature == c.signature) {
       for (auto& a : old->actions) Submit(*old, *a, ActionOp::kReload, BanInfo{});

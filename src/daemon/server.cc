@@ -237,13 +237,22 @@ Status ServerImpl::InitAfterDetach(LoadedConfig& loaded) {
     }
     if (key == "allowipv6") ipv6_allowed = LowerAscii(l[2].ToPyStr()) != "no";
   }
-  Result<std::unique_ptr<BanStore>> store = BanStore::Open(dbfile_, store_options);
-  if (!store.ok()) return store.status();
-  store_ = std::move(*store);
+  // A damaged database is moved aside and a fresh one made; an unwritable
+  // one runs from an in-memory copy: never a reason to leave the host
+  // unprotected. Only what is not the file's fault fails here.
+  Result<BanStore::Opened> opened = BanStore::OpenOrRecover(
+      dbfile_, store_options, static_cast<int64_t>(clock_.Now()));
+  if (!opened.ok()) return opened.status();
+  store_ = std::move(opened->store);
+  if (opened->report.state != OpenReport::State::kOk) {
+    Log(LogLevel::kError, "fail2ban.database", opened->report.message);
+  }
   if (store_->enabled()) {
     Log(LogLevel::kInfo, "fail2ban.database",
-        "Connected to fail2ban persistent database '" + dbfile_ + "'");
+        "Connected to fail2ban persistent database '" + dbfile_ + "'" +
+            (store_->degraded() ? " (read-only: running from memory)" : ""));
   }
+  degraded_logged_ms_ = EventLoop::NowMs();
   history_reader_ = BanHistoryReader::Open(dbfile_);
 
   Result<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
@@ -573,24 +582,13 @@ void ServerImpl::OnBan(const std::string& jail, const Ticket& t) {
   b.bancount = t.ban_count + 1;
   b.data.matches = t.data.matches;
   b.data.failures = t.attempts;
-  if (store_->enabled() && !turn_batch_) {
-    Result<BanStore::Batch> batch = store_->BeginBatch();
-    if (batch.ok()) {
-      turn_batch_.emplace(std::move(*batch));
-    } else {
-      Log(LogLevel::kError, "fail2ban.database", batch.status().message());
-    }
-  }
-  if (Status s = store_->AddBan(jail, b); !s.ok()) {
-    Log(LogLevel::kError, "fail2ban.database", "[" + jail + "] " + s.message());
-  }
-  if (!turn_batch_) {
+  if (!store_->enabled()) {
     ReportBan(*js, t);
     return;
   }
-  // Recorded before it is reported: logged and acted on at the end of the
-  // turn, once the transaction holding it has committed.
-  deferred_bans_.push_back(DeferredBan{js->id, t});
+  // Recorded before it is reported: written with the turn's transaction at
+  // its end (CommitTurn), then logged and acted on.
+  deferred_bans_.push_back(DeferredBan{js->id, t, jail, std::move(b)});
 }
 
 void ServerImpl::ReportBan(JailState& js, const Ticket& t) {
@@ -603,19 +601,165 @@ void ServerImpl::ReportBan(JailState& js, const Ticket& t) {
   }
 }
 
-void ServerImpl::ReportDeferredBans() {
-  if (turn_batch_) {
-    if (Status s = turn_batch_->Commit(); !s.ok()) {
-      Log(LogLevel::kError, "fail2ban.database", "committing bans: " + s.message());
-    }
-    turn_batch_.reset();
-  }
+void ServerImpl::CommitTurn(bool save_positions) {
   std::vector<DeferredBan> bans = std::move(deferred_bans_);
   deferred_bans_.clear();
+  if (store_->enabled()) {
+    // The failure windows this turn changed join those a failed commit left.
+    bool failures_changed = false;
+    for (auto& js : jails_) {
+      FailManager& fails = js->jail->mutable_failures();
+      if (!fails.has_changes()) continue;
+      FailManager::Changes changes = fails.TakeChanges();
+      std::unordered_set<IpAddr>& ids = unsaved_failures_[js->jail->name()];
+      for (const Ticket* t : changes.upserts) ids.insert(t->id);
+      for (const IpAddr& id : changes.removed) ids.insert(id);
+      failures_changed = true;
+    }
+    for (const DeferredBan& d : bans) unsaved_bans_.push_back(UnsavedBan{d.jail, d.row});
+    const bool pending = !unsaved_bans_.empty() || !unsaved_failures_.empty();
+    // Without a change of state, a position is saved by the 10 s timer
+    // only: lines that changed nothing may be read again after a crash at
+    // no cost, and a quiet log costs no write per line.
+    const bool write = pending || save_positions;
+    const int64_t now_ms = EventLoop::NowMs();
+    // After a failure, new bans and failures still go in at once (so that
+    // they are tried with the next turn), but an idle retry waits a second.
+    const bool retry_wait = commits_failed_ > 0 && now_ms < commit_retry_ms_ && bans.empty() &&
+                            !failures_changed && !save_positions;
+    if (write && !retry_wait) {
+      std::vector<std::pair<LineSource*, SourcePosition>> positions;
+      Status s;
+      {
+        Result<BanStore::Batch> batch = store_->BeginBatch();
+        if (!batch.ok()) {
+          s = batch.status();
+        } else {
+          auto keep = [&s](Status w) {
+            if (s.ok() && !w.ok()) s = std::move(w);
+          };
+          for (const UnsavedBan& u : unsaved_bans_) keep(store_->AddBan(u.jail, u.row));
+          for (const auto& [jail, ids] : unsaved_failures_) {
+            JailState* js = FindJail(jail);
+            for (const IpAddr& id : ids) {
+              const Ticket* t = js ? js->jail->failures().Find(id) : nullptr;
+              if (t == nullptr) {
+                keep(store_->DelFailure(jail, id.ToString()));
+                continue;
+              }
+              StoredFailure f;
+              f.ip = id.ToString();
+              f.first_time = t->first_time;
+              f.last_time = t->time;
+              f.retry = t->retry;
+              f.attempts = t->attempts;
+              f.ban_count = t->ban_count;
+              f.data.matches = t->data.matches;
+              keep(store_->PutFailure(jail, f));
+            }
+          }
+          std::vector<SourcePosition> changed;
+          for (const LiveSource& live : sources_) {
+            changed.clear();
+            live.source->Positions(/*changed_only=*/true, &changed);
+            for (SourcePosition& p : changed) {
+              JailState* js = FindJailById(p.subscriber);
+              if (js == nullptr) continue;
+              const std::string& jail = js->jail->name();
+              if (const SavedPosition* file = std::get_if<SavedPosition>(&p.where)) {
+                keep(store_->UpdateLog(jail, p.name, static_cast<int64_t>(file->pos),
+                                       file->first_line_hash));
+              } else {
+                const TimePosition& tp = std::get<TimePosition>(p.where);
+                keep(store_->UpdateJournal(jail, p.name, tp.time, tp.time_text));
+              }
+              positions.emplace_back(live.source.get(), std::move(p));
+            }
+          }
+          // A write that failed on its own (not the transaction) must not
+          // be kept for retry: Commit reports what aborted the batch.
+          Status c = batch->Commit();
+          if (!c.ok()) s = std::move(c);
+        }
+      }
+      if (s.ok()) {
+        // What the turn logged so far (its Found lines) is written right
+        // after the commit that saved it: a kill between the two is the
+        // only way to lose or repeat a log line, and that window is two
+        // system calls wide, not the rest of the turn.
+        if (logger_) logger_->Flush();
+        for (auto& [source, p] : positions) source->MarkSaved(p);
+        if (commits_failed_ > 0) {
+          Log(LogLevel::kNotice, "fail2ban.database",
+              "Database writes work again: " + std::to_string(unsaved_bans_.size()) +
+                  " ban(s) kept in memory since the first failure are now written");
+        }
+        unsaved_bans_.clear();
+        unsaved_failures_.clear();
+        commits_failed_ = 0;
+        commit_error_.clear();
+      } else {
+        ++commits_failed_;
+        commit_retry_ms_ = now_ms + 1000;
+        const bool news = s.message() != commit_error_;
+        if (commits_failed_ == 1 || news || now_ms - commit_error_logged_ms_ >= 60000) {
+          size_t windows = 0;
+          for (const auto& [jail, ids] : unsaved_failures_) windows += ids.size();
+          Log(LogLevel::kError, "fail2ban.database",
+              "Cannot write to the database " + dbfile_ + ": " + s.message() + "; " +
+                  std::to_string(unsaved_bans_.size()) + " ban(s) and " +
+                  std::to_string(windows) +
+                  " failure window(s) are kept in memory and written when it works again "
+                  "(bans are enforced meanwhile; no log position is saved past them)");
+          commit_error_logged_ms_ = now_ms;
+          commit_error_ = s.message();
+        }
+      }
+    }
+  }
   for (const DeferredBan& d : bans) {
     // A jail stopped by a reload in the same turn lifted its bans already.
     if (JailState* js = FindJailById(d.jail_id)) ReportBan(*js, d.ticket);
   }
+}
+
+void ServerImpl::ForgetUnsavedBansLifted(JailState& js) {
+  const std::string& name = js.jail->name();
+  std::erase_if(unsaved_bans_, [&](const UnsavedBan& u) {
+    return u.jail == name && js.jail->bans().Find(IpAddr::FromText(u.row.ip)) == nullptr;
+  });
+}
+
+void ServerImpl::RestoreFailures(JailState& js) {
+  FailManager& fails = js.jail->mutable_failures();
+  if (!store_->enabled()) return;
+  const JailConfig& c = js.jail->config();
+  Result<std::vector<StoredFailure>> saved =
+      store_->GetFailures(c.name, clock_.Now() - fails.findtime());
+  if (!saved.ok()) {
+    Log(LogLevel::kError, "fail2ban.database", "[" + c.name + "] " + saved.status().message());
+  } else {
+    for (StoredFailure& f : *saved) {
+      Ticket t;
+      t.id = IpAddr::FromText(f.ip);
+      // Banned meanwhile (by `banip`, or restored): its failures went with
+      // the ban.
+      if (js.jail->bans().Find(t.id) != nullptr) continue;
+      t.first_time = f.first_time;
+      t.time = f.last_time;
+      t.retry = static_cast<int>(f.retry);
+      t.attempts = static_cast<int>(f.attempts);
+      t.ban_count = static_cast<int>(f.ban_count);
+      t.data.matches = std::move(f.data.matches);
+      fails.Restore(std::move(t));
+    }
+    if (!saved->empty()) {
+      Log(LogLevel::kInfo, "fail2ban.jail",
+          "Jail '" + c.name + "': " + std::to_string(saved->size()) +
+              " address(es) with failures inside findtime restored from the database");
+    }
+  }
+  fails.set_track_changes(true);
 }
 
 void ServerImpl::ReadIn(const std::vector<JailState*>& jails) {
@@ -766,6 +910,12 @@ void ServerImpl::ServiceTimer() {
     }
   }
   ReapRetiredActions();
+  if (store_->degraded() && EventLoop::NowMs() - degraded_logged_ms_ >= 60000) {
+    degraded_logged_ms_ = EventLoop::NowMs();
+    Log(LogLevel::kError, "fail2ban.database",
+        store_->degraded_reason() + " (bans are kept in memory only until this is fixed and "
+        "bantamd restarted)");
+  }
   // A rotated log target is followed within a second even when the
   // rotation's postrotate did not tell us (fail2ban's logrotate snippet runs
   // fail2ban-client, which cannot speak to bantamd).
@@ -828,6 +978,7 @@ void ServerImpl::StartJail(JailState& js) {
   }
   // And the rest now, not after the other jails and the logs' backlog.
   for (auto& a : js.actions) a->EndTurn();
+  RestoreFailures(js);
   Log(LogLevel::kInfo, "fail2ban.jail", "Jail '" + js.jail->name() + "' started");
 }
 
@@ -874,31 +1025,6 @@ void ServerImpl::WaitForActions() {
     EndActionTurns();
   }
   ReapRetiredActions();
-}
-
-void ServerImpl::SaveLogPositions() {
-  std::vector<SourcePosition> changed;
-  for (const LiveSource& live : sources_) {
-    changed.clear();
-    live.source->Positions(/*changed_only=*/true, &changed);
-    for (const SourcePosition& p : changed) {
-      JailState* js = FindJailById(p.subscriber);
-      if (js == nullptr) continue;
-      const std::string& jail = js->jail->name();
-      Status s;
-      if (const SavedPosition* file = std::get_if<SavedPosition>(&p.where)) {
-        s = store_->UpdateLog(jail, p.name, static_cast<int64_t>(file->pos), file->first_line_hash);
-      } else {
-        const TimePosition& t = std::get<TimePosition>(p.where);
-        s = store_->UpdateJournal(jail, p.name, t.time, t.time_text);
-      }
-      if (!s.ok()) {
-        Log(LogLevel::kError, "fail2ban.database", s.message());
-        continue;
-      }
-      live.source->MarkSaved(p);
-    }
-  }
 }
 
 Status ServerImpl::WritePidFile() {
@@ -991,6 +1117,16 @@ void ServerImpl::Finish() {
   sd_notify(0, "STOPPING=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Stopping all jails");
   SaveLogPositions();
+  // Bans still queued behind a slow or hanging action would hold up the
+  // stop for their timeouts each; they are recorded, so they are dropped
+  // here and applied at the next start. Running commands finish (bounded
+  // by their timeout), and every unban, flush and actionstop still runs.
+  const size_t abandoned = pool_->CancelQueued() + mail_pool_->CancelQueued();
+  if (abandoned > 0) {
+    Log(LogLevel::kWarning, "fail2ban.server",
+        std::to_string(abandoned) + " queued ban operation(s) abandoned to stop in time; "
+        "the bans are recorded and are applied again at the next start");
+  }
   StopJails();
   Log(LogLevel::kInfo, "fail2ban.server", "Exiting Fail2ban");
 }

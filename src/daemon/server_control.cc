@@ -9,9 +9,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <optional>
+#include <string_view>
 #include <utility>
 
 #include "bantam/duration.h"
@@ -59,6 +62,39 @@ Result<int64_t> IntArg(const std::string& text) {
 }
 
 ControlReply ValueError(const std::string& m) { return ControlReply::Failure("ValueError", m); }
+
+// A DNS name as unbanip takes it: dot-separated labels of letters, digits
+// and hyphens, at most 253 characters.
+bool IsHostName(std::string_view v) {
+  if (v.empty() || v.size() > 253) return false;
+  size_t label = 0;
+  for (char c : v) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+    if (++label > 63) return false;
+  }
+  return label > 0;
+}
+
+// banip takes addresses and networks; unbanip and unban also host names.
+// Anything else (a raw failure id, shell syntax, a NUL) is refused before it
+// reaches a jail, the database, an action or the log. fail2ban has no
+// check of its own (it refuses some such strings only by accident, when a
+// "/" makes it read a mask); the reply names the value as Python's repr.
+std::optional<ControlReply> RefuseNonAddresses(const std::vector<std::string>& cmd, size_t first,
+                                               bool names_too) {
+  for (size_t i = first; i < cmd.size(); ++i) {
+    if (IpAddr::FromText(cmd[i]).is_ip()) continue;
+    if (names_too && IsHostName(cmd[i])) continue;
+    return ValueError(PyRepr(cmd[i]) + " is not an IP address" +
+                      (names_too ? ", network or host name" : " or network"));
+  }
+  return std::nullopt;
+}
 
 std::string TimeText(double t) {
   const time_t secs = static_cast<time_t>(t);
@@ -140,9 +176,16 @@ ControlServer::Response ServerImpl::OnControl(const ControlRequest& request,
             PyRepr(request.cmd[0]) + " needs root";
     }
     if (!why.empty()) {
-      Log(LogLevel::kWarning, "fail2ban.server",
-          "Refused command " + CommandRepr(request.cmd) + " from uid " + std::to_string(peer.uid) +
-              " pid " + std::to_string(peer.pid));
+      // A member of the socket's group sending refused commands in a loop
+      // gets one line a minute, with the count of those held back.
+      uint64_t held = 0;
+      if (refused_log_.Allow(peer.uid, EventLoop::NowMs(), &held)) {
+        Log(LogLevel::kWarning, "fail2ban.server",
+            "Refused command " + CommandRepr(request.cmd) + " from uid " +
+                std::to_string(peer.uid) + " pid " + std::to_string(peer.pid) +
+                (held > 0 ? " (and " + std::to_string(held) + " more from this uid not logged since the last such line)"
+                          : ""));
+      }
       return {ControlReply::Failure("PermissionError", why), nullptr};
     }
   }
@@ -197,6 +240,7 @@ ControlReply ServerImpl::ControlCommand(const std::vector<std::string>& cmd,
     if (cmd.size() == 2 && cmd[1] == "--all") {
       for (auto& js : jails_) cnt += ControlUnbanAll(*js);
     } else {
+      if (auto refused = RefuseNonAddresses(cmd, 1, /*names_too=*/true)) return *refused;
       const std::vector<std::string> ips(cmd.begin() + 1, cmd.end());
       for (auto& js : jails_) cnt += ControlUnban(*js, ips, nullptr);
     }
@@ -399,7 +443,10 @@ ControlReply ServerImpl::ControlStatus(const std::vector<std::string>& cmd) {
 }
 
 int ServerImpl::ControlUnbanAll(JailState& js) {
+  // This turn's bans are written (and acted on) before they are lifted.
+  ReportDeferredBans();
   const int n = static_cast<int>(js.jail->UnbanAll().size());
+  ForgetUnsavedBansLifted(js);
   // fail2ban's flush also forgets the jail's bans in the database.
   if (Status s = store_->DelAllBans(js.jail->name()); !s.ok()) {
     Log(LogLevel::kError, "fail2ban.database", s.message());
@@ -409,6 +456,7 @@ int ServerImpl::ControlUnbanAll(JailState& js) {
 
 int ServerImpl::ControlUnban(JailState& js, const std::vector<std::string>& ips,
                              std::vector<std::string>* missed) {
+  ReportDeferredBans();
   int cnt = 0;
   for (const std::string& ip : ips) {
     // Always from the database too, banned now or not (as fail2ban).
@@ -432,6 +480,7 @@ int ServerImpl::ControlUnban(JailState& js, const std::vector<std::string>& ips,
     }
     if (missed) missed->push_back(ip);
   }
+  ForgetUnsavedBansLifted(js);
   return cnt;
 }
 
@@ -990,6 +1039,7 @@ const ServerImpl::SetTable::JailOption ServerImpl::SetTable::kJail[] = {
      false},
     {"banip",
      [](ServerImpl&, const JailArgs& a) -> ControlReply {
+       if (auto refused = RefuseNonAddresses(a.cmd, 3, /*names_too=*/false)) return *refused;
        int64_t cnt = 0;
        for (size_t i = 3; i < a.cmd.size(); ++i) cnt += a.j.BanNow(IpAddr::FromText(a.cmd[i])) ? 1 : 0;
        return Ok(cnt);
@@ -1003,6 +1053,7 @@ const ServerImpl::SetTable::JailOption ServerImpl::SetTable::kJail[] = {
          report = true;
          first = 4;
        }
+       if (auto refused = RefuseNonAddresses(a.cmd, first, /*names_too=*/true)) return *refused;
        std::vector<std::string> missed;
        const int cnt = s.ControlUnban(a.js, {a.cmd.begin() + first, a.cmd.end()}, &missed);
        if (report && !missed.empty()) return ValueError("not banned: " + PyListRepr(missed));

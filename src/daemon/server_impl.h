@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -198,21 +199,36 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void StartJails();
   void StopJails();
   void WaitForActions();
-  // Writes the positions of every source that changed since the last save.
-  void SaveLogPositions();
+  // CommitTurn(true): the turn's state, with the position of every source
+  // that changed since the last save.
+  void SaveLogPositions() { CommitTurn(/*save_positions=*/true); }
   void OnLine(const SourceLine& line);
   void ServiceTimer();
   void PurgeDatabase();
-  // End of a loop turn: commits the turn's bans in one transaction, then
-  // reports them (Ban log lines, actions), then flushes the log.
+  // End of a loop turn: CommitTurn, the actions' EndTurn, the log's flush.
   void FlushTurn();
+  // Writes what this turn changed in one transaction: its bans, the failure
+  // windows that changed, and (when there was any such change, or
+  // `save_positions`) the positions the sources were read up to, so that
+  // after a crash no line is counted twice and no failure is forgotten.
+  // Then reports the turn's bans (Ban lines, actions), committed or not: a
+  // failed commit (disk full, read-only, I/O error) keeps every row in
+  // memory and writes it with a later turn, and saves no position past it.
+  void CommitTurn(bool save_positions);
+  // Drops the rows of unsaved_bans_ for `js` whose ban was lifted by the
+  // operator (unbanip, unban --all, reload --unban): a later retry must not
+  // write back a ban that no longer exists.
+  void ForgetUnsavedBansLifted(JailState& js);
+  // Loads the failure windows `js` saved before a restart, still inside
+  // findtime, and turns on its change tracking.
+  void RestoreFailures(JailState& js);
   // Reads the rest of a log burst in later loop turns.
   void ScheduleBacklog();
   // Reads the backlog of the sources of `jails` (and of the shared file
   // source, where a reload adds files) to their end, "not in operation":
   // at start, and for jails a reload or `start JAIL` started.
   void ReadIn(const std::vector<JailState*>& jails);
-  void ReportDeferredBans();
+  void ReportDeferredBans() { CommitTurn(/*save_positions=*/false); }
   // Logs a ban and hands it to the jail's actions.
   void ReportBan(JailState& js, const Ticket& t);
   Status WritePidFile();
@@ -259,15 +275,34 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // them stay valid. A reused Action address under the same jail id gets
   // the same values.
   std::map<std::pair<uint64_t, const Action*>, OpTarget> op_targets_;
-  // Group commit: the bans of one loop turn share one transaction; they are
-  // logged and acted on only once it is committed, so a ban that was
+  // Group commit: the bans of one loop turn share one transaction with the
+  // turn's failure windows and log positions; they are logged and acted on
+  // only once it is committed (or failed: see CommitTurn), so a ban that was
   // reported is on disk whatever happens to the process.
-  std::optional<BanStore::Batch> turn_batch_;
   struct DeferredBan {
     uint64_t jail_id;
     Ticket ticket;
+    std::string jail;
+    StoredBan row;
   };
   std::vector<DeferredBan> deferred_bans_;
+  // What failed to commit, kept until a commit succeeds: ban rows, and by
+  // jail name the ids whose failure window is to be written (or deleted).
+  struct UnsavedBan {
+    std::string jail;
+    StoredBan row;
+  };
+  std::vector<UnsavedBan> unsaved_bans_;
+  std::map<std::string, std::unordered_set<IpAddr>> unsaved_failures_;
+  // A failed commit is retried at most once a second, and reported at
+  // once, then at most once a minute while it keeps failing.
+  int64_t commit_retry_ms_ = 0;
+  int64_t commit_error_logged_ms_ = 0;
+  std::string commit_error_;
+  uint64_t commits_failed_ = 0;
+  // An unwritable database runs from memory (BanStore::degraded): said
+  // every minute.
+  int64_t degraded_logged_ms_ = 0;
   bool backlog_scheduled_ = false;
   // ignorecommands run on these lanes of the pool, in turn (an address's
   // failures wait in its jail, so order across lanes does not matter).
@@ -307,6 +342,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   Value BanTimeExtra(const JailState& js, const std::string& opt) const;
 
   std::unique_ptr<ControlServer> control_;
+  LogThrottle refused_log_;  // "Refused command" lines, per uid
   std::optional<gid_t> control_group_;
   std::string control_group_name_;
   // bantime.* values set through the socket, by jail id (the configured

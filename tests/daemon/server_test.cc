@@ -113,6 +113,14 @@ class ServerTest : public ::testing::Test {
     return done.ok() && *done;
   }
 
+  // Lines of the daemon's log containing `text`.
+  int LogCount(const std::string& text) {
+    std::ifstream log(tree_.Path("bantam.log"));
+    int n = 0;
+    for (std::string line; std::getline(log, line);) n += line.find(text) != std::string::npos;
+    return n;
+  }
+
   SignalMaskGuard mask_;
   testing::TempTree tree_;
   FakeClock clock_{1700000000};
@@ -153,6 +161,56 @@ TEST_F(ServerTest, FailuresBanOnceAndFakeTimeLiftsTheBan) {
 
   server->Finish();
   EXPECT_EQ(spawner_.With("do-stop").size(), 1u);
+}
+
+// A server that goes away without its stop (as after kill -9: no position
+// saved at stop, no actionstop) leaves on disk exactly what its turns
+// committed: the log position together with the failure windows read up to
+// it. The next server neither counts those lines again (two failures read
+// twice would reach maxretry 3) nor forgets them (one more failure bans).
+TEST_F(ServerTest, CrashNeitherRecountsNorForgetsFailures) {
+  {
+    std::unique_ptr<Server> first = Create();
+    ASSERT_NE(first, nullptr);
+    ASSERT_TRUE(first->Start().ok());
+    Fail("192.0.2.7", 2);
+    Fail("198.51.100.9", 2);
+    Result<bool> idle = first->RunUntil([] { return false; }, milliseconds(500));
+    ASSERT_TRUE(idle.ok());
+    EXPECT_TRUE(spawner_.With("do-ban").empty());
+    // Destroyed without Finish().
+  }
+  ASSERT_TRUE(spawner_.With("do-stop").empty());
+
+  std::unique_ptr<Server> second = Create();
+  ASSERT_NE(second, nullptr);
+  ASSERT_TRUE(second->Start().ok());
+  Result<bool> idle = second->RunUntil([] { return false; }, milliseconds(500));
+  ASSERT_TRUE(idle.ok());
+  EXPECT_TRUE(spawner_.With("do-ban").empty()) << "lines read before the crash were counted again";
+
+  Fail("192.0.2.7", 1);
+  ASSERT_TRUE(RunUntilScripts(*second, "do-ban", 1)) << "failures before the crash were forgotten";
+  idle = second->RunUntil([] { return false; }, milliseconds(300));
+  ASSERT_TRUE(idle.ok());
+  std::vector<std::string> bans = spawner_.With("do-ban");
+  ASSERT_EQ(bans.size(), 1u);
+  EXPECT_NE(bans[0].find("do-ban 192.0.2.7"), std::string::npos) << bans[0];
+
+  // The windows are forgotten once findtime passed, across a restart too.
+  second.reset();
+  clock_.Advance(601);
+  std::unique_ptr<Server> third = Create();
+  ASSERT_NE(third, nullptr);
+  ASSERT_TRUE(third->Start().ok());
+  Fail("198.51.100.9", 1);
+  idle = third->RunUntil([] { return false; }, milliseconds(500));
+  ASSERT_TRUE(idle.ok());
+  EXPECT_EQ(spawner_.With("do-ban 198.51.100.9").size(), 0u);
+  third->Finish();
+  // Each line of the log was counted once, by one of the three servers.
+  EXPECT_EQ(LogCount("] Found 192.0.2.7 "), 3);
+  EXPECT_EQ(LogCount("] Found 198.51.100.9 "), 3);
 }
 
 }  // namespace

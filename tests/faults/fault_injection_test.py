@@ -837,6 +837,10 @@ def case_kill9(r, kind):
               % (len(doubled), sum(doubled.values()), len(lost), sum(lost.values())))
         r.check(not doubled, 'log lines counted twice: %d addresses, %d extra Found lines (e.g. %s)'
                 % (len(doubled), sum(doubled.values()), short(doubled)))
+        # A failure counted (and saved) but never logged, or logged and then
+        # forgotten by the restart: the log line and the saved state disagree.
+        r.check(not lost, 'failures in the log with no Found line: %d addresses, %d lines (e.g. %s)'
+                % (len(lost), sum(lost.values()), short(lost)))
         r.row('one short of maxretry before the crash, +1 failure after',
               '%d/%d banned (%d were banned before their last failure)'
               % (len(edges) - len(missing_edges | missing_edges_k), len(edges), len(edge_banned_early)))
