@@ -93,6 +93,12 @@ using TagLookup = std::function<std::optional<std::string>(const std::string& ta
 ShellCommand ReplaceDynamicTags(const std::string& command, const TagLookup& lookup,
                                 const std::map<std::string, std::string>& captures);
 
+// An action option read under the mutex that guards the options (set from
+// the loop thread, read by the action's worker strand); nullopt if unset.
+// Shared by the actions that keep their options so.
+std::optional<std::string> FindOptionLocked(std::mutex& mu, const OrderedMap<std::string>& options,
+                                            const std::string& key);
+
 class CommandAction : public Action {
  public:
   // `options`: the action's [key, value] list (or dict) from the stream.

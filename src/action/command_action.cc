@@ -504,17 +504,20 @@ CommandAction::~CommandAction() {
   if (env_.pool) env_.pool->WaitIdle(strand_);
 }
 
+std::optional<std::string> FindOptionLocked(std::mutex& mu, const OrderedMap<std::string>& options,
+                                            const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu);
+  const std::string* v = options.Find(key);
+  if (v == nullptr) return std::nullopt;
+  return *v;
+}
+
 std::string CommandAction::Option(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(options_mu_);
-  const std::string* v = options_.Find(key);
-  return v ? *v : std::string();
+  return GetProperty(key).value_or(std::string());
 }
 
 std::optional<std::string> CommandAction::GetProperty(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(options_mu_);
-  const std::string* v = options_.Find(key);
-  if (v == nullptr) return std::nullopt;
-  return *v;
+  return FindOptionLocked(options_mu_, options_, key);
 }
 
 void CommandAction::SetProperty(const std::string& key, const std::string& value) {

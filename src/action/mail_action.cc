@@ -171,16 +171,11 @@ MailAction::MailAction(std::string jail, std::string name, OrderedMap<std::strin
 MailAction::~MailAction() { pool()->WaitIdle(strand_); }
 
 std::string MailAction::Option(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(options_mu_);
-  const std::string* v = options_.Find(key);
-  return v ? *v : std::string();
+  return GetProperty(key).value_or(std::string());
 }
 
 std::optional<std::string> MailAction::GetProperty(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(options_mu_);
-  const std::string* v = options_.Find(key);
-  if (v == nullptr) return std::nullopt;
-  return *v;
+  return FindOptionLocked(options_mu_, options_, key);
 }
 
 void MailAction::SetProperty(const std::string& key, const std::string& value) {
