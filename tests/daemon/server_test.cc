@@ -6,14 +6,18 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "../testing/journal_export.h"
+#include "../testing/require.h"
 #include "../testing/temp_tree.h"
 #include "bantam/clock.h"
 #include "bantam/spawner.h"
@@ -211,6 +215,57 @@ TEST_F(ServerTest, CrashNeitherRecountsNorForgetsFailures) {
   // Each line of the log was counted once, by one of the three servers.
   EXPECT_EQ(LogCount("] Found 192.0.2.7 "), 3);
   EXPECT_EQ(LogCount("] Found 198.51.100.9 "), 3);
+}
+
+// The same for a journal jail: the journal's position (the time of the last
+// entry read) is saved with the failure windows, so entries read before a
+// crash are neither counted again nor forgotten.
+TEST_F(ServerTest, JournalCrashNeitherRecountsNorForgetsFailures) {
+  BANTAM_REQUIRE_TOOL(::access(testing::kJournalRemote, X_OK) == 0, testing::kJournalRemote,
+                      "systemd-journal-remote");
+  const std::string d = tree_.root();
+  tree_.Write("filter.d/pbxj.conf", "[Definition]\nfailregex = auth failed from <HOST>$\n");
+  tree_.Write("jail.conf",
+              "[DEFAULT]\nignoreself = false\n[pbxj]\nenabled = true\nfilter = pbxj\n"
+              "action = record\nbackend = systemd[journalfiles=\"" +
+                  d + "/journal/*.journal\"]\nmaxretry = 3\nfindtime = 600\nbantime = 600\n");
+  std::filesystem::create_directories(d + "/journal");
+  int entry = 0;
+  auto failures = [&](const std::string& file, const std::string& ip, int n, double at) {
+    std::vector<testing::JournalFields> entries;
+    for (int i = 0; i < n; ++i, ++entry) {
+      const long long usec = static_cast<long long>((at + i) * 1e6);
+      entries.push_back({{"__REALTIME_TIMESTAMP", std::to_string(usec)},
+                         {"__MONOTONIC_TIMESTAMP", std::to_string(1000000 + entry)},
+                         {"_BOOT_ID", "0123456789abcdef0123456789abcdef"},
+                         {"_HOSTNAME", "pbx"},
+                         {"SYSLOG_IDENTIFIER", "asterisk"},
+                         {"_PID", "7"},
+                         {"MESSAGE", "auth failed from " + ip}});
+    }
+    ASSERT_TRUE(testing::WriteJournalFile(entries, d + "/journal/" + file + ".journal",
+                                          d + "/" + file + ".export"));
+  };
+  const double now = clock_.Now();
+  failures("a", "192.0.2.7", 2, now - 100);
+  {
+    std::unique_ptr<Server> first = Create();
+    ASSERT_NE(first, nullptr);
+    ASSERT_TRUE(first->Start().ok());
+    Result<bool> idle = first->RunUntil([&] { return LogCount("] Found 192.0.2.7 ") >= 2; },
+                                        milliseconds(5000));
+    ASSERT_TRUE(idle.ok());
+    ASSERT_EQ(LogCount("] Found 192.0.2.7 "), 2);
+    EXPECT_TRUE(spawner_.With("do-ban").empty());
+    // Destroyed without Finish(): as after kill -9.
+  }
+  failures("b", "192.0.2.7", 1, now - 50);
+  std::unique_ptr<Server> second = Create();
+  ASSERT_NE(second, nullptr);
+  ASSERT_TRUE(second->Start().ok());
+  ASSERT_TRUE(RunUntilScripts(*second, "do-ban 192.0.2.7", 1)) << "failures before the crash were forgotten";
+  second->Finish();
+  EXPECT_EQ(LogCount("] Found 192.0.2.7 "), 3) << "entries read before the crash were counted again";
 }
 
 }  // namespace

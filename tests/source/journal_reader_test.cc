@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../testing/journal_export.h"
 #include "../testing/require.h"
 
 namespace bantam {
@@ -18,36 +19,15 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kJournalRemote[] = "/lib/systemd/systemd-journal-remote";
 // fail2ban's interpreter; `python3` on PATH may be another one.
 constexpr char kFail2banPython[] = "/usr/bin/python3";
 // Central European time with its real DST rules, so timestamps on either
 // side of a transition show fail2ban's fixed-offset quirk.
 constexpr char kCet[] = "CET-01CEST-02,M3.5.0,M10.5.0";
 
-using Fields = std::vector<std::pair<std::string, std::string>>;
-
-// Journal export format: FIELD=value lines, or FIELD, a little-endian
-// 64-bit length and the raw bytes for values with new lines or binary.
-std::string ExportEntry(const Fields& fields) {
-  std::string out;
-  for (const auto& [k, v] : fields) {
-    bool binary = false;
-    for (unsigned char c : v) binary |= c < 0x20 || c >= 0x7f;
-    out += k;
-    if (binary) {
-      out += '\n';
-      uint64_t n = v.size();
-      for (int i = 0; i < 8; ++i) out += static_cast<char>((n >> (8 * i)) & 0xff);
-      out += v;
-    } else {
-      out += '=';
-      out += v;
-    }
-    out += '\n';
-  }
-  return out + '\n';
-}
+using Fields = testing::JournalFields;
+using testing::ExportEntry;
+using testing::kJournalRemote;
 
 Fields Entry(const std::string& realtime, const std::string& monotonic, Fields rest) {
   Fields f = {{"__REALTIME_TIMESTAMP", realtime},
@@ -128,11 +108,7 @@ const Expected kExpected[] = {
 
 bool CanRun(const char* path) { return access(path, X_OK) == 0; }
 
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+std::string Quote(const std::string& s) { return testing::ShellQuote(s); }
 
 // Runs a shell command, returning its stdout; empty on failure.
 std::string Capture(const std::string& cmd, int* status) {
@@ -176,16 +152,8 @@ class JournalTest : public ::testing::Test {
   std::string MakeJournal(const std::vector<Fields>& entries, const std::string& sub = "j",
                           const std::string& name = "x") {
     fs::create_directories(dir_ + "/" + sub);
-    std::string in = dir_ + "/" + name + ".export";
-    std::ofstream(in, std::ios::binary) << [&] {
-      std::string s;
-      for (const Fields& e : entries) s += ExportEntry(e);
-      return s;
-    }();
     std::string out = dir_ + "/" + sub + "/" + name + ".journal";
-    std::string cmd = std::string(kJournalRemote) + " -o " + Quote(out) + " - < " + Quote(in) +
-                      " > /dev/null 2>&1";
-    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    EXPECT_TRUE(testing::WriteJournalFile(entries, out, dir_ + "/" + name + ".export")) << out;
     return out;
   }
 
