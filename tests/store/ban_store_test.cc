@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../testing/temp_tree.h"
+#include "store_test_util.h"
 
 namespace bantam {
 namespace {
@@ -58,29 +59,7 @@ std::vector<std::string> Ips(const std::vector<StoredBan>& bans) {
   return out;
 }
 
-// Runs `sql` on `path` directly, bypassing BanStore (to build old schemas
-// and inspect raw rows).
-std::string RawSql(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  sqlite3_open(path.c_str(), &db);
-  std::string out;
-  char* err = nullptr;
-  sqlite3_exec(
-      db, sql.c_str(),
-      [](void* arg, int n, char** vals, char**) {
-        auto* o = static_cast<std::string*>(arg);
-        for (int i = 0; i < n; ++i) *o += (i ? "|" : "") + std::string(vals[i] ? vals[i] : "NULL");
-        *o += "\n";
-        return 0;
-      },
-      &out, &err);
-  if (err) {
-    out += std::string("ERROR: ") + err;
-    sqlite3_free(err);
-  }
-  sqlite3_close(db);
-  return out;
-}
+using store_test::RawSql;  // builds old schemas and inspects raw rows
 
 // ---------------------------------------------------------------------------
 
