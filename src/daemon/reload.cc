@@ -69,9 +69,7 @@ void ServerImpl::Transplant(JailState& from, JailState& to) {
     } else {
       for (const Ticket* t : bans) Submit(from, a, ActionOp::kUnban, MakeBanInfo(to, *t));
     }
-    auto stopped = std::make_shared<bool>(false);
-    Submit(from, a, ActionOp::kStop, BanInfo{}, [stopped] { *stopped = true; });
-    retired_.push_back(Retired{std::move(from.actions[j]), stopped});
+    Retire(from, std::move(from.actions[j]));
   }
   from.actions.clear();
   // New actions start and apply the bans in force.

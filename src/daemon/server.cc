@@ -499,10 +499,22 @@ BanInfo ServerImpl::MakeBanInfo(const JailState& js, const Ticket& t) const {
 
 void ServerImpl::Submit(JailState& js, Action& action, ActionOp op, BanInfo info,
                         std::function<void()> after) {
+  const std::string& name = js.jail->name();
+  const bool behind_held = std::any_of(held_ops_.begin(), held_ops_.end(),
+                                       [&](const HeldOperation& h) { return h.jail_id == js.id; });
+  if (behind_held || PredecessorRunning(name, js.id)) {
+    held_ops_.push_back(HeldOperation{js.id, name, &action, op, std::move(info), std::move(after)});
+    return;
+  }
+  SubmitNow(js.id, name, action, op, std::move(info), std::move(after));
+}
+
+void ServerImpl::SubmitNow(uint64_t jail_id, const std::string& jail, Action& action, ActionOp op,
+                           BanInfo info, std::function<void()> after) {
   ++pending_ops_;
-  auto [it, fresh] = op_targets_.try_emplace(std::make_pair(js.id, &action));
+  auto [it, fresh] = op_targets_.try_emplace(std::make_pair(jail_id, &action));
   OpTarget* target = &it->second;
-  if (fresh) *target = OpTarget{js.id, &action, js.jail->name()};
+  if (fresh) *target = OpTarget{jail_id, &action, jail};
   if (!after) {
     // Small enough for std::function to hold without allocating: a
     // restore submits 100k of these.
@@ -513,6 +525,43 @@ void ServerImpl::Submit(JailState& js, Action& action, ActionOp op, BanInfo info
     OnReport(*target, r);
     after();
   });
+}
+
+bool ServerImpl::PredecessorRunning(const std::string& jail, uint64_t jail_id) const {
+  return std::any_of(retired_.begin(), retired_.end(), [&](const Retired& r) {
+    return r.jail_id != jail_id && r.jail == jail && !*r.stopped;
+  });
+}
+
+void ServerImpl::Retire(JailState& js, std::unique_ptr<Action> action) {
+  auto stopped = std::make_shared<bool>(false);
+  Action& a = *action;
+  retired_.push_back(Retired{std::move(action), stopped, js.jail->name(), js.id});
+  // Submitted after joining retired_: held operations of js's own
+  // predecessors still count it as running.
+  Submit(js, a, ActionOp::kStop, BanInfo{}, [this, stopped] {
+    *stopped = true;
+    ReleaseHeldOperations();
+  });
+}
+
+void ServerImpl::ReleaseHeldOperations() {
+  // Per jail id, in order: a jail's operations stay held while any earlier
+  // one of it is held.
+  std::set<uint64_t> blocked;
+  std::deque<HeldOperation> still;
+  std::deque<HeldOperation> held = std::move(held_ops_);
+  held_ops_.clear();
+  for (HeldOperation& h : held) {
+    if (blocked.count(h.jail_id) != 0 || PredecessorRunning(h.jail, h.jail_id)) {
+      blocked.insert(h.jail_id);
+      still.push_back(std::move(h));
+      continue;
+    }
+    SubmitNow(h.jail_id, h.jail, *h.action, h.op, std::move(h.info), std::move(h.after));
+  }
+  // SubmitNow never holds, so nothing was added meanwhile.
+  held_ops_ = std::move(still);
 }
 
 void ServerImpl::OnReport(const OpTarget& target, const ActionReport& r) {
@@ -1002,9 +1051,7 @@ void ServerImpl::StopJail(JailState& js) {
     } else {
       for (const Ticket& t : bans) Submit(js, *a, ActionOp::kUnban, MakeBanInfo(js, t));
     }
-    auto stopped = std::make_shared<bool>(false);
-    Submit(js, *a, ActionOp::kStop, BanInfo{}, [stopped] { *stopped = true; });
-    retired_.push_back(Retired{std::move(a), stopped});
+    Retire(js, std::move(a));
   }
   js.actions.clear();
   DetachSources(js);

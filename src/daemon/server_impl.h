@@ -7,6 +7,7 @@
 #define BANTAM_DAEMON_SERVER_IMPL_H_
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -185,8 +186,24 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // Action::EndTurn for every action, retired ones included.
   void EndActionTurns();
   BanInfo MakeBanInfo(const JailState& js, const Ticket& t) const;
+  // Queues `op` on `action`, or holds it while the actions that `js`
+  // replaced (same jail name, earlier jail id) have not stopped yet: a jail
+  // rebuilt by a reload or restarted runs nothing before its predecessor's
+  // unbans and actionstop, as fail2ban's sequential stop and start do. Two
+  // actions of the same name would otherwise race over the same chain or
+  // set (the new actionstart before the old actionstop deletes it).
   void Submit(JailState& js, Action& action, ActionOp op, BanInfo info,
               std::function<void()> after = nullptr);
+  void SubmitNow(uint64_t jail_id, const std::string& jail, Action& action, ActionOp op, BanInfo info,
+                 std::function<void()> after);
+  // Whether an action of a jail named `jail` other than `jail_id` is
+  // retired and not yet stopped.
+  bool PredecessorRunning(const std::string& jail, uint64_t jail_id) const;
+  // A retired action stopped: submits the held operations whose jail has
+  // no predecessor running any more, in the order they were held.
+  void ReleaseHeldOperations();
+  // Queues the retired action's actionstop; it leaves retired_ once done.
+  void Retire(JailState& js, std::unique_ptr<Action> action);
   // Whom an operation's report goes to: one per jail and action, kept in
   // op_targets_ for the server's life so a report's callback can point at
   // it (the jail and action may be gone by then; the ids say so).
@@ -263,8 +280,20 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   struct Retired {
     std::unique_ptr<Action> action;
     std::shared_ptr<bool> stopped;
+    std::string jail;
+    uint64_t jail_id = 0;
   };
   std::vector<Retired> retired_;
+  // Operations held by Submit until the jail's predecessor stopped.
+  struct HeldOperation {
+    uint64_t jail_id = 0;
+    std::string jail;
+    Action* action = nullptr;  // alive: its own stop is held or queued behind
+    ActionOp op = ActionOp::kBan;
+    BanInfo info;
+    std::function<void()> after;
+  };
+  std::deque<HeldOperation> held_ops_;
   std::string pidfile_;
   bool initial_read_ = false;
   bool running_ = false;

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../testing/journal_export.h"
@@ -27,10 +28,14 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Records every script and says it exited 0. Workers call it concurrently.
+// Records every script, in the order they finish, and says it exited 0.
+// Workers call it concurrently.
 class RecordingSpawner : public Spawner {
  public:
   SpawnResult Run(const SpawnRequest& request) override {
+    if (!slow_word_.empty() && request.script.find(slow_word_) != std::string::npos) {
+      std::this_thread::sleep_for(slow_for_);
+    }
     std::lock_guard<std::mutex> lock(mu_);
     scripts_.push_back(request.script);
     SpawnResult r;
@@ -47,10 +52,26 @@ class RecordingSpawner : public Spawner {
     }
     return out;
   }
+  // Where the `nth` (from 1) recorded script containing `word` is in the
+  // order of completion; -1 if there is none.
+  int IndexOf(const std::string& word, int nth = 1) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < scripts_.size(); ++i) {
+      if (scripts_[i].find(word) != std::string::npos && --nth == 0) return static_cast<int>(i);
+    }
+    return -1;
+  }
+  // Scripts containing `word` take `d` to run. Set before the server runs.
+  void SlowDown(const std::string& word, milliseconds d) {
+    slow_word_ = word;
+    slow_for_ = d;
+  }
 
  private:
   std::mutex mu_;
   std::vector<std::string> scripts_;
+  std::string slow_word_;
+  milliseconds slow_for_{0};
 };
 
 // Server::Create blocks the signals the daemon handles; the rest of the
@@ -266,6 +287,55 @@ TEST_F(ServerTest, JournalCrashNeitherRecountsNorForgetsFailures) {
   ASSERT_TRUE(RunUntilScripts(*second, "do-ban 192.0.2.7", 1)) << "failures before the crash were forgotten";
   second->Finish();
   EXPECT_EQ(LogCount("] Found 192.0.2.7 "), 3) << "entries read before the crash were counted again";
+}
+
+// A reload that replaces a jail's action (same name, new options) lifts the
+// bans and runs actionstop of the old one before the new one's actionstart
+// and bans: both may own the same chain or set, and a start that overtook
+// the slow stop would have its chain deleted under it. The same holds for a
+// jail rebuilt and for one restarted.
+TEST_F(ServerTest, ReplacedActionStopsBeforeItsSuccessorStarts) {
+  spawner_.SlowDown("do-stop", milliseconds(400));
+  std::unique_ptr<Server> server = Create();
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(server->Start().ok());
+  Fail("192.0.2.7", 3);
+  ASSERT_TRUE(RunUntilScripts(*server, "do-ban 192.0.2.7", 1));
+
+  const std::string d = tree_.root();
+  tree_.Write("jail.conf",
+              "[DEFAULT]\nignoreself = false\n[pbx]\nenabled = true\nfilter = pbx\n"
+              "action = record[x=1]\nlogpath = " +
+                  d + "/pbx.log\nmaxretry = 3\nfindtime = 600\nbantime = 600\n");
+  ASSERT_EQ(::kill(::getpid(), SIGHUP), 0);
+  // Failures found around the reload: banned by the new action too, after
+  // the old one stopped.
+  Fail("198.51.100.9", 3);
+  ASSERT_TRUE(RunUntilScripts(*server, "do-ban 192.0.2.7", 2));
+  ASSERT_TRUE(server->RunUntil([&] { return spawner_.IndexOf("do-ban 198.51.100.9") >= 0 &&
+                                            spawner_.IndexOf("do-start", 2) >= 0; },
+                               milliseconds(10000)).ok());
+  ASSERT_EQ(LogCount("Reload finished."), 1);
+  const int old_unban = spawner_.IndexOf("do-unban 192.0.2.7");
+  const int old_stop = spawner_.IndexOf("do-stop");
+  const int new_start = spawner_.IndexOf("do-start", 2);
+  const int new_ban = spawner_.IndexOf("do-ban 192.0.2.7", 2);
+  ASSERT_GE(old_unban, 0);
+  ASSERT_GE(old_stop, 0);
+  ASSERT_GE(new_start, 0);
+  EXPECT_LT(old_unban, old_stop);
+  EXPECT_LT(old_stop, new_start) << "the new action started before the old one stopped";
+  EXPECT_LT(new_start, new_ban);
+  Result<bool> idle = server->RunUntil([] { return false; }, milliseconds(300));
+  ASSERT_TRUE(idle.ok());
+  const std::vector<std::string> late = spawner_.With("do-ban 198.51.100.9");
+  ASSERT_FALSE(late.empty());
+  EXPECT_LT(old_stop, spawner_.IndexOf("do-ban 198.51.100.9", static_cast<int>(late.size())))
+      << "the new action never got the ban found during the reload";
+
+  server->Finish();
+  EXPECT_EQ(spawner_.With("do-stop").size(), 2u);
+  EXPECT_LT(spawner_.IndexOf("do-unban 198.51.100.9"), spawner_.IndexOf("do-stop", 2));
 }
 
 }  // namespace
