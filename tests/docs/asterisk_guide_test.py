@@ -80,8 +80,19 @@ TOOLS = (('ip', 'iproute2'), ('nft', 'nftables'), ('iptables', 'iptables'),
 ASTERISK_CLI = {'logger reload', 'manager reload'}
 
 # Snippets that show an alternative setup: checked in a scratch copy of the
-# tree, never applied to the sandbox's tree.
-VARIANTS = {'/etc/bantam/paths-overrides.local'}
+# tree (`bantam -d`, SB for the sandbox, must show each regex), never applied
+# to the sandbox's tree. The log files they name are created first: the
+# resolved configuration, as fail2ban's, lists only files that exist.
+VARIANTS = {
+    '/etc/bantam/paths-overrides.local':
+        [r'^\["set", "asterisk", "addlogpath", "SB/var/log/asterisk/syslog", "head"\]$'],
+    '/etc/bantam/jail.d/asterisk-security-log.local':
+        [r'^\["set", "asterisk", "addlogpath", "SB/var/log/asterisk/messages", "head"\]$',
+         r'^\["set", "asterisk", "addlogpath", "SB/var/log/asterisk/security", "head"\]$'],
+    '/etc/bantam/jail.d/asterisk-journal.local':
+        [r'^\["add", "asterisk", "systemd"\]$',
+         r'^\["set", "asterisk", "addjournalmatch", "_SYSTEMD_UNIT=asterisk.service"\]$'],
+}
 
 # (command, occurrence) -> what it must do. out: regexes that must all be
 # found (re.M); absent: regexes that must not; rc: exit status; retry:
@@ -521,14 +532,11 @@ def apply_ini(sb, block):
         scratch = tempfile.mkdtemp(prefix='variant-', dir=sb.dir)
         shutil.copytree(sb.conf, scratch + '/t')
         sb.write(scratch + '/t' + target[len('/etc/bantam'):], text)
-        # Every path the snippet sets must reach the resolved configuration
-        # (which, as fail2ban's, lists only log files that exist).
-        paths = [sb.sub(p) for p in re.findall(r'=\s*(/\S+)', '\n'.join(block.lines))]
-        for p in paths:
-            if not os.path.exists(p):
-                sb.write(p, '')
+        for p in re.findall(r'(?<![\w%)])(/var/log/[\w./-]+)', '\n'.join(block.lines[1:])):
+            if not os.path.exists(sb.sub(p)):
+                sb.write(sb.sub(p), '')
         rc, out = sb.sh('bantam -c %s/t -d' % scratch)
-        missing = [sb.unsub(p) for p in paths if sb.unsub(p) not in out]
+        missing = [r for r in VARIANTS[target] if not re.search(r, out, re.M)]
         if rc == 0 and not missing:
             return True, '%s (alternative, checked in a copy of the tree)' % target
         return False, 'variant %s: exit %s, missing %s\n%s' % (target, rc, missing, out[-2000:])
