@@ -2,10 +2,12 @@
 """docs/asterisk.md, run as an operator would run it.
 
 Every ```sh block of the guide is run, in the guide's order, one bash process
-per block (so `umask` and the like carry to the next line of the same block),
-inside a network namespace this test creates with `ip netns add` and deletes
-at the end: `nft` and `iptables` only ever see that namespace, never the
-host's ruleset. Each command's exit status and a key part of its output are
+per block fed one command at a time (so `umask` and the like carry to the
+next line of the same block, and each command is checked before the next
+runs), inside a network namespace this test creates with `ip netns add` and
+deletes at the end (and those of earlier runs killed outright at the start):
+`nft` and `iptables` only ever see that namespace, never the host's
+ruleset. Each command's exit status and a key part of its output are
 checked against CHECKS below; a command of the guide without a check, or a
 check whose command is no longer in the guide, is a failure, so the two
 cannot drift apart.
@@ -555,6 +557,12 @@ def main():
         why = 'needs %s; set up with packaging/setup.sh' % ', '.join(missing)
         print(('FATAL: ' if ci else 'SKIP: ') + why)
         return 1 if ci else 0
+
+    # Namespaces of earlier runs killed outright (named by a pid now gone).
+    for line in subprocess.run(['ip', 'netns', 'list'], stdout=subprocess.PIPE, text=True).stdout.splitlines():
+        m = re.match(r'^btguide-(\d+)\b', line)
+        if m and not os.path.exists('/proc/' + m.group(1)):
+            subprocess.run(['ip', 'netns', 'delete', 'btguide-' + m.group(1)], stderr=subprocess.DEVNULL)
 
     blocks = parse_guide(GUIDE)
     checks = dict(CHECKS)
