@@ -152,11 +152,13 @@ CHECKS = {
 }
 
 # Checks for the commands of the blocks that need the AMI backend, used once
-# AMI_BACKEND_READY is true.
+# AMI_BACKEND_READY is true. There is no Asterisk in the namespace: turning
+# them on needs a scripted AMI server there too (the AMI backend's tests
+# bring one), started before the guide's AMI section.
 AMI_CHECKS = {
     ('bantam -t', 3): dict(out=[r'^OK: configuration test is successful$']),
     ('systemctl reload bantam', 5): dict(out=[r'^OK$']),
-    ('bantam status asterisk', 1): dict(out=[r'File list:.*ami']),
+    ('bantam status asterisk', 1): dict(out=[r'File list:\tami://bantam@127\.0\.0\.1:5038\b']),
 }
 
 
