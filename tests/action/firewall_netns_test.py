@@ -540,9 +540,9 @@ class Daemon:
         self.out = None
 
     def write_jails(self, jails):
-        # Only the scenario's jails: the bundled sshd, asterisk and
-        # asterisk-ami jails are on (jail.d/bantam-defaults.conf) unless the
-        # scenario redefines them.
+        # Only the scenario's jails: the bundled sshd and asterisk jails are
+        # on (jail.d/bantam-defaults.conf) unless the scenario redefines them;
+        # asterisk-ami stays off even if a default turns it on again.
         text = ('[DEFAULT]\nignoreself = false\nignoreip =\n[sshd]\nenabled = false\n'
                 '[asterisk-ami]\nenabled = false\n')
         if '[asterisk]' not in jails:

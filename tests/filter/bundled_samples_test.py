@@ -6,6 +6,9 @@ NAME.expected lists "<line number> <failure id>" for every failure, as
 fail2ban-regex finds them (checked when the samples were written). This
 runs bantam-regex --json with the bundled configuration (-c config) and
 requires exactly those failures: no more, no fewer, same ids.
+
+NAME.mode-MODE.expected (no log of its own) is the same for NAME.log read
+with filter NAME[mode=MODE].
 """
 import argparse
 import glob
@@ -22,14 +25,20 @@ REGEX = os.path.join(os.path.dirname(os.path.abspath(args.bantam)), 'bantam-rege
 SRC = os.path.abspath(args.source_dir)
 SAMPLES = os.path.join(SRC, 'tests', 'filter', 'samples')
 
-logs = sorted(glob.glob(os.path.join(SAMPLES, '*.log')))
-if not logs:
+# (expected file, log, filter)
+runs = []
+for log in sorted(glob.glob(os.path.join(SAMPLES, '*.log'))):
+    name = os.path.basename(log)[:-4]
+    runs.append((os.path.join(SAMPLES, name + '.expected'), log, name))
+for expected in sorted(glob.glob(os.path.join(SAMPLES, '*.mode-*.expected'))):
+    name, mode = os.path.basename(expected)[:-len('.expected')].split('.mode-', 1)
+    runs.append((expected, os.path.join(SAMPLES, name + '.log'), '%s[mode=%s]' % (name, mode)))
+if not runs:
     print('FATAL: no samples in %s' % SAMPLES)
     sys.exit(1)
 failed = 0
-for log in logs:
-    name = os.path.basename(log)[:-4]
-    with open(os.path.join(SAMPLES, name + '.expected')) as f:
+for expected, log, name in runs:
+    with open(expected) as f:
         want = [tuple(l.split()) for l in f if l.strip()]
     p = subprocess.run([REGEX, '--json', '--raw', '-c', os.path.join(SRC, 'config'), log, name],
                        capture_output=True, text=True, timeout=60,
@@ -48,5 +57,5 @@ for log in logs:
             print('  extra    line %s %s' % g)
     else:
         print('ok   %s: %d failures' % (name, len(got)))
-print('%d of %d sample logs as expected' % (len(logs) - failed, len(logs)))
+print('%d of %d sample runs as expected' % (len(runs) - failed, len(runs)))
 sys.exit(1 if failed else 0)
