@@ -32,7 +32,7 @@
 // crash in the middle of its writes can corrupt its file; the switch
 // between the two is harmless, as each sets its journal mode on open.
 //
-// Tables of our own (bantam_failures) carry a `bantam_` prefix and no
+// Tables of our own (bantam_failure_log) carry a `bantam_` prefix and no
 // foreign key, so fail2ban (which only touches its five tables, and whose
 // purge deletes jails rows) neither sees nor trips over them.
 //
@@ -190,7 +190,7 @@ class BanStore {
   //     its -wal/-shm renamed alongside ("<moved>-wal", so the moved copy
   //     still opens with them), a fresh database is created at `dbfile`,
   //     and every row SQLite can still read from the damaged file's jails,
-  //     logs, bans, bips and bantam_failures is copied in. kRecreated. The
+  //     logs, bans, bips and bantam_failure_log is copied in. kRecreated. The
   //     new file is built as "<dbfile>.salvage" and renamed into place only
   //     after the damaged one has been moved, so a kill -9 during recovery
   //     leaves the damaged file (recovered again at the next start) or a
@@ -313,15 +313,22 @@ class BanStore {
   };
   Result<std::optional<BanHistoryRow>> GetBan(const BanHistoryQuery& query);
 
-  // --- failure windows (table bantam_failures; not in fail2ban) ---
-  // One row per (jail, ip): the daemon upserts the windows that changed in a
-  // loop turn and deletes the row when the ip is banned or its window
-  // expires, inside the turn's Batch; at start it restores the windows still
-  // inside findtime. No foreign key: the jail need not be added first.
+  // --- failure windows (table bantam_failure_log; not in fail2ban) ---
+  // A log: inside the turn's Batch the daemon appends the current state of
+  // each window that changed (PutFailure), or that the window is gone
+  // (DelFailure: banned, expired, evicted); the latest row of a (jail, ip)
+  // is its state. At start it restores the windows still inside findtime.
+  // No foreign key: the jail need not be added first.
   Status PutFailure(std::string_view jail, const StoredFailure& failure);
   Status DelFailure(std::string_view jail, std::string_view ip);
   // Every window of `jail`.
   Status DelFailures(std::string_view jail);
+  // Drops the rows later ones superseded, and the ends of windows, in one
+  // transaction (not inside a Batch). Its cost grows with the table: the
+  // daemon calls it when failure_rows_appended() outgrows the windows held.
+  Status CompactFailures();
+  // Put/DelFailure calls since this store was opened or last compacted.
+  uint64_t failure_rows_appended() const;
   // The windows of `jail` whose last failure is after `since` (the caller
   // passes now - findtime, FailManager's cleanup bound), least recently
   // failing first: the order FailManager keeps them in.

@@ -58,8 +58,8 @@ class ReopenableFileSink : public spdlog::sinks::base_sink<std::mutex> {
     if (file_ == nullptr) return;
     pending_.append(msg.payload.data(), msg.payload.size());
     pending_.push_back('\n');
-    // Not written per line: the daemon flushes once per event-loop turn
-    // (Logger::Flush), after the turn's transaction committed, so an
+    // Not written per line: the daemon flushes after each commit of its
+    // turns' state (Logger::Flush; once per turn, or per 50 ms of a burst), so an
     // operator tailing the log (or recidive) still sees a ban within the
     // turn that made it, a burst of 60k Found lines costs a few writes
     // instead of 60k, and a process killed mid-turn has logged nothing of

@@ -30,6 +30,15 @@ constexpr const char kVersion[] = "1.0.2";
 // How much of one log a loop turn reads when a burst arrives (about 1.3k
 // Asterisk lines, a few ms of matching).
 constexpr size_t kTailBytesPerTurn = 256 * 1024;
+// While a burst is read over several turns, one commit serves the turns of
+// this long: each commit rewrites every b-tree page its failure windows
+// touch, so committing each 256 KiB turn of a 30 MB burst wrote the same
+// pages a hundred times over. A ban found in a burst waits this long at
+// most for its commit; a line on a quiet log is committed with its turn.
+constexpr int64_t kBurstCommitMs = 50;
+// The failure-window log is compacted (when quiet) once this many rows, or
+// twice the windows held, were appended since the last time.
+constexpr uint64_t kCompactAfterRows = 50000;
 
 std::string TimeString(double t) {
   return std::string(LocalTimeText(static_cast<time_t>(t)));
@@ -677,6 +686,7 @@ void ServerImpl::CommitTurn(bool save_positions) {
     const bool retry_wait = commits_failed_ > 0 && now_ms < commit_retry_ms_ && bans.empty() &&
                             !failures_changed && !save_positions;
     if (write && !retry_wait) {
+      last_commit_ms_ = now_ms;
       std::vector<std::pair<LineSource*, SourcePosition>> positions;
       Status s;
       {
@@ -859,6 +869,14 @@ void ServerImpl::EndActionTurns() {
 }
 
 void ServerImpl::FlushTurn() {
+  const bool burst = std::any_of(sources_.begin(), sources_.end(),
+                                 [](const LiveSource& l) { return l.source->has_backlog(); });
+  if (burst && EventLoop::NowMs() - last_commit_ms_ < kBurstCommitMs) {
+    // The turn's state waits for the next commit, and so do its log lines
+    // (a crash before it reads them again, and must not have logged them).
+    EndActionTurns();
+    return;
+  }
   ReportDeferredBans();
   EndActionTurns();
   if (logger_) logger_->Flush();
@@ -959,6 +977,7 @@ void ServerImpl::ServiceTimer() {
     }
   }
   ReapRetiredActions();
+  CompactFailures(/*force=*/false);
   if (store_->degraded() && EventLoop::NowMs() - degraded_logged_ms_ >= 60000) {
     degraded_logged_ms_ = EventLoop::NowMs();
     Log(LogLevel::kError, "fail2ban.database",
@@ -981,6 +1000,24 @@ void ServerImpl::ServiceTimer() {
 
 void ServerImpl::ReapRetiredActions() {
   std::erase_if(retired_, [](const Retired& r) { return *r.stopped; });
+}
+
+void ServerImpl::CompactFailures(bool force) {
+  if (!store_->enabled()) return;
+  if (!force) {
+    // Not in a burst (its commits would wait behind this), and only once
+    // the log holds more superseded rows than live ones: the cost is a
+    // pass over the table, paid once per as many appends.
+    const bool burst = std::any_of(sources_.begin(), sources_.end(),
+                                   [](const LiveSource& l) { return l.source->has_backlog(); });
+    if (burst) return;
+    uint64_t held = 0;
+    for (auto& js : jails_) held += js->jail->failures().size();
+    if (store_->failure_rows_appended() < std::max<uint64_t>(kCompactAfterRows, 2 * held)) return;
+  }
+  if (Status s = store_->CompactFailures(); !s.ok()) {
+    Log(LogLevel::kError, "fail2ban.database", "compacting the failure windows: " + s.message());
+  }
 }
 
 void ServerImpl::PurgeDatabase() {
@@ -1137,6 +1174,8 @@ Status ServerImpl::Start() {
   loop_->AddTimer(3600 * 1000, [this] { PurgeDatabase(); }, 3600 * 1000);
 
   if (Status c = StartControl(); !c.ok()) return c;
+  // What the last run appended and superseded goes before it is read.
+  CompactFailures(/*force=*/true);
   StartJails();
   // Only now: the purge deletes jails marked disabled (fail2ban marks every
   // jail so at its stop) and, by cascade, their saved log positions. Before

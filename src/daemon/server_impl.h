@@ -222,7 +222,12 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void OnLine(const SourceLine& line);
   void ServiceTimer();
   void PurgeDatabase();
-  // End of a loop turn: CommitTurn, the actions' EndTurn, the log's flush.
+  // BanStore::CompactFailures when its log outgrew the windows held and no
+  // burst is being read; `force`: now.
+  void CompactFailures(bool force);
+  // End of a loop turn: CommitTurn, the actions' EndTurn, the log's flush;
+  // in a burst (a source has a backlog), the commit and the flush wait
+  // until kBurstCommitMs passed since the last commit.
   void FlushTurn();
   // Writes what this turn changed in one transaction: its bans, the failure
   // windows that changed, and (when there was any such change, or
@@ -326,6 +331,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // A failed commit is retried at most once a second, and reported at
   // once, then at most once a minute while it keeps failing.
   int64_t commit_retry_ms_ = 0;
+  int64_t last_commit_ms_ = 0;  // EventLoop::NowMs() of the last commit tried
   int64_t commit_error_logged_ms_ = 0;
   std::string commit_error_;
   uint64_t commits_failed_ = 0;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -71,22 +72,28 @@ constexpr const char* kCreateBips =
     ");"
     "CREATE INDEX IF NOT EXISTS bips_timeofban ON bips(timeofban);"
     "CREATE INDEX IF NOT EXISTS bips_ip ON bips(ip);";
-// Ours: FailManager's windows (see StoredFailure). No foreign key on jails:
-// fail2ban's purge deletes jails rows and would trip over one. WITHOUT
-// ROWID: the rows are looked up and replaced by (jail, ip) only, once per
-// changed window per turn, and this keeps them in one b-tree.
+// Ours: FailManager's windows (see StoredFailure), as a log: each commit
+// appends the windows its turn changed (a row with a NULL retry says the
+// window is gone), and the row with the highest seq of a (jail, ip) is its
+// state. Appends touch the table's last pages only; upserting in place, a
+// burst rewrote every page of the table at each commit (a 200k-line burst
+// wrote 364 MB to the WAL). CompactFailures() drops what later rows
+// superseded. No foreign key on jails: fail2ban's purge deletes jails rows
+// and would trip over one. bantam_failures, the in-place table of earlier
+// development builds, is dropped.
 constexpr const char* kCreateFailures =
-    "CREATE TABLE IF NOT EXISTS bantam_failures("
+    "DROP TABLE IF EXISTS bantam_failures;"
+    "CREATE TABLE IF NOT EXISTS bantam_failure_log("
+    "seq INTEGER PRIMARY KEY, "
     "jail TEXT NOT NULL, "
     "ip TEXT NOT NULL, "
-    "first_time REAL NOT NULL, "
-    "last_time REAL NOT NULL, "
-    "retry INTEGER NOT NULL, "
-    "attempts INTEGER NOT NULL, "
-    "ban_count INTEGER NOT NULL DEFAULT 0, "
-    "data JSON, "
-    "PRIMARY KEY(jail, ip)"
-    ") WITHOUT ROWID;";
+    "first_time REAL, "
+    "last_time REAL, "
+    "retry INTEGER, "
+    "attempts INTEGER, "
+    "ban_count INTEGER, "
+    "data JSON"
+    ");";
 
 struct DbCloser {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
@@ -404,6 +411,7 @@ struct BanStore::Impl {
   BanStoreOptions options;
   DbPtr db;  // null for dbfile = none
   std::string journal_mode;
+  uint64_t failure_rows_appended = 0;  // since the last CompactFailures()
   bool memory = false;           // db is in memory (":memory:" or a degraded copy)
   bool check_integrity = false;  // run PRAGMA quick_check when opening
   std::string degraded_reason;   // set when running from a copy of an unwritable file
@@ -1001,8 +1009,8 @@ SalvageCounts BanStore::Impl::Salvage(sqlite3* from) {
       {"logs", "jail, path, firstlinemd5, lastfilepos", true, 0, &SalvageCounts::logs},
       {"bans", "jail, ip, timeofban, bantime, bancount, data", true, 0, &SalvageCounts::bans},
       {"bips", "ip, jail, timeofban, bantime, bancount, data", true, 1, &SalvageCounts::bips},
-      {"bantam_failures", "jail, ip, first_time, last_time, retry, attempts, ban_count, data",
-       false, 0, &SalvageCounts::failures},
+      {"bantam_failure_log", "seq, jail, ip, first_time, last_time, retry, attempts, ban_count, data",
+       false, 1, &SalvageCounts::failures},
   };
   SalvageCounts counts;
   auto note = [&](const std::string& what) {
@@ -1033,7 +1041,7 @@ SalvageCounts BanStore::Impl::Salvage(sqlite3* from) {
       if (sqlite3_prepare_v2(from, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
         // No such table (an older schema) or a damaged schema: nothing to copy.
         sqlite3_finalize(raw);
-        if (std::string_view(t.name) != "bantam_failures") {
+        if (std::string_view(t.name) != "bantam_failure_log") {
           note(std::string(t.name) + ": " + sqlite3_errmsg(from));
         }
         break;
@@ -1590,11 +1598,11 @@ Result<std::optional<BanHistoryRow>> BanStore::GetBan(const BanHistoryQuery& que
 // --- failure windows ---------------------------------------------------------
 
 Status BanStore::PutFailure(std::string_view jail, const StoredFailure& f) {
+  ++impl_->failure_rows_appended;
   return impl_->InWrite(
       [&]() -> Status {
         auto stmt = impl_->Prepare(
-            "INSERT OR REPLACE INTO bantam_failures(jail, ip, first_time, last_time, retry, "
-            "attempts,"
+            "INSERT INTO bantam_failure_log(jail, ip, first_time, last_time, retry, attempts,"
             " ban_count, data) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
         if (!stmt.ok()) return stmt.status();
         Impl::Query q(impl_.get(), *stmt);
@@ -1614,9 +1622,10 @@ Status BanStore::PutFailure(std::string_view jail, const StoredFailure& f) {
 }
 
 Status BanStore::DelFailure(std::string_view jail, std::string_view ip) {
+  ++impl_->failure_rows_appended;
   return impl_->InWrite(
       [&]() -> Status {
-        auto stmt = impl_->Prepare("DELETE FROM bantam_failures WHERE jail = ? AND ip = ?");
+        auto stmt = impl_->Prepare("INSERT INTO bantam_failure_log(jail, ip) VALUES(?, ?)");
         if (!stmt.ok()) return stmt.status();
         Impl::Query q(impl_.get(), *stmt);
         return q.Bind(jail).Bind(ip).Run();
@@ -1627,7 +1636,7 @@ Status BanStore::DelFailure(std::string_view jail, std::string_view ip) {
 Status BanStore::DelFailures(std::string_view jail) {
   return impl_->InWrite(
       [&]() -> Status {
-        auto stmt = impl_->Prepare("DELETE FROM bantam_failures WHERE jail = ?");
+        auto stmt = impl_->Prepare("DELETE FROM bantam_failure_log WHERE jail = ?");
         if (!stmt.ok()) return stmt.status();
         Impl::Query q(impl_.get(), *stmt);
         return q.Bind(jail).Run();
@@ -1639,15 +1648,26 @@ Result<std::vector<StoredFailure>> BanStore::GetFailures(std::string_view jail, 
   std::vector<StoredFailure> out;
   if (!impl_->db) return out;
   auto stmt = impl_->Prepare(
-      "SELECT ip, first_time, last_time, retry, attempts, ban_count, data FROM bantam_failures"
-      " WHERE jail = ? AND last_time > ? ORDER BY last_time, ip");
+      "SELECT ip, first_time, last_time, retry, attempts, ban_count, data FROM bantam_failure_log"
+      " WHERE jail = ? ORDER BY seq");
   if (!stmt.ok()) return stmt.status();
   Impl::Query q(impl_.get(), *stmt);
-  q.Bind(jail).Bind(since);
+  q.Bind(jail);
+  // The latest row of each ip wins; a NULL retry ends its window.
+  std::unordered_map<std::string, size_t> at;
+  std::vector<bool> gone;
   Status st;
   while (q.Step(&st)) {
-    StoredFailure& f = out.emplace_back();
-    f.ip = q.Text(0);
+    std::string ip(q.Text(0));
+    auto [it, fresh] = at.try_emplace(ip, out.size());
+    if (fresh) {
+      out.emplace_back().ip = std::move(ip);
+      gone.push_back(false);
+    }
+    const size_t i = it->second;
+    gone[i] = q.IsNull(3);
+    if (gone[i]) continue;
+    StoredFailure& f = out[i];
     f.first_time = q.Double(1);
     f.last_time = q.Double(2);
     f.retry = q.Int(3);
@@ -1656,7 +1676,34 @@ Result<std::vector<StoredFailure>> BanStore::GetFailures(std::string_view jail, 
     f.data = DecodeData(q.Text(6));
   }
   if (!st.ok()) return st;
+  size_t kept = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (gone[i] || !(out[i].last_time > since)) continue;
+    if (kept != i) out[kept] = std::move(out[i]);
+    ++kept;
+  }
+  out.resize(kept);
+  std::sort(out.begin(), out.end(), [](const StoredFailure& a, const StoredFailure& b) {
+    return a.last_time != b.last_time ? a.last_time < b.last_time : a.ip < b.ip;
+  });
   return out;
+}
+
+uint64_t BanStore::failure_rows_appended() const { return impl_->failure_rows_appended; }
+
+Status BanStore::CompactFailures() {
+  if (!impl_->db) return Status::Ok();
+  Status st = impl_->InWrite([&]() -> Status {
+    if (Status s = impl_->Run(
+            "DELETE FROM bantam_failure_log WHERE seq NOT IN"
+            " (SELECT max(seq) FROM bantam_failure_log GROUP BY jail, ip)");
+        !s.ok()) {
+      return s;
+    }
+    return impl_->Run("DELETE FROM bantam_failure_log WHERE retry IS NULL");
+  });
+  if (st.ok()) impl_->failure_rows_appended = 0;
+  return st;
 }
 
 Status BanStore::Purge(int64_t now) {
@@ -1681,7 +1728,7 @@ Status BanStore::Purge(int64_t now) {
       // A window older than purge_age is long out of any sane findtime; a
       // disabled or forgotten jail's windows will not be restored.
       auto stmt = impl_->Prepare(
-          "DELETE FROM bantam_failures WHERE last_time < ?"
+          "DELETE FROM bantam_failure_log WHERE last_time < ?"
           " OR jail NOT IN (SELECT name FROM jails WHERE enabled = 1)");
       if (!stmt.ok()) return stmt.status();
       Impl::Query q(impl_.get(), *stmt);

@@ -72,7 +72,7 @@ TEST(BanStoreTest, CreatesFail2banSchemaVersion4InWalMode) {
   EXPECT_EQ(RawSql(tmp.Path("f2b.sqlite3"), "SELECT version FROM fail2banDb"), "4\n");
   EXPECT_EQ(RawSql(tmp.Path("f2b.sqlite3"),
                    "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"),
-            "bans\nbans_ip\nbans_jail_ip\nbans_jail_timeofban_ip\nbantam_failures\nbips\nbips_ip\n"
+            "bans\nbans_ip\nbans_jail_ip\nbans_jail_timeofban_ip\nbantam_failure_log\nbips\nbips_ip\n"
             "bips_timeofban\nfail2banDb\njails\njails_name\nlogs\nlogs_jail_path\nlogs_path\n");
 }
 

@@ -102,7 +102,42 @@ TEST(BanStoreTurnTest, FailureWindowsRoundTripUpsertAndDelete) {
   EXPECT_TRUE(Val(store->GetFailures("sshd", 0)).empty());
   EXPECT_EQ(Val(store->GetFailures("web", 0)).size(), 1u);
   // Stored compactly: the count lives in its column, not in the JSON.
-  EXPECT_EQ(RawSql(path, "SELECT data FROM bantam_failures"), "{\"matches\": []}\n");
+  EXPECT_EQ(RawSql(path, "SELECT data FROM bantam_failure_log"), "{\"matches\": []}\n");
+}
+
+// The windows are a log: a change appends a row (the latest row of an ip is
+// its state; an end is a row of its own), and compaction keeps the latest
+// live row of each window only, with the same windows read back.
+TEST(BanStoreTurnTest, FailureLogAppendsAndCompactionKeepsTheLatestRows) {
+  TempTree tmp;
+  const std::string path = tmp.Path("db");
+  auto store = MustOpen(path);
+  ASSERT_TRUE(store);
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(store->PutFailure("sshd", Fail("192.0.2.1", 100, 100 + i, i)).ok());
+  }
+  ASSERT_TRUE(store->PutFailure("sshd", Fail("192.0.2.2", 100, 101, 1)).ok());
+  ASSERT_TRUE(store->DelFailure("sshd", "192.0.2.2").ok());
+  ASSERT_TRUE(store->PutFailure("sshd", Fail("192.0.2.3", 100, 101, 1)).ok());
+  ASSERT_TRUE(store->DelFailure("sshd", "192.0.2.3").ok());
+  // Back after its end: the new window counts, not the old one.
+  ASSERT_TRUE(store->PutFailure("sshd", Fail("192.0.2.3", 200, 200, 1)).ok());
+  ASSERT_TRUE(store->PutFailure("web", Fail("192.0.2.1", 100, 101, 1)).ok());
+  EXPECT_EQ(store->failure_rows_appended(), 9u);
+  EXPECT_EQ(RawSql(path, "SELECT count(*) FROM bantam_failure_log"), "9\n");
+  const std::vector<StoredFailure> before = Val(store->GetFailures("sshd", 0));
+  ASSERT_EQ(FailIps(before), (std::vector<std::string>{"192.0.2.1", "192.0.2.3"}));
+  EXPECT_EQ(before[0].retry, 3);
+  EXPECT_EQ(before[1].first_time, 200);
+
+  ASSERT_TRUE(store->CompactFailures().ok());
+  EXPECT_EQ(store->failure_rows_appended(), 0u);
+  EXPECT_EQ(RawSql(path, "SELECT jail, ip, retry FROM bantam_failure_log ORDER BY seq"),
+            "sshd|192.0.2.1|3\nsshd|192.0.2.3|1\nweb|192.0.2.1|1\n");
+  EXPECT_EQ(Val(store->GetFailures("sshd", 0)), before);
+  // Appends go on after compaction.
+  ASSERT_TRUE(store->DelFailure("sshd", "192.0.2.1").ok());
+  EXPECT_EQ(FailIps(Val(store->GetFailures("sshd", 0))), std::vector<std::string>{"192.0.2.3"});
 }
 
 TEST(BanStoreTurnTest, FailureWindowsOutliveDelJailUntilPurge) {
@@ -142,7 +177,9 @@ TEST(BanStoreTurnTest, BatchCarriesBansPositionsAndFailureWindows) {
   };
   const std::string kBefore = "0\n192.0.2.9\n0\n";
   const char* kState =
-      "SELECT count(*) FROM bans; SELECT ip FROM bantam_failures; SELECT count(*) FROM logs";
+      "SELECT count(*) FROM bans; SELECT ip FROM bantam_failure_log l WHERE retry IS NOT NULL AND"
+      " seq = (SELECT max(seq) FROM bantam_failure_log WHERE jail = l.jail AND ip = l.ip);"
+      " SELECT count(*) FROM logs";
   {
     auto batch = store->BeginBatch();
     ASSERT_TRUE(batch.ok()) << batch.status().message();
@@ -222,7 +259,7 @@ TEST(BanStoreTurnTest, DiskFullRollsTheTurnBackAndTheRetryCommitsIt) {
   store.reset();
   EXPECT_EQ(RawSql(path,
                    "PRAGMA quick_check; SELECT count(*) FROM bans; SELECT count(*) FROM "
-                   "bantam_failures; SELECT lastfilepos FROM logs WHERE path='/var/log/auth.log'"),
+                   "bantam_failure_log; SELECT lastfilepos FROM logs WHERE path='/var/log/auth.log'"),
             "ok\n501\n500\n500\n");
 }
 
@@ -270,7 +307,7 @@ TEST(BanStoreTurnTest, RealDiskFullRollsTheTurnBackAndTheRetryCommitsIt) {
     opened->reset();
     const std::string state = RawSql(path,
                                      "PRAGMA quick_check; SELECT count(*) FROM bans;"
-                                     " SELECT count(*) FROM bantam_failures");
+                                     " SELECT count(*) FROM bantam_failure_log");
     CHILD_CHECK(state == "ok\n300\n300\n", state);
     return "";
   });
