@@ -80,8 +80,10 @@ struct SecurityLine {
   // EventTV=\"...\",Severity=\"Error\",...": the date is EventTV's wall clock
   // (Asterisk's own zone), the thread id 0 (AMI does not say it).
   std::string line;
-  // EventTV as epoch seconds; nullopt when absent or unreadable.
-  std::optional<double> time;
+  // EventTV as epoch seconds, or `now` when it is absent or unreadable
+  // (then time_from_event is false).
+  double time = 0;
+  bool time_from_event = false;
   // The EventTV text ("" when absent).
   std::string event_tv;
   // Severity is "Informational" (SuccessfulAuth, ChallengeSent, ...).
@@ -95,8 +97,9 @@ struct SecurityLine {
 // is the order its security log uses (required fields, then the optional
 // ones present); the headers the manager itself adds (Privilege, Timestamp,
 // SystemName, SequenceNumber, File, Line, Func) are left out. Values are
-// copied verbatim, unescaped, as res_security_log does.
-bool FormatSecurityEvent(const AmiMessage& message, SecurityLine* out);
+// copied verbatim, unescaped, as res_security_log does. `now` (epoch
+// seconds) dates an event whose EventTV is missing or unreadable.
+bool FormatSecurityEvent(const AmiMessage& message, double now, SecurityLine* out);
 
 // Epoch seconds of an EventTV: "2024-03-03T09:16:00.120+0000" (Asterisk 12
 // and later) or "1283174065-307531" (seconds-microseconds, Asterisk 1.8 to

@@ -230,7 +230,7 @@ std::optional<double> ParseEventTv(std::string_view t) {
   return static_cast<double>(utc - offset) + frac;
 }
 
-bool FormatSecurityEvent(const AmiMessage& message, SecurityLine* out) {
+bool FormatSecurityEvent(const AmiMessage& message, double now, SecurityLine* out) {
   const std::optional<std::string_view> event = message.Find("Event");
   if (!event || event->empty()) return false;
   const bool known = std::any_of(kSecurityEvents.begin(), kSecurityEvents.end(),
@@ -240,7 +240,9 @@ bool FormatSecurityEvent(const AmiMessage& message, SecurityLine* out) {
   if (!known && !(tv && severity && message.Find("Service"))) return false;
 
   out->event_tv.assign(tv.value_or(std::string_view()));
-  out->time = tv ? ParseEventTv(*tv) : std::nullopt;
+  const std::optional<double> event_time = tv ? ParseEventTv(*tv) : std::nullopt;
+  out->time_from_event = event_time.has_value();
+  out->time = event_time.value_or(now);
   out->informational = severity && *severity == "Informational";
 
   std::string& line = out->line;
@@ -248,14 +250,14 @@ bool FormatSecurityEvent(const AmiMessage& message, SecurityLine* out) {
   // The logger's "[date] LEVEL[thread] file: " prefix, dated with the
   // event's own wall clock.
   line += '[';
-  if (tv && tv->size() >= 19 && (*tv)[10] == 'T' && out->time) {
+  if (tv && tv->size() >= 19 && (*tv)[10] == 'T' && event_time) {
     line.append(tv->substr(0, 10));
     line += ' ';
     line.append(tv->substr(11, 8));
   } else {
     // No (or an old-style) EventTV: the time it stands for, in the local
     // zone as Asterisk's logger would write it.
-    time_t secs = out->time ? static_cast<time_t>(*out->time) : time(nullptr);
+    time_t secs = static_cast<time_t>(out->time);
     struct tm tm;
     localtime_r(&secs, &tm);
     char buf[32];

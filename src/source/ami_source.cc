@@ -440,12 +440,12 @@ void AmiSource::OnMessage(const AmiMessage& m) {
     default:
       return;
   }
-  if (!FormatSecurityEvent(m, &line_)) return;
+  if (!FormatSecurityEvent(m, wall_clock_ ? wall_clock_() : 0.0, &line_)) return;
   SourceLine line;
   line.text = line_.line;
   line.subscribers = &subscribers_;
   line.origin = origin_;
-  line.time = line_.time ? *line_.time : (wall_clock_ ? wall_clock_() : 0.0);
+  line.time = line_.time;
   line.date_text = line_.event_tv;
   if (!subscribers_.empty()) on_line_(line);
 }

@@ -1170,10 +1170,10 @@ int RegexTool::Run() {
     AmiFramer framer(AmiFramer::Callbacks{
                          nullptr,
                          [&](const AmiMessage& m) {
-                           if (!FormatSecurityEvent(m, &security)) return;
+                           if (!FormatSecurityEvent(m, now_, &security)) return;
                            entry.line.assign(DecodeUtf8Replace(security.line, &scratch));
                            entry.date_text = security.event_tv;
-                           entry.time = security.time.value_or(now_);
+                           entry.time = security.time;
                            TestJournalLine(entry, ++lineno);
                          },
                          [&](std::string_view why) {

@@ -122,7 +122,7 @@ TEST(FormatSecurityEventTest, InvalidPasswordAsResSecurityLogWritesIt) {
                       {"ReceivedChallenge", "4f1c2a7e"},
                       {"ReceivedHash", "c0ffee00c0ffee00c0ffee00c0ffee00"}});
   SecurityLine out;
-  ASSERT_TRUE(FormatSecurityEvent(m, &out));
+  ASSERT_TRUE(FormatSecurityEvent(m, 1.0e9, &out));
   EXPECT_EQ(out.line,
             "[2024-03-03 09:16:00] SECURITY[0] res_security_log.c: "
             "SecurityEvent=\"InvalidPassword\",EventTV=\"2024-03-03T09:16:00.120+0000\","
@@ -130,8 +130,8 @@ TEST(FormatSecurityEventTest, InvalidPasswordAsResSecurityLogWritesIt) {
             "SessionID=\"0x7f2c3c01a2b0\",LocalAddress=\"IPV4/UDP/192.0.2.10/5060\","
             "RemoteAddress=\"IPV4/UDP/203.0.113.80/5064\",Challenge=\"4f1c2a7e\","
             "ReceivedChallenge=\"4f1c2a7e\",ReceivedHash=\"c0ffee00c0ffee00c0ffee00c0ffee00\"");
-  ASSERT_TRUE(out.time);
-  EXPECT_DOUBLE_EQ(*out.time, 1709457360.120);
+  EXPECT_TRUE(out.time_from_event);
+  EXPECT_DOUBLE_EQ(out.time, 1709457360.120);
   EXPECT_FALSE(out.informational);
 }
 
@@ -154,7 +154,7 @@ TEST(FormatSecurityEventTest, ManagerHeadersAreLeftOutAndInformationalIsFlagged)
                       {"RemoteAddress", "IPV6/UDP/2001:db8::1/5060"},
                       {"UsingPassword", "1"}});
   SecurityLine out;
-  ASSERT_TRUE(FormatSecurityEvent(m, &out));
+  ASSERT_TRUE(FormatSecurityEvent(m, 1.0e9, &out));
   EXPECT_EQ(out.line,
             "[2024-03-03 10:16:06] SECURITY[0] res_security_log.c: "
             "SecurityEvent=\"SuccessfulAuth\",EventTV=\"2024-03-03T10:16:06.000+0100\","
@@ -162,21 +162,31 @@ TEST(FormatSecurityEventTest, ManagerHeadersAreLeftOutAndInformationalIsFlagged)
             "SessionID=\"m9\",LocalAddress=\"IPV6/UDP/2001:db8::10/5060\","
             "RemoteAddress=\"IPV6/UDP/2001:db8::1/5060\",UsingPassword=\"1\"");
   EXPECT_TRUE(out.informational);
-  ASSERT_TRUE(out.time);
-  EXPECT_DOUBLE_EQ(*out.time, 1709457366.0);  // +0100 taken off
+  EXPECT_TRUE(out.time_from_event);
+  EXPECT_DOUBLE_EQ(out.time, 1709457366.0);  // +0100 taken off
 }
 
 TEST(FormatSecurityEventTest, OtherMessagesAreNoSecurityEvents) {
   SecurityLine out;
-  EXPECT_FALSE(FormatSecurityEvent(Msg({{"Response", "Success"}}), &out));
-  EXPECT_FALSE(FormatSecurityEvent(Msg({{"Event", "FullyBooted"}, {"Status", "x"}}), &out));
-  EXPECT_FALSE(FormatSecurityEvent(Msg({{"Event", "Newchannel"}, {"Channel", "SIP/1"}}), &out));
+  EXPECT_FALSE(FormatSecurityEvent(Msg({{"Response", "Success"}}), 1.0e9, &out));
+  EXPECT_FALSE(FormatSecurityEvent(Msg({{"Event", "FullyBooted"}, {"Status", "x"}}), 1.0e9, &out));
+  EXPECT_FALSE(FormatSecurityEvent(Msg({{"Event", "Newchannel"}, {"Channel", "SIP/1"}}), 1.0e9, &out));
   // An event name Asterisk may add later, recognised by its fields.
   EXPECT_TRUE(FormatSecurityEvent(Msg({{"Event", "FutureThing"},
                                        {"EventTV", "2024-03-03T09:16:00.000+0000"},
                                        {"Severity", "Error"},
                                        {"Service", "SIP"}}),
-                                  &out));
+                                  1.0e9, &out));
+}
+
+TEST(FormatSecurityEventTest, WithoutEventTvTheCallersTimeIsUsed) {
+  SecurityLine out;
+  ASSERT_TRUE(FormatSecurityEvent(
+      Msg({{"Event", "InvalidPassword"}, {"Severity", "Error"}, {"EventTV", "garbled"}}), 1.5e9,
+      &out));
+  EXPECT_FALSE(out.time_from_event);
+  EXPECT_DOUBLE_EQ(out.time, 1.5e9);
+  EXPECT_EQ(out.event_tv, "garbled");
 }
 
 TEST(FormatSecurityEventTest, QuotesInValuesAreCopiedVerbatimAsAsteriskDoes) {
@@ -187,7 +197,7 @@ TEST(FormatSecurityEventTest, QuotesInValuesAreCopiedVerbatimAsAsteriskDoes) {
                       {"Severity", "Error"},
                       {"AccountID", "x\",RemoteAddress=\"IPV4/UDP/192.0.2.1/5060"}});
   SecurityLine out;
-  ASSERT_TRUE(FormatSecurityEvent(m, &out));
+  ASSERT_TRUE(FormatSecurityEvent(m, 1.0e9, &out));
   EXPECT_NE(out.line.find("AccountID=\"x\",RemoteAddress=\"IPV4/UDP/192.0.2.1/5060\""),
             std::string::npos);
 }
