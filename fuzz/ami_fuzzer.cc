@@ -18,24 +18,23 @@ std::vector<std::string> Run(std::string_view a, std::string_view b) {
   using namespace bantam;
   std::vector<std::string> out;
   SecurityLine line;
-  AmiFramer framer(
-      AmiFramer::Callbacks{
-          [&](std::string_view banner) { out.push_back("B" + std::string(banner)); },
-          [&](const AmiMessage& m) {
-            size_t bytes = 0;
-            for (const auto& [k, v] : m.headers) bytes += k.size() + v.size();
-            if (bytes > AmiFramer::kMaxMessage) __builtin_trap();
-            if (FormatSecurityEvent(m, 1.7e9, &line)) {
-              // One line: the framing leaves no LF in a value (a lone CR
-              // inside one is kept, as Asterisk's log would keep it).
-              if (line.line.find('\n') != std::string::npos) __builtin_trap();
-              out.push_back("L" + line.line);
-            } else {
-              out.push_back("M" + std::to_string(m.headers.size()));
-            }
-          },
-          [&](std::string_view why) { out.push_back("D" + std::string(why)); }},
-      true);
+  AmiFramer framer(AmiFramer::Callbacks{
+                       [&](std::string_view banner) { out.push_back("B" + std::string(banner)); },
+                       [&](const AmiMessage& m) {
+                         size_t bytes = 0;
+                         for (const auto& [k, v] : m.headers) bytes += k.size() + v.size();
+                         if (bytes > AmiFramer::kMaxMessage) __builtin_trap();
+                         if (FormatSecurityEvent(m, 1.7e9, &line)) {
+                           // One line: the framing leaves no LF in a value (a lone CR
+                           // inside one is kept, as Asterisk's log would keep it).
+                           if (line.line.find('\n') != std::string::npos) __builtin_trap();
+                           out.push_back("L" + line.line);
+                         } else {
+                           out.push_back("M" + std::to_string(m.headers.size()));
+                         }
+                       },
+                       [&](std::string_view why) { out.push_back("D" + std::string(why)); }},
+                   true);
   framer.Feed(a);
   framer.Feed(b);
   (void)framer.Finish();

@@ -62,7 +62,7 @@ class AmiFramer {
 
   Callbacks cb_;
   bool expect_banner_;
-  bool skipping_ = false;      // dropping lines until the next empty one
+  bool skipping_ = false;       // dropping lines until the next empty one
   bool line_too_long_ = false;  // dropping bytes until the next LF
   std::string partial_;         // an unfinished line
   std::string bytes_;           // the current message's headers, key and value back to back

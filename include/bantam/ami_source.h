@@ -134,16 +134,16 @@ class AmiSource final : public LineSource {
   int sock_ = -1;
   State state_ = State::kIdle;
   std::chrono::milliseconds retry_;
-  bool in_outage_ = false;   // a failure was reported and no login since
-  std::string last_error_;   // why the last attempt failed, for status
+  bool in_outage_ = false;  // a failure was reported and no login since
+  std::string last_error_;  // why the last attempt failed, for status
   uint64_t connects_ = 0, attempts_ = 0;
-  std::string origin_;       // "ami://USER@HOST:PORT", the lines' origin
-  std::string secret_;       // from Connect() until the Login is queued
-  uint64_t sock_gen_ = 0;    // tags the socket's epoll events (0: the timer)
-  std::string out_;          // bytes still to send
+  std::string origin_;     // "ami://USER@HOST:PORT", the lines' origin
+  std::string secret_;     // from Connect() until the Login is queued
+  uint64_t sock_gen_ = 0;  // tags the socket's epoll events (0: the timer)
+  std::string out_;        // bytes still to send
   bool stream_ended_ = false;
   AmiFramer framer_;
-  SecurityLine line_;        // reused
+  SecurityLine line_;  // reused
 };
 
 }  // namespace bantam

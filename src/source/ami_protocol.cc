@@ -22,10 +22,10 @@ bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
 
 // The event names of Asterisk's security events (security_events.c).
 constexpr std::array<std::string_view, 15> kSecurityEvents = {
-    "FailedACL",           "InvalidAccountID",     "SessionLimit",     "MemoryLimit",
-    "LoadAverageLimit",    "RequestNotSupported",  "RequestNotAllowed", "AuthMethodNotAllowed",
-    "RequestBadFormat",    "SuccessfulAuth",       "UnexpectedAddress", "ChallengeResponseFailed",
-    "InvalidPassword",     "ChallengeSent",        "InvalidTransport"};
+    "FailedACL",        "InvalidAccountID",    "SessionLimit",      "MemoryLimit",
+    "LoadAverageLimit", "RequestNotSupported", "RequestNotAllowed", "AuthMethodNotAllowed",
+    "RequestBadFormat", "SuccessfulAuth",      "UnexpectedAddress", "ChallengeResponseFailed",
+    "InvalidPassword",  "ChallengeSent",       "InvalidTransport"};
 
 // Headers the manager adds to every event; they are not part of the
 // security event and res_security_log never prints them.
@@ -174,7 +174,8 @@ bool AmiFramer::Finish() {
 
 std::optional<double> ParseEventTv(std::string_view t) {
   // "SECONDS-MICROSECONDS"
-  if (size_t dash = t.find('-'); dash != std::string_view::npos && t.find('T') == std::string_view::npos) {
+  if (size_t dash = t.find('-');
+      dash != std::string_view::npos && t.find('T') == std::string_view::npos) {
     int usec = 0;
     std::string_view secs = t.substr(0, dash), micro = t.substr(dash + 1);
     if (secs.empty() || secs.size() > 12 || micro.size() > 6 || !ParseDigits(micro, &usec))
@@ -187,8 +188,7 @@ std::optional<double> ParseEventTv(std::string_view t) {
     return v + usec / 1e6;
   }
   // "YYYY-MM-DDTHH:MM:SS[.fraction](+|-)HHMM"
-  if (t.size() < 19 || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' ||
-      t[16] != ':')
+  if (t.size() < 19 || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' || t[16] != ':')
     return std::nullopt;
   struct tm tm = {};
   int year, mon, day, hour, min, sec;

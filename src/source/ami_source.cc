@@ -70,8 +70,9 @@ Result<AmiOptions> ParseAmiOptions(const OrderedMap<std::string>& backend_option
                              "' is not an IP address (or localhost); bantam does no DNS here");
     } else if (key == "port") {
       int port = 0;
-      bool digits = !value.empty() && value.size() <= 5 &&
-                    std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
+      bool digits =
+          !value.empty() && value.size() <= 5 &&
+          std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
       if (digits) port = std::stoi(value);
       if (!digits || port < 1 || port > 65535)
         return Status::Error("ami backend: port = '" + value + "' is not a port number (1-65535)");
@@ -106,8 +107,7 @@ Result<AmiOptions> ParseAmiOptions(const OrderedMap<std::string>& backend_option
   if (!have_user) return Status::Error("ami backend: username is missing");
   if (o.secret && o.secret_file)
     return Status::Error("ami backend: give secret_file or secret, not both");
-  if (!o.secret && !o.secret_file)
-    return Status::Error("ami backend: secret_file is missing");
+  if (!o.secret && !o.secret_file) return Status::Error("ami backend: secret_file is missing");
   if (o.secret && warnings) {
     warnings->push_back(
         "ami backend: the AMI secret is written in the jail configuration; "
@@ -147,8 +147,7 @@ Result<std::string> LoadAmiSecret(const AmiOptions& options, std::string* warnin
 }
 
 Result<std::unique_ptr<AmiSource>> AmiSource::Create(SubscriberId subscriber, AmiOptions options,
-                                                     LineCallback on_line,
-                                                     NoticeCallback on_notice,
+                                                     LineCallback on_line, NoticeCallback on_notice,
                                                      WallClock wall_clock, Timing timing) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) return Status::FromErrno("ami: epoll_create1", errno);
@@ -298,8 +297,8 @@ void AmiSource::Fail(const std::string& why, bool login_refused) {
   last_error_ = why;
   // 1 s, 2 s, 4 s ... within one outage; back to the first after a login.
   if (in_outage_) retry_ = std::min(retry_ * 2, timing_.max_retry);
-  const std::string retry = "; retrying in " + Seconds(retry_) + ", then less often (at most every " +
-                            Seconds(timing_.max_retry) + ")";
+  const std::string retry = "; retrying in " + Seconds(retry_) +
+                            ", then less often (at most every " + Seconds(timing_.max_retry) + ")";
   if (!in_outage_) {
     Notice(login_refused ? Level::kError : Level::kWarning, Peer() + ": " + why + retry);
   } else {
@@ -361,7 +360,8 @@ void AmiSource::OnReadable() {
     }
     if (n == 0) {
       const bool cut = framer_.Finish();
-      Fail(std::string("connection closed by Asterisk") + (cut ? " in the middle of a message" : ""));
+      Fail(std::string("connection closed by Asterisk") +
+           (cut ? " in the middle of a message" : ""));
       return;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;

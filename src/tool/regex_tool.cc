@@ -1079,7 +1079,8 @@ int RegexTool::Run() {
       return 255;
     }
     Output("Use         log file : " + cmd_log);
-    if (LooksLikeAmiCapture(log.text())) Output("Use      AMI capture : security events as res_security_log lines");
+    if (LooksLikeAmiCapture(log.text()))
+      Output("Use      AMI capture : security events as res_security_log lines");
     Output("Use         encoding : " + o_.encoding);
   } else if (journal) {
     Output("Use         systemd journal");

@@ -68,7 +68,8 @@ TEST(AmiFramerTest, UnframedLineDropsTheMessageUntilTheNextEmptyLine) {
   f.Feed(
       "Event: InvalidPassword\r\nthis is no header\r\nRemoteAddress: IPV4/UDP/1.2.3.4/5060\r\n\r\n"
       "Event: FailedACL\r\n\r\n");
-  EXPECT_EQ(r.events, (Events{"drop:a line that is no 'Key: value' header", "msg:Event=FailedACL"}));
+  EXPECT_EQ(r.events,
+            (Events{"drop:a line that is no 'Key: value' header", "msg:Event=FailedACL"}));
 }
 
 TEST(AmiFramerTest, OversizedMessageIsDroppedAndTheStreamResynchronised) {
@@ -170,7 +171,8 @@ TEST(FormatSecurityEventTest, OtherMessagesAreNoSecurityEvents) {
   SecurityLine out;
   EXPECT_FALSE(FormatSecurityEvent(Msg({{"Response", "Success"}}), 1.0e9, &out));
   EXPECT_FALSE(FormatSecurityEvent(Msg({{"Event", "FullyBooted"}, {"Status", "x"}}), 1.0e9, &out));
-  EXPECT_FALSE(FormatSecurityEvent(Msg({{"Event", "Newchannel"}, {"Channel", "SIP/1"}}), 1.0e9, &out));
+  EXPECT_FALSE(
+      FormatSecurityEvent(Msg({{"Event", "Newchannel"}, {"Channel", "SIP/1"}}), 1.0e9, &out));
   // An event name Asterisk may add later, recognised by its fields.
   EXPECT_TRUE(FormatSecurityEvent(Msg({{"Event", "FutureThing"},
                                        {"EventTV", "2024-03-03T09:16:00.000+0000"},

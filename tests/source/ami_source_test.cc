@@ -65,7 +65,9 @@ class FakeAmi {
     conn_ = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
     return conn_ >= 0;
   }
-  void Send(std::string_view s) { ASSERT_EQ(write(conn_, s.data(), s.size()), static_cast<ssize_t>(s.size())); }
+  void Send(std::string_view s) {
+    ASSERT_EQ(write(conn_, s.data(), s.size()), static_cast<ssize_t>(s.size()));
+  }
   // What the client sent so far (non-blocking).
   std::string Received() {
     char buf[4096];
@@ -119,11 +121,14 @@ class AmiSourceTest : public ::testing::Test {
     o.username = "bantam";
     o.secret = "s3cr3t-value";
     Result<std::unique_ptr<AmiSource>> s = AmiSource::Create(
-        7, o, [this](const SourceLine& l) {
+        7, o,
+        [this](const SourceLine& l) {
           lines.emplace_back(l.text);
           times.push_back(l.time.value_or(-1));
         },
-        [this](AmiSource::Level lv, const std::string& m) { notices.push_back({lv, m}); },
+        [this](AmiSource::Level lv, const std::string& m) {
+          notices.push_back({lv, m});
+        },
         [] { return 1.0e9; }, timing);
     ASSERT_TRUE(s.ok()) << s.status().message();
     src = std::move(*s);
@@ -352,8 +357,9 @@ TEST_F(AmiSourceTest, OversizedAndUnframedMessagesAreDroppedWithAWarning) {
   while (big.size() <= AmiFramer::kMaxMessage) big += "X-Filler: " + std::string(200, 'f') + "\r\n";
   big += "RemoteAddress: IPV4/UDP/203.0.113.66/5060\r\n\r\n";
   ami.Send(big);
-  ami.Send("Event: InvalidPassword\r\ngarbage without a colon\r\n"
-           "RemoteAddress: IPV4/UDP/203.0.113.67/5060\r\n\r\n");
+  ami.Send(
+      "Event: InvalidPassword\r\ngarbage without a colon\r\n"
+      "RemoteAddress: IPV4/UDP/203.0.113.67/5060\r\n\r\n");
   ami.Send(Event("InvalidPassword", "Error", "IPV4/UDP/203.0.113.68/5060"));
   ASSERT_TRUE(RunUntil([&] { return lines.size() == 1; }));
   EXPECT_NE(lines[0].find("203.0.113.68"), std::string::npos);
@@ -465,7 +471,9 @@ TEST_F(AmiSourceTest, WorldReadableSecretFileIsWarnedAtStart) {
   o.secret_file = path;
   Result<std::unique_ptr<AmiSource>> s = AmiSource::Create(
       1, o, [](const SourceLine&) {},
-      [this](AmiSource::Level lv, const std::string& m) { notices.push_back({lv, m}); },
+      [this](AmiSource::Level lv, const std::string& m) {
+        notices.push_back({lv, m});
+      },
       [] { return 0.0; }, Fast());
   ASSERT_TRUE(s.ok());
   (*s)->Start();
