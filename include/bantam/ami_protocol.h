@@ -86,7 +86,9 @@ struct SecurityLine {
   bool time_from_event = false;
   // The EventTV text ("" when absent).
   std::string event_tv;
-  // Severity is "Informational" (SuccessfulAuth, ChallengeSent, ...).
+  // Severity is "Informational" (SuccessfulAuth, ChallengeSent, ...):
+  // ordinary traffic. AmiSource and bantam-regex hand such events to no
+  // filter, so that no filter, however broad, bans on them.
   bool informational = false;
 };
 

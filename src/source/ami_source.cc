@@ -441,6 +441,7 @@ void AmiSource::OnMessage(const AmiMessage& m) {
       return;
   }
   if (!FormatSecurityEvent(m, wall_clock_ ? wall_clock_() : 0.0, &line_)) return;
+  if (line_.informational) return;  // a successful login is never a failure
   SourceLine line;
   line.text = line_.line;
   line.subscribers = &subscribers_;

@@ -1080,7 +1080,7 @@ int RegexTool::Run() {
     }
     Output("Use         log file : " + cmd_log);
     if (LooksLikeAmiCapture(log.text()))
-      Output("Use      AMI capture : security events as res_security_log lines");
+      Output("Use      AMI capture : Error security events as res_security_log lines");
     Output("Use         encoding : " + o_.encoding);
   } else if (journal) {
     Output("Use         systemd journal");
@@ -1172,6 +1172,7 @@ int RegexTool::Run() {
                          nullptr,
                          [&](const AmiMessage& m) {
                            if (!FormatSecurityEvent(m, now_, &security)) return;
+                           if (security.informational) return;  // as bantamd: never a failure
                            entry.line.assign(DecodeUtf8Replace(security.line, &scratch));
                            entry.date_text = security.event_tv;
                            entry.time = security.time;

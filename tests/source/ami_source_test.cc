@@ -198,17 +198,19 @@ TEST_F(AmiSourceTest, LogsInWithSecurityEventsAndHandsOutSecurityLines) {
   ami.Send(kLoginOk);
   ami.Send("Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n");
   ami.Send(Event("ChallengeSent", "Informational", "IPV4/UDP/192.0.2.30/5060"));
+  ami.Send(Event("SuccessfulAuth", "Informational", "IPV4/UDP/192.0.2.30/5060"));
   ami.Send(Event("InvalidPassword", "Error", "IPV4/UDP/203.0.113.80/5064"));
   ami.Send(Event("InvalidAccountID", "Error", "IPV6/UDP/2001:db8::1/5060"));
-  ASSERT_TRUE(RunUntil([&] { return lines.size() == 3; })) << lines.size();
+  ASSERT_TRUE(RunUntil([&] { return lines.size() == 2; })) << lines.size();
+  // Informational events reach no filter: a successful login never counts.
   EXPECT_EQ(lines[0].rfind("[2024-03-03 09:16:00] SECURITY[0] res_security_log.c: "
-                           "SecurityEvent=\"ChallengeSent\",EventTV=",
+                           "SecurityEvent=\"InvalidPassword\",EventTV=",
                            0),
             0u)
       << lines[0];
-  EXPECT_NE(lines[1].find(",RemoteAddress=\"IPV4/UDP/203.0.113.80/5064\""), std::string::npos);
-  EXPECT_NE(lines[2].find(",RemoteAddress=\"IPV6/UDP/2001:db8::1/5060\""), std::string::npos);
-  EXPECT_DOUBLE_EQ(times[1], 1709457360.12);  // EventTV, not the wall clock
+  EXPECT_NE(lines[0].find(",RemoteAddress=\"IPV4/UDP/203.0.113.80/5064\""), std::string::npos);
+  EXPECT_NE(lines[1].find(",RemoteAddress=\"IPV6/UDP/2001:db8::1/5060\""), std::string::npos);
+  EXPECT_DOUBLE_EQ(times[0], 1709457360.12);  // EventTV, not the wall clock
   EXPECT_EQ(src->state(), AmiSource::State::kConnected);
   EXPECT_EQ(Count(AmiSource::Level::kInfo), 1) << AllNotices();
   EXPECT_EQ(Count(AmiSource::Level::kWarning), 0) << AllNotices();
