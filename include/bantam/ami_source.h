@@ -8,7 +8,8 @@
 // the connection is refused, drops, or the login is refused, it retries
 // after 1 s, 2 s, 4 s ... at most 60 s, and says so once per outage. Its
 // fd() is an epoll set of its own (socket and retry timer), so it stays the
-// same across reconnects and the daemon registers it once.
+// same across reconnects and the daemon registers it once. A logged-in
+// connection is checked with Action: Ping every minute.
 #ifndef BANTAM_AMI_SOURCE_H_
 #define BANTAM_AMI_SOURCE_H_
 
@@ -59,8 +60,11 @@ class AmiSource final : public LineSource {
   struct Timing {
     std::chrono::milliseconds first_retry{1000};
     std::chrono::milliseconds max_retry{60000};
-    // From connect to logged in; a server that says nothing is an outage.
+    // From connect to logged in, and from a Ping to its answer; a server
+    // that says nothing is an outage.
     std::chrono::milliseconds handshake{10000};
+    // How often a logged-in connection is checked with Action: Ping.
+    std::chrono::milliseconds ping_interval{60000};
   };
 
   // Creates the epoll set; connects only at Start().
@@ -118,6 +122,7 @@ class AmiSource final : public LineSource {
   void OnBanner(std::string_view banner);
   void OnMessage(const AmiMessage& message);
   void OnDrop(std::string_view why);
+  void KeepAlive();
   void Notice(Level level, const std::string& message) {
     if (on_notice_) on_notice_(level, message);
   }
@@ -141,7 +146,7 @@ class AmiSource final : public LineSource {
   std::string secret_;     // from Connect() until the Login is queued
   uint64_t sock_gen_ = 0;  // tags the socket's epoll events (0: the timer)
   std::string out_;        // bytes still to send
-  bool stream_ended_ = false;
+  bool ping_pending_ = false;
   AmiFramer framer_;
   SecurityLine line_;  // reused
 };

@@ -325,6 +325,8 @@ Status AmiSource::Process() {
       } else if (state_ == State::kConnecting || state_ == State::kBanner ||
                  state_ == State::kLogin) {
         Fail("no answer within " + Seconds(timing_.handshake) + " of connecting");
+      } else if (state_ == State::kConnected) {
+        KeepAlive();
       }
       continue;
     }
@@ -401,6 +403,19 @@ void AmiSource::OnBanner(std::string_view /*banner*/) {
   Flush();
 }
 
+void AmiSource::KeepAlive() {
+  // A manager that stopped answering without closing (hung, or a path that
+  // drops packets) would otherwise keep the jail deaf for good.
+  if (ping_pending_) {
+    Fail("no answer to a Ping within " + Seconds(timing_.handshake));
+    return;
+  }
+  ping_pending_ = true;
+  out_ += "Action: Ping\r\nActionID: bantam-ping\r\n\r\n";
+  ArmTimer(timing_.handshake);
+  Flush();
+}
+
 void AmiSource::OnDrop(std::string_view why) {
   if (state_ == State::kBanner) {
     Fail("no 'Asterisk Call Manager/' banner: not an Asterisk manager port?");
@@ -422,7 +437,8 @@ void AmiSource::OnMessage(const AmiMessage& m) {
         state_ = State::kConnected;
         ++connects_;
         retry_ = timing_.first_retry;
-        ArmTimer(std::chrono::milliseconds(0));
+        ping_pending_ = false;
+        ArmTimer(timing_.ping_interval);
         last_error_.clear();
         Notice(Level::kInfo, Peer() + ": " + (in_outage_ ? "connection back, " : "") +
                                  "logged in as '" + options_.username + "', reading " +
@@ -436,6 +452,11 @@ void AmiSource::OnMessage(const AmiMessage& m) {
       return;
     }
     case State::kConnected:
+      if (ping_pending_ && m.Find("ActionID") == "bantam-ping") {
+        ping_pending_ = false;
+        ArmTimer(timing_.ping_interval);
+        return;
+      }
       break;
     default:
       return;

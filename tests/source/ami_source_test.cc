@@ -371,6 +371,44 @@ TEST_F(AmiSourceTest, OversizedAndUnframedMessagesAreDroppedWithAWarning) {
   EXPECT_EQ(src->state(), AmiSource::State::kConnected);
 }
 
+TEST_F(AmiSourceTest, AnsweredPingsKeepTheConnection) {
+  FakeAmi ami;
+  AmiSource::Timing t = Fast();
+  t.ping_interval = 50ms;
+  Make(ami.port(), "127.0.0.1", t);
+  src->Start();
+  LogIn(ami);
+  const std::string ping = "Action: Ping\r\nActionID: bantam-ping\r\n\r\n";
+  auto pings = [&] {
+    size_t n = 0;
+    for (size_t at = 0; (at = ami.Received().find(ping, at)) != std::string::npos;
+         at += ping.size())
+      ++n;
+    return n;
+  };
+  for (size_t i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(RunUntil([&] { return pings() == i; })) << ami.Received();
+    ami.Send("Response: Success\r\nActionID: bantam-ping\r\nPing: Pong\r\n\r\n");
+  }
+  ami.Send(Event("InvalidPassword", "Error", "IPV4/UDP/203.0.113.5/5060"));
+  ASSERT_TRUE(RunUntil([&] { return lines.size() == 1; }));
+  EXPECT_EQ(src->state(), AmiSource::State::kConnected);
+  EXPECT_EQ(src->connects(), 1u);
+}
+
+TEST_F(AmiSourceTest, UnansweredPingIsAnOutage) {
+  FakeAmi ami;
+  AmiSource::Timing t = Fast();
+  t.ping_interval = 50ms;
+  Make(ami.port(), "127.0.0.1", t);
+  src->Start();
+  LogIn(ami);
+  ASSERT_TRUE(RunUntil([&] { return src->state() == AmiSource::State::kWaiting; }));
+  EXPECT_NE(ami.Received().find("Action: Ping\r\n"), std::string::npos);
+  EXPECT_NE(AllNotices().find("no answer to a Ping within 300 ms"), std::string::npos)
+      << AllNotices();
+}
+
 TEST_F(AmiSourceTest, SilentServerTimesOutTheHandshake) {
   FakeAmi ami;
   Make(ami.port());
