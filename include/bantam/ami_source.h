@@ -112,7 +112,9 @@ class AmiSource final : public LineSource {
             int timer_fd);
   void Connect();
   // The connection failed or ended: close it, report, wait retry_.
-  void Fail(const std::string& why, bool login_refused = false);
+  // `our_fault`: the login was refused or the secret is unreadable, an
+  // ERROR (once until the next login) rather than an outage's WARNING.
+  void Fail(const std::string& why, bool our_fault = false);
   void CloseSocket();
   void ArmTimer(std::chrono::milliseconds delay);
   void WatchSocket(bool want_write);
@@ -139,8 +141,9 @@ class AmiSource final : public LineSource {
   int sock_ = -1;
   State state_ = State::kIdle;
   std::chrono::milliseconds retry_;
-  bool in_outage_ = false;  // a failure was reported and no login since
-  std::string last_error_;  // why the last attempt failed, for status
+  bool in_outage_ = false;       // a failure was reported and no login since
+  bool error_reported_ = false;  // an ERROR (our_fault) since the last login
+  std::string last_error_;       // why the last attempt failed, for status
   uint64_t connects_ = 0, attempts_ = 0;
   std::string origin_;     // "ami://USER@HOST:PORT", the lines' origin
   std::string secret_;     // from Connect() until the Login is queued

@@ -254,7 +254,7 @@ void AmiSource::Connect() {
   }
   Result<std::string> secret = LoadAmiSecret(options_, nullptr);
   if (!secret.ok()) {
-    Fail(secret.status().message());
+    Fail(secret.status().message(), /*our_fault=*/true);
     return;
   }
   secret_ = std::move(*secret);
@@ -289,7 +289,7 @@ void AmiSource::Connect() {
   Fail(std::string("connecting: ") + strerror(errno));
 }
 
-void AmiSource::Fail(const std::string& why, bool login_refused) {
+void AmiSource::Fail(const std::string& why, bool our_fault) {
   CloseSocket();
   secret_.assign(secret_.size(), '\0');
   secret_.clear();
@@ -299,8 +299,13 @@ void AmiSource::Fail(const std::string& why, bool login_refused) {
   if (in_outage_) retry_ = std::min(retry_ * 2, timing_.max_retry);
   const std::string retry = "; retrying in " + Seconds(retry_) +
                             ", then less often (at most every " + Seconds(timing_.max_retry) + ")";
-  if (!in_outage_) {
-    Notice(login_refused ? Level::kError : Level::kWarning, Peer() + ": " + why + retry);
+  if (our_fault && !error_reported_) {
+    // Shown even in an outage already reported: Asterisk is back, but
+    // will not let us in.
+    Notice(Level::kError, Peer() + ": " + why + retry);
+    error_reported_ = true;
+  } else if (!in_outage_) {
+    Notice(our_fault ? Level::kError : Level::kWarning, Peer() + ": " + why + retry);
   } else {
     Notice(Level::kDebug, Peer() + ": " + why + "; retrying in " + Seconds(retry_));
   }
@@ -444,11 +449,12 @@ void AmiSource::OnMessage(const AmiMessage& m) {
                                  "logged in as '" + options_.username + "', reading " +
                                  options_.events + " events");
         in_outage_ = false;
+        error_reported_ = false;
         return;
       }
       std::string message(m.Find("Message").value_or("no reason given"));
       if (HasControl(message)) message = "(unprintable reason)";
-      Fail("login as '" + options_.username + "' refused: " + message, /*login_refused=*/true);
+      Fail("login as '" + options_.username + "' refused: " + message, /*our_fault=*/true);
       return;
     }
     case State::kConnected:

@@ -292,6 +292,29 @@ TEST_F(AmiSourceTest, RefusedConnectionBacksOffCappedWithOneWarningThenInfoWhenB
   EXPECT_NE(notices.back().text.find("connection back"), std::string::npos) << AllNotices();
 }
 
+TEST_F(AmiSourceTest, LoginRefusedAfterAnOutageIsStillAnError) {
+  uint16_t port;
+  {
+    FakeAmi probe;
+    port = probe.port();
+  }
+  Make(port);
+  src->Start();
+  ASSERT_TRUE(RunUntil([&] { return src->attempts() >= 2; }));
+  FakeAmi ami(false, port);
+  ASSERT_TRUE(ami.ok());
+  ASSERT_TRUE(Accept(ami));
+  ami.Send(kBanner);
+  ASSERT_TRUE(RunUntil([&] { return ami.Received().find("\r\n\r\n") != std::string::npos; }));
+  ami.Send("Response: Error\r\nMessage: Authentication failed\r\n\r\n");
+  ASSERT_TRUE(RunUntil([&] { return src->state() == AmiSource::State::kWaiting; }));
+  EXPECT_EQ(Count(AmiSource::Level::kWarning), 1) << AllNotices();
+  EXPECT_EQ(Count(AmiSource::Level::kError), 1) << AllNotices();
+  EXPECT_NE(AllNotices().find("login as 'bantam' refused: Authentication failed"),
+            std::string::npos)
+      << AllNotices();
+}
+
 TEST_F(AmiSourceTest, DropMidMessageLosesOnlyThatMessageAndReconnects) {
   FakeAmi ami;
   Make(ami.port());
