@@ -9,7 +9,8 @@ Scenarios (each with its own temp tree and server):
                 ban; Error events ban their RemoteAddress, IPv4 and IPv6;
                 `bantam status asterisk` counts them and shows the
                 connection; after `bantam reload` the jail logs in again and
-                still bans; `bantam stop asterisk` logs off
+                still bans; `bantam stop asterisk` hangs up, `bantam reload
+                asterisk` starts it again: it logs in and bans
   outage        no server at start: one WARNING however many retries, the
                 retries back off (1 s, 2 s, 4 s: no busy loop); the server
                 comes up: INFO, then events ban
@@ -239,11 +240,16 @@ def sc_ban(srv, t):
     t.wait_action('ban-asterisk 198.51.100.9')
     t.client('stop', 'asterisk')
     expect(poll(lambda: srv.conn is None, 5), 'the connection stayed open after stop asterisk')
+    t.client('reload', 'asterisk')  # fail2ban's way back for a stopped jail
+    expect(srv.wait('logins', 3), 'no new login after reload asterisk:\n' + t.tail())
+    t.wait_log('logged in as', 3)
+    srv.send(security_event('InvalidPassword', 'IPV4/UDP/198.51.100.10/5060') * 2)
+    t.wait_action('ban-asterisk 198.51.100.10')
     errs = t.lines(r' ERROR ')
     expect(not errs, 'errors in the log:\n' + '\n'.join(errs))
     t.stop()
     t.no_secret_anywhere()
-    return 'banned v4+v6, 4 counted, reload relogged in'
+    return 'banned v4+v6, 4 counted, logged in again after reload, stop, reload JAIL'
 
 
 def sc_outage(srv, t):
