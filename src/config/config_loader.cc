@@ -606,7 +606,10 @@ Status Loader::ConvertJail(Jail* jail, std::vector<Value>* out) {
   std::string backend;
   for (const auto& [opt, value] : jail->opts) {
     if (opt == "logpath") {
-      if (StartsWith(jail->opts.Find("backend")->ToPyStr(), "systemd")) continue;
+      // The journal and AMI need no files (a logpath inherited from the
+      // jail.conf section is ignored, as fail2ban does for the journal).
+      const std::string be = jail->opts.Find("backend")->ToPyStr();
+      if (StartsWith(be, "systemd") || be == "ami" || StartsWith(be, "ami[")) continue;
       int found = 0;
       const std::string text = value.ToPyStr();
       for (std::string_view entry : SplitNewlines(text)) {

@@ -347,6 +347,22 @@ void ServerImpl::AttachSources(JailState& js, const std::vector<SourcePosition>&
   if (Status s = store_->AddJail(c.name); !s.ok()) {
     Log(LogLevel::kError, "fail2ban.database", s.message());
   }
+  if (ReadsAmi(c)) {
+    Result<std::shared_ptr<AmiSource>> ami = OpenAmi(js);
+    if (!ami.ok()) {
+      Log(LogLevel::kError, "fail2ban.jail", "Jail '" + c.name + "': " + ami.status().message());
+      return;
+    }
+    if (Status s = UseSource(js, *ami); !s.ok()) {
+      Log(LogLevel::kError, "fail2ban.jail", "Jail '" + c.name + "': " + s.message());
+      return;
+    }
+    (*ami)->Start();
+    Log(LogLevel::kInfo, "bantam.ami",
+        "[" + c.name + "] Jail is in operation now (security events from " +
+            (*ami)->StatusOf(js.id).items.front() + ")");
+    return;
+  }
   if (ReadsJournal(c)) {
     auto journal = std::make_shared<JournalSource>(
         js.id, c.journalmatch, [this](const SourceLine& line) { OnLine(line); });
@@ -464,6 +480,32 @@ Status ServerImpl::OpenJournal(JailState& js, JournalSource& source,
     if (saved.ok() && *saved) resume = TimePosition{**saved, std::string()};
   }
   return source.Open(*jo, clock_.Now() - c.findtime, resume);
+}
+
+// backend = ami[host=..., port=..., username=..., secret_file=...]: the
+// jail's own connection to the Asterisk Manager Interface. Nothing to
+// resume: AMI has no history. Its messages never quote the backend value,
+// which may hold an inline secret.
+Result<std::shared_ptr<AmiSource>> ServerImpl::OpenAmi(JailState& js) {
+  const JailConfig& c = js.jail->config();
+  Result<NamedOptions> be = ParseNamedOptions(c.backend);
+  if (!be.ok()) return Status::Error("backend ami[...]: the options do not parse");
+  // Its warnings (an inline secret) came with the configuration check.
+  Result<AmiOptions> options = ParseAmiOptions(be->options, nullptr);
+  if (!options.ok()) return options.status();
+  const std::string jail = c.name;
+  auto notice = [this, jail](AmiSource::Level level, const std::string& message) {
+    LogLevel l = level == AmiSource::Level::kError     ? LogLevel::kError
+                 : level == AmiSource::Level::kWarning ? LogLevel::kWarning
+                 : level == AmiSource::Level::kInfo    ? LogLevel::kInfo
+                                                       : LogLevel::kDebug;
+    Log(l, "bantam.ami", "[" + jail + "] " + message);
+  };
+  Result<std::unique_ptr<AmiSource>> source = AmiSource::Create(
+      js.id, std::move(*options), [this](const SourceLine& line) { OnLine(line); },
+      std::move(notice), [this] { return clock_.Now(); });
+  if (!source.ok()) return source.status();
+  return std::shared_ptr<AmiSource>(std::move(*source));
 }
 
 JailState* ServerImpl::FindJail(const std::string& name) {

@@ -575,7 +575,7 @@ ControlReply ServerImpl::ControlGet(const std::vector<std::string>& cmd) {
     return Ok(Value(std::move(r)));
   }
   if (opt == "logpath") {
-    if (ReadsJournal(c)) return Ok(Value::List{});
+    if (ReadsJournal(c) || ReadsAmi(c)) return Ok(Value::List{});
     return Ok(StringList(files_->paths(js->id)));
   }
   if (opt == "logencoding") return Ok("UTF-8");
@@ -754,7 +754,7 @@ ControlReply ServerImpl::SetTable::LogPath(ServerImpl& s, const JailArgs& a, boo
       return ValueError("Only one file can be added at a time");
     }
   }
-  if (ReadsJournal(a.j.config())) return Ok(Value::List{});
+  if (ReadsJournal(a.j.config()) || ReadsAmi(a.j.config())) return Ok(Value::List{});
   const uint64_t id = a.js.id;
   const bool present = s.files_->follows(val, id);
   if (add) {

@@ -19,6 +19,7 @@
 
 #include "bantam/action.h"
 #include "bantam/action_factory.h"
+#include "bantam/ami_source.h"
 #include "bantam/ban_store.h"
 #include "bantam/clock.h"
 #include "bantam/config_loader.h"
@@ -59,6 +60,10 @@ struct JailState {
 
 // backend = systemd[...]: the jail reads the journal, not files.
 inline bool ReadsJournal(const JailConfig& c) { return c.backend.rfind("systemd", 0) == 0; }
+// backend = ami[...]: the jail reads Asterisk's security events from AMI.
+inline bool ReadsAmi(const JailConfig& c) {
+  return c.backend == "ami" || c.backend.rfind("ami[", 0) == 0;
+}
 
 // A jail of a loaded configuration with the part of the command stream that
 // configures it (its signature: a reload rebuilds the jail when it changes).
@@ -174,6 +179,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
 
   Status OpenJournal(JailState& js, JournalSource& source,
                      const std::vector<SourcePosition>& carried);
+  Result<std::shared_ptr<AmiSource>> OpenAmi(JailState& js);
 
   void Log(LogLevel level, const char* component, const std::string& message) {
     if (logger_) logger_->Log(level, component, message);

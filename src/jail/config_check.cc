@@ -4,6 +4,7 @@
 #include <optional>
 #include <set>
 
+#include "bantam/ami_source.h"
 #include "bantam/duration.h"
 #include "bantam/failregex.h"
 #include "bantam/ini.h"
@@ -75,6 +76,13 @@ class Checker {
     config_->diagnostics.push_back({Diagnostic::Severity::kError, where + scope + msg, jail});
   }
 
+  void Warning(const std::string& jail, const std::string& option, const std::string& msg) {
+    auto it = config_->origins.find({jail, option});
+    std::string where = it == config_->origins.end() ? "" : it->second.ToString() + ": ";
+    std::string scope = jail.empty() ? "" : "[" + jail + "] ";
+    config_->diagnostics.push_back({Diagnostic::Severity::kWarning, where + scope + msg, jail});
+  }
+
   void CheckTime(const std::string& jail, const std::string& option, const Value& v) {
     if (!v.is_string()) return;
     Result<double> d = ParseDuration(v.as_string());
@@ -87,11 +95,21 @@ class Checker {
 
   void CheckBackend(const std::string& jail, const std::string& backend) {
     static const std::set<std::string> kKnown = {"auto", "pyinotify", "inotify", "polling",
-                                                 "systemd"};
+                                                 "systemd", "ami"};
     Result<NamedOptions> b = ParseNamedOptions(backend);
+    if (b.ok() && PyStripAscii(b->name) == "ami") {
+      // Its options are checked here, and its messages never quote the
+      // value: it may hold an inline secret.
+      std::vector<std::string> warnings;
+      Result<AmiOptions> o = ParseAmiOptions(b->options, &warnings);
+      if (!o.ok()) Error(jail, "backend", o.status().message());
+      for (const std::string& w : warnings) Warning(jail, "backend", w);
+      return;
+    }
     if (!b.ok() || !kKnown.count(std::string(PyStripAscii(b->name)))) {
       Error(jail, "backend",
-            "backend = '" + backend + "' is not one of auto, pyinotify, inotify, polling, systemd");
+            "backend = '" + backend +
+                "' is not one of auto, pyinotify, inotify, polling, systemd, ami");
     }
   }
 

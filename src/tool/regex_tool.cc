@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bantam/ami_protocol.h"
 #include "bantam/config_dir.h"
 #include "bantam/config_loader.h"
 #include "bantam/filter.h"
@@ -1078,6 +1079,8 @@ int RegexTool::Run() {
       return 255;
     }
     Output("Use         log file : " + cmd_log);
+    if (LooksLikeAmiCapture(log.text()))
+      Output("Use      AMI capture : Error security events as res_security_log lines");
     Output("Use         encoding : " + o_.encoding);
   } else if (journal) {
     Output("Use         systemd journal");
@@ -1158,6 +1161,30 @@ int RegexTool::Run() {
       if (!*more) break;
       TestJournalLine(entry, ++lineno);
     }
+  } else if (is_file && LooksLikeAmiCapture(log.text())) {
+    // A saved AMI stream: each security event becomes the line Asterisk's
+    // security log would hold, timed by its EventTV, as bantamd's
+    // backend = ami hands it to the jail.
+    uint64_t lineno = 0;
+    JournalLine entry;
+    SecurityLine security;
+    AmiFramer framer(AmiFramer::Callbacks{
+                         nullptr,
+                         [&](const AmiMessage& m) {
+                           if (!FormatSecurityEvent(m, now_, &security)) return;
+                           if (security.informational) return;  // as bantamd: never a failure
+                           entry.line.assign(DecodeUtf8Replace(security.line, &scratch));
+                           entry.date_text = security.event_tv;
+                           entry.time = security.time;
+                           TestJournalLine(entry, ++lineno);
+                         },
+                         [&](std::string_view why) {
+                           std::fprintf(stderr, "W: AMI capture: dropped %.*s\n",
+                                        static_cast<int>(why.size()), why.data());
+                         }},
+                     /*expect_banner=*/true);
+    framer.Feed(log.text());
+    framer.Feed("\r\n\r\n");  // a capture cut without its last empty line
   } else if (is_file && log.text().size() >= kPipelineBytes) {
     RunPipelined(log.text());
   } else if (is_file) {

@@ -30,6 +30,11 @@ Scenarios (FW_ONLY=name runs one; all by default):
   iptables-startup    three iptables-allports jails start at once, each with
                       a ban restored from the database: no "Error starting
                       action"/xtables lock errors, every restored ban in force
+  ami-nft-native      backend = ami: the scripted AMI server
+                      (tests/testing/ami_server.py) in `pbx` sends security
+                      events; Informational ones for the attacker never ban,
+                      Error ones (IPv4 and IPv6 RemoteAddress) ban it through
+                      the bundled asterisk filter and native nftables
 
 The nftables allports actions are given protocol="tcp,udp,icmp,ipv6-icmp":
 the stock action's default (tcp) would leave UDP and ping through, and nft
@@ -1083,6 +1088,94 @@ def sc_iptables_startup():
         delete_netns(ns)
 
 
+class AmiAgent:
+    """tests/testing/ami_server.py inside a namespace, driven over its stdin."""
+
+    def __init__(self, ns, secret, port=5038):
+        self.proc = spawn(['ip', 'netns', 'exec', ns, sys.executable, '-u',
+                           os.path.join(SOURCE, 'tests', 'testing', 'ami_server.py'),
+                           '--host', '127.0.0.1', '--port', str(port), '--username', 'bantam',
+                           '--secret', secret], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise Fail('ami_server.py did not start (%s)' % self.proc.poll())
+        self.port = json.loads(line)['port']
+
+    def ask(self, **req):
+        self.proc.stdin.write((json.dumps(req) + '\n').encode())
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise Fail('ami_server.py died (%s)' % self.proc.poll())
+        res = json.loads(line)
+        if res.get('ok') is False:
+            raise Fail('ami_server.py: %s' % res)
+        return res
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        forget(self.proc)
+
+
+def sc_ami_nft_native():
+    topo = Topology()
+    secret = 'ami-%d' % os.getpid()
+    ami = AmiAgent(topo.pbx, secret)
+    d = Daemon(topo.pbx, '[asterisk]\nenabled = true\nfilter = asterisk\n'
+               'backend = ami[host=127.0.0.1, port=%d, username=bantam, secret_file={d}/ami.secret]\n'
+               'action = nftables[type=allports, %s]\nmaxretry = 2\nfindtime = 10m\nbantime = 1h\n'
+               % (ami.port, NFT_ALL_PROTOS))
+    with open(d.path('ami.secret'), 'w') as f:
+        f.write(secret + '\n')
+    os.chmod(d.path('ami.secret'), 0o600)
+    try:
+        d.start()
+        expect(ami.ask(op='wait_login', timeout=10)['ok'], 'bantamd did not log in to AMI:\n' + d.tail())
+        for v6 in (False, True):
+            topo.expect_pass(v6, timeout=5.0, why=' before any ban')
+        remote4 = 'IPV4/UDP/%s/5060' % topo.atk4
+        remote6 = 'IPV6/UDP/%s/5060' % topo.atk6
+        # Informational events for the IPv4 attacker, then Error events for
+        # the IPv6 one: once the IPv6 ban is in, the earlier events were
+        # read, and they must not have banned.
+        for _ in range(3):
+            ami.ask(op='event', name='ChallengeSent', remote=remote4)
+            ami.ask(op='event', name='SuccessfulAuth', remote=remote4)
+        ami.ask(op='event', name='InvalidAccountID', remote=remote6)
+        ami.ask(op='event', name='ChallengeResponseFailed', remote=remote6)
+        d.wait_log('[asterisk] Ban %s' % topo.atk6)
+        topo.expect_blocked(True, why=' after the AMI ban')
+        expect('[asterisk] Ban %s' % topo.atk4 not in d.read_log(),
+               'Informational events banned:\n' + d.tail())
+        topo.expect_pass(False, why=' (Informational events never ban)')
+        ami.ask(op='event', name='InvalidPassword', remote=remote4)
+        ami.ask(op='event', name='FailedACL', remote=remote4)
+        d.wait_log('[asterisk] Ban %s' % topo.atk4)
+        topo.expect_blocked(False, why=' after the AMI ban')
+        check_nft('asterisk')(d, topo, {topo.atk4, topo.atk6})
+        status = d.client('status', 'asterisk')
+        expect('ami://bantam@127.0.0.1:%d (connected)' % ami.port in status, status)
+        expect('Total failed:\t4' in status, status)
+        topo.expect_no_blocked_delivered()
+        errs = d.errors()
+        expect(not errs, 'errors in the log:\n' + '\n'.join(errs[-10:]))
+        kind = kind_of(d, native_expected=args.expect_native)
+        d.stop()
+        expect_no_f2b_left(d)
+        expect(secret not in d.read_log(), 'the AMI secret is in the log')
+        return kind
+    finally:
+        d.kill()
+        ami.close()
+        topo.close()
+
+
 SCENARIOS = (
     ('iptables-allports', sc_iptables_allports),
     ('nft-shell', sc_nft_shell),
@@ -1092,6 +1185,7 @@ SCENARIOS = (
     ('nft-repair', sc_nft_repair),
     ('iptables-repair', sc_iptables_repair),
     ('iptables-startup', sc_iptables_startup),
+    ('ami-nft-native', sc_ami_nft_native),
 )
 
 

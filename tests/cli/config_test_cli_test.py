@@ -85,7 +85,10 @@ case('bad usedns', {'jail.conf': JAIL + 'usedns = maybe\n'}, 255,
      ["{d}/jail.conf:6: [pbx] usedns = 'maybe' is not one of yes, no, warn, raw"])
 case('bad backend', {'jail.conf': JAIL + 'backend = gamin2\n'}, 255,
      ["{d}/jail.conf:6: [pbx] backend = 'gamin2' is not one of auto, pyinotify, inotify, "
-      "polling, systemd"])
+      "polling, systemd, ami"])
+case('bad ami option', {'jail.conf': JAIL + 'backend = ami[username=u, secret_file=/f, prot=1]\n'},
+     255, ["{d}/jail.conf:6: [pbx] ami backend: unknown option 'prot' (known: host, port, "
+           "username, secret, secret_file, events)"])
 JAIL_PORT = ('[pbx]\nenabled = true\nfilter = pbx\nlogpath = /dev/null\n'
              'action = fw[port="%(port)s"]\n')
 case('interpolation loop', {'jail.conf': JAIL_PORT + 'a = %(b)s\nb = %(a)s\nport = %(a)s\n'},
