@@ -19,10 +19,7 @@ cannot drift apart.
   - files under /etc/asterisk are parsed and checked (ASTERISK_CHECKS):
     there is no Asterisk to load them.
 ```text blocks are output or Asterisk's console (`*CLI>` lines, which must
-be among ASTERISK_CLI) and are not run. A block after the marker
-`<!-- guide-test: needs the AMI backend -->` is counted and named but not
-run while the AMI backend is missing (the test says so); a check for such a
-command stays in AMI_CHECKS for when it lands.
+be among ASTERISK_CLI) and are not run.
 
 The mapping the guide's last section documents:
   - /etc/bantam, /etc/fail2ban, /etc/asterisk, /var/log/asterisk,
@@ -45,7 +42,13 @@ The mapping the guide's last section documents:
   - the Asterisk log starts with the golden corpus
     (tests/filter/samples/asterisk.log, old dates) followed by a manager
     (AMI) login brute force from 203.0.113.50 dated now, which the bundled
-    default configuration must ban.
+    default configuration must ban;
+  - Asterisk's manager interface is a scripted AMI server
+    (tests/testing/ami_server.py) on 127.0.0.1:5038 in the namespace,
+    started just before the guide writes its AMI jail snippet, with the
+    secret the guide put in /etc/bantam/ami.secret. Once `bantam status
+    asterisk` shows the connection, it sends InvalidPassword security events
+    from 203.0.113.60 until the jail's maxretry, which must ban it.
 
 Needs root, ip (iproute2), nft (nftables), iptables, fail2ban-client
 (fail2ban), bash and diff. Missing ones fail under CI ($CI set), naming the
@@ -71,8 +74,8 @@ args = ap.parse_args()
 BUILD = os.path.dirname(os.path.abspath(args.bantam))
 SRC = os.path.abspath(args.source_dir)
 GUIDE = os.path.join(SRC, 'docs', 'asterisk.md')
-AMI_MARKER = '<!-- guide-test: needs the AMI backend -->'
-AMI_BACKEND_READY = False  # set when `backend = ami` exists (issue 14, part 1)
+AMI_SNIPPET = '/etc/bantam/jail.d/asterisk-ami-events.local'
+AMI_BRUTE = '203.0.113.60'
 BRUTE = '203.0.113.50'
 
 TOOLS = (('ip', 'iproute2'), ('nft', 'nftables'), ('iptables', 'iptables'),
@@ -117,7 +120,7 @@ CHECKS = {
     ('umask 077', 1): dict(),
     ('head -c 18 /dev/urandom | base64 > /etc/bantam/ami.secret', 1): dict(),
     ('ls -l /etc/bantam/ami.secret', 1): dict(out=[r'^-rw------- .*/etc/bantam/ami\.secret$']),
-    ('bantam status asterisk', 2): dict(out=[r'Total failed:\t[1-9]\d*$', r'Banned IP list:\t.*\b203\.0\.113\.50\b'], retry=10),
+    ('bantam status asterisk', 1): dict(out=[r'Total failed:\t[1-9]\d*$', r'Banned IP list:\t.*\b203\.0\.113\.50\b'], retry=10),
     ('bantam-regex /var/log/asterisk/messages asterisk', 1): dict(out=['MATCHED_LINE', r'^Date template hits:$',
                                                                        r'^\|  \[\d+\] \{\^LN-BEG\}ExYear']),
     ('bantam set asterisk banip 203.0.113.45', 1): dict(out=[r'^1$']),
@@ -145,21 +148,20 @@ CHECKS = {
     ('systemctl enable --now bantam', 2): dict(out=[r'^sandbox: bantamd running, pid \d+$']),
     ('bantam status', 3): dict(out=[r'^`- Jail list:\tasterisk$']),
     ('bantam status', 4): dict(out=[r'^`- Jail list:\tasterisk$']),
-    ('bantam -t', 4): dict(out=[r'^OK: configuration test is successful$']),
+    ('bantam -t', 3): dict(out=[r'^OK: configuration test is successful$']),
     ('bantam get asterisk logpath', 1): dict(out=[r'^`- SB/var/log/asterisk/messages$']),
     ('ls -l /var/log/asterisk/messages', 1): dict(out=[r' SB/var/log/asterisk/messages$']),
     ('tail -n 20 /var/log/bantam.log', 1): dict(out=[r'Server ready$']),
 }
 
-# Checks for the commands of the blocks that need the AMI backend, used once
-# AMI_BACKEND_READY is true. There is no Asterisk in the namespace: turning
-# them on needs a scripted AMI server there too (the AMI backend's tests
-# bring one), started before the guide's AMI section.
-AMI_CHECKS = {
-    ('bantam -t', 3): dict(out=[r'^OK: configuration test is successful$']),
+# The AMI section, last before the guide's own: a scripted AMI server stands
+# in for Asterisk (see Sandbox.start_ami).
+CHECKS.update({
+    ('bantam -t', 4): dict(out=[r'^OK: configuration test is successful$']),
     ('systemctl reload bantam', 5): dict(out=[r'^OK$']),
-    ('bantam status asterisk', 1): dict(out=[r'File list:\tami://bantam@127\.0\.0\.1:5038\b']),
-}
+    ('bantam status asterisk', 2): dict(out=[r'File list:\tami://bantam@127\.0\.0\.1:5038 \(connected\)$'],
+                                        retry=10, post='ami_event_bans'),
+})
 
 
 def asterisk_check_logger(cp):
@@ -198,8 +200,8 @@ def result(ok, what, detail=''):
 
 
 class Block:
-    def __init__(self, lang, lines, section, lineno, marker):
-        self.lang, self.lines, self.section, self.lineno, self.marker = lang, lines, section, lineno, marker
+    def __init__(self, lang, lines, section, lineno):
+        self.lang, self.lines, self.section, self.lineno = lang, lines, section, lineno
 
     def commands(self):
         """Shell commands, one per line (a trailing backslash continues)."""
@@ -217,15 +219,13 @@ class Block:
 
 
 def parse_guide(path):
-    blocks, section, marker = [], '', None
+    blocks, section = [], ''
     lines = open(path).read().split('\n')
     i = 0
     while i < len(lines):
         l = lines[i]
         if l.startswith('## '):
             section = l[3:].strip()
-        if l.strip() == AMI_MARKER:
-            marker = 'ami'
         m = re.match(r'^```(\S*)\s*$', l)
         if m:
             lang, start, body = m.group(1), i + 1, []
@@ -235,10 +235,7 @@ def parse_guide(path):
                 i += 1
             if i == len(lines):
                 raise SystemExit('FATAL: %s:%d: unterminated code block' % (path, start))
-            blocks.append(Block(lang, body, section, start, marker))
-            marker = None
-        elif l.strip() and l.strip() != AMI_MARKER:
-            marker = marker if l.startswith('<!--') else None
+            blocks.append(Block(lang, body, section, start))
         i += 1
     return blocks
 
@@ -251,6 +248,7 @@ class Sandbox:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix='bantam-guide-')
         self.ns = 'btguide-%d' % os.getpid()
+        self.ami = None
         sb = self.dir
         self.map = [('/var/log/bantam.log', sb + '/var/log/bantam.log'),
                     ('/var/log/asterisk', sb + '/var/log/asterisk'),
@@ -374,8 +372,35 @@ esac
         with Shell(self) as sh:
             return sh.run(command)
 
+    def start_ami(self):
+        """Asterisk's manager interface: the scripted AMI server, in the
+        namespace, accepting the user and secret the guide set up."""
+        try:
+            secret = open(self.conf + '/ami.secret').read().strip()
+        except OSError as e:
+            return False, 'no secret to give the AMI server: %s' % e
+        self.ami = subprocess.Popen(['ip', 'netns', 'exec', self.ns, sys.executable,
+                                     os.path.join(SRC, 'tests', 'testing', 'ami_server.py'),
+                                     '--host', '127.0.0.1', '--port', '5038', '--username', 'bantam',
+                                     '--secret', secret],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        first = self.ami.stdout.readline()
+        return first.startswith('{"port": 5038'), 'AMI server: %r' % first
+
+    def ami_request(self, **req):
+        self.ami.stdin.write(json.dumps(req) + '\n')
+        self.ami.stdin.flush()
+        return json.loads(self.ami.stdout.readline() or '{}')
+
     def cleanup(self):
         self.sh('systemctl stop bantam')
+        if self.ami:
+            self.ami.stdin.close()
+            try:
+                self.ami.wait(5)
+            except subprocess.TimeoutExpired:
+                self.ami.kill()
+                self.ami.wait()
         pid = os.path.join(self.dir, 'run/bantam/bantamd.pid')
         if os.path.exists(pid):
             try:
@@ -483,6 +508,27 @@ def post_nft_again(sb):
     return False, out
 
 
+def post_ami_event_bans(sb):
+    """Security events from AMI ban as the log lines would: maxretry
+    InvalidPassword events from one address, and it is in the nftables set."""
+    rc, out = sb.sh('bantam get asterisk maxretry')
+    if rc != 0 or not out.strip().isdigit():
+        return False, 'bantam get asterisk maxretry: exit %s: %s' % (rc, out)
+    if sb.ami_request(op='wait_login', count=1, timeout=10).get('ok') is not True:
+        return False, 'bantamd never logged in to the AMI server'
+    for _ in range(int(out.strip())):
+        res = sb.ami_request(op='event', name='InvalidPassword', remote='IPV4/UDP/%s/5060' % AMI_BRUTE)
+        if res.get('ok') is not True:
+            return False, 'AMI server: %s' % res
+    for _ in range(100):
+        rc, out = sb.sh('nft list set inet f2b-table addr-set-asterisk')
+        if rc == 0 and AMI_BRUTE in out:
+            return True, ''
+        time.sleep(0.1)
+    return False, 'nft set without %s:\n%s\n%s' % (AMI_BRUTE, out,
+                                                   open(sb.dir + '/var/log/bantam.log').read()[-3000:])
+
+
 def post_fail2ban_gone(sb):
     return not os.path.exists(sb.dir + '/f2b/fail2ban.sock'), 'fail2ban socket still there'
 
@@ -490,7 +536,7 @@ def post_fail2ban_gone(sb):
 POST = {'brute_force_banned': post_brute_force_banned,
         'one_jail_counts_manager': post_one_jail_counts_manager,
         'unbanned_45': post_unbanned_45, 'nft_again': post_nft_again,
-        'fail2ban_gone': post_fail2ban_gone}
+        'fail2ban_gone': post_fail2ban_gone, 'ami_event_bans': post_ami_event_bans}
 
 
 # ---------------------------------------------------------------------------
@@ -568,9 +614,7 @@ def main():
 
     blocks = parse_guide(GUIDE)
     checks = dict(CHECKS)
-    if AMI_BACKEND_READY:
-        checks.update(AMI_CHECKS)
-    seen, used, skipped = {}, set(), []
+    seen, used = {}, set()
     for b in blocks:
         if b.lang == 'text':
             for l in b.lines:
@@ -581,13 +625,9 @@ def main():
     sb = Sandbox()
     try:
         for b in blocks:
-            if b.marker == 'ami' and not AMI_BACKEND_READY:
-                skipped.append('line %d (%s): %s' % (b.lineno, b.lang, '; '.join(b.commands()) if b.lang == 'sh'
-                                                      else b.lines[0]))
-                if b.lang == 'sh':
-                    for c in b.commands():
-                        seen[c] = seen.get(c, 0) + 1
-                continue
+            if b.lang == 'ini' and b.lines and b.lines[0].strip() == '; ' + AMI_SNIPPET:
+                ok, what = sb.start_ami()
+                result(ok, 'setup: a scripted AMI server on 127.0.0.1:5038 in the namespace', what)
             if b.lang == 'ini':
                 ok, what = apply_ini(sb, b)
                 result(ok, 'ini %s' % what if ok else 'ini block at line %d' % b.lineno, '' if ok else what)
@@ -625,14 +665,12 @@ def main():
                         if not ok:
                             problems.append('%s: %s' % (check['post'], detail))
                     result(not problems, label, '\n'.join(problems) + '\n--- output:\n' + out)
-        for key in sorted(set(checks) - used - (set(AMI_CHECKS) if not AMI_BACKEND_READY else set())):
+        for key in sorted(set(checks) - used):
             result(False, 'check %r' % (key,), 'the guide no longer has this command')
     finally:
         sb.cleanup()
     left = subprocess.run(['ip', 'netns', 'list'], stdout=subprocess.PIPE, text=True).stdout
     result(sb.ns not in left, 'namespace %s deleted' % sb.ns, left)
-    for s in skipped:
-        print('NOT RUN (needs the AMI backend, not built yet): %s' % s)
     print('%d passed, %d failed' % (passed, failed))
     return 1 if failed else 0
 
