@@ -48,7 +48,7 @@ The mapping the guide's last section documents:
     started just before the guide writes its AMI jail snippet, with the
     secret the guide put in /etc/bantam/ami.secret. Once `bantam status
     asterisk` shows the connection, it sends InvalidPassword security events
-    from 203.0.113.60 until the jail's maxretry, which must ban it.
+    from 203.0.113.77 until the jail's maxretry, which must ban it.
 
 Needs root, ip (iproute2), nft (nftables), iptables, fail2ban-client
 (fail2ban), bash and diff. Missing ones fail under CI ($CI set), naming the
@@ -75,7 +75,7 @@ BUILD = os.path.dirname(os.path.abspath(args.bantam))
 SRC = os.path.abspath(args.source_dir)
 GUIDE = os.path.join(SRC, 'docs', 'asterisk.md')
 AMI_SNIPPET = '/etc/bantam/jail.d/asterisk-ami-events.local'
-AMI_BRUTE = '203.0.113.60'
+AMI_BRUTE = '203.0.113.77'  # not in the log corpus
 BRUTE = '203.0.113.50'
 
 TOOLS = (('ip', 'iproute2'), ('nft', 'nftables'), ('iptables', 'iptables'),
