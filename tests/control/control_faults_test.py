@@ -13,8 +13,9 @@ Scenarios:
              the group) is served too.
   flood      the probe user opens 300 connections and pings on each every
              second: 32 are served (the per-user cap), the rest get
-             ServerBusy naming the cap; meanwhile root's `bantam ping`
-             answers "pong" in well under a second, another member still
+             ServerBusy naming the cap; meanwhile root's ping is answered
+             in well under a second (timed over the socket) and root's
+             `bantam ping` prints "pong" every time, another member still
              gets in, and the log has one line for the probe user, not 268.
   hostile    garbage, 100 MB without a newline and 20 half-requests left
              hanging, from the probe user: root's ping still answers at once
@@ -132,17 +133,29 @@ maxretry = 3
 
 
 def root_ping(t, n):
-    """Runs the real `bantam ping` n times: (worst seconds, outputs that were not pong)."""
-    worst, bad = 0.0, []
+    """n rounds of root's ping: the daemon's answer time over its socket, and
+    the real `bantam ping`, which must print pong. (worst answer seconds,
+    worst client seconds, outputs that were not pong.) The bound applies to
+    the daemon's answer: the client program's own start-up (slow under ASan
+    on a loaded machine) is not the daemon's responsiveness."""
+    worst, worst_client, bad = 0.0, 0.0, []
     for _ in range(n):
         t0 = time.time()
-        r = subprocess.run([BANTAM, '-c', t.dir, 'ping'], capture_output=True, text=True, timeout=60)
+        try:
+            answer = t.ask(['ping'], timeout=30)
+        except (OSError, ValueError) as e:
+            answer = (False, repr(e))
         worst = max(worst, time.time() - t0)
+        if answer != (True, 'pong'):
+            bad.append('socket: %r' % (answer,))
+        t0 = time.time()
+        r = subprocess.run([BANTAM, '-c', t.dir, 'ping'], capture_output=True, text=True, timeout=60)
+        worst_client = max(worst_client, time.time() - t0)
         out = (r.stdout + r.stderr).strip()
         if r.returncode != 0 or 'pong' not in out:
             bad.append(out)
         time.sleep(0.05)
-    return worst, bad
+    return worst, worst_client, bad
 
 
 def as_user(argv, user=USER, group=None, **kw):
@@ -226,8 +239,9 @@ def flood(t):
         print('  flood: 300 connections from %s: %d served, %d ServerBusy, e.g. %s' %
               (USER, summary['ok'], summary['busy'], summary['busy_message']))
         time.sleep(1.5)  # a round of pings on the live ones
-        worst, bad = root_ping(t, 20)
-        print('  flood: root `bantam ping` worst of 20: %.3f s%s' % (worst, ', failures: %s' % bad[:2] if bad else ''))
+        worst, worst_client, bad = root_ping(t, 20)
+        print('  flood: root ping worst of 20: daemon %.3f s, `bantam ping` %.3f s%s'
+              % (worst, worst_client, ', failures: %s' % bad[:2] if bad else ''))
         member = one_request(t, ['ping'], user='nobody', group=USER)
         expect(not bad, 'root ping failed %d of 20 times: %s' % (len(bad), bad[:2]))
         expect(worst < 1.0, 'root ping took %.2f s' % worst)
@@ -305,11 +319,12 @@ def hostile(t):
         ready, _, _ = select.select([probe.stdout], [], [], 60)
         errf.seek(0)
         expect(ready and probe.stdout.readline().strip() == 'ready', 'the probe did not start: %s' % errf.read()[-2000:])
-        worst, bad = root_ping(t, 20)
+        worst, worst_client, bad = root_ping(t, 20)
         out, _ = probe.communicate('', timeout=60)
         errf.seek(0)
         err = errf.read()[-2000:]
-        print('  hostile: root `bantam ping` worst of 20: %.3f s; %s' % (worst, ' / '.join(out.split('\n'))[:300]))
+        print('  hostile: root ping worst of 20: daemon %.3f s, `bantam ping` %.3f s; %s'
+              % (worst, worst_client, ' / '.join(out.split('\n'))[:300]))
         expect(not bad, 'root ping failed: %s' % bad[:2])
         expect(worst < 1.0, 'root ping took %.2f s' % worst)
         expect('ProtocolError' in out and 'request longer than 1048576 bytes' in out, out + err)
