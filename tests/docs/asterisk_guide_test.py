@@ -488,24 +488,29 @@ def post_one_jail_counts_manager(sb):
     return ok, 'asterisk:\n%s\nasterisk-ami:\n%s' % (a, b)
 
 
-def post_unbanned_45(sb):
+def wait_asterisk_set(sb, good):
+    """Polls the asterisk jail's nftables set for up to 10 s until good(its
+    listing) holds: (whether it did, the last listing)."""
     for _ in range(100):
         rc, out = sb.sh('nft list set inet f2b-table addr-set-asterisk')
-        if rc == 0 and '203.0.113.45' not in out:
-            return True, ''
+        if rc == 0 and good(out):
+            return True, out
         time.sleep(0.1)
     return False, out
+
+
+def post_unbanned_45(sb):
+    ok, out = wait_asterisk_set(sb, lambda s: '203.0.113.45' not in s)
+    return ok, '' if ok else out
 
 
 def post_nft_again(sb):
     """Back on nftables: the bans in force are in the set again."""
-    for _ in range(100):
-        rc, out = sb.sh('nft list set inet f2b-table addr-set-asterisk')
-        if rc == 0 and BRUTE in out:
-            _, ipt = sb.sh('iptables -S')
-            return 'f2b-asterisk' not in ipt, 'iptables chain left behind:\n' + ipt
-        time.sleep(0.1)
-    return False, out
+    ok, out = wait_asterisk_set(sb, lambda s: BRUTE in s)
+    if not ok:
+        return False, out
+    _, ipt = sb.sh('iptables -S')
+    return 'f2b-asterisk' not in ipt, 'iptables chain left behind:\n' + ipt
 
 
 def post_ami_event_bans(sb):
@@ -520,11 +525,9 @@ def post_ami_event_bans(sb):
         res = sb.ami_request(op='event', name='InvalidPassword', remote='IPV4/UDP/%s/5060' % AMI_BRUTE)
         if res.get('ok') is not True:
             return False, 'AMI server: %s' % res
-    for _ in range(100):
-        rc, out = sb.sh('nft list set inet f2b-table addr-set-asterisk')
-        if rc == 0 and AMI_BRUTE in out:
-            return True, ''
-        time.sleep(0.1)
+    ok, out = wait_asterisk_set(sb, lambda s: AMI_BRUTE in s)
+    if ok:
+        return True, ''
     return False, 'nft set without %s:\n%s\n%s' % (AMI_BRUTE, out,
                                                    open(sb.dir + '/var/log/bantam.log').read()[-3000:])
 
