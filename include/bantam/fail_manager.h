@@ -43,7 +43,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -100,8 +99,9 @@ class FailManager {
   // Takes every entry and the totals of `other` (a jail rebuilt by a
   // reload), keeping this manager's options; `other` is left empty.
   void TakeFrom(FailManager& other);
-  // The entry of `id` as a Ticket, or null. Valid until the next non-const
-  // call (each call makes a copy: read what you need and let go).
+  // The entry of `id` as a Ticket, or null. Valid until the next Find() or
+  // non-const call: each call rebuilds one copy, so a commit that looks up
+  // thousands of ids holds one Ticket at a time, not thousands.
   const Ticket* Find(const IpAddr& id) const;
 
   // Puts back an entry saved earlier (a restart): as it was, without
@@ -113,11 +113,12 @@ class FailManager {
   // insert per failure). Turning it off forgets pending changes.
   void set_track_changes(bool on);
   bool track_changes() const { return track_changes_; }
-  // The ids changed since the last call: `upserts` get their current entry,
-  // `removed` the ids that no longer hold one (banned, expired, evicted,
-  // deleted). Each id appears in one list at most; order is unspecified.
+  // The ids changed since the last call: `upserts` the ids that hold an
+  // entry (read it with Find()), `removed` the ids that no longer hold one
+  // (banned, expired, evicted, deleted). Each id appears in one list at
+  // most; order is unspecified.
   struct Changes {
-    std::vector<const Ticket*> upserts;  // valid until the next non-const call
+    std::vector<IpAddr> upserts;
     std::vector<IpAddr> removed;
     bool empty() const { return upserts.empty() && removed.empty(); }
   };
@@ -173,7 +174,9 @@ class FailManager {
   };
   // A list of group names, each None or the id's own text.
   using Shape = std::vector<std::pair<std::string, bool /*none*/>>;
-  static constexpr uint32_t kChunkBits = 10;  // slots are allocated 1024 at a time
+  // Slots come 1024 at a time (64 KiB): a jail with few failures touches
+  // one chunk, and growth never copies the table.
+  static constexpr uint32_t kChunkBits = 10;
 
   Slot& At(uint32_t i) { return chunks_[i >> kChunkBits][i & ((1u << kChunkBits) - 1)]; }
   const Slot& At(uint32_t i) const {
@@ -200,7 +203,6 @@ class FailManager {
   void SetGroups(Slot& s, const IpAddr& id, const std::vector<FailData::Entry>& groups);
   // The slot's ticket; its side block is moved from when `take`.
   Ticket MakeTicket(Slot& s, bool take) const;
-  const Ticket* View(uint32_t i) const;
 
   FailManagerOptions options_;
   bool keep_matches_ = true;
@@ -211,7 +213,7 @@ class FailManager {
   size_t size_ = 0;
   std::vector<uint32_t> index_;  // open addressing, linear probing; kNil empty
   std::vector<Shape> shapes_;
-  mutable std::deque<Ticket> views_;  // what Find() and TakeChanges() returned
+  mutable Ticket found_;  // what Find() returned last
   uint64_t fail_total_ = 0;
   uint64_t evicted_total_ = 0;
   double next_service_ = -1e300;

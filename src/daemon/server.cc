@@ -712,7 +712,7 @@ void ServerImpl::CommitTurn(bool save_positions) {
       if (!fails.has_changes()) continue;
       FailManager::Changes changes = fails.TakeChanges();
       std::unordered_set<IpAddr>& ids = unsaved_failures_[js->jail->name()];
-      for (const Ticket* t : changes.upserts) ids.insert(t->id);
+      for (const IpAddr& id : changes.upserts) ids.insert(id);
       for (const IpAddr& id : changes.removed) ids.insert(id);
       failures_changed = true;
     }

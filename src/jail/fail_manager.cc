@@ -226,17 +226,11 @@ Ticket FailManager::MakeTicket(Slot& s, bool take) const {
   return t;
 }
 
-const Ticket* FailManager::View(uint32_t i) const {
-  // MakeTicket only moves from the slot when asked to.
-  return &views_.emplace_back(MakeTicket(const_cast<Slot&>(At(i)), /*take=*/false));
-}
-
 // ---------------------------------------------------------------------------
 // fail2ban's FailManager.
 
 int FailManager::AddFailure(const IpAddr& id, double time, FailData&& data, int count,
                             bool observed) {
-  views_.clear();
   uint32_t i = Lookup(id);
   if (i == kNil) {
     // An observed re-count for an id without failures means it was banned
@@ -293,7 +287,6 @@ int FailManager::AddFailure(const IpAddr& id, double time, FailData&& data, int 
 }
 
 std::optional<Ticket> FailManager::ToBan(const IpAddr* id) {
-  views_.clear();
   if (id != nullptr) {
     const uint32_t i = Lookup(*id);
     if (i != kNil) {
@@ -314,7 +307,6 @@ std::optional<Ticket> FailManager::ToBan(const IpAddr* id) {
 }
 
 void FailManager::Cleanup(double now) {
-  views_.clear();
   const double cutoff = now - options_.findtime;
   for (uint32_t i = head_; i != kNil;) {
     const uint32_t next = At(i).next;
@@ -331,18 +323,19 @@ bool FailManager::Service(double now, bool force) {
 }
 
 void FailManager::DelFailure(const IpAddr& id) {
-  views_.clear();
   const uint32_t i = Lookup(id);
   if (i != kNil) Erase(i);
 }
 
 const Ticket* FailManager::Find(const IpAddr& id) const {
   const uint32_t i = Lookup(id);
-  return i == kNil ? nullptr : View(i);
+  if (i == kNil) return nullptr;
+  // MakeTicket only moves from the slot when asked to.
+  found_ = MakeTicket(const_cast<Slot&>(At(i)), /*take=*/false);
+  return &found_;
 }
 
 void FailManager::Restore(Ticket ticket) {
-  views_.clear();
   if (const uint32_t old = Lookup(ticket.id); old != kNil) Erase(old);
   if (options_.max_entries != 0) EvictTo(options_.max_entries - 1);
   const uint32_t i = Insert(ticket.id);
@@ -370,14 +363,13 @@ void FailManager::set_track_changes(bool on) {
 }
 
 FailManager::Changes FailManager::TakeChanges() {
-  views_.clear();
   Changes changes;
   for (const IpAddr& id : changed_) {
     const uint32_t i = Lookup(id);
     if (i == kNil) {
       changes.removed.push_back(id);
     } else {
-      changes.upserts.push_back(View(i));
+      changes.upserts.push_back(id);
     }
   }
   changed_.clear();
@@ -385,14 +377,11 @@ FailManager::Changes FailManager::TakeChanges() {
 }
 
 void FailManager::set_max_entries(size_t value) {
-  views_.clear();
   options_.max_entries = value;
   if (value != 0) EvictTo(value);
 }
 
 void FailManager::TakeFrom(FailManager& other) {
-  views_.clear();
-  other.views_.clear();
   // Slot indices stay valid: the whole storage moves together.
   chunks_ = std::move(other.chunks_);
   slots_used_ = std::exchange(other.slots_used_, 0);

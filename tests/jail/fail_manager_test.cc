@@ -177,11 +177,6 @@ std::set<std::string> Texts(const std::vector<IpAddr>& ids) {
   for (const IpAddr& id : ids) out.insert(id.ToString());
   return out;
 }
-std::set<std::string> Texts(const std::vector<const Ticket*>& tickets) {
-  std::set<std::string> out;
-  for (const Ticket* t : tickets) out.insert(t->id.ToString());
-  return out;
-}
 
 TEST(FailManagerTest, ChangesAreNotTrackedUnlessAsked) {
   FailManager fm({.maxretry = 3, .findtime = 600, .maxmatches = 5});
@@ -200,12 +195,8 @@ TEST(FailManagerTest, TakeChangesNamesEachChangedIdOnceWithItsCurrentEntry) {
   FailManager::Changes c = fm.TakeChanges();
   EXPECT_EQ(Texts(c.upserts), (std::set<std::string>{"192.0.2.1", "192.0.2.2"}));
   EXPECT_TRUE(c.removed.empty());
-  for (const Ticket* t : c.upserts) {
-    if (t->id == Ip("192.0.2.1")) {
-      EXPECT_EQ(t->retry, 2);
-      EXPECT_EQ(t->data.matches, (std::vector<std::string>{"a", "b"}));
-    }
-  }
+  EXPECT_EQ(fm.Find(Ip("192.0.2.1"))->retry, 2);
+  EXPECT_EQ(fm.Find(Ip("192.0.2.1"))->data.matches, (std::vector<std::string>{"a", "b"}));
   EXPECT_FALSE(fm.has_changes());
   EXPECT_TRUE(fm.TakeChanges().empty());
 }
@@ -382,14 +373,14 @@ TEST(FailManagerTest, IndexStaysRightThroughChurn) {
   EXPECT_EQ(found, fm.size());
 }
 
-TEST(FailManagerTest, FindViewsStayValidUntilTheNextChange) {
-  FailManager fm({.maxretry = 3, .findtime = 600});
-  fm.AddFailure(Ip("192.0.2.1"), 1, {});
+TEST(FailManagerTest, FindCopiesTheEntryAndLeavesItHeld) {
+  FailManager fm({.maxretry = 3, .findtime = 600, .maxmatches = 5});
+  fm.AddFailure(Ip("192.0.2.1"), 1, Lines({"a"}));
   fm.AddFailure(Ip("192.0.2.2"), 2, {});
-  const Ticket* a = fm.Find(Ip("192.0.2.1"));
-  const Ticket* b = fm.Find(Ip("192.0.2.2"));
-  EXPECT_EQ(a->time, 1);
-  EXPECT_EQ(b->time, 2);
+  EXPECT_EQ(fm.Find(Ip("192.0.2.1"))->data.matches, (std::vector<std::string>{"a"}));
+  EXPECT_EQ(fm.Find(Ip("192.0.2.2"))->time, 2);
+  // The copy did not take the lines from the entry.
+  EXPECT_EQ(fm.Find(Ip("192.0.2.1"))->data.matches, (std::vector<std::string>{"a"}));
 }
 
 TEST(FailManagerTest, RestoredTicketFieldsComeBack) {
