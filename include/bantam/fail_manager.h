@@ -124,7 +124,7 @@ class FailManager {
   };
   Changes TakeChanges();
   // Whether TakeChanges() would return anything.
-  bool has_changes() const { return !changed_.empty(); }
+  bool has_changes() const { return !dirty_.empty() || !removed_.empty(); }
 
   // Ids holding failures (status "Currently failed").
   size_t size() const { return size_; }
@@ -150,7 +150,7 @@ class FailManager {
 
  private:
   static constexpr uint32_t kNil = UINT32_MAX;
-  static constexpr uint16_t kNoShape = UINT16_MAX;
+  static constexpr uint16_t kNoShape = 0x7FFF;
 
   // What an id holds beyond its slot; allocated only when needed.
   struct Extra {
@@ -168,7 +168,8 @@ class FailManager {
     std::unique_ptr<Extra> extra;
     int32_t retry = 0, attempts = 0, ban_count = 0;
     uint32_t prev = kNil, next = kNil;  // order of last failures
-    uint16_t shape = kNoShape;  // index in shapes_: the groups' names, None or id text
+    uint16_t shape : 15 = kNoShape;  // index in shapes_: group names, None or id text
+    uint16_t dirty : 1 = 0;  // changed since TakeChanges() (listed in dirty_)
     int8_t family = 0;  // AF_INET, AF_INET6; 0: the id is extra->id
     uint8_t plen = 0;
   };
@@ -195,8 +196,10 @@ class FailManager {
   void LinkLast(uint32_t i);
   void Erase(uint32_t i);
   void EvictTo(size_t limit);
-  void Touch(const IpAddr& id) {
-    if (track_changes_) changed_.insert(id);
+  void Touch(uint32_t i) {
+    if (!track_changes_ || At(i).dirty) return;
+    At(i).dirty = 1;
+    dirty_.push_back(i);
   }
   Extra& ExtraOf(Slot& s);
   // Stores `groups` (the first failure's) in the slot: as a shape when it can.
@@ -218,7 +221,10 @@ class FailManager {
   uint64_t evicted_total_ = 0;
   double next_service_ = -1e300;
   bool track_changes_ = false;
-  std::unordered_set<IpAddr> changed_;
+  // Change tracking: slots changed (a slot freed or reused since is told by
+  // its dirty bit), and ids that lost their entry.
+  std::vector<uint32_t> dirty_;
+  std::unordered_set<IpAddr> removed_;
 };
 
 }  // namespace bantam

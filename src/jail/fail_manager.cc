@@ -129,7 +129,8 @@ void FailManager::LinkLast(uint32_t i) {
 
 void FailManager::Erase(uint32_t i) {
   Slot& s = At(i);
-  if (track_changes_) changed_.insert(IdOf(s));
+  if (track_changes_) removed_.insert(IdOf(s));
+  s.dirty = 0;
   IndexRemove(i);
   Unlink(i);
   s.extra.reset();
@@ -248,7 +249,8 @@ int FailManager::AddFailure(const IpAddr& id, double time, FailData&& data, int 
     // bounded by maxlines, and maxmatches applies from the second failure.
     if (keep_matches_ && !data.matches.empty()) ExtraOf(s).matches = std::move(data.matches);
     ++fail_total_;
-    Touch(id);
+    if (!removed_.empty()) removed_.erase(id);  // back within the period: a change
+    Touch(i);
     return s.retry;
   }
 
@@ -282,7 +284,7 @@ int FailManager::AddFailure(const IpAddr& id, double time, FailData&& data, int 
     s.extra->matches.shrink_to_fit();
   }
   ++fail_total_;
-  Touch(id);
+  Touch(i);
   return s.retry;
 }
 
@@ -355,24 +357,29 @@ void FailManager::Restore(Ticket ticket) {
     x.restored = ticket.restored;
     x.banned = ticket.banned;
   }
+  // Replacing an entry is a change; a restored one is saved already.
+  if (!removed_.empty() && removed_.erase(ticket.id) != 0) Touch(i);
 }
 
 void FailManager::set_track_changes(bool on) {
   track_changes_ = on;
-  if (!on) changed_.clear();
+  if (on) return;
+  for (uint32_t i : dirty_) At(i).dirty = 0;
+  dirty_.clear();
+  removed_.clear();
 }
 
 FailManager::Changes FailManager::TakeChanges() {
   Changes changes;
-  for (const IpAddr& id : changed_) {
-    const uint32_t i = Lookup(id);
-    if (i == kNil) {
-      changes.removed.push_back(id);
-    } else {
-      changes.upserts.push_back(id);
-    }
+  for (uint32_t i : dirty_) {
+    Slot& s = At(i);
+    if (!s.dirty) continue;  // freed since, or listed twice
+    s.dirty = 0;
+    changes.upserts.push_back(IdOf(s));
   }
-  changed_.clear();
+  dirty_.clear();
+  changes.removed.assign(removed_.begin(), removed_.end());
+  removed_.clear();
   return changes;
 }
 
@@ -382,6 +389,15 @@ void FailManager::set_max_entries(size_t value) {
 }
 
 void FailManager::TakeFrom(FailManager& other) {
+  // This manager's own pending changes are of entries about to be dropped:
+  // kept by id, they are told as upserts if `other` holds them, else removed.
+  std::vector<IpAddr> mine;
+  if (track_changes_) {
+    for (uint32_t i : dirty_) {
+      if (At(i).dirty) mine.push_back(IdOf(At(i)));
+    }
+  }
+  dirty_.clear();
   // Slot indices stay valid: the whole storage moves together.
   chunks_ = std::move(other.chunks_);
   slots_used_ = std::exchange(other.slots_used_, 0);
@@ -394,10 +410,22 @@ void FailManager::TakeFrom(FailManager& other) {
   other.chunks_.clear();
   other.index_.clear();
   other.shapes_.clear();
+  dirty_ = std::move(other.dirty_);
+  other.dirty_.clear();
   if (track_changes_) {
-    changed_.merge(other.changed_);
+    removed_.merge(other.removed_);
+  } else {
+    for (uint32_t i : dirty_) At(i).dirty = 0;
+    dirty_.clear();
   }
-  other.changed_.clear();
+  other.removed_.clear();
+  for (const IpAddr& id : mine) {
+    if (const uint32_t i = Lookup(id); i != kNil) {
+      Touch(i);
+    } else {
+      removed_.insert(id);
+    }
+  }
   fail_total_ = other.fail_total_;
   evicted_total_ = other.evicted_total_;
   if (options_.max_entries != 0) EvictTo(options_.max_entries);

@@ -250,6 +250,43 @@ TEST(FailManagerTest, RestoredEntryContinuesItsWindow) {
   EXPECT_EQ(t->data.matches, (std::vector<std::string>{"one", "two", "three"}));
 }
 
+TEST(FailManagerTest, ChangesSurviveSlotReuseAndReturn) {
+  // Changes are kept per slot: a slot freed and taken by another id before
+  // TakeChanges() must report both ids right, and an id that comes back is
+  // an upsert only.
+  FailManager fm({.maxretry = 2, .findtime = 600, .maxmatches = 5});
+  fm.set_track_changes(true);
+  const IpAddr a = Ip("192.0.2.1"), b = Ip("192.0.2.2"), c = Ip("192.0.2.3");
+  fm.AddFailure(a, 1, {});
+  fm.AddFailure(a, 2, {});
+  ASSERT_TRUE(fm.ToBan(&a).has_value());  // a's slot is free
+  fm.AddFailure(b, 3, {});                 // and b takes it
+  fm.AddFailure(c, 4, {});
+  fm.DelFailure(c);
+  fm.AddFailure(c, 5, {});  // back again
+  FailManager::Changes ch = fm.TakeChanges();
+  EXPECT_EQ(Texts(ch.upserts), (std::set<std::string>{"192.0.2.2", "192.0.2.3"}));
+  EXPECT_EQ(Texts(ch.removed), (std::set<std::string>{"192.0.2.1"}));
+  EXPECT_EQ(ch.upserts.size(), 2u);
+  EXPECT_FALSE(fm.has_changes());
+  // A restored entry replacing a held one is a change; a new one is not.
+  Ticket t;
+  t.id = b;
+  t.time = t.first_time = 6;
+  fm.Restore(t);
+  t.id = Ip("192.0.2.9");
+  fm.Restore(t);
+  ch = fm.TakeChanges();
+  EXPECT_EQ(Texts(ch.upserts), (std::set<std::string>{"192.0.2.2"}));
+  EXPECT_TRUE(ch.removed.empty());
+  // Turning tracking off forgets what was pending.
+  fm.AddFailure(a, 7, {});
+  fm.set_track_changes(false);
+  EXPECT_FALSE(fm.has_changes());
+  fm.set_track_changes(true);
+  EXPECT_TRUE(fm.TakeChanges().empty());
+}
+
 TEST(FailManagerTest, TakeFromKeepsPendingChanges) {
   FailManager old({.maxretry = 3, .findtime = 600, .maxmatches = 5});
   old.set_track_changes(true);
