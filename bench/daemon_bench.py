@@ -920,8 +920,11 @@ def scenario_memory(args, workdir):
             if d.log.lines:
                 print("  first warning: %s" % d.log.lines[0])
         d.stop()
-    record("memory", "RSS idle", idle, "MiB")
-    record("memory", "RSS with %d tracked" % tracked, track, "MiB")
+    record("memory", "RSS idle", idle, "MiB", target="< 6 MiB")
+    record("memory", "RSS with %d tracked" % tracked, track, "MiB", target="< 25 MiB")
+    # What one tracked address costs: the RSS it added over idle.
+    per = {k: (track[k] - idle[k]) * 1048576 / tracked for k in track if k in idle}
+    record("memory", "bytes per tracked address", per, "B")
     if flood_peak:
         record("memory", "peak RSS, flood of %d IPv6" % args.flood, flood_peak, "MiB")
 
@@ -963,6 +966,8 @@ def summary(args):
                 met = "yes" if b < 1 else "no"
             elif "< 20 ms" in target:
                 met = "yes" if b < 20 else "no"
+            elif re.match(r"< [\d.]+ MiB$", target):
+                met = "yes" if b < float(target.split()[1]) else "no"
         print("| %s | %s | %s | %s | %s | %s | %s |" % (
             scen, metric, fmt(f) + " " + unit if f is not None else "-",
             fmt(b) + " " + unit if b is not None else "-", ratio, target or "", met))

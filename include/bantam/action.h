@@ -155,6 +155,13 @@ class Action {
   // Whether the action reads BanInfo::context (tags such as <ipmatches> or
   // <jail.banned>); false lets the caller skip building it.
   virtual bool uses_ban_context() const { return true; }
+  // Whether the action may read matched lines: the ban's own (<matches>,
+  // <ipjailmatches>, <ipmatches>) or, with `other_jails`, those other jails
+  // stored (<ipmatches>). true when unsure; false lets the jail keep none.
+  virtual bool may_read_matches(bool other_jails) const {
+    (void)other_jails;
+    return true;
+  }
 
   // Bumped each time the action repaired its environment: bans applied
   // before that may be gone and are applied again (kReban) by the daemon.

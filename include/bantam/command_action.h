@@ -122,6 +122,9 @@ class CommandAction : public Action {
   bool start_on_demand() const override { return start_on_demand_; }
   // actionflush is set: the jail flushes with it instead of unbanning each.
   bool has_flush() const override;
+  // Whether any option mentions "matches" ("ipmatches" with `other_jails`):
+  // every tag a command can expand to is text in some option. Loop thread.
+  bool may_read_matches(bool other_jails) const override;
   // actionprolong is set.
   bool has_prolong() const;
 
@@ -173,6 +176,9 @@ class CommandAction : public Action {
   const ActionEnv env_;
   double timeout_ = 60;
   bool norestored_ = false;
+  // A SetProperty value mentioned "matches" / "ipmatches". Loop thread only.
+  bool set_mentions_matches_ = false;
+  bool set_mentions_ipmatches_ = false;
   bool start_on_demand_ = false;
   WorkerPool::StrandId strand_ = 0;
 

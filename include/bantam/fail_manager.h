@@ -16,8 +16,19 @@
 // and bumps evicted_total(), so a flood of unique (e.g. IPv6) sources costs
 // bounded memory; what it costs in detection is that an attacker spreading
 // over more sources than the cap can push a slow id out before it reaches
-// maxretry. Each held id costs about 400 bytes plus its kept match lines
-// (at most maxmatches of them), so the default cap is about 40 MB + lines.
+// maxretry.
+//
+// Storage: ids are held compactly, not as Tickets. An address id costs one
+// 64-byte slot (its 128 bits, the window, intrusive links for the order of
+// last failures) plus 4-8 bytes of open-addressing index, and no heap block
+// when its first failure's groups are all None or its own text (the usual
+// <HOST> groups: they are stored as a shared "shape") and no matched line is
+// kept. Anything else (a raw id, other group values, kept lines) goes in one
+// side block per id. Matched lines are kept only with keep_matches on (the
+// default; the daemon turns it off for jails whose actions never read
+// <matches>, <ipmatches> or <ipjailmatches>), and then at most maxmatches
+// once a second failure arrived. Of a failure's FailData only the groups and
+// the matched lines are kept: the rest is the filter's multi-line state.
 //
 // Persistence (not in fail2ban, which keeps failures in memory only and so
 // forgets them in a crash): with track_changes on, every id whose entry was
@@ -32,10 +43,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <list>
+#include <memory>
 #include <optional>
-#include <unordered_map>
+#include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "bantam/filter.h"
@@ -58,7 +70,8 @@ struct FailManagerOptions {
 
 class FailManager {
  public:
-  explicit FailManager(FailManagerOptions options = {}) : options_(options) {}
+  explicit FailManager(FailManagerOptions options = {});
+  ~FailManager();
   FailManager(const FailManager&) = delete;
   FailManager& operator=(const FailManager&) = delete;
 
@@ -86,7 +99,9 @@ class FailManager {
   // Takes every entry and the totals of `other` (a jail rebuilt by a
   // reload), keeping this manager's options; `other` is left empty.
   void TakeFrom(FailManager& other);
-  // The entry of `id`, or null. Valid until the next non-const call.
+  // The entry of `id` as a Ticket, or null. Valid until the next Find() or
+  // non-const call: each call rebuilds one copy, so a commit that looks up
+  // thousands of ids holds one Ticket at a time, not thousands.
   const Ticket* Find(const IpAddr& id) const;
 
   // Puts back an entry saved earlier (a restart): as it was, without
@@ -98,20 +113,21 @@ class FailManager {
   // insert per failure). Turning it off forgets pending changes.
   void set_track_changes(bool on);
   bool track_changes() const { return track_changes_; }
-  // The ids changed since the last call: `upserts` get their current entry,
-  // `removed` the ids that no longer hold one (banned, expired, evicted,
-  // deleted). Each id appears in one list at most; order is unspecified.
+  // The ids changed since the last call: `upserts` the ids that hold an
+  // entry (read it with Find()), `removed` the ids that no longer hold one
+  // (banned, expired, evicted, deleted). Each id appears in one list at
+  // most; order is unspecified.
   struct Changes {
-    std::vector<const Ticket*> upserts;  // valid until the next non-const call
+    std::vector<IpAddr> upserts;
     std::vector<IpAddr> removed;
     bool empty() const { return upserts.empty() && removed.empty(); }
   };
   Changes TakeChanges();
   // Whether TakeChanges() would return anything.
-  bool has_changes() const { return !changed_.empty(); }
+  bool has_changes() const { return !dirty_.empty() || !removed_.empty(); }
 
   // Ids holding failures (status "Currently failed").
-  size_t size() const { return index_.size(); }
+  size_t size() const { return size_; }
   // Failures counted since start (status "Total failed").
   uint64_t fail_total() const { return fail_total_; }
   void set_fail_total(uint64_t total) { fail_total_ = total; }
@@ -127,24 +143,88 @@ class FailManager {
   size_t max_entries() const { return options_.max_entries; }
   // Shrinking the cap evicts down to it at once.
   void set_max_entries(size_t value);
+  // Whether matched lines are kept (see Storage above). Turned off, no new
+  // line is kept and an id's held lines go at its next failure.
+  bool keep_matches() const { return keep_matches_; }
+  void set_keep_matches(bool on) { keep_matches_ = on; }
 
  private:
-  using Order = std::list<Ticket>;  // least recently failing first
+  static constexpr uint32_t kNil = UINT32_MAX;
+  static constexpr uint16_t kNoShape = 0x7FFF;
 
-  void Erase(Order::iterator it);
-  void Touch(const IpAddr& id) {
-    if (track_changes_) changed_.insert(id);
+  // What an id holds beyond its slot; allocated only when needed.
+  struct Extra {
+    IpAddr id;  // a raw id or invalid text; empty for addresses
+    std::vector<FailData::Entry> groups;  // when the slot has no shape
+    std::vector<std::string> matches;
+    std::optional<double> ban_time;  // Restore()d tickets only
+    bool restored = false;
+    bool banned = false;
+  };
+  // One held id (64 bytes). A free slot is chained by `next`.
+  struct Slot {
+    uint64_t hi = 0, lo = 0;  // IpAddr bits when `family` is set
+    double time = 0, first_time = 0;
+    std::unique_ptr<Extra> extra;
+    int32_t retry = 0, attempts = 0, ban_count = 0;
+    uint32_t prev = kNil, next = kNil;  // order of last failures
+    uint16_t shape : 15 = kNoShape;  // index in shapes_: group names, None or id text
+    uint16_t dirty : 1 = 0;  // changed since TakeChanges() (listed in dirty_)
+    int8_t family = 0;  // AF_INET, AF_INET6; 0: the id is extra->id
+    uint8_t plen = 0;
+  };
+  // A list of group names, each None or the id's own text.
+  using Shape = std::vector<std::pair<std::string, bool /*none*/>>;
+  // Slots come 1024 at a time (64 KiB): a jail with few failures touches
+  // one chunk, and growth never copies the table.
+  static constexpr uint32_t kChunkBits = 10;
+
+  Slot& At(uint32_t i) { return chunks_[i >> kChunkBits][i & ((1u << kChunkBits) - 1)]; }
+  const Slot& At(uint32_t i) const {
+    return chunks_[i >> kChunkBits][i & ((1u << kChunkBits) - 1)];
   }
+  IpAddr IdOf(const Slot& s) const;
+  size_t HashOf(const Slot& s) const;
+  bool SameId(const Slot& s, const IpAddr& id) const;
+  // The slot index of `id`, or kNil.
+  uint32_t Lookup(const IpAddr& id) const;
+  // A new slot for `id`, indexed and last in order.
+  uint32_t Insert(const IpAddr& id);
+  void IndexRemove(uint32_t slot);
+  void GrowIndex();
+  void Unlink(uint32_t i);
+  void LinkLast(uint32_t i);
+  void Erase(uint32_t i);
   void EvictTo(size_t limit);
+  void Touch(uint32_t i) {
+    if (!track_changes_ || At(i).dirty) return;
+    At(i).dirty = 1;
+    dirty_.push_back(i);
+  }
+  Extra& ExtraOf(Slot& s);
+  // Stores `groups` (the first failure's) in the slot: as a shape when it can.
+  void SetGroups(Slot& s, const IpAddr& id, const std::vector<FailData::Entry>& groups);
+  // The slot's ticket; its side block is moved from when `take`.
+  Ticket MakeTicket(Slot& s, bool take) const;
 
   FailManagerOptions options_;
-  Order order_;
-  std::unordered_map<IpAddr, Order::iterator> index_;
+  bool keep_matches_ = true;
+  std::vector<std::unique_ptr<Slot[]>> chunks_;
+  uint32_t slots_used_ = 0;  // slots ever handed out (free ones are chained)
+  uint32_t free_ = kNil;
+  uint32_t head_ = kNil, tail_ = kNil;  // least / most recently failing
+  size_t size_ = 0;
+  std::vector<uint32_t> index_;  // open addressing, linear probing; kNil empty
+  std::vector<Shape> shapes_;
+  mutable Ticket found_;  // what Find() returned last
   uint64_t fail_total_ = 0;
   uint64_t evicted_total_ = 0;
   double next_service_ = -1e300;
   bool track_changes_ = false;
-  std::unordered_set<IpAddr> changed_;
+  // Change tracking: slots changed (a slot freed or reused since is told by
+  // its dirty bit), and ids that lost their entry.
+  std::vector<uint32_t> dirty_;
+  std::unordered_set<IpAddr> removed_;
 };
 
 }  // namespace bantam

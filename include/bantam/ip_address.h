@@ -88,6 +88,20 @@ class IpAddr {
   std::string_view raw() const { return raw_; }
   // str(IPAddr).
   std::string ToString() const;
+  // The address of an IP form as one 128-bit number (IPv4 in the low 32 bits
+  // of lo), for compact tables; 0 for raw ids and invalid text.
+  uint64_t bits_hi() const { return hi_; }
+  uint64_t bits_lo() const { return lo_; }
+  // The IP form with these parts, as family(), plen(), bits_hi() and
+  // bits_lo() of an is_ip() address gave them.
+  static IpAddr FromBits(int family, int plen, uint64_t hi, uint64_t lo) {
+    IpAddr ip;
+    ip.family_ = family;
+    ip.plen_ = plen;
+    ip.hi_ = hi;
+    ip.lo_ = lo;
+    return ip;
+  }
 
   // fail2ban's isInNet: whether this address, with *its own prefix length
   // ignored*, lies in `net`. Families must match (an IPv4 address is never

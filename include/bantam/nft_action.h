@@ -70,6 +70,7 @@ class NftAction final : public Action {
   void Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done) override;
   void EndTurn() override;
   bool uses_ban_context() const override { return false; }
+  bool may_read_matches(bool) const override { return false; }
   uint64_t ban_epoch() const override { return 0; }
 
   const NftSpec& spec() const { return stock_.spec; }

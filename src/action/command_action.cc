@@ -521,6 +521,10 @@ std::optional<std::string> CommandAction::GetProperty(const std::string& key) co
 }
 
 void CommandAction::SetProperty(const std::string& key, const std::string& value) {
+  // The option changes on the strand, later: may_read_matches answers from
+  // what was set meanwhile (and stays true even if it is set back).
+  if (value.find("matches") != std::string::npos) set_mentions_matches_ = true;
+  if (value.find("ipmatches") != std::string::npos) set_mentions_ipmatches_ = true;
   // On the strand, between operations: no command is half-built from the
   // old value, and the caches the strand owns are dropped there.
   auto apply = [this, key, value] {
@@ -546,6 +550,16 @@ void CommandAction::SetProperty(const std::string& key, const std::string& value
 }
 
 bool CommandAction::has_flush() const { return !Option("actionflush").empty(); }
+
+bool CommandAction::may_read_matches(bool other_jails) const {
+  if (other_jails ? set_mentions_ipmatches_ : set_mentions_matches_) return true;
+  const std::string_view needle = other_jails ? "ipmatches" : "matches";
+  std::lock_guard<std::mutex> lock(options_mu_);
+  for (const auto& [key, value] : options_) {
+    if (value.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
 
 bool CommandAction::has_prolong() const {
   std::string v = Option("actionprolong");

@@ -172,6 +172,7 @@ Status ServerImpl::Reload(const ReloadRequest& request) {
       Log(LogLevel::kInfo, "fail2ban.jail", "Jail '" + name + "' reloaded");
     }
   }
+  UpdateKeepMatches();
   // New logs are read like at start: their backlog "not in operation".
   ReadIn(started);
   Log(LogLevel::kInfo, "fail2ban.server", "Reload finished.");

@@ -712,7 +712,7 @@ void ServerImpl::CommitTurn(bool save_positions) {
       if (!fails.has_changes()) continue;
       FailManager::Changes changes = fails.TakeChanges();
       std::unordered_set<IpAddr>& ids = unsaved_failures_[js->jail->name()];
-      for (const Ticket* t : changes.upserts) ids.insert(t->id);
+      for (const IpAddr& id : changes.upserts) ids.insert(id);
       for (const IpAddr& id : changes.removed) ids.insert(id);
       failures_changed = true;
     }
@@ -1071,7 +1071,22 @@ void ServerImpl::PurgeDatabase() {
 // How many restored bans are handed to the actions at a time (StartJail).
 constexpr size_t kRestoreSlice = 8192;
 
+void ServerImpl::UpdateKeepMatches() {
+  auto reads = [](const JailState& js, bool other_jails) {
+    return std::any_of(js.actions.begin(), js.actions.end(), [&](const auto& a) {
+      return a == nullptr || a->may_read_matches(other_jails);
+    });
+  };
+  const bool any_ipmatches = std::any_of(jails_.begin(), jails_.end(), [&](const auto& js) {
+    return reads(*js, /*other_jails=*/true);
+  });
+  for (auto& js : jails_) {
+    js->jail->mutable_failures().set_keep_matches(any_ipmatches || reads(*js, false));
+  }
+}
+
 void ServerImpl::StartJail(JailState& js) {
+  UpdateKeepMatches();
   for (auto& a : js.actions) {
     if (!a->start_on_demand()) Submit(js, *a, ActionOp::kStart, BanInfo{});
   }

@@ -1064,11 +1064,12 @@ const ServerImpl::SetTable::JailOption ServerImpl::SetTable::kJail[] = {
     {"delaction", nullptr},
     {"action",
      // ["set", JAIL, "action", NAME, PROP, VALUE]
-     [](ServerImpl&, const JailArgs& a) -> ControlReply {
+     [](ServerImpl& s, const JailArgs& a) -> ControlReply {
        if (a.cmd.size() < 6) return IndexError();
        for (auto& act : a.js.actions) {
          if (act->name() != a.cmd[3]) continue;
          act->SetProperty(a.cmd[4], a.cmd[5]);
+         s.UpdateKeepMatches();
          return Ok(a.cmd[5]);
        }
        return ControlReply::Failure("KeyError", PyRepr(a.cmd[3]));

@@ -250,6 +250,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // Loads the failure windows `js` saved before a restart, still inside
   // findtime, and turns on its change tracking.
   void RestoreFailures(JailState& js);
+  // Tells each jail's failure table whether to keep matched lines: only if
+  // one of its actions, or an <ipmatches> of any jail's, may read them.
+  void UpdateKeepMatches();
   // Reads the rest of a log burst in later loop turns.
   void ScheduleBacklog();
   // Reads the backlog of the sources of `jails` (and of the shared file

@@ -326,6 +326,23 @@ TEST(ActionCommand, PlainActionStartsOnceAtStart) {
   EXPECT_EQ(sp.scripts().size(), 2u);
 }
 
+TEST(ActionCommand, MayReadMatchesWhenAnOptionMentionsThem) {
+  // The jail keeps matched lines only for actions that may read them.
+  FakeSpawner sp;
+  auto plain = Make(Opts({{"actionban", "ban <ip>"}}), &sp);
+  EXPECT_FALSE(plain->may_read_matches(false));
+  EXPECT_FALSE(plain->may_read_matches(true));
+  auto own = Make(Opts({{"actionban", "ban <ip> <lines>"}, {"lines", "<ipjailmatches>"}}), &sp);
+  EXPECT_TRUE(own->may_read_matches(false));
+  EXPECT_FALSE(own->may_read_matches(true));
+  auto all = Make(Opts({{"actionban", "mail <ipmatches>"}}), &sp);
+  EXPECT_TRUE(all->may_read_matches(false));
+  EXPECT_TRUE(all->may_read_matches(true));
+  // A set counts at once, before the strand applies it.
+  plain->SetProperty("actionban", "ban <ip> <matches>");
+  EXPECT_TRUE(plain->may_read_matches(false));
+}
+
 TEST(ActionCommand, SetPropertyChangesLaterCommands) {
   FakeSpawner sp;
   WorkerPool pool(1);
