@@ -43,6 +43,13 @@ struct DateDetectorOptions {
   // `logtimezone` / fail2ban-regex --timezone, e.g. "UTC", "UTC+0200",
   // "+0200"; "" = local time (TZ). Applies to dates that carry no zone.
   std::string logtimezone;
+  // Lets detectors with equal options, created and used on one thread,
+  // search a line once between them (several jails reading one file):
+  // when a detector is in exactly the state another one was in before it
+  // matched the same line with the same `now`, it redoes that match's
+  // effects without searching (see Match). Results never differ from
+  // searching; a detector that fell out of step simply searches.
+  bool share_searches = false;
 };
 
 struct DateMatch {
@@ -90,7 +97,18 @@ class DateDetector {
   // (UTF-8 bytes, no trailing newline). `now` is epoch seconds, fail2ban's
   // MyTime, used for year inference. nullopt: no template matched. Does not
   // allocate in steady state.
+  //
+  // With share_searches, every state a detector passes through has an id;
+  // detectors created with equal options start from the same id, and a
+  // detector takes over the id another one reached only by applying the
+  // same recorded effects (template hit counts, the winner's bookkeeping,
+  // its reordering) to the same state. So equal ids mean equal states, and
+  // replaying is exact.
   std::optional<DateMatch> Match(std::string_view line, double now);
+
+  // How many Match() calls were answered by replaying another detector's
+  // search (share_searches only); for tests and statistics.
+  uint64_t replayed() const { return replayed_; }
 
   // Templates in their current order, as fail2ban-regex lists them under
   // "Date template hits:" (it prints only those with hits).
@@ -113,11 +131,22 @@ class DateDetector {
     Char before, at;
   };
 
+  // One recorded search, and the last few searches of detectors sharing
+  // options on one thread (defined in the .cc file).
+  struct SearchRecord;
+  struct SharedSearch;
+
   // Finds the matching template like matchTime(); returns its index or -1.
   // Sets *raised when fail2ban would have raised (IndexError).
   int MatchTemplate(std::string_view line, double now, bool* raised);
+  // Match() without sharing.
+  std::optional<DateMatch> MatchFresh(std::string_view line, double now);
+  // The state changes of a template win (hits, boundaries, reordering);
+  // returns the winner's index afterwards.
+  int CommitWin(int i, int64_t distance, bool raised, const Boundary& pos,
+                const Boundary& end_pos, double now);
   int ReorderTemplate(int num);
-  bool SearchTemplate(DateTemplate& t, std::string_view line, size_t pos, size_t endpos);
+  bool SearchTemplate(int index, std::string_view line, size_t pos, size_t endpos);
   void Convert(const DateTemplate& t, double now, DateMatch* out);
   Char CharAt(std::string_view line, size_t byte);
 
@@ -136,6 +165,13 @@ class DateDetector {
   Boundary last_end_pos_{0x7fffffff, {}, {}};
   int last_template_ = 0x7fffffff;
   int first_unused_ = 0;
+
+  // share_searches: the search shared with equal detectors (null without),
+  // the id of this detector's state, and the replay count.
+  std::shared_ptr<SharedSearch> shared_;
+  SearchRecord* recording_ = nullptr;  // what a search in progress fills, or null
+  uint64_t state_ = 0;
+  uint64_t replayed_ = 0;
 };
 
 }  // namespace bantam

@@ -59,6 +59,12 @@ struct FilterSettings {
   // (fail2ban-regex -v prints them).
   bool record_prefregex_groups = false;
 
+  // Date detection shared with the other filters of equal date settings on
+  // this thread (DateDetectorOptions::share_searches): the daemon sets it so
+  // that jails reading one file search each line's date once. Feed such
+  // filters each line with the same `now` for the sharing to apply.
+  bool share_date_searches = false;
+
   // Receives warnings (PCRE2 limits hit, a line cut, DNS lookups under
   // usedns=warn, a match without a date). May be empty.
   std::function<void(const std::string&)> warn;

@@ -100,6 +100,10 @@ class Jail {
   // log's backlog is read at start: lines older than findtime then count
   // for nothing, as in fail2ban.
   void ProcessLine(std::string_view line, bool in_operation = true);
+  // The same at a given time (the clock's Now()): the server hands a line
+  // to every jail reading it with one `now`, so that their filters can
+  // share the line's date search.
+  void ProcessLine(std::string_view line, bool in_operation, double now);
   // Failures of an address whose ignorecommand has not answered yet wait
   // here, in order, and are counted (or ignored) when it does; later
   // failures of that address queue behind them.

@@ -992,13 +992,14 @@ Result<int> ServerImpl::Run(const std::string& command,
 
 void ServerImpl::OnLine(const SourceLine& line) {
   const std::string_view text = DecodeUtf8Replace(line.text, &scratch_);
+  const double now = clock_.Now();  // one time per line: the jails share its date search
   for (SubscriberId id : *line.subscribers) {
     JailState* js = FindJailById(id);
     if (js == nullptr) continue;
     if (line.time) {
       js->jail->ProcessJournalLine(text, *line.time, line.date_text);
     } else {
-      js->jail->ProcessLine(text, !initial_read_);
+      js->jail->ProcessLine(text, !initial_read_, now);
     }
   }
 }

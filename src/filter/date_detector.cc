@@ -4,11 +4,15 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "bantam/py.h"
@@ -38,7 +42,9 @@ struct DateTemplate {
   bool long_epoch = false;
   int value_group = 1;  // the group an EPOCH template reads
 
-  std::optional<FailRegex> re;
+  // Compiled once per process for each template list (see Create) and
+  // shared by every detector using it: FailRegex is immutable.
+  std::shared_ptr<const FailRegex> re;
   std::vector<std::pair<int, TimeField>> fields;  // strptime groups, by group number
   bool has_p = false;
 
@@ -443,7 +449,8 @@ Result<std::string> PyFormat(std::string_view fmt,
 
 class TemplateFactory {
  public:
-  TemplateFactory() : ex_year_(ExYearRegex()) {}
+  // `ex_year`: ExYearRegex() of the time the templates are made for.
+  explicit TemplateFactory(std::string ex_year) : ex_year_(std::move(ex_year)) {}
 
   // DateTemplate.setRegex: word/line boundaries, group 1, flags.
   void SetRegex(DateTemplate* t, std::string_view regex_in, Bound word_begin, bool word_end) const {
@@ -768,7 +775,7 @@ Status Compile(DateTemplate* t) {
     }
   }
   std::sort(t->fields.begin(), t->fields.end());
-  t->re = std::move(*re);
+  t->re = std::make_shared<const FailRegex>(std::move(*re));
   return Status::Ok();
 }
 
@@ -797,6 +804,68 @@ std::optional<size_t> ByteOfCodePoint(std::string_view line, int64_t cp) {
 
 // ---------------------------------------------------------------------------
 
+namespace {
+
+// fail2ban's setDatePattern (or its default set), compiled.
+Result<std::vector<DateTemplate>> BuildTemplates(std::string_view datepattern,
+                                                 const std::string& ex_year) {
+  TemplateFactory factory(ex_year);
+  TemplateList list(factory);
+  // setDatePattern: one template per non-empty, stripped line.
+  std::string_view rest = datepattern;
+  while (!rest.empty()) {
+    const size_t nl = rest.find('\n');
+    const std::string line(PyStrip(rest.substr(0, nl)));
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    if (line.empty()) continue;
+    if (Status st = list.Append(line); !st.ok()) return st;
+  }
+  if (list.list().empty()) {
+    if (Status st = list.AddDefaults(TemplateList::Filter::kAll, std::nullopt, true); !st.ok()) return st;
+  }
+  for (DateTemplate& t : list.list()) {
+    if (Status st = Compile(&t); !st.ok()) return st;
+  }
+  return std::move(list.list());
+}
+
+}  // namespace
+
+// One search: from state `before`, on (line, now), to state `after`, with
+// what it changed and what it returned.
+struct DateDetector::SearchRecord {
+  bool valid = false;
+  uint64_t before = 0, after = 0;
+  std::string line;
+  double now = 0;
+  std::vector<int> hit_templates;  // templates whose regex found a date, in order
+  int winner = -1;                 // the winning template's index, -1: none
+  int64_t distance = 0;
+  bool raised = false;
+  Boundary pos, end_pos;
+  std::optional<DateMatch> result;
+};
+
+struct DateDetector::SharedSearch {
+  std::thread::id thread;  // the only thread that uses it
+  uint64_t initial = 0;    // the state id of a new detector with these options
+  // The last searches, overwritten in turn: a few, so that a detector out
+  // of step (an idle jail's) does not take the place of the search the
+  // others in step with each other replay.
+  std::array<SearchRecord, 4> records;
+  size_t next = 0;
+};
+
+namespace {
+
+// State ids are unique in the process; 0 is never used.
+uint64_t NextStateId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
 DateDetector::DateDetector()
     : match_(std::make_unique<FailRegexMatch>()), found_match_(std::make_unique<FailRegexMatch>()) {}
 DateDetector::DateDetector(DateDetector&& other) noexcept = default;
@@ -813,27 +882,56 @@ Result<DateDetector> DateDetector::Create(const DateDetectorOptions& options) {
   ::tzset();  // mktime re-reads TZ; localtime_r only once, so read it now
   LocalZoneChanged();
 
-  TemplateFactory factory;
-  TemplateList list(factory);
-  // setDatePattern: one template per non-empty, stripped line.
-  std::string_view rest = options.datepattern;
-  while (!rest.empty()) {
-    const size_t nl = rest.find('\n');
-    const std::string line(PyStrip(rest.substr(0, nl)));
-    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-    if (line.empty()) continue;
-    if (Status st = list.Append(line); !st.ok()) return st;
+  // The compiled template list of a datepattern depends on nothing else
+  // but the current year (%ExY), so it is built once per process: every
+  // jail with the default dates would otherwise translate and compile the
+  // same ~30 regexes at its creation. Each detector copies the unused
+  // templates (its own counters) and shares their compiled regexes.
+  using Prototypes = std::vector<DateTemplate>;
+  static std::mutex cache_mu;
+  static auto* const cache = new std::map<std::string, std::shared_ptr<const Prototypes>>;
+  const std::string ex_year = ExYearRegex();
+  const std::string cache_key = options.datepattern + '\0' + ex_year;
+  std::shared_ptr<const Prototypes> prototypes;
+  {
+    std::lock_guard<std::mutex> lock(cache_mu);
+    auto it = cache->find(cache_key);
+    if (it != cache->end()) prototypes = it->second;
   }
-  if (list.list().empty()) {
-    if (Status st = list.AddDefaults(TemplateList::Filter::kAll, std::nullopt, true); !st.ok()) return st;
+  if (!prototypes) {
+    Result<std::vector<DateTemplate>> built = BuildTemplates(options.datepattern, ex_year);
+    if (!built.ok()) return built.status();
+    prototypes = std::make_shared<const Prototypes>(std::move(*built));
+    std::lock_guard<std::mutex> lock(cache_mu);
+    prototypes = cache->emplace(cache_key, prototypes).first->second;
   }
   size_t max_fields = 0;
-  for (DateTemplate& t : list.list()) {
-    if (Status st = Compile(&t); !st.ok()) return st;
+  for (const DateTemplate& t : *prototypes) {
     max_fields = std::max(max_fields, t.fields.size());
-    dd.templates_.push_back(std::make_unique<DateTemplate>(std::move(t)));
+    dd.templates_.push_back(std::make_unique<DateTemplate>(t));
   }
   dd.fields_.reserve(max_fields);
+  if (options.share_searches) {
+    // Equal template lists (the default ones carry the current year) and
+    // zone give equal new detectors, so they start from one state id.
+    std::string key = options.logtimezone;
+    for (const auto& t : dd.templates_) {
+      key.append(1, '\0').append(t->name).append(1, '\0').append(t->regex);
+      key.append(1, '\0').append(std::to_string(t->flags)).append(1, '/').append(
+          PyFloatRepr(t->weight));
+    }
+    thread_local std::map<std::string, std::weak_ptr<SharedSearch>> registry;
+    std::shared_ptr<SharedSearch> shared = registry[key].lock();
+    if (!shared) {
+      shared = std::make_shared<SharedSearch>();
+      shared->thread = std::this_thread::get_id();
+      shared->initial = NextStateId();
+      for (SearchRecord& r : shared->records) r.hit_templates.reserve(dd.templates_.size());
+      registry[key] = shared;
+    }
+    dd.shared_ = std::move(shared);
+    dd.state_ = dd.shared_->initial;
+  }
   return dd;
 }
 
@@ -860,7 +958,8 @@ DateDetector::Char DateDetector::CharAt(std::string_view line, size_t byte) {
   return c;
 }
 
-bool DateDetector::SearchTemplate(DateTemplate& t, std::string_view line, size_t pos, size_t endpos) {
+bool DateDetector::SearchTemplate(int index, std::string_view line, size_t pos, size_t endpos) {
+  DateTemplate& t = *templates_[index];
   // pattern.search(line, pos, endpos): both clamped to the line; nothing
   // is found when pos lies beyond endpos.
   endpos = std::min(endpos, line.size());
@@ -870,6 +969,7 @@ bool DateDetector::SearchTemplate(DateTemplate& t, std::string_view line, size_t
   // PCRE2 giving up (match limit) counts as no match; Python would go on.
   if (!r.ok() || !*r) return false;
   ++t.regex_hits;
+  if (recording_ != nullptr) recording_->hit_templates.push_back(index);
   return true;
 }
 
@@ -885,7 +985,7 @@ int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised)
   if (i < count) {
     DateTemplate& t = *templates_[i];
     if (t.flags & (kLineBegin | kLineEnd)) {
-      matched = SearchTemplate(t, line, 0, line.size());
+      matched = SearchTemplate(i, line, 0, line.size());
       ignore_by_search = i;
     } else {
       const int64_t d = last_pos_.index, e = last_end_pos_.index;
@@ -906,9 +1006,9 @@ int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised)
       if (begin_ok && end_ok) {
         const size_t pos_b = ByteOfCodePoint(line, d).value_or(line.size());
         const size_t end_b = ByteOfCodePoint(line, e).value_or(line.size());
-        matched = SearchTemplate(t, line, pos_b, end_b);
+        matched = SearchTemplate(i, line, pos_b, end_b);
       } else {
-        matched = SearchTemplate(t, line, 0, line.size());
+        matched = SearchTemplate(i, line, 0, line.size());
         ignore_by_search = i;
       }
     }
@@ -930,7 +1030,7 @@ int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised)
     for (i = 0; i < count; ++i) {
       if (i == ignore_by_search) continue;
       DateTemplate& t = *templates_[i];
-      if (!SearchTemplate(t, line, 0, line.size())) continue;
+      if (!SearchTemplate(i, line, 0, line.size())) continue;
       matched = true;
       distance = static_cast<int64_t>(CodePointIndex(line, match_->start()));
       endpos = static_cast<int64_t>(CodePointIndex(line, match_->end()));
@@ -961,25 +1061,41 @@ int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised)
   }
   if (!matched) return -1;
 
+  const size_t start_b = match_->start(), end_b = match_->end();
+  Boundary pos, end_pos;
+  if (start_b >= line.size()) {
+    // line[distance] past the end: fail2ban's IndexError.
+    *raised = true;
+  } else {
+    pos.index = distance;
+    pos.before = start_b == 0 ? Char{} : CharAt(line, start_b - CodePointBackLength(line, start_b));
+    pos.at = CharAt(line, start_b);
+    end_pos.index = endpos;
+    // line[endpos - 1]: for endpos 0 Python's index -1 is the last character.
+    const size_t before_end = end_b == 0 ? line.size() : end_b;
+    end_pos.before = CharAt(line, before_end - CodePointBackLength(line, before_end));
+    end_pos.at = CharAt(line, end_b);
+  }
+  if (recording_ != nullptr) {
+    recording_->winner = i;
+    recording_->distance = distance;
+    recording_->raised = *raised;
+    recording_->pos = pos;
+    recording_->end_pos = end_pos;
+  }
+  return CommitWin(i, distance, *raised, pos, end_pos, now);
+}
+
+int DateDetector::CommitWin(int i, int64_t distance, bool raised, const Boundary& pos,
+                            const Boundary& end_pos, double now) {
   DateTemplate& t = *templates_[i];
   ++t.hits;
   t.last_used = now;
   t.distance = distance;
   if (first_unused_ == i) ++first_unused_;
-  const size_t start_b = match_->start(), end_b = match_->end();
-  if (start_b >= line.size()) {
-    // line[distance] past the end: fail2ban's IndexError.
-    *raised = true;
-    return i;
-  }
-  last_pos_.index = distance;
-  last_pos_.before = start_b == 0 ? Char{} : CharAt(line, start_b - CodePointBackLength(line, start_b));
-  last_pos_.at = CharAt(line, start_b);
-  last_end_pos_.index = endpos;
-  // line[endpos - 1]: for endpos 0 Python's index -1 is the last character.
-  const size_t before_end = end_b == 0 ? line.size() : end_b;
-  last_end_pos_.before = CharAt(line, before_end - CodePointBackLength(line, before_end));
-  last_end_pos_.at = CharAt(line, end_b);
+  if (raised) return i;
+  last_pos_ = pos;
+  last_end_pos_ = end_pos;
   if (i != 0 && i != last_template_) i = ReorderTemplate(i);
   last_template_ = i;
   return i;
@@ -1078,6 +1194,39 @@ void DateDetector::Convert(const DateTemplate& t, double now, DateMatch* out) {
 }
 
 std::optional<DateMatch> DateDetector::Match(std::string_view line, double now) {
+  SharedSearch* const s =
+      shared_ && shared_->thread == std::this_thread::get_id() ? shared_.get() : nullptr;
+  if (s == nullptr) {
+    if (shared_) state_ = NextStateId();  // off its thread: never replayed
+    return MatchFresh(line, now);
+  }
+  for (const SearchRecord& r : s->records) {
+    if (!r.valid || r.before != state_ || r.now != now || r.line != line) continue;
+    // The same state met the same line before: redo its effects in order
+    // (search hits, then the winner's bookkeeping), no regex runs.
+    for (int k : r.hit_templates) ++templates_[static_cast<size_t>(k)]->regex_hits;
+    if (r.winner >= 0) CommitWin(r.winner, r.distance, r.raised, r.pos, r.end_pos, now);
+    state_ = r.after;
+    ++replayed_;
+    return r.result;
+  }
+  SearchRecord& r = s->records[s->next];
+  s->next = (s->next + 1) % s->records.size();
+  r.valid = false;
+  r.before = state_;
+  r.line.assign(line);
+  r.now = now;
+  r.hit_templates.clear();
+  r.winner = -1;
+  recording_ = &r;
+  r.result = MatchFresh(line, now);
+  recording_ = nullptr;
+  state_ = r.after = NextStateId();
+  r.valid = true;
+  return r.result;
+}
+
+std::optional<DateMatch> DateDetector::MatchFresh(std::string_view line, double now) {
   bool raised = false;
   const int i = MatchTemplate(line, now, &raised);
   if (i < 0) return std::nullopt;

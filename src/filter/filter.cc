@@ -180,6 +180,7 @@ Result<std::unique_ptr<Filter>> Filter::Create(FilterSettings settings) {
   DateDetectorOptions date_options;
   date_options.datepattern = s.datepattern;
   date_options.logtimezone = s.logtimezone;
+  date_options.share_searches = s.share_date_searches;
   Result<DateDetector> dd = DateDetector::Create(date_options);
   if (!dd.ok()) return dd.status();
   f->date_detector_ = std::make_unique<DateDetector>(std::move(*dd));

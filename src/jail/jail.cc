@@ -176,6 +176,7 @@ Result<std::unique_ptr<Jail>> Jail::Create(JailConfig config, const Clock& clock
 Status Jail::SetFilterSettings(FilterSettings settings) {
   FilterSettings fs = settings;
   fs.resolver = resolver_;
+  fs.share_date_searches = true;  // jails on one file search a line's date once
   const std::string jail_name = config_.name;
   JailEvents* ev = events_;
   fs.warn = [ev, jail_name](const std::string& m) { ev->OnWarning(jail_name, m); };
@@ -234,9 +235,13 @@ void Jail::AddAttempt(const IpAddr& id, std::vector<std::string> matches) {
 }
 
 void Jail::ProcessLine(std::string_view line, bool in_operation) {
+  ProcessLine(line, in_operation, clock_.Now());
+}
+
+void Jail::ProcessLine(std::string_view line, bool in_operation, double now) {
   if (idle_) return;
   filter_->set_in_operation(in_operation);
-  filter_->ProcessLine(line, clock_.Now(), ++seq_, &failures_);
+  filter_->ProcessLine(line, now, ++seq_, &failures_);
   HandleFailures(in_operation);
 }
 

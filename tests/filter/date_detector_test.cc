@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "bantam/strptime.h"
@@ -786,6 +787,164 @@ TEST_F(DateDetectorPythonTest, EdgeCases) {
     for (const std::string& l : lines) sessions.push_back(Lines(p, {l}));
   }
   Report("edge cases", ExpectSameAsFail2ban(sessions));
+}
+
+
+// ---------------------------------------------------------------------------
+// share_searches: detectors of equal options replay each other's search.
+
+DateDetector MakeSharing(const std::string& datepattern = "", const std::string& tz = "") {
+  DateDetectorOptions o;
+  o.datepattern = datepattern;
+  o.logtimezone = tz;
+  o.share_searches = true;
+  Result<DateDetector> dd = DateDetector::Create(o);
+  EXPECT_TRUE(dd.ok()) << dd.status().message();
+  if (!dd.ok()) std::abort();
+  return std::move(*dd);
+}
+
+// Every result and the template statistics (order and hits) of a detector.
+std::string Trace(DateDetector& dd, std::string_view line, double now = kNow) {
+  std::string out = Find(dd, line, now);
+  for (const DateTemplateStats& t : dd.templates()) {
+    if (t.hits) out += " | " + t.name + "=" + std::to_string(t.hits);
+  }
+  return out;
+}
+
+// Lines that move the default detector around: two formats alternating,
+// a second date later in the line, the same prefix with another date, a
+// date past the line's start, a date-less line, a line that raises, a
+// year roll-over and explicit zones.
+const std::vector<std::string>& TrickyLines() {
+  static const std::vector<std::string> lines = {
+      "[Nov 25 16:18:31] NOTICE[1] chan_sip.c: x",
+      "[Nov 25 16:18:31] NOTICE[1] chan_sip.c: x",
+      "[2005-11-25 16:18:31] VERBOSE[2] pbx.c: y",
+      "[Nov 25 16:18:31] NOTICE[1] chan_sip.c: Jan 23 21:59:59 inside",
+      "[Nov 25 16:18:32] NOTICE[1] chan_sip.c: x",
+      "[Nov 25 16:18:3] NOTICE[1] prefix equal, date not",
+      "host 2005-01-23 21:59:59 later in the line",
+      "no date at all",
+      "Dec 31 23:59:59 host x",
+      "Jan  1 00:00:00 host x",
+      "2005-01-23T21:59:59.123+0100 iso with zone",
+      "2005-01-23T21:59:59.123-0500 iso with zone",
+      "1106513999 epoch",
+      "21:59:59 time only",
+      "\u00e9 2005-01-23 21:59:59 after a non-ASCII character",
+      "",
+      "[Nov 25 16:18:31] NOTICE[1] chan_sip.c: x",
+  };
+  return lines;
+}
+
+TEST(DateDetectorSharingTest, ReplaysGiveWhatASearchGives) {
+  ScopedTz tz(kTestTz);
+  for (const std::string& pattern :
+       {std::string(), std::string("{^LN-BEG}"), std::string("{NONE}"),
+        std::string("%H:%M:%S"), std::string("EPOCH")}) {
+    DateDetector alone = MakeDetector(pattern);
+    DateDetector a = MakeSharing(pattern);
+    DateDetector b = MakeSharing(pattern);
+    DateDetector c = MakeSharing(pattern);
+    for (int round = 0; round < 3; ++round) {
+      for (const std::string& line : TrickyLines()) {
+        const std::string want = Trace(alone, line);
+        EXPECT_EQ(Trace(a, line), want) << pattern << ": " << line;
+        EXPECT_EQ(Trace(b, line), want) << pattern << ": " << line;
+        EXPECT_EQ(Trace(c, line), want) << pattern << ": " << line;
+      }
+    }
+    const uint64_t n = 3 * TrickyLines().size();
+    EXPECT_EQ(a.replayed(), 0u) << pattern;
+    EXPECT_EQ(b.replayed(), n) << pattern;
+    EXPECT_EQ(c.replayed(), n) << pattern;
+  }
+}
+
+// A detector that missed a line (an idle jail) is in another state: it
+// must search from then on, and still find what a lone detector finds.
+TEST(DateDetectorSharingTest, NoReplayOnceOutOfStep) {
+  ScopedTz tz(kTestTz);
+  DateDetector alone_a = MakeDetector(), alone_b = MakeDetector();
+  DateDetector a = MakeSharing(), b = MakeSharing();
+  const std::vector<std::string>& lines = TrickyLines();
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(Trace(a, lines[i]), Trace(alone_a, lines[i])) << lines[i];
+    if (i == 2) continue;  // b skips one line
+    EXPECT_EQ(Trace(b, lines[i]), Trace(alone_b, lines[i])) << lines[i];
+  }
+  EXPECT_EQ(b.replayed(), 2u);  // the two lines before the skip
+}
+
+// Not replayed: another line, another `now`, other options, a detector
+// made without share_searches, and a detector used on another thread.
+TEST(DateDetectorSharingTest, NoReplayForAnotherLineNowOrOptions) {
+  ScopedTz tz(kTestTz);
+  const std::string line = "Jan 23 21:59:59 host x";
+  {
+    DateDetector a = MakeSharing(), b = MakeSharing();
+    Find(a, line);
+    DateDetector alone = MakeDetector();
+    EXPECT_EQ(Find(b, "Jan 23 21:59:58 host x"), Find(alone, "Jan 23 21:59:58 host x"));
+    EXPECT_EQ(b.replayed(), 0u);
+  }
+  {
+    DateDetector a = MakeSharing(), b = MakeSharing();
+    Find(a, line, kNow);
+    DateDetector alone = MakeDetector();
+    // Another `now` may change the year a date without one gets.
+    EXPECT_EQ(Find(b, line, kNow + 366 * 86400.0), Find(alone, line, kNow + 366 * 86400.0));
+    EXPECT_EQ(b.replayed(), 0u);
+  }
+  {
+    DateDetector a = MakeSharing(), utc = MakeSharing("", "UTC"), iso = MakeSharing("%Y-%m-%d");
+    DateDetector plain = MakeDetector();
+    Find(a, line);
+    Find(utc, line);
+    Find(iso, line);
+    Find(plain, line);
+    EXPECT_EQ(utc.replayed(), 0u);
+    EXPECT_EQ(iso.replayed(), 0u);
+    EXPECT_EQ(plain.replayed(), 0u);
+  }
+  {
+    DateDetector a = MakeSharing(), b = MakeSharing();
+    Find(a, line);
+    std::string got;
+    std::thread other([&] { got = Find(b, line); });
+    other.join();
+    DateDetector alone = MakeDetector();
+    EXPECT_EQ(got, Find(alone, line));
+    EXPECT_EQ(b.replayed(), 0u);
+    // Back on its own thread b is out of step with a for good.
+    Find(a, "Jan 23 22:00:00 host y");
+    Find(b, "Jan 23 22:00:00 host y");
+    EXPECT_EQ(b.replayed(), 0u);
+  }
+}
+
+
+// The compiled template list is made once per process and copied into
+// each new detector: a detector made after another one has been used
+// starts from scratch all the same (no hits, the default order).
+TEST(DateDetectorTest, NewDetectorStartsFreshAfterAnotherOneWasUsed) {
+  ScopedTz tz(kTestTz);
+  DateDetector first = MakeDetector();
+  const std::vector<DateTemplateStats> order = first.templates();
+  for (const std::string& line : TrickyLines()) Find(first, line);
+  ASSERT_NE(first.templates()[0].name, order[0].name);  // the list moved
+  DateDetector second = MakeDetector();
+  const std::vector<DateTemplateStats> fresh = second.templates();
+  ASSERT_EQ(fresh.size(), order.size());
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    EXPECT_EQ(fresh[i].name, order[i].name);
+    EXPECT_EQ(fresh[i].hits, 0u);
+  }
+  DateDetector third = MakeDetector();
+  for (const std::string& line : TrickyLines()) EXPECT_EQ(Trace(second, line), Trace(third, line));
 }
 
 }  // namespace

@@ -278,5 +278,54 @@ TEST(Filter, PySplitLinesSeparators) {
   EXPECT_TRUE(PySplitLines("").empty());
 }
 
+
+// Jails on one file: filters made with share_date_searches and fed each line
+// in turn (one `now` per line) find exactly what each finds alone, also
+// when their settings differ after the date and one of them misses lines.
+TEST(Filter, SharedDateSearchesFindWhatEachFilterFindsAlone) {
+  const Lines lines = {
+      "Jan 23 21:59:59 host sshd[1]: auth failed from 192.0.2.1",
+      "Jan 23 21:59:59 host sshd[1]: auth failed from 192.0.2.2",
+      "2005-01-23 22:00:01 host x: auth failed from 192.0.2.3",
+      "no date: auth failed from 192.0.2.4",
+      "Jan 23 22:00:02 host y: 2005-01-23 22:00:03 auth failed from 192.0.2.5",
+      "Jan 23 22:00:0 host y: auth failed from 192.0.2.6",
+      "Jan 23 22:00:04 host y: auth failed from 192.0.2.7",
+  };
+  auto settings = [](bool share, int maxlines) {
+    FilterSettings s;
+    s.failregex = {maxlines > 1 ? "auth failed from <HOST>$" : "auth failed from <HOST>$"};
+    s.maxlines = maxlines;
+    s.check_find_time = false;
+    s.share_date_searches = share;
+    return s;
+  };
+  auto render = [](size_t i, const std::vector<Failure>& failures) {
+    std::string out;
+    for (const Failure& x : failures) {
+      out += std::to_string(i) + ":" + (x.id ? x.id->ToString() : "None") + "@" +
+             (x.time ? std::to_string(static_cast<int64_t>(*x.time)) : "none") + " ";
+    }
+    return out;
+  };
+  const double now = 1106600000;  // 2005-01-24
+  std::vector<std::unique_ptr<Filter>> shared, alone;
+  for (int maxlines : {1, 1, 2}) {
+    shared.push_back(Make(settings(true, maxlines)));
+    alone.push_back(Make(settings(false, maxlines)));
+  }
+  std::vector<Failure> got, want;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    for (size_t k = 0; k < shared.size(); ++k) {
+      if (k == 1 && i == 3) continue;  // one filter misses a line (an idle jail)
+      shared[k]->ProcessLine(lines[i], now, i + 1, &got);
+      alone[k]->ProcessLine(lines[i], now, i + 1, &want);
+      EXPECT_EQ(render(i, got), render(i, want)) << "filter " << k << ": " << lines[i];
+    }
+  }
+  EXPECT_EQ(shared[0]->date_detector().replayed(), 0u);
+  EXPECT_EQ(shared[2]->date_detector().replayed(), lines.size());
+}
+
 }  // namespace
 }  // namespace bantam
