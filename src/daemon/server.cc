@@ -40,10 +40,6 @@ constexpr int64_t kBurstCommitMs = 50;
 // twice the windows held, were appended since the last time.
 constexpr uint64_t kCompactAfterRows = 50000;
 
-std::string TimeString(double t) {
-  return std::string(LocalTimeText(static_cast<time_t>(t)));
-}
-
 // <ipmatches>, <ipjailmatches>... and the jail.* counters of one ban: the
 // counters as they were when the ban was submitted, the database for the
 // merged history. Read by a worker thread.
@@ -657,8 +653,14 @@ void ServerImpl::CheckBanEpoch(uint64_t jail_id, Action& action, const ActionRep
 }
 
 void ServerImpl::OnFound(const std::string& jail, const IpAddr& id, double time) {
-  Log(LogLevel::kInfo, "fail2ban.filter",
-      "[" + jail + "] Found " + id.ToString() + " - " + TimeString(time));
+  if (!logger_ || !logger_->Enabled(LogLevel::kInfo)) return;
+  // One line per failure (60k in a burst of 200k lines): built in a reused
+  // buffer rather than from five temporaries.
+  std::string& m = message_scratch_;
+  m.assign("[").append(jail).append("] Found ");
+  m.append(id.ToString());
+  m.append(" - ").append(LocalTimeText(static_cast<time_t>(time)));
+  logger_->Log(LogLevel::kInfo, "fail2ban.filter", m);
 }
 
 void ServerImpl::OnIgnored(const std::string& jail, const IpAddr& id, const char* source) {
@@ -740,6 +742,9 @@ void ServerImpl::CommitTurn(bool save_positions) {
             if (s.ok() && !w.ok()) s = std::move(w);
           };
           for (const UnsavedBan& u : unsaved_bans_) keep(store_->AddBan(u.jail, u.row));
+          // One record refilled per window: its strings and match list keep
+          // their buffers from one window to the next.
+          StoredFailure f;
           for (const auto& [jail, ids] : unsaved_failures_) {
             JailState* js = FindJail(jail);
             for (const IpAddr& id : ids) {
@@ -748,14 +753,13 @@ void ServerImpl::CommitTurn(bool save_positions) {
                 keep(store_->DelFailure(jail, id.ToString()));
                 continue;
               }
-              StoredFailure f;
               f.ip = id.ToString();
               f.first_time = t->first_time;
               f.last_time = t->time;
               f.retry = t->retry;
               f.attempts = t->attempts;
               f.ban_count = t->ban_count;
-              f.data.matches = t->data.matches;
+              f.data.matches.assign(t->data.matches.begin(), t->data.matches.end());
               keep(store_->PutFailure(jail, f));
             }
           }
@@ -925,7 +929,12 @@ void ServerImpl::FlushTurn() {
 }
 
 void ServerImpl::OnAlreadyBanned(const std::string& jail, const IpAddr& id) {
-  Log(LogLevel::kNotice, "fail2ban.actions", "[" + jail + "] " + id.ToString() + " already banned");
+  if (!logger_ || !logger_->Enabled(LogLevel::kNotice)) return;
+  std::string& m = message_scratch_;
+  m.assign("[").append(jail).append("] ");
+  m.append(id.ToString());
+  m.append(" already banned");
+  logger_->Log(LogLevel::kNotice, "fail2ban.actions", m);
 }
 
 void ServerImpl::OnUnban(const std::string& jail, const Ticket& t) {
@@ -1020,6 +1029,7 @@ void ServerImpl::ServiceTimer() {
   }
   ReapRetiredActions();
   CompactFailures(/*force=*/false);
+  CheckpointDatabase();
   if (store_->degraded() && EventLoop::NowMs() - degraded_logged_ms_ >= 60000) {
     degraded_logged_ms_ = EventLoop::NowMs();
     Log(LogLevel::kError, "fail2ban.database",
@@ -1059,6 +1069,19 @@ void ServerImpl::CompactFailures(bool force) {
   }
   if (Status s = store_->CompactFailures(); !s.ok()) {
     Log(LogLevel::kError, "fail2ban.database", "compacting the failure windows: " + s.message());
+  }
+}
+
+void ServerImpl::CheckpointDatabase() {
+  if (!store_->enabled()) return;
+  // In a burst the WAL grows (up to BanStore::kWalForceCheckpointPages);
+  // its pages are copied once it is over, not a thousand pages at a time
+  // inside the commits that release its bans.
+  const bool burst = std::any_of(sources_.begin(), sources_.end(),
+                                 [](const LiveSource& l) { return l.source->has_backlog(); });
+  if (burst) return;
+  if (Status s = store_->Checkpoint(); !s.ok()) {
+    Log(LogLevel::kError, "fail2ban.database", s.message());
   }
 }
 

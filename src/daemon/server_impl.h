@@ -231,6 +231,8 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // BanStore::CompactFailures when its log outgrew the windows held and no
   // burst is being read; `force`: now.
   void CompactFailures(bool force);
+  // BanStore::Checkpoint when no burst is being read (service timer).
+  void CheckpointDatabase();
   // End of a loop turn: CommitTurn, the actions' EndTurn, the log's flush;
   // in a burst (a source has a backlog), the commit and the flush wait
   // until kBurstCommitMs passed since the last commit.
@@ -310,6 +312,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   bool running_ = false;
   bool log_reopen_failed_ = false;  // ReopenIfMoved failed; said once
   std::string scratch_;
+  std::string message_scratch_;  // OnFound, OnAlreadyBanned: one log line at a time
   size_t pending_ops_ = 0;
   // By jail id and action; never erased (a few per reload), so pointers to
   // them stay valid. A reused Action address under the same jail id gets
