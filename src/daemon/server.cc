@@ -694,8 +694,16 @@ void ServerImpl::OnBan(const std::string& jail, const Ticket& t) {
 }
 
 void ServerImpl::ReportBan(JailState& js, const Ticket& t) {
+  LogBan(js, t);
+  ActOnBan(js, t);
+}
+
+void ServerImpl::LogBan(JailState& js, const Ticket& t) {
   Log(LogLevel::kNotice, "fail2ban.actions",
       "[" + js.jail->name() + "] " + (t.restored ? "Restore Ban " : "Ban ") + t.id.ToString());
+}
+
+void ServerImpl::ActOnBan(JailState& js, const Ticket& t) {
   BanInfo info = MakeBanInfo(js, t);
   for (size_t i = 0; i < js.actions.size(); ++i) {
     Action& a = *js.actions[i];
@@ -706,6 +714,21 @@ void ServerImpl::ReportBan(JailState& js, const Ticket& t) {
 void ServerImpl::CommitTurn(bool save_positions) {
   std::vector<DeferredBan> bans = std::move(deferred_bans_);
   deferred_bans_.clear();
+  // The turn's bans go to their actions before the commit, which then runs
+  // while a worker applies them (the native nft action's netlink batch),
+  // instead of after it; their Ban lines wait for the commit. Safe for
+  // crash consistency: what a crash before the commit leaves unsaved is
+  // the ban row together with the failure windows and the source positions
+  // of its lines, so the next start reads those lines again and makes,
+  // saves, logs and applies the same ban (adding a set element or running
+  // actionban again for a ban already in force is harmless). The firewall
+  // can hold a ban the database lacks only if the process dies in that
+  // sub-millisecond window and its lines are never read again; a logged
+  // Ban line (what recidive and the operator see) still always has its row.
+  for (const DeferredBan& d : bans) {
+    if (JailState* js = FindJailById(d.jail_id)) ActOnBan(*js, d.ticket);
+  }
+  if (!bans.empty()) EndActionTurns();
   if (store_->enabled()) {
     // The failure windows this turn changed join those a failed commit left.
     bool failures_changed = false;
@@ -824,7 +847,7 @@ void ServerImpl::CommitTurn(bool save_positions) {
   }
   for (const DeferredBan& d : bans) {
     // A jail stopped by a reload in the same turn lifted its bans already.
-    if (JailState* js = FindJailById(d.jail_id)) ReportBan(*js, d.ticket);
+    if (JailState* js = FindJailById(d.jail_id)) LogBan(*js, d.ticket);
   }
 }
 
