@@ -730,19 +730,28 @@ void ServerImpl::CommitTurn(bool save_positions) {
   }
   if (!bans.empty()) EndActionTurns();
   if (store_->enabled()) {
-    // The failure windows this turn changed join those a failed commit left.
+    // The failure windows this turn changed, as FailManager reports them
+    // (each once, in its current state): written straight from its tickets.
+    // Only when they are not written now (a failed or postponed commit) do
+    // they join unsaved_failures_, by id (a set node each: 60k in a burst).
     bool failures_changed = false;
+    std::vector<std::pair<const std::string*, FailManager::Changes>> taken;
     for (auto& js : jails_) {
       FailManager& fails = js->jail->mutable_failures();
       if (!fails.has_changes()) continue;
-      FailManager::Changes changes = fails.TakeChanges();
-      std::unordered_set<IpAddr>& ids = unsaved_failures_[js->jail->name()];
-      for (const Ticket* t : changes.upserts) ids.insert(t->id);
-      for (const IpAddr& id : changes.removed) ids.insert(id);
+      taken.emplace_back(&js->jail->name(), fails.TakeChanges());
       failures_changed = true;
     }
+    auto keep_unsaved_failures = [&] {
+      for (const auto& [jail, changes] : taken) {
+        std::unordered_set<IpAddr>& ids = unsaved_failures_[*jail];
+        for (const Ticket* t : changes.upserts) ids.insert(t->id);
+        for (const IpAddr& id : changes.removed) ids.insert(id);
+      }
+      taken.clear();
+    };
     for (const DeferredBan& d : bans) unsaved_bans_.push_back(UnsavedBan{d.jail, d.row});
-    const bool pending = !unsaved_bans_.empty() || !unsaved_failures_.empty();
+    const bool pending = !unsaved_bans_.empty() || !unsaved_failures_.empty() || !taken.empty();
     // Without a change of state, a position is saved by the 10 s timer
     // only: lines that changed nothing may be read again after a crash at
     // no cost, and a quiet log costs no write per line.
@@ -768,23 +777,32 @@ void ServerImpl::CommitTurn(bool save_positions) {
           // One record refilled per window: its strings and match list keep
           // their buffers from one window to the next.
           StoredFailure f;
+          auto put = [&](const std::string& jail, const Ticket& t) {
+            f.ip = t.id.ToString();
+            f.first_time = t.first_time;
+            f.last_time = t.time;
+            f.retry = t.retry;
+            f.attempts = t.attempts;
+            f.ban_count = t.ban_count;
+            f.data.matches.assign(t.data.matches.begin(), t.data.matches.end());
+            keep(store_->PutFailure(jail, f));
+          };
           for (const auto& [jail, ids] : unsaved_failures_) {
             JailState* js = FindJail(jail);
             for (const IpAddr& id : ids) {
               const Ticket* t = js ? js->jail->failures().Find(id) : nullptr;
               if (t == nullptr) {
                 keep(store_->DelFailure(jail, id.ToString()));
-                continue;
+              } else {
+                put(jail, *t);
               }
-              f.ip = id.ToString();
-              f.first_time = t->first_time;
-              f.last_time = t->time;
-              f.retry = t->retry;
-              f.attempts = t->attempts;
-              f.ban_count = t->ban_count;
-              f.data.matches.assign(t->data.matches.begin(), t->data.matches.end());
-              keep(store_->PutFailure(jail, f));
             }
+          }
+          // An id also in unsaved_failures_ is written twice with the same
+          // state: the log's latest row wins, so that is harmless.
+          for (const auto& [jail, changes] : taken) {
+            for (const Ticket* t : changes.upserts) put(*jail, *t);
+            for (const IpAddr& id : changes.removed) keep(store_->DelFailure(*jail, id.ToString()));
           }
           std::vector<SourcePosition> changed;
           for (const LiveSource& live : sources_) {
@@ -824,9 +842,11 @@ void ServerImpl::CommitTurn(bool save_positions) {
         }
         unsaved_bans_.clear();
         unsaved_failures_.clear();
+        taken.clear();
         commits_failed_ = 0;
         commit_error_.clear();
       } else {
+        keep_unsaved_failures();
         ++commits_failed_;
         commit_retry_ms_ = now_ms + 1000;
         const bool news = s.message() != commit_error_;
@@ -844,6 +864,8 @@ void ServerImpl::CommitTurn(bool save_positions) {
         }
       }
     }
+    // Not written (no commit tried): kept for the next one.
+    keep_unsaved_failures();
   }
   for (const DeferredBan& d : bans) {
     // A jail stopped by a reload in the same turn lifted its bans already.
