@@ -345,6 +345,9 @@ class BanStore {
   // A passive checkpoint (never waits for readers) when the WAL holds at
   // least kWalCheckpointPages; `force`: whenever it holds any.
   Status Checkpoint(bool force = false);
+  // Frees what SQLite's page cache holds beyond what is in use (it grows
+  // up to 32 MiB in a burst; pages are read back as needed).
+  void ReleaseMemory();
   // The windows of `jail` whose last failure is after `since` (the caller
   // passes now - findtime, FailManager's cleanup bound), least recently
   // failing first: the order FailManager keeps them in.

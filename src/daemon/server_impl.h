@@ -233,6 +233,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void CompactFailures(bool force);
   // BanStore::Checkpoint when no burst is being read (service timer).
   void CheckpointDatabase();
+  // Once a burst is over, gives back what it left: SQLite's page cache and
+  // the heap glibc keeps after the turns freed it.
+  void ReleaseMemoryAfterBurst();
   // End of a loop turn: CommitTurn, the actions' EndTurn, the log's flush;
   // in a burst (a source has a backlog), the commit and the flush wait
   // until kBurstCommitMs passed since the last commit.
@@ -351,6 +354,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   int64_t commit_error_logged_ms_ = 0;
   std::string commit_error_;
   uint64_t commits_failed_ = 0;
+  // Rows (bans and failure windows) committed since memory was last given
+  // back (ReleaseMemoryAfterBurst).
+  uint64_t rows_since_release_ = 0;
   // An unwritable database runs from memory (BanStore::degraded): said
   // every minute.
   int64_t degraded_logged_ms_ = 0;

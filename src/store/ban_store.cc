@@ -1738,6 +1738,10 @@ Status BanStore::Checkpoint(bool force) {
   return Status::Ok();
 }
 
+void BanStore::ReleaseMemory() {
+  if (impl_->db) sqlite3_db_release_memory(impl_->db.get());
+}
+
 Status BanStore::CompactFailures() {
   if (!impl_->db) return Status::Ok();
   Status st = impl_->InWrite([&]() -> Status {
