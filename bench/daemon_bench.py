@@ -474,7 +474,7 @@ def scenario_detect(args, workdir):
         same = sets["fail2ban"] == sets["bantamd"]
         print("  banned sets %s" % ("identical" if same else "DIFFER: %d only fail2ban, %d only bantamd" % (
             len(sets["fail2ban"] - sets["bantamd"]), len(sets["bantamd"] - sets["fail2ban"]))))
-    record("detect", "append -> all %d bans logged" % len(expected), wall, "s", "bantamd < 0.5 s")
+    record("detect", "append -> all %d bans logged" % len(expected), wall, "s", "bantamd < 0.15 s")
     record("detect", "CPU (user+sys) over that time", cpu, "s")
 
 
@@ -550,9 +550,15 @@ def scenario_nft(args, workdir):
                     print("  %s stalled at %d of %d set elements" % (kind, len(added), len(expected)))
                     break
             c1 = proc_cpu(d.proc.pid)
-            d.log.poll()
-            if t_log is None and len(d.log.bans) >= len(expected):
-                t_log = time.perf_counter()
+            # bantamd applies a turn's bans before its commit and logs their
+            # Ban lines after it: the last ones may follow the set.
+            log_deadline = time.perf_counter() + 30
+            while t_log is None and time.perf_counter() < log_deadline:
+                d.log.poll()
+                if len(d.log.bans) >= len(expected):
+                    t_log = time.perf_counter()
+                else:
+                    time.sleep(0.01)
             if t_done[0] is not None:
                 wall[kind] = t_done[0] - t0
                 cpu[kind] = c1 - c0
@@ -951,8 +957,8 @@ def scenario_startup(args, workdir):
             fl.append(time.perf_counter() - t0)
         floor[kind] = median(fl) * 1e3
         print("  %s -V (exec -> exit): median %.1f ms" % (kind, floor[kind]))
-    record("startup", "exec -> ready, median", res, "ms", "bantamd < 20 ms")
-    record("startup", "exec -> exit of `-V`, median (floor)", floor, "ms")
+    record("startup", "exec -> ready, median", res, "ms", "bantamd < 10 ms")
+    record("startup", "exec -> exit of `-V`, median (floor)", floor, "ms", "bantamd < 3 ms")
 
 
 def scenario_memory(args, workdir):
@@ -1058,20 +1064,13 @@ def summary(args):
         ratio = "%.1fx" % (f / b) if f and b else "-"
         met = ""
         if target and b is not None:
-            if "< 0.5 s" in target:
-                met = "yes" if b < 0.5 else "no"
-            elif "3x" in target:
-                met = ("yes" if f / b >= 3 else "no") if f else "?"
-            elif "< 2 ms" in target:
-                met = "yes" if b < 2 else "no"
-            elif "< 10 ms" in target:
-                met = "yes" if b < 10 else "no"
-            elif "< 1 s" in target:
-                met = "yes" if b < 1 else "no"
-            elif "< 20 ms" in target:
-                met = "yes" if b < 20 else "no"
-            elif re.match(r"< [\d.]+ MiB$", target):
-                met = "yes" if b < float(target.split()[1]) else "no"
+            # "[bantamd] [p99] < N UNIT" or "bantamd >= Nx faster".
+            limit = re.search(r"< ([\d.]+) (s|ms|MiB)$", target)
+            times = re.search(r">= ([\d.]+)x", target)
+            if limit:
+                met = "yes" if b < float(limit.group(1)) else "no"
+            elif times:
+                met = ("yes" if f / b >= float(times.group(1)) else "no") if f else "?"
         print("| %s | %s | %s | %s | %s | %s | %s |" % (
             scen, metric, fmt(f) + " " + unit if f is not None else "-",
             fmt(b) + " " + unit if b is not None else "-", ratio, target or "", met))
