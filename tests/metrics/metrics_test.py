@@ -27,6 +27,8 @@ port. Checks, in order:
   slow-clients  20 connections that never send a request, and a half
                 request: a new attacker is still banned within a second,
                 and a scrape still answers once their timeout closes them
+  json          `bantam status --json`, `status JAIL --json`, `banned
+                --json` and `banned IP... --json` hold the jail's state
   restore       a restart counts the bans read back as cause="restored";
                 the endpoint on a unix socket
 
@@ -495,6 +497,34 @@ def slow_clients(t, state):
             c.close()
 
 
+def json_output(t, state):
+    """bantam status --json and bantam banned --json (docs/metrics.md)."""
+    want = ['192.0.2.1', '192.0.2.2', '192.0.2.4', '192.0.2.5']
+    r = t.client('status', '--json')
+    expect(r.returncode == 0, 'status --json: %d %s%s' % (r.returncode, r.stdout, r.stderr))
+    doc = json.loads(r.stdout)
+    expect(doc['version'] == 1 and list(doc['jails']) == ['pbx'], doc)
+    pbx = doc['jails']['pbx']
+    # total: the four, and the manual ban of 192.0.2.77 since lifted.
+    expect(pbx['actions']['currently_banned'] == 4 and pbx['actions']['total_banned'] == 5
+           and sorted(pbx['actions']['banned_ip_list']) == want, pbx)
+    expect(pbx['filter']['total_failed'] == 16 and pbx['filter']['currently_failed'] == 1, pbx)
+    expect(pbx['filter']['file_list'] == [os.path.join(t.dir, 'pbx.log')], pbx)
+    r = t.client('status', 'pbx', '--json')
+    expect(r.returncode == 0, 'status pbx --json: %s%s' % (r.stdout, r.stderr))
+    one = json.loads(r.stdout)
+    expect(one['jail']['name'] == 'pbx' and one['jail']['actions'] == pbx['actions'], one)
+    r = t.client('banned', '--json')
+    expect(r.returncode == 0, 'banned --json: %s%s' % (r.stdout, r.stderr))
+    b = json.loads(r.stdout)
+    expect(b['version'] == 1 and sorted(b['banned']['pbx']) == want, b)
+    r = t.client('banned', '192.0.2.1', '192.0.2.9', '--json')
+    b = json.loads(r.stdout)
+    expect(b['addresses'] == {'192.0.2.1': ['pbx'], '192.0.2.9': []}, b)
+    r = t.client('status', 'nosuchjail', '--json')
+    expect(r.returncode != 0 and 'error' in json.loads(r.stdout), 'unknown jail: %r' % r.stdout)
+
+
 def restore(t, state):
     rc, out = t.stop()
     expect(rc == 0, 'stop: %d %s' % (rc, out))
@@ -529,7 +559,7 @@ def restore(t, state):
 
 CASES = [('config-check', check_config), ('counts', counts), ('promtool', promtool),
          ('not-found', not_found), ('prometheus', prometheus), ('reload', reload),
-         ('slow-clients', slow_clients), ('restore', restore)]
+         ('slow-clients', slow_clients), ('json', json_output), ('restore', restore)]
 
 
 def main():
