@@ -327,6 +327,26 @@ TEST(MetricsServerTest, UnixSocketReplacesAStaleOneAndIsRemoved) {
   EXPECT_NE(::stat(path.c_str(), &st), 0);
 }
 
+TEST(MetricsServerTest, ServesOnIpv6Loopback) {
+  MetricsServer::Options o;
+  o.listen = *ParseMetricsListen("[::1]:1");
+  o.listen.port = 0;
+  ServerThread s(o);
+  ASSERT_TRUE(s.status().ok()) << s.status().message();
+  const int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons(s.port());
+  a.sin6_addr = in6addr_loopback;
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const std::string r =
+      Exchange(fd, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  ::close(fd);
+  EXPECT_EQ(r.rfind("HTTP/1.1 200", 0), 0u) << r;
+  // Not on IPv4.
+  EXPECT_LT(ConnectTcp(s.port()), 0);
+}
+
 TEST(MetricsServerTest, AddressInUseIsAnError) {
   ServerThread first(LoopbackAnyPort());
   ASSERT_TRUE(first.status().ok());

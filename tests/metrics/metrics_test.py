@@ -31,9 +31,12 @@ port. Checks, in order:
                 --json` and `banned IP... --json` hold the jail's state
   restore       a restart counts the bans read back as cause="restored";
                 the endpoint on a unix socket
+  nft           the native nftables action in a network namespace: its
+                netlink transactions and their sizes (3 bans) are counted
 
-Needs promtool and prometheus (Debian package prometheus); under CI (CI
-set) a missing one is a failure naming the package, otherwise a skip.
+Needs promtool and prometheus (Debian package prometheus), ip and nft, and
+root (the nft case); under CI (CI set) a missing one is a failure naming
+the package, otherwise a skip.
 Ends with "N passed, M failed".
 """
 import argparse
@@ -557,14 +560,82 @@ def restore(t, state):
     expect(not os.path.exists(sock), 'the unix socket is removed at stop')
 
 
+def nft(t, state):
+    """The native nftables action in a network namespace of its own: its
+    transactions and their sizes are counted (endpoint on a unix socket,
+    which the host reaches across the namespace)."""
+    ns = 'bantam-metrics-%d' % os.getpid()
+    subprocess.run(['ip', 'netns', 'add', ns], check=True)
+    n = Tree(extra_jail=False)
+    try:
+        sock = os.path.join(n.dir, 'metrics.sock')
+        n.metrics = 'unix:' + sock
+        n.write_config()
+        for f in ('nftables.conf', 'nftables-allports.conf'):
+            shutil.copy(os.path.join(args.source_dir, 'config', 'action.d', f),
+                        os.path.join(n.dir, 'action.d', f))
+        jail = n.read('jail.conf').replace('action = record[name=pbx]',
+                                           'action = nftables-allports[name=pbx]')
+        n.write('jail.conf', jail)
+        ready = n.read('bantam.log').count('Server ready') + 1
+        n.proc = subprocess.Popen(['ip', 'netns', 'exec', ns, BANTAMD, '-f', '-c', n.dir],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        n.wait_for('bantam.log', 'Server ready', count=ready)
+        expect('runs through the shell' not in n.read('bantam.log'),
+               'the native action did not run:\n' + n.read('bantam.log')[-2000:])
+        for ip in ('192.0.2.11', '192.0.2.12', '2001:db8::13'):
+            n.fail(ip, 3)
+        end = time.time() + 10
+        while time.time() < end:
+            out = subprocess.run(['ip', 'netns', 'exec', ns, 'nft', 'list', 'ruleset'],
+                                 capture_output=True, text=True).stdout
+            if all(a in out for a in ('192.0.2.11', '192.0.2.12', '2001:db8::13')):
+                break
+            time.sleep(0.1)
+        expect(all(a in out for a in ('192.0.2.11', '192.0.2.12', '2001:db8::13')),
+               'bans not in the kernel:\n' + out)
+        c = socket.socket(socket.AF_UNIX)
+        c.settimeout(5)
+        c.connect(sock)
+        c.sendall(b'GET /metrics HTTP/1.1\r\nHost: bantam\r\nConnection: close\r\n\r\n')
+        data = b''
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            data += b
+        c.close()
+        s = parse(data.decode().partition('\r\n\r\n')[2])
+        lab = {'jail': 'pbx', 'action': 'nftables-allports'}
+        txns = value(s, 'bantam_nft_transactions_total', **lab)
+        elements = value(s, 'bantam_nft_transaction_elements_sum', **lab)
+        count = value(s, 'bantam_nft_transaction_elements_count', **lab)
+        expect(txns is not None and 1 <= txns <= 3 and count == txns,
+               'nft transactions %r (histogram count %r)' % (txns, count))
+        expect(elements == 3, 'elements in those transactions: %r, want 3' % elements)
+        expect(value(s, 'bantam_nft_transaction_failures_total', **lab) == 0, 'no failed transaction')
+        expect(value(s, 'bantam_action_runs_total', operation='ban', **lab) == 3, 'three ban runs')
+        rc, out = n.stop()
+        expect(rc == 0, 'stop: %d %s' % (rc, out))
+    finally:
+        n.cleanup()
+        subprocess.run(['ip', 'netns', 'delete', ns], stderr=subprocess.DEVNULL)
+
+
 CASES = [('config-check', check_config), ('counts', counts), ('promtool', promtool),
          ('not-found', not_found), ('prometheus', prometheus), ('reload', reload),
-         ('slow-clients', slow_clients), ('json', json_output), ('restore', restore)]
+         ('slow-clients', slow_clients), ('json', json_output), ('restore', restore),
+         ('nft', nft)]
 
 
 def main():
     missing = ['%s (Debian package prometheus)' % p for p in (PROMTOOL, PROMETHEUS)
                if not os.access(p, os.X_OK)]
+    for tool, package in (('ip', 'iproute2'), ('nft', 'nftables')):
+        if not shutil.which(tool):
+            missing.append('%s (Debian package %s)' % (tool, package))
+    if os.geteuid() != 0:
+        missing.append('root (the nft case runs bantamd in a network namespace)')
     if not os.access(BANTAMD, os.X_OK):
         missing.append(BANTAMD + ' (build it)')
     if missing:
