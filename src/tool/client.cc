@@ -101,6 +101,7 @@ void Usage(const std::function<void(const std::string&)>& out, const std::string
       "    flushlogs | echo WORD...\n"
       "  Bans:\n"
       "    banned [IP...]          jails holding each IP (all bans without IPs)\n"
+      "    status [JAIL] --json | banned [IP...] --json   the same as one JSON object\n"
       "    unban --all | unban IP...\n"
       "    set JAIL banip IP... | set JAIL unbanip [--report-absent] IP...\n"
       "    get JAIL banip [SEP | --with-time] | get JAIL banned [IP...]\n"
