@@ -227,6 +227,14 @@ void ServerImpl::RenderMetrics(ExpositionFormat format, std::string* out) {
            "Time one ban database transaction took.");
   w.Sample({}, counters_.db_duration);
 
+  if (metrics_) {
+    w.Family("bantam_metrics_scrapes", T::kCounter, "Answers to GET /metrics before this one.");
+    w.Sample({}, metrics_->scrapes());
+    w.Family("bantam_metrics_last_render_seconds", T::kGauge,
+             "Time the previous answer to GET /metrics took to write (on the event loop).");
+    w.Sample({}, metrics_->last_render_seconds());
+  }
+
   w.Family("bantam_jails", T::kGauge, "Jails running.");
   w.Sample({}, static_cast<uint64_t>(jails_.size()));
 
