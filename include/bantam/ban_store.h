@@ -329,6 +329,25 @@ class BanStore {
   Status CompactFailures();
   // Put/DelFailure calls since this store was opened or last compacted.
   uint64_t failure_rows_appended() const;
+
+  // --- WAL checkpoints ---
+  // SQLite's own checkpoint runs inside the COMMIT that takes the WAL past
+  // 1000 pages: a copy of those pages into the database file and an fsync,
+  // on the ban path of whichever turn commits then. The store checkpoints
+  // inside COMMIT only past kWalForceCheckpointPages (a bound on the WAL's
+  // size in a long burst); below it the daemon calls Checkpoint() when it
+  // is quiet. Durability is the same either way: with synchronous=NORMAL a
+  // commit is in the WAL before COMMIT returns, checkpointed or not.
+  static constexpr int kWalCheckpointPages = 1000;
+  static constexpr int kWalForceCheckpointPages = 16384;  // 64 MiB of 4 KiB pages
+  // Pages in the WAL since its last checkpoint (0 but for a WAL file).
+  int wal_pages() const;
+  // A passive checkpoint (never waits for readers) when the WAL holds at
+  // least kWalCheckpointPages; `force`: whenever it holds any.
+  Status Checkpoint(bool force = false);
+  // Frees what SQLite's page cache holds beyond what is in use (it grows
+  // up to 32 MiB in a burst; pages are read back as needed).
+  void ReleaseMemory();
   // The windows of `jail` whose last failure is after `since` (the caller
   // passes now - findtime, FailManager's cleanup bound), least recently
   // failing first: the order FailManager keeps them in.

@@ -239,6 +239,11 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // BanStore::CompactFailures when its log outgrew the windows held and no
   // burst is being read; `force`: now.
   void CompactFailures(bool force);
+  // BanStore::Checkpoint when no burst is being read (service timer).
+  void CheckpointDatabase();
+  // Once a burst is over, gives back what it left: SQLite's page cache and
+  // the heap glibc keeps after the turns freed it.
+  void ReleaseMemoryAfterBurst();
   // End of a loop turn: CommitTurn, the actions' EndTurn, the log's flush;
   // in a burst (a source has a backlog), the commit and the flush wait
   // until kBurstCommitMs passed since the last commit.
@@ -247,8 +252,8 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // windows that changed, and (when there was any such change, or
   // `save_positions`) the positions the sources were read up to, so that
   // after a crash no line is counted twice and no failure is forgotten.
-  // Then reports the turn's bans (Ban lines, actions), committed or not: a
-  // failed commit (disk full, read-only, I/O error) keeps every row in
+  // The turn's bans go to their actions first (applied while it commits),
+  // and are logged after the commit, committed or not: a failed commit (disk full, read-only, I/O error) keeps every row in
   // memory and writes it with a later turn, and saves no position past it.
   void CommitTurn(bool save_positions);
   // Drops the rows of unsaved_bans_ for `js` whose ban was lifted by the
@@ -270,6 +275,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void ReportDeferredBans() { CommitTurn(/*save_positions=*/false); }
   // Logs a ban and hands it to the jail's actions.
   void ReportBan(JailState& js, const Ticket& t);
+  // ReportBan's halves: the Ban line; the actions' ban operations.
+  void LogBan(JailState& js, const Ticket& t);
+  void ActOnBan(JailState& js, const Ticket& t);
   Status WritePidFile();
 
   ServerOptions options_;
@@ -321,15 +329,17 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   bool running_ = false;
   bool log_reopen_failed_ = false;  // ReopenIfMoved failed; said once
   std::string scratch_;
+  std::string message_scratch_;  // OnFound, OnAlreadyBanned: one log line at a time
   size_t pending_ops_ = 0;
   // By jail id and action; never erased (a few per reload), so pointers to
   // them stay valid. A reused Action address under the same jail id gets
   // the same values.
   std::map<std::pair<uint64_t, const Action*>, OpTarget> op_targets_;
   // Group commit: the bans of one loop turn share one transaction with the
-  // turn's failure windows and log positions; they are logged and acted on
-  // only once it is committed (or failed: see CommitTurn), so a ban that was
-  // reported is on disk whatever happens to the process.
+  // turn's failure windows and log positions; they are logged only once it
+  // is committed (or failed: see CommitTurn), so a ban that was logged is on
+  // disk whatever happens to the process. Their actions are queued just
+  // before the commit (CommitTurn says why that is safe).
   struct DeferredBan {
     uint64_t jail_id;
     Ticket ticket;
@@ -352,6 +362,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   int64_t commit_error_logged_ms_ = 0;
   std::string commit_error_;
   uint64_t commits_failed_ = 0;
+  // Rows (bans and failure windows) committed since memory was last given
+  // back (ReleaseMemoryAfterBurst).
+  uint64_t rows_since_release_ = 0;
   // An unwritable database runs from memory (BanStore::degraded): said
   // every minute.
   int64_t degraded_logged_ms_ = 0;

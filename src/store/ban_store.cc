@@ -412,6 +412,7 @@ struct BanStore::Impl {
   DbPtr db;  // null for dbfile = none
   std::string journal_mode;
   uint64_t failure_rows_appended = 0;  // since the last CompactFailures()
+  int wal_pages = 0;                   // frames in the WAL (its hook's count)
   bool memory = false;           // db is in memory (":memory:" or a degraded copy)
   bool check_integrity = false;  // run PRAGMA quick_check when opening
   std::string degraded_reason;   // set when running from a copy of an unwritable file
@@ -424,7 +425,13 @@ struct BanStore::Impl {
   std::string batch_error;
   // Keyed by SQL text: the set of statements is small and fixed (the
   // optional filters of the queries make a handful of variants).
-  std::unordered_map<std::string, StmtPtr> statements;
+  // Looked up by string_view: a write runs a few per row, and building a
+  // std::string key from the literal each time was a heap allocation each.
+  struct SqlHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view sql) const { return std::hash<std::string_view>{}(sql); }
+  };
+  std::unordered_map<std::string, StmtPtr, SqlHash, std::equal_to<>> statements;
 
   Status Error(std::string_view what) const {
     last_error = sqlite3_extended_errcode(db.get());
@@ -496,15 +503,15 @@ struct BanStore::Impl {
     int n_ = 0;
   };
 
-  Result<sqlite3_stmt*> Prepare(const std::string& sql) {
+  Result<sqlite3_stmt*> Prepare(std::string_view sql) {
     auto it = statements.find(sql);
     if (it != statements.end()) return it->second.get();
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v3(db.get(), sql.c_str(), static_cast<int>(sql.size()),
+    if (sqlite3_prepare_v3(db.get(), sql.data(), static_cast<int>(sql.size()),
                            SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
       return Error(sql);
     }
-    statements.emplace(sql, StmtPtr(stmt));
+    statements.emplace(std::string(sql), StmtPtr(stmt));
     return stmt;
   }
 
@@ -520,7 +527,7 @@ struct BanStore::Impl {
     return Status::Ok();
   }
 
-  Status Run(const std::string& sql) {
+  Status Run(std::string_view sql) {
     auto stmt = Prepare(sql);
     if (!stmt.ok()) return stmt.status();
     Query q(this, *stmt);
@@ -617,6 +624,24 @@ struct BanStore::Impl {
     return st;
   }
 
+  // Called by SQLite after each commit to the WAL with its page count:
+  // checkpoints only past kWalForceCheckpointPages (the rest is left to
+  // BanStore::Checkpoint, called when the daemon is quiet).
+  static int WalHook(void* arg, sqlite3* db, const char* name, int pages) {
+    auto* impl = static_cast<Impl*>(arg);
+    impl->wal_pages = pages;
+    if (pages >= BanStore::kWalForceCheckpointPages) {
+      int log = 0;
+      int done = 0;
+      if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
+              SQLITE_OK &&
+          log == done) {
+        impl->wal_pages = 0;
+      }
+    }
+    return SQLITE_OK;
+  }
+
   Status Configure();
   Status OpenSchema();
   Status QuickCheck();
@@ -688,6 +713,8 @@ Status BanStore::Impl::OpenSchema() {
     Status st;
     if (q.Step(&st)) journal_mode = std::string(q.Text(0));
     if (!st.ok()) return st;
+    // Our hook replaces SQLite's auto-checkpoint (BanStore::Checkpoint).
+    if (journal_mode == "wal") sqlite3_wal_hook(db.get(), &Impl::WalHook, this);
   } else {
     journal_mode = "memory";
   }
@@ -1690,6 +1717,30 @@ Result<std::vector<StoredFailure>> BanStore::GetFailures(std::string_view jail, 
 }
 
 uint64_t BanStore::failure_rows_appended() const { return impl_->failure_rows_appended; }
+
+// --- WAL checkpoints -------------------------------------------------------
+
+int BanStore::wal_pages() const { return impl_->wal_pages; }
+
+Status BanStore::Checkpoint(bool force) {
+  if (!impl_->db || impl_->journal_mode != "wal") return Status::Ok();
+  if (impl_->wal_pages == 0 || (!force && impl_->wal_pages < kWalCheckpointPages)) {
+    return Status::Ok();
+  }
+  int log = 0;
+  int done = 0;
+  if (sqlite3_wal_checkpoint_v2(impl_->db.get(), "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done) !=
+      SQLITE_OK) {
+    return impl_->Error("checkpoint");
+  }
+  // A reader still on old pages keeps them: the rest goes at a later call.
+  if (log == done) impl_->wal_pages = 0;
+  return Status::Ok();
+}
+
+void BanStore::ReleaseMemory() {
+  if (impl_->db) sqlite3_db_release_memory(impl_->db.get());
+}
 
 Status BanStore::CompactFailures() {
   if (!impl_->db) return Status::Ok();

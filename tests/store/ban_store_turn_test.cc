@@ -386,6 +386,46 @@ TEST(BanStoreTurnTest, Kill9NeverLosesOrHalvesACommittedTurn) {
   EXPECT_EQ(RawSql(path, "PRAGMA integrity_check"), "ok\n");
 }
 
+// SQLite's auto-checkpoint copied the WAL into the file inside whichever
+// COMMIT took it past 1000 pages, on the path of that turn's bans: the WAL
+// now grows past that until Checkpoint() (the daemon calls it when quiet),
+// up to kWalForceCheckpointPages, and what was committed is readable from
+// a second connection before and after.
+TEST(BanStoreTurnTest, CommitsLeaveTheWalCheckpointToCheckpoint) {
+  TempTree tmp;
+  const std::string path = tmp.Path("db");
+  auto store = MustOpen(path);
+  ASSERT_TRUE(store);
+  ASSERT_EQ(store->journal_mode(), "wal");
+  ASSERT_TRUE(store->AddJail("sshd").ok());
+  const std::string big(2000, 'x');
+  int i = 0;
+  while (store->wal_pages() <= BanStore::kWalCheckpointPages + 100) {
+    ASSERT_LT(i, 20000) << "the WAL does not grow";
+    auto batch = store->BeginBatch();
+    ASSERT_TRUE(batch.ok());
+    for (int k = 0; k < 20; ++k, ++i) {
+      ASSERT_TRUE(store->PutFailure("sshd", Fail(Ip(i), 1000, 1000 + i, 1, {big})).ok());
+    }
+    ASSERT_TRUE(batch->Commit().ok());
+  }
+  const uintmax_t wal_size = std::filesystem::file_size(path + "-wal");
+  EXPECT_GT(wal_size, static_cast<uintmax_t>(BanStore::kWalCheckpointPages) * 4096);
+  EXPECT_EQ(RawSql(path, "SELECT count(*) FROM bantam_failure_log"), std::to_string(i) + "\n");
+  // Below the threshold nothing happens; past it the pages go to the file.
+  ASSERT_TRUE(store->Checkpoint().ok());
+  EXPECT_EQ(store->wal_pages(), 0);
+  ASSERT_TRUE(store->PutFailure("sshd", Fail(Ip(i), 1000, 1000 + i, 1)).ok());
+  EXPECT_GT(store->wal_pages(), 0);
+  EXPECT_LT(store->wal_pages(), BanStore::kWalCheckpointPages);
+  ASSERT_TRUE(store->Checkpoint().ok());
+  EXPECT_GT(store->wal_pages(), 0);
+  ASSERT_TRUE(store->Checkpoint(/*force=*/true).ok());
+  EXPECT_EQ(store->wal_pages(), 0);
+  EXPECT_EQ(RawSql(path, "SELECT count(*) FROM bantam_failure_log"), std::to_string(i + 1) + "\n");
+  EXPECT_EQ(RawSql(path, "PRAGMA integrity_check"), "ok\n");
+}
+
 // Not a timed test: what one turn's transaction costs on the event loop,
 // for the report.
 TEST(BanStoreTurnTest, TurnCostNote) {
