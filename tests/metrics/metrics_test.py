@@ -20,7 +20,7 @@ port. Checks, in order:
                 every second) scrapes the endpoint (in OpenMetrics, which
                 it asks for); its HTTP API (/api/v1/query) reports the
                 bans, failures and the manual ban and unban
-  reload        SIGHUP with a changed jail and a removed one: the kept
+  reload        an expired ban is counted as such; SIGHUP with a changed jail and a removed one: the kept
                 jail's counters go on from where they were, the removed
                 jail's series are gone, the reload is counted; a broken
                 configuration is counted as a failed reload
@@ -127,6 +127,7 @@ filter = pbx
 action = record[name=other]
 logpath = {d}/other.log
 maxretry = 2
+bantime = 2
 '''
         if broken:
             jail += '[broken\n'
@@ -397,7 +398,7 @@ def prometheus(t, state):
         p.wait_value('up{job="bantam"}', 1)
         p.wait_value('bantam_bans_total{job="bantam",jail="pbx",cause="maxretry"}', 2)
         p.wait_value('sum(bantam_failures_total{job="bantam"})', 10)
-        p.wait_value('sum(bantam_banned_addresses{job="bantam"})', 3)
+        p.wait_value('sum(bantam_bans_total{job="bantam"})', 3)
         # A manual ban and unban show up as such.
         r = t.client('set', 'pbx', 'banip', '192.0.2.77')
         expect(r.returncode == 0, 'banip: %s%s' % (r.stdout, r.stderr))
@@ -417,8 +418,18 @@ def prometheus(t, state):
 
 
 def reload(t, state):
-    _, _, body = t.scrape()
-    s0 = parse(body)
+    # other's ban (bantime 2 s) has run out meanwhile: an expired unban.
+    end = time.time() + 15
+    while True:
+        _, _, body = t.scrape()
+        s0 = parse(body)
+        if value(s0, 'bantam_unbans_total', jail='other', cause='expired') == 1:
+            break
+        expect(time.time() < end, 'no expired unban counted for jail other:\n%s' % body)
+        time.sleep(0.2)
+    expect(value(s0, 'bantam_banned_addresses', jail='other') == 0, 'other still bans')
+    expect(value(s0, 'bantam_action_runs_total', jail='other', action='record',
+                 operation='unban') == 1, 'the unban ran')
     expect(series_of(s0, 'other'), 'jail other has series before the reload')
     # pbx changes (rebuilt, its counters kept); other goes.
     t.write_config(maxretry=4, other=False)
