@@ -236,6 +236,11 @@ class Daemon:
                    "pidfile = %s\ndbfile = %s\ndbpurgeage = 1d\n" % (
                        loglevel or args.loglevel, self.daemon_log, self.sock, self.pidfile,
                        args.dbfile or os.path.join(d, "db.sqlite3")))
+        if kind == "bantamd" and args.bantam_metrics:
+            # Issue 17: the Prometheus endpoint on, scraped every
+            # --bantam-metrics-interval while the daemon runs.
+            self.write("fail2ban.local", "[Definition]\nmetrics = %s\n" % args.bantam_metrics)
+        self.scraper = None
         self.write("action.d/bench-noop.conf", "[Definition]\nactionstart =\nactionstop =\n"
                    "actioncheck =\nactionban =\nactionunban =\n")
         self.write("action.d/bench-fifo.conf", "[Definition]\nactionban = echo <ip> > %s\n"
@@ -315,6 +320,10 @@ class Daemon:
         end = time.time() + timeout
         while time.time() < end:
             if self.is_ready():
+                if (self.kind == "bantamd" and self.args.bantam_metrics and self.scraper is None
+                        and self.args.bantam_metrics_interval > 0):
+                    self.scraper = []
+                    threading.Thread(target=self.scrape_metrics, daemon=True).start()
                 return time.perf_counter()
             self.check_alive()
             time.sleep(poll)
@@ -324,7 +333,24 @@ class Daemon:
         if self.proc.poll() is not None:
             raise RuntimeError("%s exited with %s; see %s" % (self.kind, self.proc.returncode, self.dir))
 
+    def scrape_metrics(self):
+        """Scrapes /metrics every --bantam-metrics-interval until self.scraper is cleared."""
+        import urllib.request
+        url = "http://%s/metrics" % self.args.bantam_metrics
+        me = self.scraper
+        while self.scraper is me:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    r.read()
+                    me.append(1)
+            except OSError:
+                pass
+            time.sleep(self.args.bantam_metrics_interval)
+
     def stop(self, timeout=120):
+        if self.scraper is not None:
+            print("  (%d scrapes of /metrics during the run)" % len(self.scraper))
+            self.scraper = None
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
@@ -1096,6 +1122,11 @@ def main():
     p.add_argument("--dbfile", default="",
                    help="both daemons' dbfile (default: a file in each temp tree; ':memory:' or "
                    "'None' to take the database out of the figures)")
+    p.add_argument("--bantam-metrics", default="",
+                   help="ADDR:PORT: bantamd runs with its metrics endpoint there (issue 17's "
+                        "on/off comparison)")
+    p.add_argument("--bantam-metrics-interval", type=float, default=0.1,
+                   help="seconds between scrapes of --bantam-metrics; 0: none")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--detect-lines", type=int, default=200000)
     p.add_argument("--detect-attack-ratio", type=float, default=0.3)

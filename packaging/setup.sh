@@ -15,12 +15,15 @@ packages=(
   build-essential cmake pkg-config python3
   # libraries (Debian 12 packages, never vendored)
   libpcre2-dev libinih-dev libnftnl-dev libmnl-dev libspdlog-dev libsqlite3-dev
-  libsystemd-dev googletest libgtest-dev
+  libsystemd-dev googletest libgtest-dev libmicrohttpd-dev
   # fuzzing and sanitizers
   clang libclang-rt-14-dev
   # test-time oracles and the real tools end-to-end tests drive
   fail2ban python3-systemd nftables iptables iproute2 logrotate systemd-journal-remote
   sqlite3
+  # the metrics test: promtool, and a Prometheus it starts on a loopback
+  # port of its own (the package's service is kept from ever starting)
+  prometheus
   # the Debian package (dpkg-buildpackage, lintian) and its man pages and
   # bash completion
   debhelper dpkg-dev fakeroot lintian man-db groff-base bash-completion
@@ -48,12 +51,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$created_policy" -eq 1 ]; then as_root rm -f /usr/sbin/policy-rc.d; fi
 fi
 
-# Keep the oracle's service off for good, whatever started it.
+# Keep the oracle's service off for good, whatever started it; the same
+# for Prometheus, which the tests run themselves.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  as_root systemctl disable --now fail2ban.service >/dev/null 2>&1 || true
-  as_root systemctl mask fail2ban.service >/dev/null 2>&1 || true
+  for unit in fail2ban.service prometheus.service; do
+    as_root systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    as_root systemctl mask "$unit" >/dev/null 2>&1 || true
+  done
 fi
 as_root update-rc.d fail2ban disable >/dev/null 2>&1 || true
+as_root update-rc.d prometheus disable >/dev/null 2>&1 || true
 if pgrep -f fail2ban-server >/dev/null; then
   echo "setup: stopping a running fail2ban-server (a test oracle must not run)" >&2
   as_root pkill -f fail2ban-server || true

@@ -3,8 +3,8 @@
 
 bantam's modules stack in the order the data flows (README, "Layout"):
 
-  base <- config <- filter <- source <- jail <- action <- store, control
-       <- daemon <- tool <- cmd
+  base <- config, metrics <- filter <- source <- jail <- action
+       <- store, control <- daemon <- tool <- cmd
 
 A module may include its own headers and those of the modules below it,
 never those above it; modules on the same level (store and control, tool
@@ -24,7 +24,10 @@ import sys
 # Lower levels first; modules on one level are siblings.
 LEVELS = [
     ['base'],
-    ['config'],
+    # metrics: the Prometheus exposition writer, histograms and the HTTP
+    # endpoint, over base only. Low, so that the modules that own a counter
+    # can use its types; what bantam measures is collected by the daemon.
+    ['config', 'metrics'],
     ['filter'],
     ['source'],
     ['jail'],

@@ -127,6 +127,13 @@ struct ActionEnv {
   // Where slow, non-firewall work runs (whois and sendmail for ban mails),
   // so it never queues in front of a firewall action. Null: `pool`.
   WorkerPool* mail_pool = nullptr;
+  // Native nftables actions call this on the loop thread for each netlink
+  // transaction of set elements they made (the daemon's metrics): the
+  // jail and action, how many elements it carried, how long it took, and
+  // whether the kernel took it. May be empty.
+  std::function<void(const std::string& jail, const std::string& action, size_t elements,
+                     double seconds, bool ok)>
+      on_nft_transaction = nullptr;
 };
 
 class Action {

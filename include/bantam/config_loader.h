@@ -63,6 +63,10 @@ struct LoadedConfig {
   std::map<std::pair<std::string, std::string>, SourceLoc> origins;
   // Logpaths that matched no file; the stream leaves them out.
   std::vector<MissingLogPath> missing_logpaths;
+  // bantam's own options of fail2ban.conf/.local [Definition], which
+  // fail2ban does not know and the stream leaves out (metrics,
+  // metrics_allow_remote), as set; their locations are in origins.
+  OrderedMap<std::string> extensions;
 
   bool has_errors() const {
     for (const Diagnostic& d : diagnostics)

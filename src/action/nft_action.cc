@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <unordered_map>
 #include <utility>
@@ -444,6 +445,9 @@ class NftAction::Worker {
   // makes no report until each is handed to its submitter.
   using Reports = std::map<size_t, ActionReport>;
 
+  const std::string& jail() const { return jail_; }
+  const std::string& name() const { return name_; }
+
   // A plain success of operation `p`.
   ActionReport OkReport(const Pending& p) const {
     ActionReport r;
@@ -689,7 +693,12 @@ class NftAction::Worker {
       op_item.push_back(k);
     }
     if (ops.empty()) return;
+    const auto started = std::chrono::steady_clock::now();
     Result<std::vector<NftRuleset::ElementError>> errs = rules_->Apply(ops);
+    transactions_.push_back(Transaction{
+        ops.size(),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+        errs.ok()});
     if (!errs.ok()) {
       for (size_t k : op_item) ReportOf(batch, items[k].op_index, reports).status = errs.status();
       return;
@@ -719,6 +728,19 @@ class NftAction::Worker {
   const std::string jail_, name_;
   const NftStockAction stock_;
   std::unique_ptr<NftRuleset> rules_;
+
+ public:
+  // The element transactions of the batches processed since the last take
+  // (ActionEnv::on_nft_transaction).
+  struct Transaction {
+    size_t elements;
+    double seconds;
+    bool ok;
+  };
+  std::vector<Transaction> TakeTransactions() { return std::exchange(transactions_, {}); }
+
+ private:
+  std::vector<Transaction> transactions_;
   std::set<NftFamily> started_;
   // The addresses this action put in each family's set.
   // With element_timeouts, each address's kernel deadline (epoch seconds;
@@ -759,9 +781,17 @@ void NftAction::EndTurn() {
   if (pending_.empty()) return;
   auto batch = std::make_shared<std::vector<Pending>>(std::move(pending_));
   pending_.clear();
-  env_.pool->Post(strand_, [worker = worker_, batch]() -> WorkerPool::Completion {
+  env_.pool->Post(strand_, [worker = worker_, batch,
+                            observer = env_.on_nft_transaction]() -> WorkerPool::Completion {
     Worker::Reports reports = worker->Process(*batch);
-    return [worker, batch, reports = std::move(reports)]() mutable {
+    std::vector<Worker::Transaction> transactions = worker->TakeTransactions();
+    return [worker, batch, reports = std::move(reports), transactions = std::move(transactions),
+            observer = std::move(observer)]() mutable {
+      if (observer) {
+        for (const Worker::Transaction& t : transactions) {
+          observer(worker->jail(), worker->name(), t.elements, t.seconds, t.ok);
+        }
+      }
       auto next = reports.begin();
       for (size_t i = 0; i < batch->size(); ++i) {
         Pending& p = (*batch)[i];

@@ -725,6 +725,16 @@ Status Loader::ReadServer(LayeredConfig* cfg) {
       if (!loc.file.empty()) out_.origins[{"", o.name}] = loc;
     }
   }
+  if (cfg) {
+    for (const char* name : {"metrics", "metrics_allow_remote"}) {
+      Lookup l = cfg->Get("Definition", name);
+      if (l.code == LookupCode::kError) return Status::Error(l.error);
+      if (!l.ok()) continue;
+      out_.extensions.Set(name, l.value);
+      SourceLoc loc = cfg->Where("Definition", name);
+      if (!loc.file.empty()) out_.origins[{"", name}] = loc;
+    }
+  }
   for (const auto& [k, v] : options_.overrides) early.Set(k, v);
   for (const auto& [k, v] : early) {
     out_.server.Set(k, v.ToPyStr());

@@ -88,9 +88,15 @@ void ServerImpl::Transplant(JailState& from, JailState& to) {
 
 Status ServerImpl::Reload(const ReloadRequest& request) {
   sd_notify(0, "RELOADING=1");
+  // READY=1 and the metrics' reload count, whatever the outcome.
   struct Ready {
-    ~Ready() { sd_notify(0, "READY=1"); }
-  } ready;
+    ServerImpl* s;
+    bool ok = false;
+    ~Ready() {
+      s->CountReload(ok);
+      sd_notify(0, "READY=1");
+    }
+  } ready{this};
 
   Result<LoadedConfig> cfg = LoadCheckedConfig();
   if (!cfg.ok()) return cfg.status();
@@ -105,6 +111,7 @@ Status ServerImpl::Reload(const ReloadRequest& request) {
     if (!known) return Status::Error("Sorry but the jail '" + *request.jail + "' does not exist");
   }
   if (Status s = ApplyServerOptions(cfg->server); !s.ok()) return s;
+  ApplyMetricsSettings(*cfg);
   for (const std::string& w : warnings) Log(LogLevel::kWarning, "fail2ban.server", w);
   SaveLogPositions();
   // Bans of this turn are reported by the jails that made them.
@@ -133,6 +140,7 @@ Status ServerImpl::Reload(const ReloadRequest& request) {
     JailState* old = FindJail(name);
     if (old != nullptr && request.unban) {
       ReportDeferredBans();
+      ScopedCause manual(this, BanCause::kManual, UnbanCause::kManual);
       for (const Ticket& t : old->jail->UnbanAll()) {
         if (Status s = store_->DelBan(name, t.id.ToString()); !s.ok()) {
           Log(LogLevel::kError, "fail2ban.database", s.message());
@@ -173,9 +181,11 @@ Status ServerImpl::Reload(const ReloadRequest& request) {
     }
   }
   UpdateKeepMatches();
+  PruneCounters();
   // New logs are read like at start: their backlog "not in operation".
   ReadIn(started);
   Log(LogLevel::kInfo, "fail2ban.server", "Reload finished.");
+  ready.ok = true;
   return Status::Ok();
 }
 

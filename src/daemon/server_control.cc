@@ -340,6 +340,7 @@ ControlReply ServerImpl::ControlStartStopJail(const std::vector<std::string>& cm
     StopJail(**it);
     if (Status s = store_->DelJail(n); !s.ok()) Log(LogLevel::kError, "fail2ban.database", s.message());
     jails_.erase(it);
+    PruneCounters();
   }
   return Ok(nullptr);
 }
@@ -445,6 +446,7 @@ ControlReply ServerImpl::ControlStatus(const std::vector<std::string>& cmd) {
 int ServerImpl::ControlUnbanAll(JailState& js) {
   // This turn's bans are written (and acted on) before they are lifted.
   ReportDeferredBans();
+  ScopedCause manual(this, BanCause::kManual, UnbanCause::kManual);
   const int n = static_cast<int>(js.jail->UnbanAll().size());
   ForgetUnsavedBansLifted(js);
   // fail2ban's flush also forgets the jail's bans in the database.
@@ -457,6 +459,7 @@ int ServerImpl::ControlUnbanAll(JailState& js) {
 int ServerImpl::ControlUnban(JailState& js, const std::vector<std::string>& ips,
                              std::vector<std::string>* missed) {
   ReportDeferredBans();
+  ScopedCause manual(this, BanCause::kManual, UnbanCause::kManual);
   int cnt = 0;
   for (const std::string& ip : ips) {
     // Always from the database too, banned now or not (as fail2ban).
@@ -1038,8 +1041,9 @@ const ServerImpl::SetTable::JailOption ServerImpl::SetTable::kJail[] = {
      },
      false},
     {"banip",
-     [](ServerImpl&, const JailArgs& a) -> ControlReply {
+     [](ServerImpl& s, const JailArgs& a) -> ControlReply {
        if (auto refused = RefuseNonAddresses(a.cmd, 3, /*names_too=*/false)) return *refused;
+       ScopedCause manual(&s, BanCause::kManual, UnbanCause::kManual);
        int64_t cnt = 0;
        for (size_t i = 3; i < a.cmd.size(); ++i) cnt += a.j.BanNow(IpAddr::FromText(a.cmd[i])) ? 1 : 0;
        return Ok(cnt);

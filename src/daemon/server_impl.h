@@ -6,6 +6,7 @@
 #ifndef BANTAM_DAEMON_SERVER_IMPL_H_
 #define BANTAM_DAEMON_SERVER_IMPL_H_
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -30,9 +31,11 @@
 #include "bantam/line_source.h"
 #include "bantam/log_tailer.h"
 #include "bantam/logging.h"
+#include "bantam/metrics_server.h"
 #include "bantam/server.h"
 #include "bantam/spawner.h"
 #include "bantam/worker_pool.h"
+#include "daemon_metrics.h"
 
 namespace bantam {
 
@@ -56,6 +59,8 @@ struct JailState {
   // it again.
   std::map<const Action*, uint64_t> action_epochs;
   uint64_t evicted_logged = 0;
+  // Its metrics, shared with ServerImpl::counters_ (kept across reloads).
+  std::shared_ptr<JailCounters> counters;
 };
 
 // backend = systemd[...]: the jail reads the journal, not files.
@@ -217,8 +222,11 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
     uint64_t jail_id = 0;
     Action* action = nullptr;
     std::string jail;
+    // When each operation not yet reported was submitted, in order (an
+    // action reports in submission order): the duration metric.
+    std::deque<std::chrono::steady_clock::time_point> submitted;
   };
-  void OnReport(const OpTarget& target, const ActionReport& r);
+  void OnReport(OpTarget& target, const ActionReport& r);
   void StartJails();
   void StopJails();
   void WaitForActions();
@@ -419,6 +427,57 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   };
   std::vector<PendingJail> pending_jails_;
   // --- end control socket ---
+
+  // --- metrics (server_metrics.cc) ---
+ public:
+  // Why the bans and unbans that jails report while one is alive happen:
+  // the control socket's banip/unbanip set kManual, the fleet module sets
+  // kFleet around what it applies from its peers. Without one: a ban is
+  // kMaxretry (kRecidive in a recidive jail), an unban kExpired.
+  class ScopedCause {
+   public:
+    ScopedCause(ServerImpl* s, BanCause ban, UnbanCause unban)
+        : s_(s), ban_(s->ban_cause_), unban_(s->unban_cause_) {
+      s->ban_cause_ = ban;
+      s->unban_cause_ = unban;
+    }
+    ~ScopedCause() {
+      s_->ban_cause_ = ban_;
+      s_->unban_cause_ = unban_;
+    }
+    ScopedCause(const ScopedCause&) = delete;
+    ScopedCause& operator=(const ScopedCause&) = delete;
+
+   private:
+    ServerImpl* s_;
+    BanCause ban_;
+    UnbanCause unban_;
+  };
+
+ private:
+  // Reads `metrics` and `metrics_allow_remote` of `cfg` (checked by
+  // CheckConfig) and, when they changed, stops the endpoint and starts it
+  // on the new address. A failure to listen is an error in the log only:
+  // the jails run without their endpoint.
+  void ApplyMetricsSettings(const LoadedConfig& cfg);
+  // What GET /metrics answers.
+  void RenderMetrics(ExpositionFormat format, std::string* out);
+  // The counters of the jail named in `config` (kept from an earlier jail
+  // of that name), its sources pruned to the ones it still reads.
+  std::shared_ptr<JailCounters> CountersFor(const JailConfig& config);
+  // Drops the counters of jails no longer running.
+  void PruneCounters();
+  // A reload's outcome.
+  void CountReload(bool ok);
+  void OnNftTransaction(const std::string& jail, const std::string& action, size_t elements,
+                        double seconds, bool ok);
+
+  DaemonCounters counters_;
+  BanCause ban_cause_ = BanCause::kMaxretry;
+  UnbanCause unban_cause_ = UnbanCause::kExpired;
+  std::optional<MetricsListen> metrics_listen_;  // set while configured
+  std::unique_ptr<MetricsServer> metrics_;
+  // --- end metrics ---
 };
 
 }  // namespace bantam

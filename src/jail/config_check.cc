@@ -8,6 +8,7 @@
 #include "bantam/duration.h"
 #include "bantam/failregex.h"
 #include "bantam/ini.h"
+#include "bantam/metrics_server.h"
 #include "bantam/option_list.h"
 #include "bantam/py.h"
 
@@ -66,6 +67,7 @@ class Checker {
         CheckBackend(c[1].as_string(), c[2].as_string());
       }
     }
+    CheckMetrics();
   }
 
  private:
@@ -91,6 +93,18 @@ class Checker {
 
   void CheckServer(const std::string& option, const Value& v) {
     if (option == "dbpurgeage") CheckTime("", option, v);
+  }
+
+  // bantam's metrics endpoint: its address, and the extra option a
+  // non-local one needs.
+  void CheckMetrics() {
+    const std::string* m = config_->extensions.Find("metrics");
+    const std::string* r = config_->extensions.Find("metrics_allow_remote");
+    Result<MetricsSettings> s = ParseMetricsSettings(m ? *m : "", r ? *r : "");
+    if (!s.ok()) {
+      const bool remote_bad = s.status().message().rfind("metrics_allow_remote", 0) == 0;
+      Error("", remote_bad ? "metrics_allow_remote" : "metrics", s.status().message());
+    }
   }
 
   void CheckBackend(const std::string& jail, const std::string& backend) {

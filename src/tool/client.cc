@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -100,6 +101,7 @@ void Usage(const std::function<void(const std::string&)>& out, const std::string
       "    flushlogs | echo WORD...\n"
       "  Bans:\n"
       "    banned [IP...]          jails holding each IP (all bans without IPs)\n"
+      "    status [JAIL] --json | banned [IP...] --json   the same as one JSON object\n"
       "    unban --all | unban IP...\n"
       "    set JAIL banip IP... | set JAIL unbanip [--report-absent] IP...\n"
       "    get JAIL banip [SEP | --with-time] | get JAIL banned [IP...]\n"
@@ -279,6 +281,9 @@ class Client {
   Status ReadEarlyOptions();
   bool DumpAndTest(bool* finished);
   bool ProcessCommand(std::vector<std::string> cmd);
+  // `status [JAIL] --json`, `banned [IP...] --json`: the reply as one JSON
+  // object (docs/json.md), for scripts.
+  bool JsonCommand(std::vector<std::string> cmd);
   // Sends `cmds` over one connection; prints answers when `show` (echo
   // and server-status always print). False when any failed.
   bool ProcessCmds(const std::vector<std::vector<std::string>>& cmds, bool show,
@@ -588,6 +593,10 @@ bool Client::ProcessCommand(std::vector<std::string> cmd) {
     return ProcessCommand({"start"});
   }
   if (cmd[0] == "reload") return Reload(std::move(cmd));
+  if ((cmd[0] == "status" || cmd[0] == "banned") &&
+      std::find(cmd.begin(), cmd.end(), "--json") != cmd.end()) {
+    return JsonCommand(std::move(cmd));
+  }
   if (std::optional<ServerError> refused = PrecheckCommand(cmd)) {
     log_.Error("NOK: " + PyTupleRepr(refused->args));
     env_.out(BeautifyError(*refused) + "\n");
@@ -601,6 +610,109 @@ bool Client::ProcessCommand(std::vector<std::string> cmd) {
     }
   }
   return ProcessCmds({cmd}, true, timeout);
+}
+
+namespace {
+
+// "Currently failed" -> "currently_failed".
+std::string JsonKey(const std::string& title) {
+  std::string k = LowerAscii(title);
+  std::replace(k.begin(), k.end(), ' ', '_');
+  return k;
+}
+
+// A status section ([["Currently failed", 1], ["File list", [...]], ...])
+// as an object.
+Value SectionObject(const Value& section) {
+  Value::Dict d;
+  if (!section.is_list()) return Value(std::move(d));
+  for (const Value& item : section.as_list()) {
+    if (!item.is_list() || item.as_list().size() != 2) continue;
+    d.emplace_back(JsonKey(item.as_list()[0].ToPyStr()), item.as_list()[1]);
+  }
+  return Value(std::move(d));
+}
+
+// `status JAIL`'s reply ([["Filter", [...]], ["Actions", [...]]]) as
+// {"filter": {...}, "actions": {...}}.
+Value JailObject(const Value& status) {
+  Value::Dict d;
+  if (!status.is_list()) return Value(std::move(d));
+  for (const Value& part : status.as_list()) {
+    if (!part.is_list() || part.as_list().size() != 2) continue;
+    d.emplace_back(JsonKey(part.as_list()[0].ToPyStr()), SectionObject(part.as_list()[1]));
+  }
+  return Value(std::move(d));
+}
+
+}  // namespace
+
+bool Client::JsonCommand(std::vector<std::string> cmd) {
+  std::erase(cmd, "--json");
+  std::vector<std::string> request = cmd;
+  if (cmd[0] == "status") {
+    if (cmd.size() > 2) {
+      log_.Error("status --json takes at most one jail");
+      return false;
+    }
+    // Every jail's status in one answer.
+    if (cmd.size() == 1) request = {"status", "--all"};
+  }
+  TransportError terr;
+  std::unique_ptr<ControlConnection> conn = ControlConnection::Connect(socket_, -1, &terr);
+  Reply reply;
+  if (!conn || !conn->Call(request, &reply, &terr)) {
+    if (terr.protocol) {
+      log_.Error("ProtocolError: " + terr.text);
+    } else {
+      LogSocketError(terr, false);
+    }
+    return false;
+  }
+  if (!reply.ok) {
+    log_.Error("NOK: " + PyTupleRepr(reply.error.args));
+    env_.out(Value(Value::Dict{{"error", Value(BeautifyError(reply.error))}}).ToJson() + "\n");
+    return false;
+  }
+  Value::Dict out;
+  out.emplace_back("version", Value(int64_t{1}));
+  const Value& v = reply.value;
+  if (cmd[0] == "status" && cmd.size() == 2) {
+    Value::Dict jail{{"name", Value(cmd[1])}};
+    const Value parts = JailObject(v);
+    for (const auto& kv : parts.as_dict()) jail.push_back(kv);
+    out.emplace_back("jail", Value(std::move(jail)));
+  } else if (cmd[0] == "status") {
+    // [["Number of jail", N], ["Jail list", "a, b"], {"a": status, ...}]
+    Value::Dict jails;
+    if (v.is_list() && v.as_list().size() == 3 && v.as_list()[2].is_dict()) {
+      for (const auto& [name, status] : v.as_list()[2].as_dict()) {
+        jails.emplace_back(name, JailObject(status));
+      }
+    }
+    out.emplace_back("jails", Value(std::move(jails)));
+  } else if (cmd.size() == 1) {
+    // banned: [{"jail": [ip, ...]}, ...]
+    Value::Dict jails;
+    if (v.is_list()) {
+      for (const Value& d : v.as_list()) {
+        if (!d.is_dict()) continue;
+        for (const auto& kv : d.as_dict()) jails.push_back(kv);
+      }
+    }
+    out.emplace_back("banned", Value(std::move(jails)));
+  } else {
+    // banned IP...: one list of jails per address, in order.
+    Value::Dict ips;
+    if (v.is_list()) {
+      for (size_t i = 0; i + 1 < cmd.size() && i < v.as_list().size(); ++i) {
+        ips.emplace_back(cmd[i + 1], v.as_list()[i]);
+      }
+    }
+    out.emplace_back("addresses", Value(std::move(ips)));
+  }
+  env_.out(Value(std::move(out)).ToJson() + "\n");
+  return true;
 }
 
 int Client::Interactive() {
