@@ -30,6 +30,7 @@ LEVELS = [
     ['jail'],
     ['action'],
     ['store', 'control'],
+    ['fleet'],
     ['daemon'],
     ['tool'],
     ['cmd'],

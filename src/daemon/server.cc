@@ -692,8 +692,11 @@ void ServerImpl::OnBan(const std::string& jail, const Ticket& t) {
 }
 
 void ServerImpl::ReportBan(JailState& js, const Ticket& t) {
+  // The fleet publishes a local ban, and names the origin of one of its own.
+  const std::string fleet_note = fleet_ ? fleet_->BanReported(js.jail->name(), t) : "";
   Log(LogLevel::kNotice, "fail2ban.actions",
-      "[" + js.jail->name() + "] " + (t.restored ? "Restore Ban " : "Ban ") + t.id.ToString());
+      "[" + js.jail->name() + "] " + (t.restored ? "Restore Ban " : "Ban ") + t.id.ToString() +
+          fleet_note);
   BanInfo info = MakeBanInfo(js, t);
   for (size_t i = 0; i < js.actions.size(); ++i) {
     Action& a = *js.actions[i];
@@ -1249,6 +1252,7 @@ Status ServerImpl::Start() {
   for (auto& js : jails_) all.push_back(js.get());
   ReadIn(all);
   ServiceTimer();
+  StartFleet();
   running_ = true;
   sd_notify(0, "READY=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Server ready");
@@ -1261,6 +1265,7 @@ void ServerImpl::Finish() {
   sd_notify(0, "STOPPING=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Stopping all jails");
   SaveLogPositions();
+  fleet_.reset();
   // Bans still queued behind a slow or hanging action would hold up the
   // stop for their timeouts each; they are recorded, so they are dropped
   // here and applied at the next start. Running commands finish (bounded

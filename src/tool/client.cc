@@ -24,6 +24,7 @@
 #include "bantam/config_check.h"
 #include "bantam/config_loader.h"
 #include "bantam/duration.h"
+#include "bantam/fleet_config.h"
 #include "bantam/layered_config.h"
 #include "bantam/py.h"
 
@@ -374,7 +375,11 @@ bool Client::DumpAndTest(bool* finished) {
     *finished = true;
     return false;
   }
-  if (o_.test) CheckConfig(&*cfg);
+  if (o_.test) {
+    CheckConfig(&*cfg);
+    // bantam's fleet options ([Fleet], per jail `fleet`): not in the stream.
+    (void)LoadFleetSettings(o_.conf, /*read_secrets=*/false, &cfg->diagnostics);
+  }
   for (const Diagnostic& d : cfg->diagnostics) {
     const bool error = d.severity == Diagnostic::Severity::kError;
     if (!error && !o_.test && o_.dump) continue;  // the dump stays quiet about warnings
