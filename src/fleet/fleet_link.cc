@@ -1,6 +1,8 @@
 #include "bantam/fleet_link.h"
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -24,6 +26,17 @@ struct ReplyDeleter {
   }
 };
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+// hiredis writes with write(2): a connection Redis closed would raise
+// SIGPIPE and kill bantamd. Blocked on the link's threads only (a signal
+// ignored process-wide would be inherited by every action's shell), the
+// write fails with EPIPE instead; the pending signal is never delivered.
+void BlockSigpipe() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
 
 std::string Reason(const std::string& message) {
   const size_t end = message.find(':');
@@ -185,6 +198,7 @@ FleetLink::Conn* FleetLink::Connect(Conn* c, const char* who) {
 }
 
 void FleetLink::PublisherMain() {
+  BlockSigpipe();
   Conn c;
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
@@ -256,6 +270,7 @@ void FleetLink::PublisherMain() {
 }
 
 void FleetLink::ReaderMain() {
+  BlockSigpipe();
   Conn c;
   std::unique_lock<std::mutex> lock(mu_);
   std::string cursor = start_cursor_;

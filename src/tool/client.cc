@@ -838,7 +838,7 @@ std::optional<ServerError> PrecheckCommand(const std::vector<std::string>& cmd) 
     if (Contains({"banned", "logpath", "logencoding", "journalmatch", "ignoreself", "ignoreip",
                   "ignorecommand", "ignorecache", "prefregex", "failregex", "ignoreregex",
                   "usedns", "findtime", "datepattern", "logtimezone", "maxmatches", "maxretry",
-                  "maxlines", "bantime", "banip", "actions"},
+                  "maxlines", "bantime", "banip", "actions", /* bantam's */ "fleet"},
                  what) ||
         what.rfind("bantime.", 0) == 0)
       return std::nullopt;
