@@ -329,8 +329,14 @@ void FleetLink::ReadOnce(Conn& c, std::string* cursor) {
   }
   const redisReply* stream = r->element[0];
   if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2 ||
-      stream->element[1]->type != REDIS_REPLY_ARRAY)
+      stream->element[1]->type != REDIS_REPLY_ARRAY) {
+    // Not what XREAD answers: reconnect after a backoff rather than ask
+    // the same again at once.
+    c.Close();
+    std::lock_guard<std::mutex> lock(mu_);
+    ConnFailed("read", "unexpected XREAD reply");
     return;
+  }
   const redisReply* items = stream->element[1];
   Batch batch;
   std::vector<Dropped> dropped;

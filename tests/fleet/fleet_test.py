@@ -52,6 +52,7 @@ REDIS_SERVER = '/usr/bin/redis-server'
 REDIS_CLI = '/usr/bin/redis-cli'
 KEY = 'test-fleet-secret-0123456789abcdef'
 STREAM = 'bantam:bans'
+REDIS_PASSWORD = 'test-redis-password-42'
 
 
 def require():
@@ -131,13 +132,22 @@ class Redis:
         os.makedirs(self.dir)
         self.sock = os.path.join(self.dir, 'redis.sock')
         self.proc = None
+        # The nodes log in as the ACL user docs/fleet.md sets up (the
+        # bantam keys and the commands bantam sends, nothing else); the
+        # test's redis-cli, as the default user, plays whoever else can
+        # write to Redis.
+        self.acl = os.path.join(self.dir, 'users.acl')
+        with open(self.acl, 'w') as f:
+            f.write('user default on nopass ~* &* +@all\n'
+                    'user bantam on >%s ~bantam:* resetchannels -@all +xadd +xread +xrange +select +auth\n'
+                    % REDIS_PASSWORD)
 
     def start(self):
         # Its data survives a kill -9 (appendfsync always), as a production
         # Redis with AOF does; port 0: no TCP at all.
         self.proc = subprocess.Popen(
             [REDIS_SERVER, '--port', '0', '--unixsocket', self.sock, '--unixsocketperm', '700',
-             '--dir', self.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '',
+             '--dir', self.dir, '--aclfile', self.acl, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '',
              '--daemonize', 'no', '--logfile', os.path.join(self.dir, 'redis.log')],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not poll(lambda: self.cli('PING', check=False).strip() == 'PONG', 10):
@@ -167,11 +177,16 @@ class Node:
         with open(key, 'w') as f:
             f.write(KEY + '\n')
         os.chmod(key, 0o600)
+        password = os.path.join(self.dir, 'redis.pass')
+        with open(password, 'w') as f:
+            f.write(REDIS_PASSWORD + '\n')
+        os.chmod(password, 0o600)
         with open(os.path.join(self.conf, 'fail2ban.local'), 'w') as f:
             f.write('[Definition]\nloglevel = INFO\nlogtarget = %s\nsocket = %s/bantam.sock\n'
                     'pidfile = %s/bantam.pid\ndbfile = %s/db.sqlite3\n\n'
                     '[Fleet]\nredis = unix:%s\nnode = %s\nkey_file = %s\nmaxlen = 1000000\n'
-                    % (self.log, self.dir, self.dir, self.dir, redis.sock, self.node, key))
+                    'username = bantam\npassword_file = %s\n'
+                    % (self.log, self.dir, self.dir, self.dir, redis.sock, self.node, key, password))
         with open(os.path.join(self.conf, 'jail.local'), 'w') as f:
             f.write('[DEFAULT]\nignoreself = false\nignoreip = %s\n[sshd]\nenabled = false\n'
                     '[asterisk]\nenabled = true\nlogpath = %s\nbantime = 3600\nfleet = share\n'
@@ -283,6 +298,23 @@ def main():
         b = Node(root, 'B', redis)
         cc = Node(root, 'C', redis, ignoreip='198.51.100.7')
         nodes += [a, b, cc]
+        print('-- config-check')
+        ok = run([BANTAM, '-c', a.conf, '-t'], check=False)
+        c.check('OK: configuration test is successful' in ok, 'bantam -t accepts the fleet configuration')
+        with open(os.path.join(a.conf, 'jail.local'), 'a') as f:
+            f.write('fleet_failures = maybe\n')
+        with open(os.path.join(a.conf, 'fail2ban.local'), 'a') as f:
+            f.write('db = zero\n')
+        bad = run([BANTAM, '-c', a.conf, '-t'], check=False)
+        c.check(re.search(r'jail\.local:\d+: fleet_failures = maybe: expected yes or no', bad) is not None
+                and re.search(r'fail2ban\.local:\d+: \[Fleet\] db zero: expected a database number', bad)
+                is not None and 'ERROR: test configuration failed' in bad,
+                'bantam -t reports bad fleet values with file:line: %r' % bad.splitlines()[-3:])
+        for name, cut in (('jail.local', 'fleet_failures = maybe\n'), ('fail2ban.local', 'db = zero\n')):
+            path = os.path.join(a.conf, name)
+            text = open(path).read()
+            with open(path, 'w') as f:
+                f.write(text.replace(cut, ''))
         for n in (a, b, cc):
             n.start()
         t0 = time.time()
