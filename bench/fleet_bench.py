@@ -9,6 +9,11 @@ fleet = share, one redis-server on a unix socket in a temp dir.
               "[asterisk] Ban ADDR" (its millisecond timestamp) to the
               moment `nft monitor` in B's namespace reports the element
               added to B's set; p50, p99, max
+  failures    the cost of fleet_failures = yes: F failure lines (distinct
+              addresses, so nothing is banned) appended to A's log for a
+              jail without it, then for one with it; bantamd's CPU time
+              (utime + stime) per failure on A (reading, counting and
+              publishing) and on B (counting the fleet's failures)
 
 Arrival in B's kernel is observed with `nft monitor`, so the figures do not
 depend on a polling interval. Root; never touches the host's firewall.
@@ -32,6 +37,7 @@ ap.add_argument('--bantam', required=True)
 ap.add_argument('--source-dir', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 ap.add_argument('--bans', type=int, default=10000)
 ap.add_argument('--singles', type=int, default=200)
+ap.add_argument('--failures', type=int, default=20000)
 args = ap.parse_args()
 BANTAM = os.path.abspath(args.bantam)
 BANTAMD = os.path.join(os.path.dirname(BANTAM), 'bantamd')
@@ -72,7 +78,10 @@ class Node:
                     % (self.log, self.dir, self.dir, self.dir, sock, name, key))
         with open(os.path.join(self.conf, 'jail.local'), 'w') as f:
             f.write('[DEFAULT]\nignoreself = false\n[sshd]\nenabled = false\n[asterisk]\nenabled = true\n'
-                    'logpath = %s/asterisk.log\nbantime = 3600\nfleet = share\n' % self.dir)
+                    'logpath = %s/asterisk.log\nbantime = 3600\nfleet = share\n'
+                    '[spread]\nenabled = true\nfilter = asterisk\nport = 5060\nlogpath = %s/spread.log\n'
+                    'bantime = 3600\nfleet = share\nfleet_failures = yes\n' % (self.dir, self.dir))
+        open(os.path.join(self.dir, 'spread.log'), 'w').close()
         self.proc = subprocess.Popen(['ip', 'netns', 'exec', self.ns, BANTAMD, '-f', '-x', '-c', self.conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not poll(lambda: 'Server ready' in self.text(), 30):
@@ -84,6 +93,11 @@ class Node:
                 return f.read()
         except FileNotFoundError:
             return ''
+
+    def cpu(self):
+        pid = int(open(os.path.join(self.dir, 'bantam.pid')).read().split()[0])
+        fields = open('/proc/%d/stat' % pid).read().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
     def client(self, *cmd):
         return run([BANTAM, '-c', self.conf] + list(cmd))
@@ -180,6 +194,29 @@ def main():
         if lat:
             print('latency: %d single bans, A\'s log line to B\'s kernel set: p50 %.1f ms, p99 %.1f ms, max %.1f ms'
                   ' (log timestamps have 1 ms resolution)' % (len(lat), pct(lat, 50), pct(lat, 99), max(lat)))
+
+        # fleet_failures: CPU per failure.
+        def failures(jail, base):
+            lines = ''.join("[%s] NOTICE[2112] chan_sip.c: Registration from '\"100\" <sip:100@pbx.example.org>' "
+                            "failed for '10.%d.%d.%d:5060' - Wrong password\n"
+                            % (time.strftime('%b %e %H:%M:%S'), base, i // 256, i % 256)
+                            for i in range(args.failures))
+            before = a.text().count('[%s] Found 10.%d.' % (jail, base))
+            ca, cb = a.cpu(), b.cpu()
+            with open(os.path.join(a.dir, jail + '.log' if jail == 'spread' else 'asterisk.log'), 'a') as f:
+                f.write(lines)
+            poll(lambda: a.text().count('[%s] Found 10.%d.' % (jail, base)) - before >= args.failures, 300, 0.2)
+            if jail == 'spread':
+                poll(lambda: b.text().count('[spread] Found 10.%d.' % base) >= args.failures, 300, 0.2)
+            time.sleep(1)  # the last publishes and the idle turn after them
+            return a.cpu() - ca, b.cpu() - cb
+        plain_a, plain_b = failures('asterisk', 200)
+        shared_a, shared_b = failures('spread', 201)
+        n = args.failures
+        print('failures: %d failure lines on A; CPU per failure without fleet_failures: A %.1f us; '
+              'with: A %.1f us (+%.1f us to publish), B %.1f us to count it (B idle baseline %.1f us)'
+              % (n, plain_a / n * 1e6, shared_a / n * 1e6, (shared_a - plain_a) / n * 1e6,
+                 shared_b / n * 1e6, plain_b / n * 1e6))
     finally:
         if mon:
             mon.close()

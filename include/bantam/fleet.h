@@ -60,6 +60,11 @@ class Fleet {
   // The operator lifted `id` in `jail` (unbanip, unban): published for a
   // publishing jail.
   void OperatorUnban(const std::string& jail, const IpAddr& id);
+  // A failure the jail counted (fleet_failures = yes): published to the
+  // failure stream, where it counts towards maxretry on the other nodes
+  // for the jail's findtime. Not kept in the outbox: a failure Redis did
+  // not take while it was down is lost (it was counted here).
+  void FailureFound(const std::string& jail, const IpAddr& id, double time);
 
   FleetMode ModeOf(const std::string& jail) const { return settings_.ModeOf(jail); }
   const FleetSettings& settings() const { return settings_; }
@@ -76,6 +81,8 @@ class Fleet {
     uint64_t not_applied = 0;  // jail with fleet = no or publish here
     uint64_t unknown_jail = 0;
     uint64_t dropped = 0;      // malformed, oversized, unsigned, bad mac
+    uint64_t failures_sent = 0;     // fleet_failures published
+    uint64_t failures_counted = 0;  // other nodes' failures counted here
   };
   const Counters& counters() const { return counters_; }
 
@@ -85,6 +92,7 @@ class Fleet {
   void FlushOutbox();
   void OnNotify();
   void Apply(const std::string& id, const FleetEntry& e);
+  void ApplyFailure(const FleetEntry& e);
   // Logs `message` as a warning unless one of `kind` was logged in the
   // last minute; then it only counts, and the next one says how many.
   void Warn(const std::string& kind, const std::string& message, uint64_t count = 1);

@@ -50,6 +50,12 @@ struct FleetSettings {
     auto it = jails.find(jail);
     return it == jails.end() ? FleetMode::kNo : it->second.mode;
   }
+  // fleet_failures: where the failures go, trimmed to findtime.
+  std::string failures_stream() const { return stream + ":failures"; }
+  bool SharesFailures(const std::string& jail) const {
+    auto it = jails.find(jail);
+    return it != jails.end() && it->second.failures;
+  }
   // "unix:/run/redis/redis.sock" or "host:port", for messages.
   std::string Where() const { return redis; }
 };

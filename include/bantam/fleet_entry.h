@@ -1,9 +1,11 @@
 // FleetEntry: one ban or unban as it travels between bantamd nodes through
 // a Redis stream (docs/fleet.md). An entry is a flat list of field/value
 // pairs, as XADD takes them:
-//   v=1 op=ban|unban node=pbx2 jail=asterisk ip=203.0.113.9
+//   v=1 op=ban|unban|fail node=pbx2 jail=asterisk ip=203.0.113.9
 //   left=3600 count=1 time=1733450000.25 mac=<hex HMAC-SHA256>
-// `left` is the ban time that was left at `time` (seconds; -1: permanent).
+// `left` is the ban time that was left at `time` (seconds; -1: permanent);
+// for a failure (op=fail, fleet_failures), how long it counts: the
+// origin jail's findtime.
 // The MAC covers every other field, length-prefixed in that fixed order,
 // under the fleet's shared secret (key_file): whoever can write to Redis
 // but does not hold the secret cannot ban or unban anything.
@@ -22,7 +24,8 @@
 
 namespace bantam {
 
-enum class FleetOp { kBan, kUnban };
+enum class FleetOp { kBan, kUnban, kFail };
+const char* FleetOpName(FleetOp op);
 
 struct FleetEntry {
   FleetOp op = FleetOp::kBan;

@@ -2,7 +2,8 @@
 // so that Redis never holds up the event loop (detection and local bans go
 // on whether Redis answers or not):
 //   - the publisher XADDs what Publish() was given, in order, pipelined,
-//     with MAXLEN ~ maxlen, and reports which outbox rows Redis took;
+//     with MAXLEN ~ maxlen (failures: to their own stream, MINID ~ their
+//     time less findtime), and reports which outbox rows Redis took;
 //   - the reader XREADs the stream from a cursor (BLOCK, COUNT), checks
 //     each entry (DecodeFleetEntry: size, fields, HMAC) and hands the good
 //     ones over in batches with the id of the last entry read, so the
@@ -47,6 +48,9 @@ class FleetLink {
   struct Report {
     std::vector<int64_t> published;  // outbox rows Redis took
     std::vector<Batch> batches;
+    // fleet_failures: failures of other nodes (their own stream, read from
+    // when the link started; no cursor is kept for them).
+    std::vector<FleetEntry> failures;
     std::vector<Dropped> dropped;    // at most kMaxDroppedKept; counts below
     std::map<std::string, uint64_t> dropped_counts;  // by reason's first word
     std::vector<std::pair<bool, std::string>> messages;  // (warning?, text)
@@ -90,7 +94,7 @@ class FleetLink {
   void Notify();
   // Waits `ms` or until Stop(); false when stopping.
   bool Sleep(std::unique_lock<std::mutex>& lock, int64_t ms);
-  void ReadOnce(Conn& c, std::string* cursor);
+  void ReadOnce(Conn& c, std::string* cursor, std::string* failures_cursor);
   int64_t CountAfter(Conn& c, const std::string& cursor);
 
   const FleetSettings settings_;

@@ -659,6 +659,7 @@ void ServerImpl::CheckBanEpoch(uint64_t jail_id, Action& action, const ActionRep
 void ServerImpl::OnFound(const std::string& jail, const IpAddr& id, double time) {
   Log(LogLevel::kInfo, "fail2ban.filter",
       "[" + jail + "] Found " + id.ToString() + " - " + TimeString(time));
+  if (fleet_) fleet_->FailureFound(jail, id, time);  // fleet_failures = yes
 }
 
 void ServerImpl::OnIgnored(const std::string& jail, const IpAddr& id, const char* source) {

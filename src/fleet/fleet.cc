@@ -124,6 +124,41 @@ void Fleet::OperatorUnban(const std::string& jail, const IpAddr& id) {
   Queue(std::move(e));
 }
 
+void Fleet::FailureFound(const std::string& jail, const IpAddr& id, double time) {
+  if (!settings_.SharesFailures(jail) || !FleetPublishes(settings_.ModeOf(jail)) || !id.is_ip()) {
+    return;
+  }
+  Jail* j = hooks_.find_jail(jail);
+  if (j == nullptr) return;
+  FleetEntry e;
+  e.op = FleetOp::kFail;
+  e.jail = jail;
+  e.ip = id.ToString();
+  e.time = time;
+  e.left = static_cast<int64_t>(std::ceil(j->config().findtime));
+  e.count = 1;
+  ++counters_.failures_sent;
+  link_->Publish({{0, std::move(e)}});
+}
+
+void Fleet::ApplyFailure(const FleetEntry& e) {
+  Jail* jail = hooks_.find_jail(e.jail);
+  if (jail == nullptr || !FleetApplies(settings_.ModeOf(e.jail)) ||
+      !settings_.SharesFailures(e.jail)) {
+    return;
+  }
+  // It counts for the shorter of the two findtimes.
+  const double window = std::min(static_cast<double>(e.left), jail->config().findtime);
+  if (clock_.Now() - e.time > window) return;
+  const IpAddr ip = IpAddr::FromText(e.ip);
+  if (jail->bans().IsBanned(ip)) return;
+  IgnoreVerdict v = jail->ignore_list().Check(ip);
+  if (v.ignored) return;  // the ban it may lead to would be refused too
+  ++counters_.failures_counted;
+  Log(FleetLogLevel::kInfo, "[" + e.jail + "] Found " + e.ip + " (fleet: " + e.node + ")");
+  jail->AddAttempt(ip, {});
+}
+
 void Fleet::Warn(const std::string& kind, const std::string& message, uint64_t count) {
   WarnState& w = warned_[kind];
   const int64_t now = EventLoop::NowMs();
@@ -166,6 +201,7 @@ void Fleet::OnNotify() {
     }
     Warn(kind, "Fleet: dropped entry " + sample + " from " + settings_.stream, n);
   }
+  for (const FleetEntry& e : r.failures) ApplyFailure(e);
   bool applied_any = false;
   for (const FleetLink::Batch& b : r.batches) {
     for (const auto& [id, e] : b.entries) Apply(id, e);
@@ -267,6 +303,11 @@ Value::List Fleet::StatusPairs() const {
           std::to_string(counters_.unbanned) + ", expired " + std::to_string(counters_.expired) +
           ", ignored " + std::to_string(counters_.ignored) + ", dropped " +
           std::to_string(counters_.dropped + counters_.unknown_jail)});
+  if (!settings_.jails.empty() && counters_.failures_sent + counters_.failures_counted > 0) {
+    out.push_back(Value::List{"Fleet failures", "sent " + std::to_string(counters_.failures_sent) +
+                                                    ", counted " +
+                                                    std::to_string(counters_.failures_counted)});
+  }
   return out;
 }
 

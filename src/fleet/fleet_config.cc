@@ -200,12 +200,13 @@ class FleetReader {
         Error(cfg.Where(sec, "fleet_failures"),
               "fleet_failures = " + failures + ": expected yes or no", sec);
       }
-      if (j.failures) {
-        Error(cfg.Where(sec, "fleet_failures"),
-              "fleet_failures = yes is not implemented yet (docs/fleet.md)", sec);
-        j.failures = false;
+      if (j.mode == FleetMode::kNo) {
+        if (j.failures) {
+          Add(Diagnostic::Severity::kWarning, cfg.Where(sec, "fleet_failures"), sec,
+              "fleet_failures = yes has no effect without fleet = share, publish or apply");
+        }
+        continue;
       }
-      if (j.mode == FleetMode::kNo) continue;
       if (!out_.enabled && IsEnabled(cfg, sec)) {
         Error(loc, "fleet = " + mode + " but fail2ban.local has no [Fleet] redis", sec);
       }

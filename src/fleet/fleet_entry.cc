@@ -55,6 +55,15 @@ bool ParseTime(std::string_view s, double* out) {
 
 }  // namespace
 
+const char* FleetOpName(FleetOp op) {
+  switch (op) {
+    case FleetOp::kUnban: return "unban";
+    case FleetOp::kFail: return "fail";
+    case FleetOp::kBan: break;
+  }
+  return "ban";
+}
+
 bool ValidFleetName(std::string_view text) {
   if (text.empty() || text.size() > 64) return false;
   for (char c : text) {
@@ -83,7 +92,7 @@ std::string HmacSha256Hex(std::string_view key, std::string_view data) {
 FleetFields EncodeFleetEntry(const FleetEntry& e, std::string_view key) {
   FleetFields f = {
       {"v", "1"},
-      {"op", e.op == FleetOp::kBan ? "ban" : "unban"},
+      {"op", FleetOpName(e.op)},
       {"node", e.node},
       {"jail", e.jail},
       {"ip", e.ip},
@@ -135,6 +144,8 @@ Result<FleetEntry> DecodeFleetEntry(const FleetFields& fields, std::string_view 
     e.op = FleetOp::kBan;
   } else if (*seen[1] == "unban") {
     e.op = FleetOp::kUnban;
+  } else if (*seen[1] == "fail") {
+    e.op = FleetOp::kFail;
   } else {
     return Status::Error("malformed: op");
   }

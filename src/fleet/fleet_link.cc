@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 namespace bantam {
 
@@ -222,12 +223,19 @@ void FleetLink::PublisherMain() {
     std::vector<std::pair<int64_t, FleetEntry>> rows(to_publish_.begin(), to_publish_.begin() + n);
     lock.unlock();
     const std::string maxlen = std::to_string(settings_.maxlen);
+    const std::string failures_stream = settings_.failures_stream();
     for (auto& [id, e] : rows) {
       e.node = settings_.node;
       FleetFields f = EncodeFleetEntry(e, settings_.key);
-      std::vector<const char*> argv = {"XADD", settings_.stream.c_str(), "MAXLEN", "~",
-                                       maxlen.c_str(), "*"};
-      std::vector<size_t> lens = {4, settings_.stream.size(), 6, 1, maxlen.size(), 1};
+      // A failure counts for findtime (its `left`): older ones are trimmed.
+      const bool fail = e.op == FleetOp::kFail;
+      const std::string& key = fail ? failures_stream : settings_.stream;
+      const std::string bound =
+          fail ? std::to_string(static_cast<int64_t>((e.time - static_cast<double>(e.left)) * 1000))
+               : maxlen;
+      const char* trim = fail ? "MINID" : "MAXLEN";
+      std::vector<const char*> argv = {"XADD", key.c_str(), trim, "~", bound.c_str(), "*"};
+      std::vector<size_t> lens = {4, key.size(), std::strlen(trim), 1, bound.size(), 1};
       for (const auto& [k, v] : f) {
         argv.push_back(k.c_str());
         lens.push_back(k.size());
@@ -274,6 +282,13 @@ void FleetLink::ReaderMain() {
   Conn c;
   std::unique_lock<std::mutex> lock(mu_);
   std::string cursor = start_cursor_;
+  // Failures from now on: those before the start may be in the failure
+  // windows the database restored already.
+  std::string failures_cursor =
+      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count()) +
+      "-0";
   while (!stopping_) {
     if (waiting_entries_ >= kMaxWaiting) {
       cv_.wait(lock, [this] { return stopping_ || waiting_entries_ < kMaxWaiting; });
@@ -290,7 +305,7 @@ void FleetLink::ReaderMain() {
       }
     }
     lock.unlock();
-    ReadOnce(c, &cursor);
+    ReadOnce(c, &cursor, &failures_cursor);
     const bool failed = c.ctx == nullptr;
     lock.lock();
     if (failed && !Sleep(lock, c.backoff_ms)) break;
@@ -307,10 +322,11 @@ int64_t FleetLink::CountAfter(Conn& c, const std::string& cursor) {
 }
 
 // Called without mu_. Closes the connection on failure.
-void FleetLink::ReadOnce(Conn& c, std::string* cursor) {
+void FleetLink::ReadOnce(Conn& c, std::string* cursor, std::string* failures_cursor) {
   std::string err;
   Reply r = c.Command({"XREAD", "COUNT", std::to_string(kReadCount), "BLOCK",
-                       std::to_string(kReadBlockMs), "STREAMS", settings_.stream, *cursor},
+                       std::to_string(kReadBlockMs), "STREAMS", settings_.stream,
+                       settings_.failures_stream(), *cursor, *failures_cursor},
                       &err);
   if (!err.empty()) {
     c.Close();
@@ -327,69 +343,83 @@ void FleetLink::ReadOnce(Conn& c, std::string* cursor) {
     behind_redis_ = 0;
     return;
   }
-  const redisReply* stream = r->element[0];
-  if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2 ||
-      stream->element[1]->type != REDIS_REPLY_ARRAY) {
-    // Not what XREAD answers: reconnect after a backoff rather than ask
-    // the same again at once.
-    c.Close();
-    std::lock_guard<std::mutex> lock(mu_);
-    ConnFailed("read", "unexpected XREAD reply");
-    return;
-  }
-  const redisReply* items = stream->element[1];
   Batch batch;
+  std::vector<FleetEntry> failures;
   std::vector<Dropped> dropped;
   std::map<std::string, uint64_t> counts;
+  bool full = false;
   auto drop = [&](const std::string& id, const std::string& reason) {
     ++counts[Reason(reason)];
     if (dropped.size() < kMaxDroppedKept) dropped.push_back(Dropped{id, reason});
   };
-  for (size_t i = 0; i < items->elements; ++i) {
-    const redisReply* item = items->element[i];
-    if (item->type != REDIS_REPLY_ARRAY || item->elements != 2 ||
-        item->element[0]->type != REDIS_REPLY_STRING)
-      continue;
-    std::string id(item->element[0]->str, item->element[0]->len);
-    batch.last_id = id;
-    const redisReply* kv = item->element[1];
-    if (kv->type != REDIS_REPLY_ARRAY) {
-      drop(id, "malformed: no fields");
-      continue;
+  for (size_t s = 0; s < r->elements; ++s) {
+    const redisReply* stream = r->element[s];
+    if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2 ||
+        stream->element[0]->type != REDIS_REPLY_STRING ||
+        stream->element[1]->type != REDIS_REPLY_ARRAY) {
+      // Not what XREAD answers: reconnect after a backoff rather than ask
+      // the same again at once.
+      c.Close();
+      std::lock_guard<std::mutex> lock(mu_);
+      ConnFailed("read", "unexpected XREAD reply");
+      return;
     }
-    if (kv->elements > 2 * kFleetMaxFields) {
-      drop(id, "oversized: " + std::to_string(kv->elements / 2) + " fields");
-      continue;
-    }
-    FleetFields fields;
-    bool too_big = false;
-    for (size_t j = 0; j + 1 < kv->elements; j += 2) {
-      const redisReply* k = kv->element[j];
-      const redisReply* v = kv->element[j + 1];
-      if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
-      if (k->len > kFleetMaxValue || v->len > kFleetMaxValue) {
-        too_big = true;
-        break;
+    const bool bans = std::string(stream->element[0]->str, stream->element[0]->len) == settings_.stream;
+    const redisReply* items = stream->element[1];
+    if (bans) full = items->elements >= kReadCount;
+    for (size_t i = 0; i < items->elements; ++i) {
+      const redisReply* item = items->element[i];
+      if (item->type != REDIS_REPLY_ARRAY || item->elements != 2 ||
+          item->element[0]->type != REDIS_REPLY_STRING)
+        continue;
+      std::string id(item->element[0]->str, item->element[0]->len);
+      (bans ? batch.last_id : *failures_cursor) = id;
+      const redisReply* kv = item->element[1];
+      if (kv->type != REDIS_REPLY_ARRAY) {
+        drop(id, "malformed: no fields");
+        continue;
       }
-      fields.emplace_back(std::string(k->str, k->len), std::string(v->str, v->len));
+      if (kv->elements > 2 * kFleetMaxFields) {
+        drop(id, "oversized: " + std::to_string(kv->elements / 2) + " fields");
+        continue;
+      }
+      FleetFields fields;
+      bool too_big = false;
+      for (size_t j = 0; j + 1 < kv->elements; j += 2) {
+        const redisReply* k = kv->element[j];
+        const redisReply* v = kv->element[j + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        if (k->len > kFleetMaxValue || v->len > kFleetMaxValue) {
+          too_big = true;
+          break;
+        }
+        fields.emplace_back(std::string(k->str, k->len), std::string(v->str, v->len));
+      }
+      if (too_big) {
+        drop(id, "oversized: a field over " + std::to_string(kFleetMaxValue) + " bytes");
+        continue;
+      }
+      Result<FleetEntry> e = DecodeFleetEntry(fields, settings_.key);
+      if (!e.ok()) {
+        drop(id, e.status().message());
+        continue;
+      }
+      if (e->node == settings_.node) continue;  // our own, already counted here
+      if ((e->op == FleetOp::kFail) != !bans) {
+        drop(id, std::string("malformed: a ") + FleetOpName(e->op) + " entry in the " +
+                     (bans ? "ban" : "failure") + " stream");
+        continue;
+      }
+      if (bans) {
+        batch.entries.emplace_back(std::move(id), std::move(*e));
+      } else {
+        failures.push_back(std::move(*e));
+      }
     }
-    if (too_big) {
-      drop(id, "oversized: a field over " + std::to_string(kFleetMaxValue) + " bytes");
-      continue;
-    }
-    Result<FleetEntry> e = DecodeFleetEntry(fields, settings_.key);
-    if (!e.ok()) {
-      drop(id, e.status().message());
-      continue;
-    }
-    if (e->node == settings_.node) continue;  // our own, already in force here
-    batch.entries.emplace_back(std::move(id), std::move(*e));
   }
-  if (batch.last_id.empty()) return;
-  *cursor = batch.last_id;
+  if (!batch.last_id.empty()) *cursor = batch.last_id;
   // What is left in Redis is counted at most once a second, and only when
   // this read did not reach the end of the stream.
-  const bool full = items->elements >= kReadCount;
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::steady_clock::now().time_since_epoch())
                              .count();
@@ -402,8 +432,9 @@ void FleetLink::ReadOnce(Conn& c, std::string* cursor) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (after >= 0) behind_redis_ = after;
-  waiting_entries_ += batch.entries.size() + dropped.size() + 1;
-  report_.batches.push_back(std::move(batch));
+  waiting_entries_ += batch.entries.size() + failures.size() + dropped.size() + 1;
+  if (!batch.last_id.empty()) report_.batches.push_back(std::move(batch));
+  for (FleetEntry& f : failures) report_.failures.push_back(std::move(f));
   for (Dropped& d : dropped) {
     if (report_.dropped.size() < kMaxDroppedKept) report_.dropped.push_back(std::move(d));
   }

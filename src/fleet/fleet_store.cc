@@ -80,7 +80,7 @@ Result<std::vector<int64_t>> FleetStore::AddOutbox(const std::vector<FleetEntry>
   }
   for (const FleetEntry& e : entries) {
     sqlite3_reset(st.get());
-    sqlite3_bind_text(st.get(), 1, e.op == FleetOp::kBan ? "ban" : "unban", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st.get(), 1, FleetOpName(e.op), -1, SQLITE_STATIC);
     sqlite3_bind_text(st.get(), 2, e.jail.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st.get(), 3, e.ip.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st.get(), 4, e.left);
@@ -126,7 +126,8 @@ Result<std::vector<std::pair<int64_t, FleetEntry>>> FleetStore::Outbox() {
       const unsigned char* t = sqlite3_column_text(st.get(), col);
       return std::string(t ? reinterpret_cast<const char*>(t) : "");
     };
-    e.op = text(1) == "unban" ? FleetOp::kUnban : FleetOp::kBan;
+    const std::string op = text(1);
+    e.op = op == "unban" ? FleetOp::kUnban : op == "fail" ? FleetOp::kFail : FleetOp::kBan;
     e.jail = text(2);
     e.ip = text(3);
     e.left = sqlite3_column_int64(st.get(), 4);

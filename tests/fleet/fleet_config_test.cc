@@ -144,13 +144,17 @@ TEST_F(FleetConfigTest, DefaultSectionAppliesToEveryJailAndErrsOnce) {
   EXPECT_EQ(s.ModeOf("asterisk"), FleetMode::kShare);
 }
 
-TEST_F(FleetConfigTest, FleetFailuresIsRefusedUntilImplemented) {
+TEST_F(FleetConfigTest, FleetFailures) {
   tree_.Write("fail2ban.local",
               "[Fleet]\nredis = unix:/x.sock\nkey_file = " + tree_.Path("fleet.key") + "\n");
-  tree_.Write("jail.local", "[asterisk]\nfleet = share\nfleet_failures = yes\n");
-  Load();
-  EXPECT_EQ(Rel(Messages()),
-            "E jail.local:3: fleet_failures = yes is not implemented yet (docs/fleet.md)\n");
+  tree_.Write("jail.local", "[asterisk]\nfleet = share\nfleet_failures = yes\n\n"
+                            "[sshd]\nfleet_failures = yes\n");
+  FleetSettings s = Load();
+  EXPECT_TRUE(s.SharesFailures("asterisk"));
+  EXPECT_FALSE(s.SharesFailures("sshd"));
+  EXPECT_EQ(s.failures_stream(), "bantam:bans:failures");
+  EXPECT_EQ(Rel(Messages()), "W jail.local:6: fleet_failures = yes has no effect without fleet = "
+                             "share, publish or apply\n");
 }
 
 }  // namespace

@@ -56,6 +56,16 @@ TEST(FleetEntryTest, UnbanAndPermanentBanAndIpv6RoundTrip) {
   EXPECT_EQ(e->left, -1);
 }
 
+TEST(FleetEntryTest, FailureRoundTrips) {
+  FleetEntry s = Sample();
+  s.op = FleetOp::kFail;
+  s.left = 600;  // the origin's findtime
+  Result<FleetEntry> e = DecodeFleetEntry(EncodeFleetEntry(s, kKey), kKey);
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  EXPECT_EQ(e->op, FleetOp::kFail);
+  EXPECT_EQ(e->left, 600);
+}
+
 TEST(FleetEntryTest, FieldOrderInTheStreamDoesNotMatter) {
   FleetFields f = EncodeFleetEntry(Sample(), kKey);
   std::reverse(f.begin(), f.end());

@@ -187,10 +187,14 @@ class Node:
                     '[Fleet]\nredis = unix:%s\nnode = %s\nkey_file = %s\nmaxlen = 1000000\n'
                     'username = bantam\npassword_file = %s\n'
                     % (self.log, self.dir, self.dir, self.dir, redis.sock, self.node, key, password))
+        self.spread_log = os.path.join(self.dir, 'spread.log')
+        open(self.spread_log, 'w').close()
         with open(os.path.join(self.conf, 'jail.local'), 'w') as f:
             f.write('[DEFAULT]\nignoreself = false\nignoreip = %s\n[sshd]\nenabled = false\n'
                     '[asterisk]\nenabled = true\nlogpath = %s\nbantime = 3600\nfleet = share\n'
-                    % (ignoreip, self.attack_log))
+                    '[spread]\nenabled = true\nfilter = asterisk\nport = 5060\nlogpath = %s\n'
+                    'maxretry = 4\nbantime = 3600\nfleet = share\nfleet_failures = yes\n'
+                    % (ignoreip, self.attack_log, self.spread_log))
         self.proc = None
 
     def start(self):
@@ -235,9 +239,9 @@ class Node:
     def client(self, *cmd, check=True):
         return run([BANTAM, '-c', self.conf] + list(cmd), check=check)
 
-    def fail(self, ip, n=4):
+    def fail(self, ip, n=4, log=None):
         stamp = time.strftime('%b %e %H:%M:%S')
-        with open(self.attack_log, 'a') as f:
+        with open(log or self.attack_log, 'a') as f:
             for _ in range(n):
                 f.write("[%s] NOTICE[2112] chan_sip.c: Registration from '\"100\" "
                         "<sip:100@pbx.example.org>' failed for '%s:5060' - Wrong password\n"
@@ -301,20 +305,23 @@ def main():
         print('-- config-check')
         ok = run([BANTAM, '-c', a.conf, '-t'], check=False)
         c.check('OK: configuration test is successful' in ok, 'bantam -t accepts the fleet configuration')
-        with open(os.path.join(a.conf, 'jail.local'), 'a') as f:
-            f.write('fleet_failures = maybe\n')
-        with open(os.path.join(a.conf, 'fail2ban.local'), 'a') as f:
-            f.write('db = zero\n')
+        edits = (('jail.local', 'fleet_failures = yes\n', 'fleet_failures = maybe\n'),
+                 ('fail2ban.local', 'maxlen = ', 'db = zero\nmaxlen = '))
+        for name, good, wrong in edits:
+            path = os.path.join(a.conf, name)
+            text = open(path).read()
+            with open(path, 'w') as f:
+                f.write(text.replace(good, wrong))
         bad = run([BANTAM, '-c', a.conf, '-t'], check=False)
         c.check(re.search(r'jail\.local:\d+: fleet_failures = maybe: expected yes or no', bad) is not None
                 and re.search(r'fail2ban\.local:\d+: \[Fleet\] db zero: expected a database number', bad)
                 is not None and 'ERROR: test configuration failed' in bad,
                 'bantam -t reports bad fleet values with file:line: %r' % bad.splitlines()[-3:])
-        for name, cut in (('jail.local', 'fleet_failures = maybe\n'), ('fail2ban.local', 'db = zero\n')):
+        for name, good, wrong in edits:
             path = os.path.join(a.conf, name)
             text = open(path).read()
             with open(path, 'w') as f:
-                f.write(text.replace(cut, ''))
+                f.write(text.replace(wrong, good))
         for n in (a, b, cc):
             n.start()
         t0 = time.time()
@@ -332,6 +339,35 @@ def main():
         c.check(a.text().count('Ban 198.51.100.7') == 1 and a.fleet_bans('198.51.100.7') == 0,
                 'A sees its own ban once: no echo from the stream')
         c.check(b.text().count('Ban 198.51.100.7') == 1, 'B does not publish it again (one Ban line)')
+
+        print('-- fleet-failures')
+        # 2 + 1 + 1 guesses on three nodes: maxretry 4 is reached only by
+        # counting the fleet's failures.
+        spread = '198.51.100.77'
+        a.fail(spread, 2, a.spread_log)
+        c.check(poll(lambda: b.text().count('[spread] Found %s (fleet: pbxa)' % spread) == 2
+                     and cc.text().count('[spread] Found %s (fleet: pbxa)' % spread) == 2, 10),
+                "A's 2 failures are counted on B and C")
+        b.fail(spread, 1, b.spread_log)
+        c.check(poll(lambda: cc.text().count('[spread] Found %s (fleet: pbxb)' % spread) == 1, 10),
+                "B's failure is counted on C")
+        cc.fail(spread, 1, cc.spread_log)
+        c.check(all(wait_in(n, [spread], 10) for n in (a, b, cc)),
+                '4 failures spread over 3 nodes ban the address on all three')
+        c.check(a.text().count('Found %s -' % spread) == 2 and b.text().count('Found %s -' % spread) == 1,
+                'no node saw more than 2 of them in its own log')
+        # The same spread without fleet_failures (the asterisk jail) bans nothing.
+        control = '198.51.100.78'
+        a.fail(control, 2)
+        b.fail(control, 1)
+        cc.fail(control, 1)
+        c.check(poll(lambda: 'Found %s' % control in cc.text(), 10), 'C counts its own failure')
+        time.sleep(1)
+        c.check(not any(control in n.bans() for n in (a, b, cc)),
+                'without fleet_failures the same spread bans nothing')
+        st = a.client('status')
+        c.check(re.search(r'Fleet failures:\s+sent 2, counted 2', st) is not None,
+                'status on A counts the failures sent and counted: %r' % st.splitlines()[-1])
 
         print('-- status')
         st = b.client('status')
