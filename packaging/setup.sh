@@ -16,11 +16,13 @@ packages=(
   # libraries (Debian 12 packages, never vendored)
   libpcre2-dev libinih-dev libnftnl-dev libmnl-dev libspdlog-dev libsqlite3-dev
   libsystemd-dev googletest libgtest-dev libmicrohttpd-dev
+  # the fleet (docs/fleet.md): Redis client and HMAC-SHA256
+  libhiredis-dev libssl-dev
   # fuzzing and sanitizers
   clang libclang-rt-14-dev
   # test-time oracles and the real tools end-to-end tests drive
   fail2ban python3-systemd nftables iptables iproute2 logrotate systemd-journal-remote
-  sqlite3
+  sqlite3 redis-server redis-tools
   # the metrics test: promtool, and a Prometheus it starts on a loopback
   # port of its own (the package's service is kept from ever starting)
   prometheus
@@ -58,6 +60,11 @@ if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     as_root systemctl disable --now "$unit" >/dev/null 2>&1 || true
     as_root systemctl mask "$unit" >/dev/null 2>&1 || true
   done
+  # The fleet tests start a redis-server of their own on a socket in a temp
+  # dir; the system one (installed with service starts refused) stays off.
+  if [ "${created_policy:-0}" -eq 1 ]; then
+    as_root systemctl disable redis-server.service >/dev/null 2>&1 || true
+  fi
 fi
 as_root update-rc.d fail2ban disable >/dev/null 2>&1 || true
 as_root update-rc.d prometheus disable >/dev/null 2>&1 || true

@@ -33,6 +33,7 @@ LEVELS = [
     ['jail'],
     ['action'],
     ['store', 'control'],
+    ['fleet'],
     ['daemon'],
     ['tool'],
     ['cmd'],

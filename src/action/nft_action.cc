@@ -631,7 +631,10 @@ class NftAction::Worker {
         continue;
       }
       const bool add = p.op != ActionOp::kUnban;
-      if (!add && !started_.count(f)) {
+      // An unban behind a ban of the same run (the fleet's backlog: a ban
+      // and its operator's unban) is not skipped although the family only
+      // starts with this run.
+      if (!add && !started_.count(f) && !adding.count(f)) {
         ReportOf(batch, i, reports).skipped = true;  // nothing banned in this family
         continue;
       }

@@ -680,6 +680,7 @@ void ServerImpl::CheckBanEpoch(uint64_t jail_id, Action& action, const ActionRep
 void ServerImpl::OnFound(const std::string& jail, const IpAddr& id, double time) {
   // Counted whatever the log level.
   if (JailCounters* c = counters_.Find(jail)) ++c->failures;
+  if (fleet_) fleet_->FailureFound(jail, id, time);  // fleet_failures = yes
   if (!logger_ || !logger_->Enabled(LogLevel::kInfo)) return;
   // One line per failure (60k in a burst of 200k lines): built in a reused
   // buffer rather than from five temporaries.
@@ -732,8 +733,12 @@ void ServerImpl::ReportBan(JailState& js, const Ticket& t) {
 }
 
 void ServerImpl::LogBan(JailState& js, const Ticket& t) {
+  // Once per ban, when it is on disk: the fleet publishes a local ban, and
+  // names the origin of one it applied from a peer.
+  const std::string fleet_note = fleet_ ? fleet_->BanReported(js.jail->name(), t) : "";
   Log(LogLevel::kNotice, "fail2ban.actions",
-      "[" + js.jail->name() + "] " + (t.restored ? "Restore Ban " : "Ban ") + t.id.ToString());
+      "[" + js.jail->name() + "] " + (t.restored ? "Restore Ban " : "Ban ") + t.id.ToString() +
+          fleet_note);
 }
 
 void ServerImpl::ActOnBan(JailState& js, const Ticket& t) {
@@ -1398,6 +1403,7 @@ Status ServerImpl::Start() {
   for (auto& js : jails_) all.push_back(js.get());
   ReadIn(all);
   ServiceTimer();
+  StartFleet();
   running_ = true;
   sd_notify(0, "READY=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Server ready");
@@ -1411,6 +1417,7 @@ void ServerImpl::Finish() {
   sd_notify(0, "STOPPING=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Stopping all jails");
   SaveLogPositions();
+  fleet_.reset();
   // Bans still queued behind a slow or hanging action would hold up the
   // stop for their timeouts each; they are recorded, so they are dropped
   // here and applied at the next start. Running commands finish (bounded

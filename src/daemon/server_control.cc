@@ -414,8 +414,12 @@ ControlReply ServerImpl::ControlStatus(const std::vector<std::string>& cmd) {
     std::sort(names.begin(), names.end());
     std::string list;
     for (size_t i = 0; i < names.size(); ++i) list += (i ? ", " : "") + names[i];
-    return Ok(Value::List{Value::List{"Number of jail", static_cast<int64_t>(jails_.size())},
-                          Value::List{"Jail list", list}});
+    Value::List out{Value::List{"Number of jail", static_cast<int64_t>(jails_.size())},
+                    Value::List{"Jail list", list}};
+    if (fleet_) {
+      for (Value& pair : fleet_->StatusPairs()) out.push_back(std::move(pair));
+    }
+    return Ok(Value(std::move(out)));
   }
   if (cmd.size() > 3) return ControlReply::Failure("Exception", "Invalid command (no status)");
   const std::string flavor = cmd.size() == 3 ? cmd[2] : "basic";
@@ -447,7 +451,11 @@ int ServerImpl::ControlUnbanAll(JailState& js) {
   // This turn's bans are written (and acted on) before they are lifted.
   ReportDeferredBans();
   ScopedCause manual(this, BanCause::kManual, UnbanCause::kManual);
-  const int n = static_cast<int>(js.jail->UnbanAll().size());
+  const std::vector<Ticket> lifted = js.jail->UnbanAll();
+  const int n = static_cast<int>(lifted.size());
+  if (fleet_) {
+    for (const Ticket& t : lifted) fleet_->OperatorUnban(js.jail->name(), t.id);
+  }
   ForgetUnsavedBansLifted(js);
   // fail2ban's flush also forgets the jail's bans in the database.
   if (Status s = store_->DelAllBans(js.jail->name()); !s.ok()) {
@@ -457,9 +465,12 @@ int ServerImpl::ControlUnbanAll(JailState& js) {
 }
 
 int ServerImpl::ControlUnban(JailState& js, const std::vector<std::string>& ips,
-                             std::vector<std::string>* missed) {
+                             std::vector<std::string>* missed, bool publish) {
   ReportDeferredBans();
-  ScopedCause manual(this, BanCause::kManual, UnbanCause::kManual);
+  // An operator's unban (`publish`); the fleet's and the recursion below
+  // keep the cause their caller set.
+  std::optional<ScopedCause> manual;
+  if (publish) manual.emplace(this, BanCause::kManual, UnbanCause::kManual);
   int cnt = 0;
   for (const std::string& ip : ips) {
     // Always from the database too, banned now or not (as fail2ban).
@@ -467,6 +478,7 @@ int ServerImpl::ControlUnban(JailState& js, const std::vector<std::string>& ips,
       Log(LogLevel::kError, "fail2ban.database", s.message());
     }
     const IpAddr id = IpAddr::FromText(ip);
+    if (publish && fleet_) fleet_->OperatorUnban(js.jail->name(), id);
     if (js.jail->Unban(id)) {
       ++cnt;
       continue;
@@ -477,7 +489,7 @@ int ServerImpl::ControlUnban(JailState& js, const std::vector<std::string>& ips,
       if (!in.empty()) {
         std::vector<std::string> texts;
         for (const IpAddr& x : in) texts.push_back(x.ToString());
-        cnt += ControlUnban(js, texts, missed);
+        cnt += ControlUnban(js, texts, missed, /*publish=*/false);
         continue;
       }
     }
@@ -550,6 +562,10 @@ ControlReply ServerImpl::ControlGet(const std::vector<std::string>& cmd) {
   }
   if (cmd.size() < 3) return IndexError();
   const std::string& opt = cmd[2];
+  if (opt == "fleet") {  // bantam's own: the jail's fleet mode
+    if (FindJail(name) == nullptr) return UnknownJail(name);
+    return Ok(std::string(FleetModeName(fleet_ ? fleet_->ModeOf(name) : FleetMode::kNo)));
+  }
   static const char* const kJailGets[] = {
       "banned",     "logpath",   "logencoding", "journalmatch", "ignoreself",  "ignoreip",
       "ignorecommand", "ignorecache", "prefregex", "failregex", "ignoreregex", "usedns",

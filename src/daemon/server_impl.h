@@ -26,6 +26,7 @@
 #include "bantam/config_loader.h"
 #include "bantam/control_server.h"
 #include "bantam/event_loop.h"
+#include "bantam/fleet.h"
 #include "bantam/jail.h"
 #include "bantam/journal_reader.h"
 #include "bantam/line_source.h"
@@ -398,8 +399,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   ControlReply ControlStartStopJail(const std::vector<std::string>& cmd);
   // Unbans `ips` in `js` (an address, a subnet or a host name each), also
   // from the database. Returns the count; `missed` gets those not banned.
+  // `publish`: an operator's unban, sent to the fleet (server_fleet.cc).
   int ControlUnban(JailState& js, const std::vector<std::string>& ips,
-                   std::vector<std::string>* missed);
+                   std::vector<std::string>* missed, bool publish = true);
   int ControlUnbanAll(JailState& js);
   Value ControlJailStatus(JailState& js, const std::string& flavor);
   // A jail's bantime.* value as fail2ban keeps it (raw text, or seconds,
@@ -478,6 +480,16 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   std::optional<MetricsListen> metrics_listen_;  // set while configured
   std::unique_ptr<MetricsServer> metrics_;
   // --- end metrics ---
+
+  // --- fleet (server_fleet.cc) ---
+  // Reads [Fleet] and the jails' fleet options and connects; a bad fleet
+  // configuration is logged and leaves the fleet off, never the jails.
+  void StartFleet();
+  // What the fleet reports, counted as its cause (server_fleet.cc).
+  std::unique_ptr<JailEvents> fleet_events_;
+  // Last member: stopped before the loop and the jails it refers to go.
+  std::unique_ptr<Fleet> fleet_;
+  // --- end fleet ---
 };
 
 }  // namespace bantam

@@ -25,6 +25,7 @@
 #include "bantam/config_check.h"
 #include "bantam/config_loader.h"
 #include "bantam/duration.h"
+#include "bantam/fleet_config.h"
 #include "bantam/layered_config.h"
 #include "bantam/py.h"
 
@@ -379,7 +380,11 @@ bool Client::DumpAndTest(bool* finished) {
     *finished = true;
     return false;
   }
-  if (o_.test) CheckConfig(&*cfg);
+  if (o_.test) {
+    CheckConfig(&*cfg);
+    // bantam's fleet options ([Fleet], per jail `fleet`): not in the stream.
+    (void)LoadFleetSettings(o_.conf, /*read_secrets=*/false, &cfg->diagnostics);
+  }
   for (const Diagnostic& d : cfg->diagnostics) {
     const bool error = d.severity == Diagnostic::Severity::kError;
     if (!error && !o_.test && o_.dump) continue;  // the dump stays quiet about warnings
@@ -945,7 +950,7 @@ std::optional<ServerError> PrecheckCommand(const std::vector<std::string>& cmd) 
     if (Contains({"banned", "logpath", "logencoding", "journalmatch", "ignoreself", "ignoreip",
                   "ignorecommand", "ignorecache", "prefregex", "failregex", "ignoreregex",
                   "usedns", "findtime", "datepattern", "logtimezone", "maxmatches", "maxretry",
-                  "maxlines", "bantime", "banip", "actions"},
+                  "maxlines", "bantime", "banip", "actions", /* bantam's */ "fleet"},
                  what) ||
         what.rfind("bantime.", 0) == 0)
       return std::nullopt;

@@ -118,6 +118,19 @@ TEST_F(NftActionKernel, OneTurnOfBansLandsInTheSets) {
   EXPECT_EQ(Elements("addr6-set-pbx"), (std::set<std::string>{"2001:db8::1"}));
 }
 
+// The fleet's backlog can hold a ban and its unban, read in one batch by a
+// node that has banned nothing yet: the unban used to be skipped ("nothing
+// banned in this family") and the address stayed in the set.
+TEST_F(NftActionKernel, UnbanBehindTheFirstBanOfAFamilyInOneTurnIsApplied) {
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), env_);
+  // No kStart: the stock nftables actions start on demand, with the first ban.
+  auto r = Turn(a, {{ActionOp::kBan, Ban("192.0.2.1")}, {ActionOp::kBan, Ban("192.0.2.2")},
+                    {ActionOp::kUnban, Ban("192.0.2.1")}});
+  for (const ActionReport& x : r) EXPECT_TRUE(x.status.ok()) << x.status.message();
+  EXPECT_FALSE(r[2].skipped);
+  EXPECT_EQ(Elements("addr-set-pbx"), (std::set<std::string>{"192.0.2.2"}));
+}
+
 TEST_F(NftActionKernel, ARefusedElementFailsOnlyItsOwnOperation) {
   NftAction a("pbx", "nftables", {}, Allports("pbx"), env_);
   Turn(a, {{ActionOp::kStart, {}}, {ActionOp::kBan, Ban("192.0.2.1")}});
