@@ -236,7 +236,7 @@ class Daemon:
                    "pidfile = %s\ndbfile = %s\ndbpurgeage = 1d\n" % (
                        loglevel or args.loglevel, self.daemon_log, self.sock, self.pidfile,
                        args.dbfile or os.path.join(d, "db.sqlite3")))
-        if kind == "bantamd" and args.bantam_metrics:
+        if kind == "bantamd" and getattr(args, "bantam_metrics", None):
             # Issue 17: the Prometheus endpoint on, scraped every
             # --bantam-metrics-interval while the daemon runs.
             self.write("fail2ban.local", "[Definition]\nmetrics = %s\n" % args.bantam_metrics)
@@ -320,7 +320,7 @@ class Daemon:
         end = time.time() + timeout
         while time.time() < end:
             if self.is_ready():
-                if (self.kind == "bantamd" and self.args.bantam_metrics and self.scraper is None
+                if (self.kind == "bantamd" and getattr(self.args, "bantam_metrics", None) and self.scraper is None
                         and self.args.bantam_metrics_interval > 0):
                     self.scraper = []
                     threading.Thread(target=self.scrape_metrics, daemon=True).start()

@@ -51,6 +51,10 @@ FleetFields EncodeFleetEntry(const FleetEntry& entry, std::string_view key);
 // "unsigned" (no mac) or "bad mac", so the caller can count them apart.
 Result<FleetEntry> DecodeFleetEntry(const FleetFields& fields, std::string_view key);
 
+// Loads libcrypto (once; shared_library.h): what the MACs need. An error
+// names the missing library and its package.
+Status LoadFleetCrypto();
+
 // Lower-case hex HMAC-SHA256 of `data` under `key` (libcrypto).
 std::string HmacSha256Hex(std::string_view key, std::string_view data);
 

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "bantam/fleet_entry.h"
+
 namespace bantam {
 
 namespace {
@@ -31,6 +33,7 @@ Fleet::~Fleet() {
 
 Result<std::unique_ptr<Fleet>> Fleet::Start(FleetSettings settings, const std::string& dbfile,
                                             EventLoop* loop, const Clock& clock, FleetHooks hooks) {
+  if (Status c = LoadFleetCrypto(); !c.ok()) return c;
   std::unique_ptr<Fleet> f(new Fleet(std::move(settings), loop, clock, std::move(hooks)));
   Result<std::unique_ptr<FleetStore>> store = FleetStore::Open(dbfile);
   if (!store.ok()) return store.status();

@@ -1,6 +1,5 @@
 #include "bantam/fleet_entry.h"
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -9,6 +8,7 @@
 #include <cstdio>
 
 #include "bantam/ip_address.h"
+#include "bantam/shared_library.h"
 
 namespace bantam {
 
@@ -74,11 +74,46 @@ bool ValidFleetName(std::string_view text) {
   return true;
 }
 
+namespace {
+
+// libcrypto, loaded when a fleet is configured (shared_library.h).
+struct CryptoApi {
+  decltype(&HMAC) hmac;
+  decltype(&EVP_sha256) sha256;
+};
+CryptoApi g_crypto;  // filled once by LoadFleetCrypto, read-only after
+
+// Compares in time independent of where the texts differ.
+bool EqualConstantTime(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+Status LoadFleetCrypto() {
+  static const Status loaded = []() -> Status {
+    Result<const SharedLibrary*> lib = SharedLibrary::Load("libcrypto.so.3", "libssl3");
+    if (!lib.ok()) return lib.status();
+    CryptoApi a{};
+    if (Status s = (*lib)->Bind("HMAC", &a.hmac); !s.ok()) return s;
+    if (Status s = (*lib)->Bind("EVP_sha256", &a.sha256); !s.ok()) return s;
+    g_crypto = a;
+    return Status::Ok();
+  }();
+  return loaded;
+}
+
 std::string HmacSha256Hex(std::string_view key, std::string_view data) {
+  // Empty (a MAC no entry carries) only if libcrypto is missing, which
+  // Fleet::Start refuses to run without.
+  if (!LoadFleetCrypto().ok()) return "";
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len);
+  g_crypto.hmac(g_crypto.sha256(), key.data(), static_cast<int>(key.size()),
+                reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len);
   static const char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(len * 2);
@@ -135,7 +170,7 @@ Result<FleetEntry> DecodeFleetEntry(const FleetFields& fields, std::string_view 
   if (mac == nullptr) return Status::Error("unsigned: no mac");
   // The MAC first: nothing an unsigned writer sent is interpreted further.
   const std::string want = HmacSha256Hex(key, MacInput(fields));
-  if (mac->size() != want.size() || CRYPTO_memcmp(mac->data(), want.data(), want.size()) != 0) {
+  if (want.empty() || !EqualConstantTime(*mac, want)) {
     return Status::Error("bad mac");
   }
   FleetEntry e;

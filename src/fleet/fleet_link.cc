@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "bantam/shared_library.h"
+
 namespace bantam {
 
 namespace {
@@ -21,9 +23,45 @@ constexpr size_t kPublishPipeline = 500;
 // The reader stops reading while this many entries wait to be taken.
 constexpr size_t kMaxWaiting = 5 * FleetLink::kReadCount;
 
+// hiredis, loaded when a fleet is configured (shared_library.h).
+struct HiredisApi {
+  decltype(&redisConnectWithTimeout) connect_with_timeout;
+  decltype(&redisConnectUnixWithTimeout) connect_unix_with_timeout;
+  decltype(&redisSetTimeout) set_timeout;
+  decltype(&redisCommandArgv) command_argv;
+  decltype(&redisAppendCommandArgv) append_command_argv;
+  decltype(&redisGetReply) get_reply;
+  decltype(&freeReplyObject) free_reply_object;
+  decltype(&redisFree) free;
+};
+
+HiredisApi g_redis;  // filled once by LoadHiredis, read-only after
+
+Status LoadHiredis() {
+  static const Status loaded = []() -> Status {
+    Result<const SharedLibrary*> lib = SharedLibrary::Load("libhiredis.so.0.14", "libhiredis0.14");
+    if (!lib.ok()) return lib.status();
+    const SharedLibrary& l = **lib;
+    HiredisApi a{};
+    for (Status s : {l.Bind("redisConnectWithTimeout", &a.connect_with_timeout),
+                     l.Bind("redisConnectUnixWithTimeout", &a.connect_unix_with_timeout),
+                     l.Bind("redisSetTimeout", &a.set_timeout),
+                     l.Bind("redisCommandArgv", &a.command_argv),
+                     l.Bind("redisAppendCommandArgv", &a.append_command_argv),
+                     l.Bind("redisGetReply", &a.get_reply),
+                     l.Bind("freeReplyObject", &a.free_reply_object),
+                     l.Bind("redisFree", &a.free)}) {
+      if (!s.ok()) return s;
+    }
+    g_redis = a;
+    return Status::Ok();
+  }();
+  return loaded;
+}
+
 struct ReplyDeleter {
   void operator()(redisReply* r) const {
-    if (r) freeReplyObject(r);
+    if (r) g_redis.free_reply_object(r);
   }
 };
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
@@ -51,7 +89,7 @@ struct FleetLink::Conn {
   int64_t backoff_ms = kBackoffFirstMs;
   ~Conn() { Close(); }
   void Close() {
-    if (ctx) redisFree(ctx);
+    if (ctx) g_redis.free(ctx);
     ctx = nullptr;
   }
   // One command; error text in *err when it failed or Redis answered an error.
@@ -63,7 +101,7 @@ struct FleetLink::Conn {
       lens.push_back(a.size());
     }
     Reply r(static_cast<redisReply*>(
-        redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data())));
+        g_redis.command_argv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data())));
     if (!r) {
       *err = ctx->errstr[0] ? ctx->errstr : "no reply";
     } else if (r->type == REDIS_REPLY_ERROR) {
@@ -81,6 +119,7 @@ FleetLink::~FleetLink() {
 }
 
 Status FleetLink::Start(const std::string& cursor) {
+  if (Status l = LoadHiredis(); !l.ok()) return l;
   event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (event_fd_ < 0) return Status::FromErrno("eventfd", errno);
   start_cursor_ = cursor.empty() ? "0-0" : cursor;
@@ -170,15 +209,15 @@ FleetLink::Conn* FleetLink::Connect(Conn* c, const char* who) {
   c->Close();
   const timeval connect_timeout{2, 0};
   c->ctx = settings_.unix_path.empty()
-               ? redisConnectWithTimeout(settings_.host.c_str(), settings_.port, connect_timeout)
-               : redisConnectUnixWithTimeout(settings_.unix_path.c_str(), connect_timeout);
+               ? g_redis.connect_with_timeout(settings_.host.c_str(), settings_.port, connect_timeout)
+               : g_redis.connect_unix_with_timeout(settings_.unix_path.c_str(), connect_timeout);
   std::string err;
   if (c->ctx == nullptr) {
     err = "out of memory";
   } else if (c->ctx->err) {
     err = c->ctx->errstr;
   } else {
-    redisSetTimeout(c->ctx, timeval{5, 0});
+    g_redis.set_timeout(c->ctx, timeval{5, 0});
     if (!settings_.password.empty()) {
       std::vector<std::string> auth = {"AUTH"};
       if (!settings_.username.empty()) auth.push_back(settings_.username);
@@ -243,13 +282,13 @@ void FleetLink::PublisherMain() {
         lens.push_back(v.size());
       }
       // Appending copies the arguments into the output buffer.
-      redisAppendCommandArgv(c.ctx, static_cast<int>(argv.size()), argv.data(), lens.data());
+      g_redis.append_command_argv(c.ctx, static_cast<int>(argv.size()), argv.data(), lens.data());
     }
     size_t done = 0;
     std::string err;
     for (size_t i = 0; i < rows.size(); ++i) {
       void* raw = nullptr;
-      if (redisGetReply(c.ctx, &raw) != REDIS_OK) {
+      if (g_redis.get_reply(c.ctx, &raw) != REDIS_OK) {
         err = c.ctx->errstr[0] ? c.ctx->errstr : "connection lost";
         break;
       }

@@ -17,11 +17,51 @@
 #include <utility>
 
 #include "bantam/py.h"
+#include "bantam/shared_library.h"
 
 namespace bantam {
 namespace {
 
 MHD_Daemon* AsDaemon(void* d) { return static_cast<MHD_Daemon*>(d); }
+
+// libmicrohttpd, loaded when an endpoint is configured (shared_library.h).
+struct MhdApi {
+  decltype(&MHD_start_daemon) start_daemon;
+  decltype(&MHD_stop_daemon) stop_daemon;
+  decltype(&MHD_get_daemon_info) get_daemon_info;
+  decltype(&MHD_run) run;
+  decltype(&MHD_get_timeout) get_timeout;
+  decltype(&MHD_create_response_from_buffer) create_response_from_buffer;
+  decltype(&MHD_add_response_header) add_response_header;
+  decltype(&MHD_queue_response) queue_response;
+  decltype(&MHD_destroy_response) destroy_response;
+  decltype(&MHD_lookup_connection_value) lookup_connection_value;
+};
+
+MhdApi g_mhd;  // filled once by LoadMhd, read-only after
+
+Status LoadMhd() {
+  static const Status loaded = []() -> Status {
+    Result<const SharedLibrary*> lib = SharedLibrary::Load("libmicrohttpd.so.12", "libmicrohttpd12");
+    if (!lib.ok()) return lib.status();
+    const SharedLibrary& l = **lib;
+    MhdApi a{};
+    for (Status s : {l.Bind("MHD_start_daemon", &a.start_daemon),
+                     l.Bind("MHD_stop_daemon", &a.stop_daemon),
+                     l.Bind("MHD_get_daemon_info", &a.get_daemon_info), l.Bind("MHD_run", &a.run),
+                     l.Bind("MHD_get_timeout", &a.get_timeout),
+                     l.Bind("MHD_create_response_from_buffer", &a.create_response_from_buffer),
+                     l.Bind("MHD_add_response_header", &a.add_response_header),
+                     l.Bind("MHD_queue_response", &a.queue_response),
+                     l.Bind("MHD_destroy_response", &a.destroy_response),
+                     l.Bind("MHD_lookup_connection_value", &a.lookup_connection_value)}) {
+      if (!s.ok()) return s;
+    }
+    g_mhd = a;
+    return Status::Ok();
+  }();
+  return loaded;
+}
 
 Result<uint16_t> ParsePort(std::string_view text, std::string_view value) {
   unsigned port = 0;
@@ -232,16 +272,16 @@ class MetricsServer::Impl {
                      strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     if (!get || strcmp(url, "/metrics") != 0) {
       static const char kNotFound[] = "404 page not found: the metrics are at GET /metrics\n";
-      MHD_Response* r = MHD_create_response_from_buffer(sizeof kNotFound - 1,
+      MHD_Response* r = g_mhd.create_response_from_buffer(sizeof kNotFound - 1,
                                                         const_cast<char*>(kNotFound),
                                                         MHD_RESPMEM_PERSISTENT);
-      MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
-      const MHD_Result q = MHD_queue_response(connection, MHD_HTTP_NOT_FOUND, r);
-      MHD_destroy_response(r);
+      g_mhd.add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+      const MHD_Result q = g_mhd.queue_response(connection, MHD_HTTP_NOT_FOUND, r);
+      g_mhd.destroy_response(r);
       return q;
     }
     const char* accept =
-        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+        g_mhd.lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
     const ExpositionFormat format = NegotiateFormat(accept ? accept : "");
     const auto start = std::chrono::steady_clock::now();
     std::string body;
@@ -250,10 +290,10 @@ class MetricsServer::Impl {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ++self->scrapes_;
     MHD_Response* r =
-        MHD_create_response_from_buffer(body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ContentTypeOf(format));
-    const MHD_Result q = MHD_queue_response(connection, MHD_HTTP_OK, r);
-    MHD_destroy_response(r);
+        g_mhd.create_response_from_buffer(body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
+    g_mhd.add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ContentTypeOf(format));
+    const MHD_Result q = g_mhd.queue_response(connection, MHD_HTTP_OK, r);
+    g_mhd.destroy_response(r);
     return q;
   }
 };
@@ -263,13 +303,16 @@ MetricsServer::MetricsServer(EventLoop* loop, Options options, Render render)
 
 Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(EventLoop* loop, Options options,
                                                             Render render) {
+  if (Status l = LoadMhd(); !l.ok()) {
+    return Status::Error("metrics " + options.listen.ToString() + ": " + l.message());
+  }
   std::unique_ptr<MetricsServer> s(new MetricsServer(loop, std::move(options), std::move(render)));
   Result<int> fd = ListenOn(s->options_.listen, &s->bound_port_);
   if (!fd.ok()) return fd.status();
   s->listen_fd_ = *fd;
   const bool unix_socket = s->options_.listen.kind == MetricsListen::Kind::kUnix;
   const unsigned flags = MHD_USE_EPOLL | MHD_USE_SUPPRESS_DATE_NO_CLOCK;
-  MHD_Daemon* d = MHD_start_daemon(
+  MHD_Daemon* d = g_mhd.start_daemon(
       flags, 0, nullptr, nullptr, &Impl::Access, s.get(),
       MHD_OPTION_LISTEN_SOCKET, static_cast<MHD_socket>(s->listen_fd_),
       MHD_OPTION_CONNECTION_LIMIT, s->options_.max_connections,
@@ -290,7 +333,7 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(EventLoop* loop, Opt
   }
   s->daemon_ = d;
   s->listen_fd_ = -1;  // MHD_stop_daemon closes it
-  const MHD_DaemonInfo* info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
+  const MHD_DaemonInfo* info = g_mhd.get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
   if (info == nullptr) return Status::Error("metrics: libmicrohttpd has no epoll fd");
   s->epoll_fd_ = info->epoll_fd;
   MetricsServer* raw = s.get();
@@ -302,12 +345,12 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(EventLoop* loop, Opt
 }
 
 void MetricsServer::Pump() {
-  MHD_run(AsDaemon(daemon_));
+  g_mhd.run(AsDaemon(daemon_));
   // MHD may have work left that its epoll fd will not announce again
   // (edge-triggered sockets it stopped reading to be fair): it says so with
   // a timeout of 0, and is run again in the next turn.
   MHD_UNSIGNED_LONG_LONG timeout = 0;
-  if (MHD_get_timeout(AsDaemon(daemon_), &timeout) == MHD_YES && timeout == 0 &&
+  if (g_mhd.get_timeout(AsDaemon(daemon_), &timeout) == MHD_YES && timeout == 0 &&
       !again_scheduled_) {
     again_scheduled_ = true;
     std::weak_ptr<bool> alive = alive_;
@@ -322,7 +365,7 @@ void MetricsServer::Pump() {
 MetricsServer::~MetricsServer() {
   if (epoll_fd_ >= 0) loop_->Unwatch(epoll_fd_);
   if (timer_ != 0) loop_->CancelTimer(timer_);
-  if (daemon_ != nullptr) MHD_stop_daemon(AsDaemon(daemon_));
+  if (daemon_ != nullptr) g_mhd.stop_daemon(AsDaemon(daemon_));
   if (options_.listen.kind == MetricsListen::Kind::kUnix) ::unlink(options_.listen.path.c_str());
 }
 
