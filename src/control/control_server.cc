@@ -13,34 +13,14 @@
 #include <algorithm>
 #include <utility>
 
+#include "bantam/unix_socket.h"
+
 namespace bantam {
 namespace {
 
 constexpr size_t kReadChunk = 64 * 1024;
 // Accepts per wakeup: a connection storm cannot keep the loop in accept().
 constexpr int kMaxAcceptsPerWake = 64;
-
-Result<sockaddr_un> UnixAddress(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return Status::Error("socket path '" + path + "' is empty or longer than " +
-                         std::to_string(sizeof addr.sun_path - 1) + " bytes");
-  }
-  memcpy(addr.sun_path, path.data(), path.size());
-  return addr;
-}
-
-// Whether a server answers on `path`: a connect that is accepted or queued.
-bool SomeoneListens(const sockaddr_un& addr) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  const int r = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-  const int err = errno;
-  ::close(fd);
-  // EAGAIN: a listener whose backlog is full is still a live server.
-  return r == 0 || err == EAGAIN || err == EINPROGRESS;
-}
 
 PeerCredentials ReadPeer(int fd) {
   PeerCredentials p;
@@ -194,14 +174,14 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Start(EventLoop* loop, Opt
 
 Status ControlServer::Listen() {
   const std::string& path = options_.path;
-  Result<sockaddr_un> addr = UnixAddress(path);
+  Result<sockaddr_un> addr = UnixSocketAddress(path);
   if (!addr.ok()) return addr.status();
   // The socket is bound under a temporary name, given its mode and group,
   // and only then renamed into place: no client ever sees it with the
   // process's umask, and the umask (which forked actions inherit) is never
   // touched.
   const std::string tmp = path + "~";
-  Result<sockaddr_un> tmp_addr = UnixAddress(tmp);
+  Result<sockaddr_un> tmp_addr = UnixSocketAddress(tmp);
   if (!tmp_addr.ok()) return tmp_addr.status();
 
   struct stat st {};
@@ -209,7 +189,7 @@ Status ControlServer::Listen() {
     if (!S_ISSOCK(st.st_mode)) {
       return Status::Error("control socket path '" + path + "' exists and is not a socket");
     }
-    if (SomeoneListens(*addr)) {
+    if (UnixSocketAnswers(*addr)) {
       return Status::Error("control socket '" + path +
                            "' is in use: another server is running (stop it first)");
     }

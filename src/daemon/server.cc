@@ -994,11 +994,14 @@ void ServerImpl::ReadIn(const std::vector<JailState*>& jails) {
   }
 }
 
+bool ServerImpl::ReadingBacklog() const {
+  return std::any_of(sources_.begin(), sources_.end(),
+                     [](const LiveSource& l) { return l.source->has_backlog(); });
+}
+
 void ServerImpl::ScheduleBacklog() {
   if (backlog_scheduled_) return;
-  const bool backlog = std::any_of(sources_.begin(), sources_.end(),
-                                   [](const LiveSource& l) { return l.source->has_backlog(); });
-  if (!backlog) return;
+  if (!ReadingBacklog()) return;
   backlog_scheduled_ = true;
   loop_->AddTimer(0, [this] {
     backlog_scheduled_ = false;
@@ -1020,8 +1023,7 @@ void ServerImpl::EndActionTurns() {
 }
 
 void ServerImpl::FlushTurn() {
-  const bool burst = std::any_of(sources_.begin(), sources_.end(),
-                                 [](const LiveSource& l) { return l.source->has_backlog(); });
+  const bool burst = ReadingBacklog();
   if (burst && EventLoop::NowMs() - last_commit_ms_ < kBurstCommitMs) {
     // The turn's state waits for the next commit, and so do its log lines
     // (a crash before it reads them again, and must not have logged them).
@@ -1172,9 +1174,7 @@ void ServerImpl::CompactFailures(bool force) {
     // Not in a burst (its commits would wait behind this), and only once
     // the log holds more superseded rows than live ones: the cost is a
     // pass over the table, paid once per as many appends.
-    const bool burst = std::any_of(sources_.begin(), sources_.end(),
-                                   [](const LiveSource& l) { return l.source->has_backlog(); });
-    if (burst) return;
+    if (ReadingBacklog()) return;
     uint64_t held = 0;
     for (auto& js : jails_) held += js->jail->failures().size();
     if (store_->failure_rows_appended() < std::max<uint64_t>(kCompactAfterRows, 2 * held)) return;
@@ -1189,9 +1189,7 @@ void ServerImpl::CheckpointDatabase() {
   // In a burst the WAL grows (up to BanStore::kWalForceCheckpointPages);
   // its pages are copied once it is over, not a thousand pages at a time
   // inside the commits that release its bans.
-  const bool burst = std::any_of(sources_.begin(), sources_.end(),
-                                 [](const LiveSource& l) { return l.source->has_backlog(); });
-  if (burst) return;
+  if (ReadingBacklog()) return;
   if (Status s = store_->Checkpoint(); !s.ok()) {
     Log(LogLevel::kError, "fail2ban.database", s.message());
   }
@@ -1206,9 +1204,7 @@ constexpr int64_t kReleaseQuietMs = 1000;
 void ServerImpl::ReleaseMemoryAfterBurst() {
   if (rows_since_release_ < kReleaseAfterRows) return;
   if (EventLoop::NowMs() - last_commit_ms_ < kReleaseQuietMs) return;
-  const bool burst = std::any_of(sources_.begin(), sources_.end(),
-                                 [](const LiveSource& l) { return l.source->has_backlog(); });
-  if (burst) return;
+  if (ReadingBacklog()) return;
   rows_since_release_ = 0;
   // A burst of 100,000 new addresses leaves about 5 MiB of SQLite pages
   // and 4 MiB of freed heap resident (bench/README.md, "memory"); both

@@ -268,6 +268,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // one of its actions, or an <ipmatches> of any jail's, may read them.
   void UpdateKeepMatches();
   // Reads the rest of a log burst in later loop turns.
+  // Whether a source has read-in left to do: a burst (or a start-up's
+  // backlog) is being read.
+  bool ReadingBacklog() const;
   void ScheduleBacklog();
   // Reads the backlog of the sources of `jails` (and of the shared file
   // source, where a reload adds files) to their end, "not in operation":

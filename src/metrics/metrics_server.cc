@@ -18,6 +18,7 @@
 
 #include "bantam/py.h"
 #include "bantam/shared_library.h"
+#include "bantam/unix_socket.h"
 
 namespace bantam {
 namespace {
@@ -73,29 +74,16 @@ Result<uint16_t> ParsePort(std::string_view text, std::string_view value) {
   return static_cast<uint16_t>(port);
 }
 
-// Whether a server answers on the unix socket `addr`.
-bool SomeoneListens(const sockaddr_un& addr) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  const int r = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-  const int err = errno;
-  ::close(fd);
-  return r == 0 || err == EAGAIN || err == EINPROGRESS;
-}
-
 Result<int> ListenOn(const MetricsListen& l, uint16_t* bound_port) {
   const std::string where = "metrics " + l.ToString();
   if (l.kind == MetricsListen::Kind::kUnix) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (l.path.empty() || l.path.size() >= sizeof addr.sun_path) {
-      return Status::Error(where + ": the socket path is empty or too long");
-    }
-    memcpy(addr.sun_path, l.path.data(), l.path.size());
+    Result<sockaddr_un> unix_addr = UnixSocketAddress(l.path);
+    if (!unix_addr.ok()) return Status::Error(where + ": " + unix_addr.status().message());
+    const sockaddr_un& addr = *unix_addr;
     struct stat st {};
     if (::lstat(l.path.c_str(), &st) == 0) {
       if (!S_ISSOCK(st.st_mode)) return Status::Error(where + ": exists and is not a socket");
-      if (SomeoneListens(addr)) return Status::Error(where + ": another server answers there");
+      if (UnixSocketAnswers(addr)) return Status::Error(where + ": another server answers there");
       ::unlink(l.path.c_str());  // stale, from a process that died
     }
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

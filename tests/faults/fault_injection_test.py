@@ -97,6 +97,8 @@ if not args.bantam or not args.source_dir:
 BANTAM = os.path.abspath(args.bantam)
 BANTAMD = os.path.abspath(args.bantamd or os.path.join(os.path.dirname(BANTAM), 'bantamd'))
 SOURCE = os.path.abspath(args.source_dir)
+sys.path.insert(0, os.path.join(SOURCE, 'tests', 'testing'))
+from nft_sets import set_elements  # noqa: E402
 F2B_SERVER = '/usr/bin/fail2ban-server'
 F2B_CLIENT = '/usr/bin/fail2ban-client'
 MAXRETRY = 4  # the stock asterisk jail's
@@ -571,7 +573,7 @@ class Daemon:
 
     def kernel_bans(self):
         """Every element of every set in the namespace's ruleset."""
-        return kernel_bans(self.ns)
+        return set_elements(self.ns)
 
     def flush_ruleset(self):
         self.in_ns('nft', 'flush', 'ruleset')
@@ -633,26 +635,6 @@ class _AnyUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         except (ImportError, AttributeError):
             return type(name, (Exception,), {})
-
-
-def kernel_bans(ns):
-    out = run(['ip', 'netns', 'exec', ns, 'nft', '-j', 'list', 'ruleset'], check=False)
-    elems = set()
-    try:
-        objs = json.loads(out)['nftables'] if out.strip() else []
-    except ValueError:
-        return elems
-    for o in objs:
-        s = o.get('set')
-        if not s:
-            continue
-        for e in s.get('elem', []):
-            if isinstance(e, dict):
-                e = e.get('elem', {}).get('val', e)
-            if isinstance(e, dict) and 'prefix' in e:
-                e = '%s/%s' % (e['prefix']['addr'], e['prefix']['len'])
-            elems.add(str(e))
-    return elems
 
 
 def db_bans(path, jail):

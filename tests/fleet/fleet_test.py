@@ -29,7 +29,6 @@ Needs root, ip, nft, redis-server, redis-cli. Under CI (CI set) a missing
 tool is a failure naming its Debian package; otherwise the test says SKIP.
 """
 import argparse
-import json
 import os
 import re
 import shutil
@@ -48,6 +47,8 @@ args = ap.parse_args()
 BANTAM = os.path.abspath(args.bantam)
 BANTAMD = os.path.join(os.path.dirname(BANTAM), 'bantamd')
 SOURCE = os.path.abspath(args.source_dir)
+sys.path.insert(0, os.path.join(SOURCE, 'tests', 'testing'))
+from nft_sets import set_elements  # noqa: E402
 REDIS_SERVER = '/usr/bin/redis-server'
 REDIS_CLI = '/usr/bin/redis-cli'
 KEY = 'test-fleet-secret-0123456789abcdef'
@@ -106,24 +107,6 @@ def delete_stale_netns():
         m = re.match(r'^(btfleet-(\d+)-\w+)', line)
         if m and not os.path.exists('/proc/' + m.group(2)):
             subprocess.run(['ip', 'netns', 'delete', m.group(1)], stderr=subprocess.DEVNULL)
-
-
-def kernel_bans(ns):
-    out = run(['ip', 'netns', 'exec', ns, 'nft', '-j', 'list', 'ruleset'], check=False)
-    elems = set()
-    try:
-        objs = json.loads(out)['nftables'] if out.strip() else []
-    except ValueError:
-        return elems
-    for o in objs:
-        s = o.get('set')
-        if not s:
-            continue
-        for e in s.get('elem', []):
-            if isinstance(e, dict):
-                e = e.get('elem', {}).get('val', e)
-            elems.add(str(e))
-    return elems
 
 
 class Redis:
@@ -254,7 +237,7 @@ class Node:
                         % (stamp, ip))
 
     def bans(self):
-        return kernel_bans(self.ns)
+        return set_elements(self.ns)
 
     def fleet_bans(self, ip):
         """How many times the log says the fleet banned `ip` here."""

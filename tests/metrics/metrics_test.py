@@ -199,6 +199,25 @@ bantime = 2
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def scrape_unix(sock):
+    """GET /metrics over the unix socket `sock`: (status line and headers, body)."""
+    c = socket.socket(socket.AF_UNIX)
+    c.settimeout(5)
+    try:
+        c.connect(sock)
+        c.sendall(b'GET /metrics HTTP/1.1\r\nHost: bantam\r\nConnection: close\r\n\r\n')
+        data = b''
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            data += b
+    finally:
+        c.close()
+    head, _, body = data.decode().partition('\r\n\r\n')
+    return head, body
+
+
 def parse(text):
     """{(name, frozenset(labels.items())): value} of a text exposition."""
     out = {}
@@ -548,18 +567,7 @@ def restore(t, state):
     t.write_config(maxretry=4, other=False)
     t.start()
     t.wait_for('bantam.log', 'Restore Ban 192.0.2.5')
-    c = socket.socket(socket.AF_UNIX)
-    c.settimeout(5)
-    c.connect(sock)
-    c.sendall(b'GET /metrics HTTP/1.1\r\nHost: bantam\r\nConnection: close\r\n\r\n')
-    data = b''
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        data += b
-    c.close()
-    head, _, body = data.decode().partition('\r\n\r\n')
+    head, body = scrape_unix(sock)
     expect(head.startswith('HTTP/1.1 200'), 'unix socket: %s' % head)
     s = parse(body)
     got = value(s, 'bantam_bans_total', jail='pbx', cause='restored')
@@ -605,18 +613,7 @@ def nft(t, state):
             time.sleep(0.1)
         expect(all(a in out for a in ('192.0.2.11', '192.0.2.12', '2001:db8::13')),
                'bans not in the kernel:\n' + out)
-        c = socket.socket(socket.AF_UNIX)
-        c.settimeout(5)
-        c.connect(sock)
-        c.sendall(b'GET /metrics HTTP/1.1\r\nHost: bantam\r\nConnection: close\r\n\r\n')
-        data = b''
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            data += b
-        c.close()
-        s = parse(data.decode().partition('\r\n\r\n')[2])
+        s = parse(scrape_unix(sock)[1])
         lab = {'jail': 'pbx', 'action': 'nftables-allports'}
         txns = value(s, 'bantam_nft_transactions_total', **lab)
         elements = value(s, 'bantam_nft_transaction_elements_sum', **lab)
