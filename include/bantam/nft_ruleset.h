@@ -72,6 +72,13 @@ struct NftSpec {
   // "flags timeout" and such an element as "1.2.3.4 timeout 1h expires
   // 59m58s120ms" (an element added with timeout_ms 0 has neither).
   bool element_timeouts = false;
+  // Sets are made with `flags interval` (what the jail's prefix4/prefix6/
+  // aggregate4/aggregate6 need): an element is then an address or a network,
+  // sent as nft sends it, a start element and an NFT_SET_ELEM_INTERVAL_END
+  // element at the address after its last one (none, and the start marked
+  // open, when it ends at the top of the address space). Combines with
+  // element_timeouts (the timeout rides on the start element).
+  bool intervals = false;
 
   const std::string& set(NftFamily f) const { return f == NftFamily::kIpv4 ? set_v4 : set_v6; }
 };
@@ -81,7 +88,7 @@ class NftRuleset {
   // One element change. timeout_ms: 0 = none (only used with element_timeouts).
   struct ElementOp {
     bool add = true;
-    IpAddr addr;  // a single IPv4 or IPv6 address
+    IpAddr addr;  // an IPv4 or IPv6 address; with spec().intervals also a network
     uint64_t timeout_ms = 0;
   };
   // An element the kernel refused; the others were applied.
@@ -103,7 +110,10 @@ class NftRuleset {
   // actionstart for one family, in one transaction: the table, the chain,
   // the family's set and its rules, each created only if missing (a rule is
   // kept if one identical to ours is there already, so a restart after a
-  // crash does not stack duplicates). A rule nft would refuse (IPv6 in an ip
+  // crash does not stack duplicates). A set of that name made with other
+  // flags (interval, timeout: an older run with other options) is replaced
+  // in the same transaction, its rules with it; its elements are lost, and
+  // the caller puts back what it holds. A rule nft would refuse (IPv6 in an ip
   // table, `tcp reset` on non-tcp traffic, icmpx outside inet) is an error
   // before anything is sent, so nothing of the family is created.
   Status Start(NftFamily family);
@@ -113,20 +123,26 @@ class NftRuleset {
   // Objects of other jails and of other programs are left alone. Nothing
   // there (no table, no set) is no error.
   Status Stop(NftFamily family);
-  // actioncheck: the family's set exists and the chain has a rule reading it.
+  // actioncheck: the family's set exists with this spec's flags and the
+  // chain has a rule reading it.
   Result<bool> Check(NftFamily family);
   // Adds and deletes elements in one transaction (several only if the
   // netlink batch would pass the socket's limit). Elements the kernel
   // refuses (deleting one that is not there; a set that is gone) are
   // returned, in the order of `ops`; every other op is applied. An op whose
-  // address is not a single IPv4/IPv6 address, or whose family has no set
-  // name, is returned with EINVAL without being sent. Adding an element that
+  // address is not an IPv4/IPv6 address, is a network while the spec has
+  // no intervals, or whose family has no set name, is returned with EINVAL
+  // without being sent. With intervals the kernel refuses (EEXIST or
+  // ENOTEMPTY) an element overlapping one in the set: the caller deletes
+  // covered elements first. Adding an element that
   // is there already is no error; as with `nft add element`, a kernel that
   // updates element timeouts (6.18 does) then gives it the op's timeout, or
   // none for timeout_ms 0. Error only for the transport; transactions
   // committed before it stay committed.
   Result<std::vector<ElementError>> Apply(const std::vector<ElementOp>& ops);
-  // The addresses in the family's set, in the kernel's order. A hash set the
+  // The addresses in the family's set, in the kernel's order (for an
+  // interval set: ascending, each interval as the networks that make it up,
+  // an address as a single address). A hash set the
   // kernel is still resizing (just after a large Apply) can give a
   // multi-part dump with repeats and gaps; such a dump is read again (up to
   // 20 times, 10 ms apart) before this gives up with an error.

@@ -27,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <string_view>
+#include <tuple>
 
 namespace bantam {
 
@@ -97,6 +98,87 @@ std::string Hex(const void* data, size_t len) {
     out += kDigits[p[i] & 15];
   }
   return out;
+}
+
+// An address as one number, IPv4 in the low 32 bits.
+using Bits = unsigned __int128;
+
+Bits AddrBits(const IpAddr& a) {
+  if (a.is_ipv4()) return a.bits_lo() & 0xffffffffu;
+  return (static_cast<Bits>(a.bits_hi()) << 64) | a.bits_lo();
+}
+
+void PutBits(Bits v, uint8_t len, uint8_t* out) {
+  for (int i = len - 1; i >= 0; --i) {
+    out[i] = static_cast<uint8_t>(v & 0xff);
+    v >>= 8;
+  }
+}
+
+Bits GetBits(const uint8_t* p, uint8_t len) {
+  Bits v = 0;
+  for (uint8_t i = 0; i < len; ++i) v = (v << 8) | p[i];
+  return v;
+}
+
+// The element key(s) of an address or network: its first address and, for
+// an interval set, the address after its last one; has_end false when the
+// range reaches the top of the address space (nft marks the start open).
+struct ElementKeys {
+  std::array<uint8_t, 16> start{};
+  std::array<uint8_t, 16> end{};
+  uint8_t len = 0;  // 4 or 16; 0: not an IP form
+  bool has_end = false;
+};
+
+ElementKeys KeysOf(const IpAddr& a, bool interval) {
+  ElementKeys k;
+  if (!a.is_ip()) return k;
+  k.len = a.is_ipv4() ? 4 : 16;
+  const int width = k.len * 8;
+  const int host = width - a.plen();
+  Bits first = AddrBits(a);
+  if (host >= width) {
+    first = 0;
+  } else if (host > 0) {
+    first &= ~((static_cast<Bits>(1) << host) - 1);
+  }
+  PutBits(first, k.len, k.start.data());
+  if (!interval || host >= width) return k;
+  const Bits last_plus_one = first + (static_cast<Bits>(1) << host);
+  const bool top = k.len == 4 ? last_plus_one > 0xffffffffu : last_plus_one == 0;
+  if (!top) {
+    PutBits(last_plus_one, k.len, k.end.data());
+    k.has_end = true;
+  }
+  return k;
+}
+
+// The networks that make up [first, end), or with to_top (IPv6 only, whose
+// top is past what Bits holds) [first, the last address]: at each step the
+// largest aligned block that fits.
+void AppendNetworks(Bits first, Bits end, bool to_top, uint8_t len, std::vector<IpAddr>* out) {
+  const int width = len * 8;
+  const int family = len == 4 ? AF_INET : AF_INET6;
+  while (to_top || first < end) {
+    int host = 0;
+    while (host < width) {
+      const int next = host + 1;
+      if (next == 128) {
+        if (first == 0 && to_top) host = next;
+        break;
+      }
+      const Bits size = static_cast<Bits>(1) << next;
+      // An aligned block below an IPv6 top always fits.
+      if ((first & (size - 1)) != 0 || (!to_top && first + size > end)) break;
+      host = next;
+    }
+    out->push_back(IpAddr::FromBits(family, width - host, static_cast<uint64_t>(first >> 64),
+                                    static_cast<uint64_t>(first)));
+    if (host == 128) return;
+    first += static_cast<Bits>(1) << host;
+    if (to_top && first == 0) return;
+  }
 }
 
 // A netlink batch under construction: BATCH_BEGIN, messages with
@@ -312,7 +394,22 @@ struct NftRuleset::Impl {
 
   Result<std::vector<NftnlPtr<nftnl_rule>>> DumpRules(const NftSpec& spec);
   Result<std::string> AnonContents(const NftSpec& spec, const char* set_name);
+  // The flags and key length of the named set, nullopt when there is none.
+  struct SetShape {
+    uint32_t flags = 0;
+    uint32_t key_len = 0;
+  };
+  Result<std::optional<SetShape>> ShapeOf(const NftSpec& spec, const std::string& set_name);
 };
+
+namespace {
+
+// The flags our named set is made with.
+uint32_t NamedSetFlags(const NftSpec& spec) {
+  return (spec.element_timeouts ? NFT_SET_TIMEOUT : 0) | (spec.intervals ? NFT_SET_INTERVAL : 0);
+}
+
+}  // namespace
 
 namespace {
 
@@ -698,6 +795,29 @@ Result<std::string> NftRuleset::Impl::AnonContents(const NftSpec& spec, const ch
   return Canonical(std::move(keys));
 }
 
+Result<std::optional<NftRuleset::Impl::SetShape>> NftRuleset::Impl::ShapeOf(
+    const NftSpec& spec, const std::string& set_name) {
+  std::optional<SetShape> shape;
+  Status s = Request(
+      NFT_MSG_GETSET, false,
+      "nftables: list set " + spec.table_family + " " + spec.table + " " + set_name,
+      [&](nlmsghdr* nlh) {
+        mnl_attr_put_strz(nlh, NFTA_SET_TABLE, spec.table.c_str());
+        mnl_attr_put_strz(nlh, NFTA_SET_NAME, set_name.c_str());
+      },
+      [&](const nlmsghdr* nlh) {
+        NftnlPtr<nftnl_set> set(nftnl_set_alloc());
+        if (nftnl_set_nlmsg_parse(nlh, set.get()) < 0) return;
+        shape = SetShape{nftnl_set_get_u32(set.get(), NFTNL_SET_FLAGS),
+                         nftnl_set_get_u32(set.get(), NFTNL_SET_KEY_LEN)};
+      });
+  if (!s.ok()) {
+    if (s.message().find(std::strerror(ENOENT)) != std::string::npos) return shape;
+    return s;
+  }
+  return shape;
+}
+
 NftRuleset::NftRuleset(NftSpec spec, std::unique_ptr<Impl> impl)
     : spec_(std::move(spec)), impl_(std::move(impl)) {}
 
@@ -785,13 +905,29 @@ Status NftRuleset::Start(NftFamily f) {
     rules.push_back(std::move(*built));
   }
 
+  // A set of ours made with other flags (an older run without intervals, or
+  // with other kernel timeouts) cannot be taken over: the kernel refuses to
+  // "create" it again with EEXIST. It is deleted and made anew, with the
+  // rules that read it, in this transaction. A set of that name with another
+  // key is not one of ours: the kernel's EEXIST stands.
+  Result<std::optional<Impl::SetShape>> shape = impl_->ShapeOf(spec_, set_name);
+  if (!shape.ok()) return shape.status();
+  const uint32_t key_len = f == NftFamily::kIpv4 ? 4 : 16;
+  const bool replace =
+      *shape && (*shape)->key_len == key_len && (*shape)->flags != NamedSetFlags(spec_);
+
   // Rules of ours already there (a restart after a crash) are not added again.
   Result<std::vector<NftnlPtr<nftnl_rule>>> existing = impl_->DumpRules(spec_);
   if (!existing.ok()) return existing.status();
   std::vector<std::string> present;
+  std::vector<uint64_t> stale_rules;  // handles, when the set is replaced
   std::map<std::string, std::string> anon_cache;
   for (const auto& r : *existing) {
     if (!RuleReadsSet(r.get(), set_name)) continue;
+    if (replace) {
+      stale_rules.push_back(nftnl_rule_get_u64(r.get(), NFTNL_RULE_HANDLE));
+      continue;
+    }
     Status failed;
     std::string fp = Fingerprint(r.get(), [&](nftnl_expr* e) -> std::string {
       const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_LOOKUP_SET);
@@ -835,10 +971,28 @@ Status NftRuleset::Start(NftFamily f) {
   batch.Commit(nlh);
   note("add chain " + where + " " + spec_.chain);
 
+  for (const uint64_t handle : stale_rules) {
+    NftnlPtr<nftnl_rule> del(nftnl_rule_alloc());
+    nftnl_rule_set_str(del.get(), NFTNL_RULE_TABLE, spec_.table.c_str());
+    nftnl_rule_set_str(del.get(), NFTNL_RULE_CHAIN, spec_.chain.c_str());
+    nftnl_rule_set_u64(del.get(), NFTNL_RULE_HANDLE, handle);
+    nlh = batch.Put(NFT_MSG_DELRULE, impl_->family, 0, 1024);
+    nftnl_rule_nlmsg_build_payload(nlh, del.get());
+    batch.Commit(nlh);
+    note("delete rule " + where + " " + spec_.chain + " handle " + std::to_string(handle));
+  }
+  if (replace) {
+    nlh = batch.Put(NFT_MSG_DELSET, impl_->family, 0, 1024);
+    mnl_attr_put_strz(nlh, NFTA_SET_TABLE, spec_.table.c_str());
+    mnl_attr_put_strz(nlh, NFTA_SET_NAME, set_name.c_str());
+    batch.Commit(nlh);
+    note("delete set " + where + " " + set_name + " (made with other flags)");
+  }
+
   NftnlPtr<nftnl_set> set(nftnl_set_alloc());
   nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, spec_.table.c_str());
   nftnl_set_set_str(set.get(), NFTNL_SET_NAME, set_name.c_str());
-  nftnl_set_set_u32(set.get(), NFTNL_SET_FLAGS, spec_.element_timeouts ? NFT_SET_TIMEOUT : 0);
+  nftnl_set_set_u32(set.get(), NFTNL_SET_FLAGS, NamedSetFlags(spec_));
   nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_TYPE,
                     f == NftFamily::kIpv4 ? kTypeIpv4Addr : kTypeIpv6Addr);
   nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_LEN, f == NftFamily::kIpv4 ? 4 : 16);
@@ -964,18 +1118,9 @@ Status NftRuleset::Stop(NftFamily f) {
 
 Result<bool> NftRuleset::Check(NftFamily f) {
   const std::string& set_name = spec_.set(f);
-  const std::string where = spec_.table_family + " " + spec_.table;
-  Status s = impl_->Request(
-      NFT_MSG_GETSET, false, "nftables: list set " + where + " " + set_name,
-      [&](nlmsghdr* nlh) {
-        mnl_attr_put_strz(nlh, NFTA_SET_TABLE, spec_.table.c_str());
-        mnl_attr_put_strz(nlh, NFTA_SET_NAME, set_name.c_str());
-      },
-      [](const nlmsghdr*) {});
-  if (!s.ok()) {
-    if (s.message().find(std::strerror(ENOENT)) != std::string::npos) return false;
-    return s;
-  }
+  Result<std::optional<Impl::SetShape>> shape = impl_->ShapeOf(spec_, set_name);
+  if (!shape.ok()) return shape.status();
+  if (!*shape || (*shape)->flags != NamedSetFlags(spec_)) return false;
   Result<std::vector<NftnlPtr<nftnl_rule>>> rules = impl_->DumpRules(spec_);
   if (!rules.ok()) return rules.status();
   for (const auto& r : *rules) {
@@ -986,22 +1131,14 @@ Result<bool> NftRuleset::Check(NftFamily f) {
 
 Result<std::vector<NftRuleset::ElementError>> NftRuleset::Apply(const std::vector<ElementOp>& ops) {
   std::vector<ElementError> refused;
-  // Keys in network order, 4 or 16 bytes; keylen 0: refused before sending.
-  struct Key {
-    std::array<uint8_t, 16> bytes;
-    uint8_t len;
-  };
-  std::vector<Key> keys(ops.size());
+  const bool intervals = spec_.intervals;
+  // Keys in network order, 4 or 16 bytes; len 0: refused before sending.
+  std::vector<ElementKeys> keys(ops.size());
   for (size_t i = 0; i < ops.size(); ++i) {
     const IpAddr& a = ops[i].addr;
-    keys[i].len = 0;
-    if (!a.is_single()) continue;
-    const NftFamily f = a.is_ipv4() ? NftFamily::kIpv4 : NftFamily::kIpv6;
-    if (spec_.set(f).empty()) continue;
-    if (inet_pton(a.is_ipv4() ? AF_INET : AF_INET6, a.ToString().c_str(), keys[i].bytes.data()) ==
-        1) {
-      keys[i].len = a.is_ipv4() ? 4 : 16;
-    }
+    if (!a.is_ip() || (!intervals && !a.is_single())) continue;
+    if (spec_.set(a.is_ipv4() ? NftFamily::kIpv4 : NftFamily::kIpv6).empty()) continue;
+    keys[i] = KeysOf(a, intervals);
   }
 
   // A message: ops idx[first, first + count), all adds or all deletes of
@@ -1026,11 +1163,15 @@ Result<std::vector<NftRuleset::ElementError>> NftRuleset::Apply(const std::vecto
 
   const bool timeouts = spec_.element_timeouts;
   // A bound on a group's message: header, names, and per element its nest,
-  // key nest, value and timeout.
+  // key nest, value and timeout; with intervals twice that (the end element
+  // and its flags, or the start's open mark).
   auto group_bytes = [&](const Group& g) {
     return 64 + spec_.table.size() + spec_.set_v4.size() + spec_.set_v6.size() +
-           g.count * (12 + 4 + keys[idx[g.first]].len + (timeouts ? 12 : 0));
+           g.count * (12 + 4 + keys[idx[g.first]].len + (timeouts ? 12 : 0)) *
+               (intervals ? 2 : 1);
   };
+  NftnlPtr<nftnl_udata_buf> open_mark(nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN));
+  nftnl_udata_put_u32(open_mark.get(), NFTNL_UDATA_SET_ELEM_FLAGS, NFTNL_SET_ELEM_F_INTERVAL_OPEN);
   auto put_group = [&](Batch* batch, const Group& g) {
     const ElementOp& head = ops[idx[g.first]];
     const NftFamily f = head.addr.is_ipv4() ? NftFamily::kIpv4 : NftFamily::kIpv6;
@@ -1039,16 +1180,32 @@ Result<std::vector<NftRuleset::ElementError>> NftRuleset::Apply(const std::vecto
     mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, spec_.table.c_str());
     mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, spec_.set(f).c_str());
     nlattr* list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
+    uint16_t n = 0;
     for (size_t k = 0; k < g.count; ++k) {
       const uint32_t i = idx[g.first + k];
-      nlattr* elem = mnl_attr_nest_start(nlh, static_cast<uint16_t>(k + 1));
+      const ElementKeys& key = keys[i];
+      // As nft sends an interval: the start element (with the timeout, or
+      // marked open when nothing follows it), then its end element.
+      nlattr* elem = mnl_attr_nest_start(nlh, ++n);
       if (timeouts && head.add && ops[i].timeout_ms > 0) {
         mnl_attr_put_u64(nlh, NFTA_SET_ELEM_TIMEOUT, htobe64(ops[i].timeout_ms));
       }
-      nlattr* key = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_KEY);
-      mnl_attr_put(nlh, NFTA_DATA_VALUE, keys[i].len, keys[i].bytes.data());
-      mnl_attr_nest_end(nlh, key);
+      nlattr* k_nest = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_KEY);
+      mnl_attr_put(nlh, NFTA_DATA_VALUE, key.len, key.start.data());
+      mnl_attr_nest_end(nlh, k_nest);
+      if (intervals && !key.has_end && head.add) {
+        mnl_attr_put(nlh, NFTA_SET_ELEM_USERDATA, nftnl_udata_buf_len(open_mark.get()),
+                     nftnl_udata_buf_data(open_mark.get()));
+      }
       mnl_attr_nest_end(nlh, elem);
+      if (intervals && key.has_end) {
+        elem = mnl_attr_nest_start(nlh, ++n);
+        mnl_attr_put_u32(nlh, NFTA_SET_ELEM_FLAGS, htonl(NFT_SET_ELEM_INTERVAL_END));
+        k_nest = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_KEY);
+        mnl_attr_put(nlh, NFTA_DATA_VALUE, key.len, key.end.data());
+        mnl_attr_nest_end(nlh, k_nest);
+        mnl_attr_nest_end(nlh, elem);
+      }
     }
     mnl_attr_nest_end(nlh, list);
     batch->Commit(nlh);
@@ -1105,8 +1262,13 @@ Result<std::vector<IpAddr>> NftRuleset::Elements(NftFamily f) {
   struct Key {
     std::array<uint8_t, 16> bytes{};
     uint8_t len = 0;
-    bool operator<(const Key& o) const { return len != o.len ? len < o.len : bytes < o.bytes; }
-    bool operator==(const Key& o) const { return len == o.len && bytes == o.bytes; }
+    bool end = false;  // an interval's end element
+    auto Tie() const { return std::tie(len, bytes, end); }
+    // Ascending; at one key an end before a start (adjacent intervals).
+    bool operator<(const Key& o) const {
+      return len != o.len ? len < o.len : bytes != o.bytes ? bytes < o.bytes : end && !o.end;
+    }
+    bool operator==(const Key& o) const { return Tie() == o.Tie(); }
   };
   std::vector<Key> keys;
   // The kernel resumes a multi-part dump by position, and a hash set that is
@@ -1140,11 +1302,12 @@ Result<std::vector<IpAddr>> NftRuleset::Elements(NftFamily f) {
                               });
                             }
                           });
-                          if (end || value == nullptr) return;
+                          if (value == nullptr) return;
                           const uint16_t len = mnl_attr_get_payload_len(value);
                           if (len != 4 && len != 16) return;
                           Key k;
                           k.len = static_cast<uint8_t>(len);
+                          k.end = end;
                           std::memcpy(k.bytes.data(), mnl_attr_get_payload(value), len);
                           keys.push_back(k);
                         });
@@ -1163,14 +1326,36 @@ Result<std::vector<IpAddr>> NftRuleset::Elements(NftFamily f) {
   }
 
   std::vector<IpAddr> out;
-  out.reserve(keys.size());
-  for (const Key& k : keys) {
-    char text[INET6_ADDRSTRLEN];
-    if (inet_ntop(k.len == 4 ? AF_INET : AF_INET6, k.bytes.data(), text, sizeof(text)) == nullptr) {
-      continue;
+  if (!spec_.intervals) {
+    out.reserve(keys.size());
+    for (const Key& k : keys) {
+      if (k.end) continue;
+      char text[INET6_ADDRSTRLEN];
+      if (inet_ntop(k.len == 4 ? AF_INET : AF_INET6, k.bytes.data(), text, sizeof(text)) ==
+          nullptr) {
+        continue;
+      }
+      Result<IpAddr> ip = IpAddr::Parse(text);
+      if (ip.ok()) out.push_back(std::move(*ip));
     }
-    Result<IpAddr> ip = IpAddr::Parse(text);
-    if (ip.ok()) out.push_back(std::move(*ip));
+    return out;
+  }
+  // Each start with the end element after it; a start with none runs to the
+  // top; an end with no start before it (the one at 0 nft adds) is not an
+  // interval.
+  std::sort(keys.begin(), keys.end());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const Key& k = keys[i];
+    if (k.end) continue;
+    const Bits first = GetBits(k.bytes.data(), k.len);
+    const bool closed = i + 1 < keys.size() && keys[i + 1].end && keys[i + 1].len == k.len;
+    if (closed) {
+      AppendNetworks(first, GetBits(keys[i + 1].bytes.data(), k.len), false, k.len, &out);
+    } else if (k.len == 4) {
+      AppendNetworks(first, static_cast<Bits>(1) << 32, false, k.len, &out);
+    } else {
+      AppendNetworks(first, 0, true, k.len, &out);
+    }
   }
   return out;
 }

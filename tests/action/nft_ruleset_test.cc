@@ -556,6 +556,129 @@ TEST_F(NftRulesetTest, ElementTimeouts) {
   EXPECT_EQ(got, (std::set<std::string>{"192.0.2.1", "192.0.2.2"}));
 }
 
+int CountRules(const std::string& listing);
+
+std::vector<std::string> Texts(const std::vector<IpAddr>& v) {
+  std::vector<std::string> out;
+  for (const IpAddr& a : v) out.push_back(a.ToString());
+  return out;
+}
+
+// spec.intervals (the jail bans networks): the set and its elements read as
+// nft's own `flags interval` set with the same elements, networks and single
+// addresses alike, the ranges that reach the top of the address space
+// included; Elements() gives them back as networks, from either maker.
+TEST_F(NftRulesetTest, IntervalSetsHoldNetworksAsNftWould) {
+  BANTAM_REQUIRE_TOOL(has_nft_, "nft", "nftables");
+  NftSpec spec = JailSpec("x");
+  spec.intervals = true;
+  auto nft = OpenOrDie(spec);
+  ASSERT_TRUE(nft->Start(NftFamily::kIpv4).ok());
+  ASSERT_TRUE(nft->Start(NftFamily::kIpv6).ok());
+  const std::vector<const char*> ids = {"198.51.100.0/24", "192.0.2.7",  "255.255.255.0/24",
+                                        "2001:db8:1:2::/64", "2001:db8::1", "ffff::/16",
+                                        "10.0.0.0/8"};
+  std::vector<NftRuleset::ElementOp> adds;
+  for (const char* id : ids) adds.push_back({true, Ip(id), 0});
+  auto r = nft->Apply(adds);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->empty());
+  const std::vector<std::string> v4 = {"10.0.0.0/8", "192.0.2.7", "198.51.100.0/24",
+                                       "255.255.255.0/24"};
+  const std::vector<std::string> v6 = {"2001:db8::1", "2001:db8:1:2::/64", "ffff::/16"};
+  auto e4 = nft->Elements(NftFamily::kIpv4);
+  auto e6 = nft->Elements(NftFamily::kIpv6);
+  ASSERT_TRUE(e4.ok() && e6.ok());
+  EXPECT_EQ(Texts(*e4), v4);
+  EXPECT_EQ(Texts(*e6), v6);
+  const std::string ours4 = Normalize(Nft("list set inet f2b-table addr-set-x"));
+  const std::string ours6 = Normalize(Nft("list set inet f2b-table addr6-set-x"));
+  EXPECT_NE(ours4.find("flags interval"), std::string::npos) << ours4;
+  EXPECT_NE(ours6.find("elements = { 2001:db8:1:2::/64, 2001:db8::1, ffff::/16, }"),
+            std::string::npos)
+      << ours6;
+
+  // Deleting takes each interval out whole.
+  std::vector<NftRuleset::ElementOp> dels;
+  for (const char* id : ids) dels.push_back({false, Ip(id), 0});
+  r = nft->Apply(dels);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->empty());
+  e4 = nft->Elements(NftFamily::kIpv4);
+  ASSERT_TRUE(e4.ok());
+  EXPECT_TRUE(e4->empty()) << Nft("list set inet f2b-table addr-set-x");
+
+  // nft's own set, in a fresh namespace.
+  ASSERT_EQ(unshare(CLONE_NEWNET), 0) << strerror(errno);
+  EXPECT_EQ(NftCommands({"add table inet f2b-table",
+                         "add set inet f2b-table addr-set-x { type ipv4_addr; flags interval; }",
+                         "add set inet f2b-table addr6-set-x { type ipv6_addr; flags interval; }",
+                         "add element inet f2b-table addr-set-x { 198.51.100.0/24, 192.0.2.7, "
+                         "255.255.255.0/24, 10.0.0.0/8 }",
+                         "add element inet f2b-table addr6-set-x { 2001:db8:1:2::/64, "
+                         "2001:db8::1, ffff::/16 }"}),
+            "");
+  EXPECT_EQ(Normalize(Nft("list set inet f2b-table addr-set-x")), ours4);
+  EXPECT_EQ(Normalize(Nft("list set inet f2b-table addr6-set-x")), ours6);
+  auto theirs = OpenOrDie(spec);
+  e4 = theirs->Elements(NftFamily::kIpv4);
+  e6 = theirs->Elements(NftFamily::kIpv6);
+  ASSERT_TRUE(e4.ok() && e6.ok());
+  EXPECT_EQ(Texts(*e4), v4);
+  EXPECT_EQ(Texts(*e6), v6);
+}
+
+// Intervals with kernel timeouts: the set has both flags, the timeout rides
+// on the interval.
+TEST_F(NftRulesetTest, IntervalsWithElementTimeouts) {
+  BANTAM_REQUIRE_TOOL(has_nft_, "nft", "nftables");
+  NftSpec spec = JailSpec("x");
+  spec.intervals = true;
+  spec.element_timeouts = true;
+  auto nft = OpenOrDie(spec);
+  ASSERT_TRUE(nft->Start(NftFamily::kIpv6).ok());
+  auto r = nft->Apply({{true, Ip("2001:db8:1:2::/64"), 3600 * 1000},
+                       {true, Ip("2001:db8::7"), 0},
+                       {true, Ip("2001:db8:9::/48"), 1}});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->empty());
+  std::string list = Nft("list set inet f2b-table addr6-set-x");
+  EXPECT_NE(list.find("flags interval,timeout"), std::string::npos) << list;
+  EXPECT_NE(list.find("2001:db8:1:2::/64 timeout 1h expires "), std::string::npos) << list;
+  EXPECT_EQ(list.find("2001:db8::7 timeout"), std::string::npos) << list;
+  usleep(20 * 1000);
+  auto e = nft->Elements(NftFamily::kIpv6);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(Texts(*e), (std::vector<std::string>{"2001:db8::7", "2001:db8:1:2::/64"}));
+}
+
+// A set of ours from a run without intervals (flags 0) is replaced at start,
+// rules and all, rather than the kernel's EEXIST failing the start; Check()
+// reports such a set as broken.
+TEST_F(NftRulesetTest, StartReplacesOurSetMadeWithOtherFlags) {
+  BANTAM_REQUIRE_TOOL(has_nft_, "nft", "nftables");
+  auto old = OpenOrDie(JailSpec("x"));
+  ASSERT_TRUE(old->Start(NftFamily::kIpv4).ok());
+  ASSERT_TRUE(old->Apply({{true, Ip("192.0.2.1"), 0}}).ok());
+  NftSpec spec = JailSpec("x");
+  spec.intervals = true;
+  auto nft = OpenOrDie(spec);
+  auto ok = nft->Check(NftFamily::kIpv4);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_FALSE(*ok);
+  Status s = nft->Start(NftFamily::kIpv4);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ok = nft->Check(NftFamily::kIpv4);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_TRUE(*ok);
+  const std::string list = Nft("list ruleset");
+  EXPECT_NE(list.find("flags interval"), std::string::npos) << list;
+  EXPECT_EQ(CountRules(list), 1) << list;
+  auto r = nft->Apply({{true, Ip("192.0.2.0/24"), 0}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->empty());
+}
+
 int CountRules(const std::string& listing) {
   int n = 0;
   for (size_t p = 0; (p = listing.find(" saddr @", p)) != std::string::npos; ++p) ++n;
