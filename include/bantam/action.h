@@ -134,6 +134,10 @@ struct ActionEnv {
   std::function<void(const std::string& jail, const std::string& action, size_t elements,
                      double seconds, bool ok)>
       on_nft_transaction = nullptr;
+  // The jail bans networks (prefix4/prefix6/aggregate4/aggregate6 set):
+  // native nftables sets are made with flags interval. Without it a network
+  // id fails its operation in a native nftables action.
+  bool network_bans = false;
 };
 
 class Action {

@@ -14,6 +14,15 @@
 // and rule are still there (someone may have run `nft flush ruleset`); if
 // not, it recreates them and adds back every address it holds. `flush` and
 // `stop` remove exactly the elements, rules and sets it made.
+//
+// With ActionEnv::network_bans (the jail's prefix4/prefix6/aggregate4/
+// aggregate6) the sets have flags interval and an id may be a network
+// ("2001:db8:1:2::/64"), added and deleted as one interval. The kernel
+// refuses overlapping intervals, so the action keeps its elements apart: an
+// unban of an address inside a network banned in the same turn goes first,
+// whatever the order; an address held while a network covering it is banned
+// leaves the set and returns when that network is unbanned. Without
+// network_bans a network id fails its operation.
 #ifndef BANTAM_NFT_ACTION_H_
 #define BANTAM_NFT_ACTION_H_
 

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "bantam/clock.h"
@@ -433,6 +434,16 @@ std::optional<NftStockAction> ReadStockNftAction(CommandAction& shell, std::stri
   return out;
 }
 
+namespace {
+
+// A jail that bans networks needs interval sets.
+NftStockAction WithNetworkBans(NftStockAction stock, bool network_bans) {
+  stock.spec.intervals = stock.spec.intervals || network_bans;
+  return stock;
+}
+
+}  // namespace
+
 // The strand's side: the netlink connection and what this action put in the
 // kernel. Touched only by jobs on the action's strand.
 class NftAction::Worker {
@@ -497,13 +508,16 @@ class NftAction::Worker {
             Status s = rules_->Stop(f);
             started_.erase(f);
             banned_[f].clear();
+            networks_[f].clear();
             if (!s.ok()) r.status = Status::Error("Error stopping action " + jail_ + "/" + name_ + ": " + s.message());
           }
           break;
         case ActionOp::kFlush: {
           std::vector<NftRuleset::ElementOp> ops;
           for (auto& [f, addrs] : banned_) {
-            for (const auto& [addr, deadline] : addrs) ops.push_back({false, addr, 0});
+            for (const auto& [addr, held] : addrs) {
+              if (!held.shadowed) ops.push_back({false, addr, 0});
+            }
           }
           if (ops.empty()) {
             r.skipped = true;
@@ -519,6 +533,7 @@ class NftAction::Worker {
                               strerror(e.error));
           }
           for (auto& [f, addrs] : banned_) addrs.clear();
+          for (auto& [f, nets] : networks_) nets.clear();
           break;
         }
         case ActionOp::kCheck:
@@ -562,6 +577,27 @@ class NftAction::Worker {
     return s;
   }
 
+  // A kernel timeout for an element whose deadline is `deadline` (0: none).
+  static uint64_t TimeoutLeft(double deadline, double now) {
+    return deadline > 0 ? static_cast<uint64_t>(std::max(1.0, std::ceil(deadline - now)) * 1000)
+                        : 0;
+  }
+
+  // `net` is a network holding all of `addr` and more.
+  static bool Covers(const IpAddr& net, const IpAddr& addr) {
+    return net.plen() < addr.plen() && addr.IsInNet(net);
+  }
+
+  // A network of this action's in the kernel holds `addr`.
+  bool CoveredInKernel(NftFamily f, const IpAddr& addr) {
+    auto& held = banned_[f];
+    for (const IpAddr& n : networks_[f]) {
+      auto h = held.find(n);
+      if (h != held.end() && !h->second.shadowed && Covers(n, addr)) return true;
+    }
+    return false;
+  }
+
   const char* SetName(NftFamily f) const {
     return (f == NftFamily::kIpv4 ? stock_.spec.set_v4 : stock_.spec.set_v6).c_str();
   }
@@ -588,10 +624,8 @@ class NftAction::Worker {
     std::vector<NftRuleset::ElementOp> ops;
     ops.reserve(banned_[f].size());
     const double now = SystemClock().Now();
-    for (const auto& [addr, deadline] : banned_[f]) {
-      const uint64_t timeout_ms =
-          deadline > 0 ? static_cast<uint64_t>(std::max(1.0, std::ceil(deadline - now)) * 1000) : 0;
-      ops.push_back({true, addr, timeout_ms});
+    for (const auto& [addr, held] : banned_[f]) {
+      if (!held.shadowed) ops.push_back({true, addr, TimeoutLeft(held.deadline, now)});
     }
     if (!ops.empty()) {
       Result<std::vector<NftRuleset::ElementError>> errs = rules_->Apply(ops);
@@ -605,14 +639,16 @@ class NftAction::Worker {
     return true;
   }
 
+  // An element operation of a run: its Pending's index, family, and address.
+  struct Item {
+    size_t op_index;
+    NftFamily family;
+    bool add;
+    IpAddr addr;
+  };
+
   void ApplyRun(std::vector<Pending>& batch, const std::vector<size_t>& run, Reports& reports) {
     if (run.empty()) return;
-    struct Item {
-      size_t op_index;
-      NftFamily family;
-      bool add;
-      IpAddr addr;
-    };
     std::vector<Item> items;
     items.reserve(run.size());
     std::set<NftFamily> adding;
@@ -620,12 +656,21 @@ class NftAction::Worker {
     for (size_t i : run) {
       const Pending& p = batch[i];
       IpAddr addr = IpAddr::FromText(p.ip);
-      if (!addr.is_ip() || !addr.is_single()) {
+      if (!addr.is_ip()) {
         ReportOf(batch, i, reports).status =
-            Status::Error("nftables: '" + p.ip + "' is not a single IP address");
+            Status::Error("nftables: '" + p.ip + "' is not an IP address or network");
         continue;
       }
       const NftFamily f = addr.is_ipv4() ? NftFamily::kIpv4 : NftFamily::kIpv6;
+      if (!addr.is_single() && !stock_.spec.intervals) {
+        // A set without flags interval takes no network; sending its first
+        // address would ban one address and report the network banned.
+        ReportOf(batch, i, reports).status = Status::Error(
+            ElementText(p.op != ActionOp::kUnban, f, p.ip) + ": a network, but " + SetName(f) +
+            " has no flags interval (the jail sets none of prefix4, prefix6, aggregate4, "
+            "aggregate6)");
+        continue;
+      }
       if (f == NftFamily::kIpv6 && !stock_.ipv6) {
         ReportOf(batch, i, reports).skipped = true;
         continue;
@@ -674,12 +719,21 @@ class NftAction::Worker {
         break;
       }
     }
+    // The element operations, each owned by an item: its own (primary) or
+    // one it causes in an interval set (a covered element taken out for a
+    // network, or put back when the network goes).
+    struct Owned {
+      size_t item;
+      bool primary;
+      bool existed;  // primary add: the element was held before (a refresh)
+    };
     std::vector<NftRuleset::ElementOp> ops;
-    std::vector<size_t> op_item;
+    std::vector<Owned> owner;
     ops.reserve(items.size());
-    op_item.reserve(items.size());
-    for (size_t k = 0; k < items.size(); ++k) {
-      const Item& it = items[k];
+    owner.reserve(items.size());
+    const bool intervals = stock_.spec.intervals;
+    for (size_t k : Order(items)) {
+      Item& it = items[k];
       if (broken.count(it.family)) {
         ReportOf(batch, it.op_index, reports).status =
             Status::Error(ElementText(it.add, it.family, it.addr.ToString()) +
@@ -692,8 +746,69 @@ class NftAction::Worker {
         const double left = p.time + static_cast<double>(p.bantime) - now;
         timeout_ms = static_cast<uint64_t>(std::max(1.0, std::ceil(left)) * 1000);
       }
-      ops.push_back({it.add, it.addr, timeout_ms});
-      op_item.push_back(k);
+      if (!intervals) {
+        ops.push_back({it.add, it.addr, timeout_ms});
+        owner.push_back({k, true, false});
+        continue;
+      }
+      // Interval sets: the held elements are kept free of overlaps (which
+      // the kernel refuses), whatever order the jail's unbans of covered
+      // addresses and the covering network's ban come in.
+      auto& held = banned_[it.family];
+      auto& nets = networks_[it.family];
+      auto h = held.find(it.addr);
+      if (it.add) {
+        const double deadline = timeout_ms ? now + static_cast<double>(timeout_ms) / 1000 : 0;
+        if (h != held.end() && h->second.shadowed) {
+          h->second.deadline = deadline;
+          continue;
+        }
+        if (h == held.end() && CoveredInKernel(it.family, it.addr)) {
+          held.emplace(it.addr, Held{deadline, true});
+          if (!it.addr.is_single()) nets.insert(it.addr);
+          continue;
+        }
+        const bool existed = h != held.end();
+        if (!existed && !it.addr.is_single()) {
+          for (auto& [a, st] : held) {
+            if (st.shadowed || !Covers(it.addr, a)) continue;
+            ops.push_back({false, a, 0});
+            owner.push_back({k, false, false});
+            st.shadowed = true;
+          }
+        }
+        ops.push_back({true, it.addr, timeout_ms});
+        owner.push_back({k, true, existed});
+        held.insert_or_assign(it.addr, Held{deadline, false});
+        if (!it.addr.is_single()) nets.insert(it.addr);
+        continue;
+      }
+      if (h != held.end() && h->second.shadowed) {  // not in the kernel
+        held.erase(h);
+        nets.erase(it.addr);
+        continue;
+      }
+      ops.push_back({false, it.addr, 0});
+      owner.push_back({k, true, false});
+      if (h == held.end()) continue;
+      held.erase(h);
+      if (it.addr.is_single()) continue;
+      nets.erase(it.addr);
+      // What the network shadowed goes back in, widest first, unless another
+      // network of ours still holds it.
+      std::vector<IpAddr> back;
+      for (const auto& [a, st] : held) {
+        if (st.shadowed && Covers(it.addr, a)) back.push_back(a);
+      }
+      std::sort(back.begin(), back.end(),
+                [](const IpAddr& x, const IpAddr& y) { return x.plen() < y.plen(); });
+      for (const IpAddr& a : back) {
+        if (CoveredInKernel(it.family, a)) continue;
+        Held& st = held[a];
+        ops.push_back({true, a, TimeoutLeft(st.deadline, now)});
+        owner.push_back({k, false, false});
+        st.shadowed = false;
+      }
     }
     if (ops.empty()) return;
     const auto started = std::chrono::steady_clock::now();
@@ -703,29 +818,111 @@ class NftAction::Worker {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
         errs.ok()});
     if (!errs.ok()) {
-      for (size_t k : op_item) ReportOf(batch, items[k].op_index, reports).status = errs.status();
+      for (const Owned& o : owner) {
+        if (o.primary) ReportOf(batch, items[o.item].op_index, reports).status = errs.status();
+      }
       return;
     }
     std::vector<bool> failed(ops.size(), false);
     for (const NftRuleset::ElementError& e : *errs) {
-      if (e.index >= ops.size()) continue;
-      failed[e.index] = true;
-      const Item& it = items[op_item[e.index]];
-      ReportOf(batch, it.op_index, reports).status = Status::Error(
-          ElementText(it.add, it.family, it.addr.ToString()) + ": " + strerror(e.error));
+      if (e.index < ops.size()) failed[e.index] = true;
     }
+    // Covered elements taken out for a network the kernel then refused go
+    // back in.
+    std::vector<NftRuleset::ElementOp> undo;
     for (size_t j = 0; j < ops.size(); ++j) {
-      Item& it = items[op_item[j]];
-      auto& held = banned_[it.family];
-      if (it.add && !failed[j]) {
-        if (held.empty()) held.reserve(ops.size());
-        const double deadline =
-            ops[j].timeout_ms ? now + static_cast<double>(ops[j].timeout_ms) / 1000 : 0;
-        held.insert_or_assign(std::move(it.addr), deadline);
-      } else if (!it.add) {
-        held.erase(it.addr);
+      const Owned& o = owner[j];
+      Item& it = items[o.item];
+      if (!failed[j]) {
+        if (!intervals && o.primary) {
+          auto& held = banned_[it.family];
+          if (it.add) {
+            if (held.empty()) held.reserve(ops.size());
+            const double deadline =
+                ops[j].timeout_ms ? now + static_cast<double>(ops[j].timeout_ms) / 1000 : 0;
+            held.insert_or_assign(it.addr, Held{deadline, false});
+          } else {
+            held.erase(it.addr);
+          }
+        }
+        continue;
+      }
+      int err = 0;
+      for (const NftRuleset::ElementError& e : *errs) {
+        if (e.index == j) err = e.error;
+      }
+      ActionReport& r = ReportOf(batch, it.op_index, reports);
+      if (!o.primary) {
+        // A covered element already gone (ENOENT) is what was wanted.
+        if (ops[j].add || err != ENOENT) {
+          r.warnings.push_back(ElementText(ops[j].add, it.family, ops[j].addr.ToString()) + ": " +
+                               strerror(err));
+        }
+        if (ops[j].add && intervals) banned_[it.family][ops[j].addr].shadowed = true;
+        continue;
+      }
+      r.status = Status::Error(ElementText(it.add, it.family, it.addr.ToString()) + ": " +
+                               strerror(err));
+      if (!intervals) {
+        if (!it.add) banned_[it.family].erase(it.addr);
+        continue;
+      }
+      if (!it.add || o.existed) continue;
+      banned_[it.family].erase(it.addr);
+      networks_[it.family].erase(it.addr);
+      for (size_t m = 0; m < j; ++m) {
+        if (owner[m].item != o.item || owner[m].primary || ops[m].add || failed[m]) continue;
+        banned_[it.family][ops[m].addr].shadowed = false;
+        undo.push_back({true, ops[m].addr, TimeoutLeft(banned_[it.family][ops[m].addr].deadline, now)});
       }
     }
+    if (!undo.empty()) {
+      Result<std::vector<NftRuleset::ElementError>> again = rules_->Apply(undo);
+      if (!again.ok() || !again->empty()) {
+        std::string why = again.ok() ? strerror((*again)[0].error) : again.status().message();
+        for (const Owned& o : owner) {
+          if (!o.primary) continue;
+          ReportOf(batch, items[o.item].op_index, reports)
+              .warnings.push_back("nftables: putting back covered elements: " + why);
+          break;
+        }
+      }
+    }
+  }
+
+  // The order the items of a run reach the kernel: theirs, except that the
+  // unban of an address inside a network banned earlier in the run moves
+  // before that ban (an interval set refuses the overlap), unless the run
+  // also bans that address in between.
+  std::vector<size_t> Order(const std::vector<Item>& items) const {
+    std::vector<size_t> order;
+    order.reserve(items.size());
+    if (!stock_.spec.intervals) {
+      for (size_t k = 0; k < items.size(); ++k) order.push_back(k);
+      return order;
+    }
+    std::vector<bool> taken(items.size(), false);
+    for (size_t k = 0; k < items.size(); ++k) {
+      if (taken[k]) continue;
+      const Item& net = items[k];
+      if (net.add && !net.addr.is_single()) {
+        for (size_t j = k + 1; j < items.size(); ++j) {
+          const Item& x = items[j];
+          if (x.add && x.addr == net.addr) break;  // the network again: order matters from here
+          if (taken[j] || x.add || !Covers(net.addr, x.addr)) continue;
+          bool rebanned = false;
+          for (size_t m = k + 1; m < j && !rebanned; ++m) {
+            rebanned = items[m].add && items[m].addr == x.addr;
+          }
+          if (rebanned) continue;
+          order.push_back(j);
+          taken[j] = true;
+        }
+      }
+      order.push_back(k);
+      taken[k] = true;
+    }
+    return order;
   }
 
   const std::string jail_, name_;
@@ -748,7 +945,15 @@ class NftAction::Worker {
   // The addresses this action put in each family's set.
   // With element_timeouts, each address's kernel deadline (epoch seconds;
   // 0 = none), so a repair puts it back with the time it has left.
-  std::map<NftFamily, std::unordered_map<IpAddr, double>> banned_;
+  struct Held {
+    double deadline = 0;
+    // Inside a network also held, so not in the kernel's interval set (which
+    // refuses overlaps): it goes back in when that network is unbanned.
+    bool shadowed = false;
+  };
+  std::map<NftFamily, std::unordered_map<IpAddr, Held>> banned_;
+  // The networks among banned_'s keys (interval sets only; usually few).
+  std::map<NftFamily, std::unordered_set<IpAddr>> networks_;
 };
 
 NftAction::NftAction(std::string jail, std::string name, OrderedMap<std::string> options,
@@ -756,7 +961,7 @@ NftAction::NftAction(std::string jail, std::string name, OrderedMap<std::string>
     : jail_(std::move(jail)),
       name_(std::move(name)),
       options_(std::move(options)),
-      stock_(std::move(stock)),
+      stock_(WithNetworkBans(std::move(stock), env.network_bans)),
       env_(env) {
   strand_ = env_.pool->NewStrand();
   worker_ = std::make_shared<Worker>(jail_, name_, stock_);

@@ -105,6 +105,23 @@ class NftActionKernel : public ::testing::Test {
     return out;
   }
 
+  // The set as `nft list set` prints it, expiry times dropped.
+  std::string List(const std::string& set) {
+    std::string text = Shell("nft list set inet f2b-table " + set + " 2>&1");
+    for (size_t at; (at = text.find(" expires ")) != std::string::npos;) {
+      size_t end = text.find_first_of(",\n }", at + 9);
+      text.erase(at, end - at);
+    }
+    return text;
+  }
+
+  // A jail with prefix4/prefix6/aggregate*: its action makes interval sets.
+  ActionEnv NetworkEnv() {
+    ActionEnv e = env_;
+    e.network_bans = true;
+    return e;
+  }
+
   WorkerPool pool_{1};
   ActionEnv env_{nullptr, &pool_, true};
 };
@@ -219,6 +236,153 @@ TEST_F(NftActionKernel, KernelTimeoutsCarryTheBansRemainingTime) {
   const std::string repaired = Shell("nft list set inet f2b-table addr-set-pbx");
   EXPECT_NE(repaired.find("192.0.2.1 timeout"), std::string::npos) << repaired;
   EXPECT_NE(repaired.find("192.0.2.2 timeout"), std::string::npos) << repaired;
+}
+
+// Issue 18: with network_bans the sets have flags interval; a /64 and a /24
+// go in as intervals beside single addresses and come out whole.
+TEST_F(NftActionKernel, NetworkBansAddAndDeleteIntervals) {
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), NetworkEnv());
+  auto r = Turn(a, {{ActionOp::kBan, Ban("2001:db8:1:2::/64")},
+                    {ActionOp::kBan, Ban("198.51.100.0/24")},
+                    {ActionOp::kBan, Ban("192.0.2.1")},
+                    {ActionOp::kBan, Ban("2001:db8:1:3::9")}});
+  for (const ActionReport& x : r) EXPECT_TRUE(x.status.ok()) << x.status.message();
+  EXPECT_EQ(List("addr6-set-pbx"),
+            "table inet f2b-table {\n"
+            "\tset addr6-set-pbx {\n"
+            "\t\ttype ipv6_addr\n"
+            "\t\tflags interval\n"
+            "\t\telements = { 2001:db8:1:2::/64,\n"
+            "\t\t\t     2001:db8:1:3::9 }\n"
+            "\t}\n"
+            "}\n");
+  EXPECT_EQ(Elements("addr-set-pbx"), (std::set<std::string>{"192.0.2.1", "198.51.100.0/24"}));
+  r = Turn(a, {{ActionOp::kUnban, Ban("2001:db8:1:2::/64")},
+               {ActionOp::kUnban, Ban("198.51.100.0/24")}});
+  for (const ActionReport& x : r) EXPECT_TRUE(x.status.ok()) << x.status.message();
+  EXPECT_EQ(Elements("addr6-set-pbx"), (std::set<std::string>{"2001:db8:1:3::9"}));
+  EXPECT_EQ(Elements("addr-set-pbx"), (std::set<std::string>{"192.0.2.1"}));
+  // A network not banned fails its unban alone, as an address does.
+  r = Turn(a, {{ActionOp::kUnban, Ban("2001:db8:1:2::/64")}});
+  EXPECT_FALSE(r[0].status.ok());
+}
+
+// aggregate6 = 64:3: the jail lifts the per-address bans and bans the /64 in
+// one turn, unbans first. The set then holds the /64 alone.
+TEST_F(NftActionKernel, PrefixBanAndTheUnbansOfTheAddressesItCoversInOneTurn) {
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), NetworkEnv());
+  Turn(a, {{ActionOp::kBan, Ban("2001:db8:1:2::1")}, {ActionOp::kBan, Ban("2001:db8:1:2::2")},
+           {ActionOp::kBan, Ban("2001:db8:1:2::3")}, {ActionOp::kBan, Ban("2001:db8:5::1")}});
+  auto r = Turn(a, {{ActionOp::kUnban, Ban("2001:db8:1:2::1")},
+                    {ActionOp::kUnban, Ban("2001:db8:1:2::2")},
+                    {ActionOp::kUnban, Ban("2001:db8:1:2::3")},
+                    {ActionOp::kBan, Ban("2001:db8:1:2::/64")}});
+  for (const ActionReport& x : r) EXPECT_TRUE(x.status.ok()) << x.status.message();
+  EXPECT_EQ(Elements("addr6-set-pbx"),
+            (std::set<std::string>{"2001:db8:1:2::/64", "2001:db8:5::1"}));
+}
+
+// The same turn in the other order (the ban first): the kernel refuses an
+// interval overlapping an element, so the covered unbans go first anyway.
+TEST_F(NftActionKernel, PrefixBanBeforeTheUnbansOfTheAddressesItCovers) {
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), NetworkEnv());
+  Turn(a, {{ActionOp::kBan, Ban("198.51.100.1")}, {ActionOp::kBan, Ban("198.51.100.2")}});
+  auto r = Turn(a, {{ActionOp::kBan, Ban("198.51.100.0/24")},
+                    {ActionOp::kUnban, Ban("198.51.100.1")},
+                    {ActionOp::kUnban, Ban("198.51.100.2")}});
+  for (const ActionReport& x : r) {
+    EXPECT_TRUE(x.status.ok()) << x.status.message();
+    EXPECT_TRUE(x.warnings.empty()) << x.warnings[0];
+  }
+  EXPECT_EQ(Elements("addr-set-pbx"), (std::set<std::string>{"198.51.100.0/24"}));
+}
+
+// A covering network banned while an address inside it stays banned (no
+// unban comes): the address leaves the kernel's set for the network's time
+// and comes back when the network is unbanned; an address banned while its
+// network is in the set waits the same way.
+TEST_F(NftActionKernel, AddressesInsideABannedNetworkReturnWhenItIsUnbanned) {
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), NetworkEnv());
+  Turn(a, {{ActionOp::kBan, Ban("2001:db8:1:2::1")}});
+  auto r = Turn(a, {{ActionOp::kBan, Ban("2001:db8:1:2::/64")},
+                    {ActionOp::kBan, Ban("2001:db8:1:2::7")}});
+  for (const ActionReport& x : r) EXPECT_TRUE(x.status.ok()) << x.status.message();
+  EXPECT_EQ(Elements("addr6-set-pbx"), (std::set<std::string>{"2001:db8:1:2::/64"}));
+  r = Turn(a, {{ActionOp::kUnban, Ban("2001:db8:1:2::7")}});
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.message();
+  r = Turn(a, {{ActionOp::kUnban, Ban("2001:db8:1:2::/64")}});
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.message();
+  EXPECT_EQ(Elements("addr6-set-pbx"), (std::set<std::string>{"2001:db8:1:2::1"}));
+}
+
+// `nft flush ruleset` with intervals in the sets: the next ban makes the
+// interval sets again and puts every network and address back.
+TEST_F(NftActionKernel, FlushRulesetIsRepairedWithIntervals) {
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), NetworkEnv());
+  Turn(a, {{ActionOp::kStart, {}}, {ActionOp::kBan, Ban("2001:db8:1:2::/64")},
+           {ActionOp::kBan, Ban("198.51.100.0/24")}, {ActionOp::kBan, Ban("192.0.2.1")}});
+  Shell("nft flush ruleset");
+  auto r = Turn(a, {{ActionOp::kBan, Ban("203.0.113.0/24")}});
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.message();
+  EXPECT_FALSE(r[0].notes.empty());
+  EXPECT_EQ(Elements("addr-set-pbx"),
+            (std::set<std::string>{"192.0.2.1", "198.51.100.0/24", "203.0.113.0/24"}));
+  EXPECT_EQ(Elements("addr6-set-pbx"), (std::set<std::string>{"2001:db8:1:2::/64"}));
+  EXPECT_NE(List("addr6-set-pbx").find("flags interval"), std::string::npos);
+  r = Turn(a, {{ActionOp::kFlush, {}}});
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.message();
+  EXPECT_TRUE(Elements("addr-set-pbx").empty());
+  EXPECT_TRUE(Elements("addr6-set-pbx").empty());
+  Turn(a, {{ActionOp::kBan, Ban("2001:db8:1:2::/64")}});
+  r = Turn(a, {{ActionOp::kStop, {}}});
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.message();
+  EXPECT_EQ(Shell("nft list ruleset").find("f2b-table"), std::string::npos);
+}
+
+// Without network_bans the sets have no flags interval: a network id fails
+// its own operation, saying why, and the set is left as it was.
+TEST_F(NftActionKernel, NetworkWithoutNetworkBansFailsItsOperation) {
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), env_);
+  auto r = Turn(a, {{ActionOp::kBan, Ban("192.0.2.1")}, {ActionOp::kBan, Ban("198.51.100.0/24")}});
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.message();
+  ASSERT_FALSE(r[1].status.ok());
+  EXPECT_NE(r[1].status.message().find("addr-set-pbx { 198.51.100.0/24 }: a network, but "
+                                       "addr-set-pbx has no flags interval"),
+            std::string::npos)
+      << r[1].status.message();
+  EXPECT_EQ(Elements("addr-set-pbx"), (std::set<std::string>{"192.0.2.1"}));
+}
+
+// A set left by an older run without network bans (no flags) is replaced by
+// an interval set when the jail now bans networks.
+TEST_F(NftActionKernel, OlderNonIntervalSetIsReplacedAtStart) {
+  {
+    NftAction old("pbx", "nftables", {}, Allports("pbx"), env_);
+    Turn(old, {{ActionOp::kBan, Ban("192.0.2.1")}});
+  }
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), NetworkEnv());
+  auto r = Turn(a, {{ActionOp::kStart, {}}, {ActionOp::kBan, Ban("192.0.2.1")},
+                    {ActionOp::kBan, Ban("198.51.100.0/24")}});
+  for (const ActionReport& x : r) EXPECT_TRUE(x.status.ok()) << x.status.message();
+  EXPECT_EQ(Elements("addr-set-pbx"), (std::set<std::string>{"192.0.2.1", "198.51.100.0/24"}));
+  const std::string chain = Shell("nft list chain inet f2b-table f2b-chain");
+  EXPECT_EQ(chain.find("@addr-set-pbx"), chain.rfind("@addr-set-pbx")) << chain;
+}
+
+// Kernel timeouts with intervals: flags interval,timeout and the network
+// carries the ban's remaining time.
+TEST_F(NftActionKernel, NetworkBansWithKernelTimeouts) {
+  NftStockAction s = Allports("pbx");
+  s.spec.element_timeouts = true;
+  NftAction a("pbx", "nftables", {}, s, NetworkEnv());
+  BanInfo b = Ban("2001:db8:1:2::/64");
+  b.time = static_cast<double>(time(nullptr));
+  b.bantime = 3600;
+  auto r = Turn(a, {{ActionOp::kBan, b}});
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.message();
+  const std::string set = List("addr6-set-pbx");
+  EXPECT_NE(set.find("flags interval,timeout"), std::string::npos) << set;
+  EXPECT_NE(set.find("2001:db8:1:2::/64 timeout 1h"), std::string::npos) << set;
 }
 
 }  // namespace
