@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <limits>
 #include <list>
+#include <map>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -77,6 +78,19 @@ class BanManager {
   // Banned ids that `net` contains (unban by subnet or host name).
   std::vector<IpAddr> IdsIn(const IpAddr& net, Resolver* resolver = nullptr) const;
 
+  // Prefix bans (prefix4/prefix6, aggregate4/aggregate6, or a network given
+  // to banip). A banned network that contains `id` (an address or a longer
+  // network), or null; exact bans of `id` itself are not reported. Costs
+  // one lookup per prefix length in use, none while only addresses are
+  // banned. Valid until the next non-const call.
+  const Ticket* CoveringBan(const IpAddr& id) const;
+  // Aggregation: count the bans of `unit_plen` (32/128: addresses) of
+  // `family` per /`aggregate_plen` network; 0 turns it off. Call before
+  // the first ban of that family (bans already held are counted too).
+  void set_aggregation(int family, int aggregate_plen, int unit_plen);
+  // How many such bans lie in `net`, a network of the aggregate length.
+  size_t UnitsIn(const IpAddr& net) const;
+
   // Currently banned (status "Currently banned").
   size_t size() const { return index_.size(); }
   // Bans since start (status "Total banned").
@@ -101,6 +115,8 @@ class BanManager {
   };
 
   void Reindex(Order::iterator it);
+  // Keeps the prefix-length census and aggregate counts as `id` comes and goes.
+  void Indexed(const IpAddr& id, int delta);
   Ticket Erase(Order::iterator it);
 
   const Clock& clock_;
@@ -109,6 +125,14 @@ class BanManager {
   std::unordered_map<IpAddr, Order::iterator> index_;
   std::set<Order::iterator, ByEnd> by_end_;
   uint64_t next_seq_ = 0;
+  // Banned networks by (family, prefix length), counted; few lengths.
+  std::map<std::pair<int, int>, size_t> net_lengths_;
+  struct Aggregation {
+    int aggregate_plen = 0;
+    int unit_plen = 0;
+    std::unordered_map<IpAddr, size_t> units;  // per aggregate network
+  };
+  Aggregation aggregate4_, aggregate6_;
   uint64_t ban_total_ = 0;
 };
 

@@ -17,6 +17,7 @@
 
 #include "bantam/ini.h"
 #include "bantam/ordered_map.h"
+#include "bantam/prefix_options.h"
 #include "bantam/status.h"
 #include "bantam/value.h"
 
@@ -67,6 +68,10 @@ struct LoadedConfig {
   // fail2ban does not know and the stream leaves out (metrics,
   // metrics_allow_remote), as set; their locations are in origins.
   OrderedMap<std::string> extensions;
+  // bantam's prefix options of each enabled jail (prefix4, prefix6,
+  // aggregate4, aggregate6; see prefix_options.h), for jails that set one
+  // here or in [DEFAULT]. A bad value is an error diagnostic of that jail.
+  std::map<std::string, PrefixOptions> prefixes;
 
   bool has_errors() const {
     for (const Diagnostic& d : diagnostics)

@@ -127,7 +127,10 @@ class IgnoreList {
   std::vector<IpAddr> Entries() const;
   static bool IsFileEntry(std::string_view text) { return text.substr(0, 5) == "file:"; }
 
-  void set_ignoreself(bool value) { ignoreself_ = value; }
+  void set_ignoreself(bool value) {
+    ignoreself_ = value;
+    ++generation_;
+  }
   bool ignoreself() const { return ignoreself_; }
   void set_ignorecommand(std::string command) { ignorecommand_ = std::move(command); }
   const std::string& ignorecommand() const { return ignorecommand_; }
@@ -148,6 +151,15 @@ class IgnoreList {
   IgnoreVerdict Finish(const PendingIgnoreCommand& pending, const Result<int>& exit_status);
 
   size_t cache_size() const { return cache_index_.size(); }
+
+  // Prefix bans (prefix4/prefix6, aggregate4/aggregate6): the first entry
+  // that shares an address with `net` - this host's own addresses (with
+  // ignoreself), an ignoreip address or network, or an address a listed
+  // host name resolves to - as "ignoreip 2001:db8::1", or empty. The
+  // ignorecommand is not asked: it answers for addresses only.
+  std::string EntryInside(const IpAddr& net);
+  // Changes whenever an EntryInside() answer may have changed.
+  uint64_t generation() const { return generation_; }
 
  private:
   // Host name answers kept for 5 minutes (fail2ban's CACHE_nameToIp).
@@ -190,6 +202,7 @@ class IgnoreList {
   std::unordered_set<IpAddr> singles_;  // addresses (fail2ban's set)
   std::vector<IpAddr> nets_;            // networks and host names (fail2ban's list)
 
+  uint64_t generation_ = 0;
   std::vector<IpAddr> self_ips_;
   double self_expires_ = -1e300;
 

@@ -103,6 +103,15 @@ class IpAddr {
     return ip;
   }
 
+  // The network of the first `plen` bits of this IP form (bantam's prefix
+  // counting): "2001:db8:1:2::7".Network(64) is "2001:db8:1:2::/64". A
+  // `plen` at or above the address's own keeps it as it is; raw ids and
+  // invalid text come back unchanged.
+  IpAddr Network(int plen) const;
+  // Whether two IP forms share an address (one lies in the other); false
+  // across families and for raw ids and invalid text.
+  bool Overlaps(const IpAddr& other) const;
+
   // fail2ban's isInNet: whether this address, with *its own prefix length
   // ignored*, lies in `net`. Families must match (an IPv4 address is never
   // in an IPv6 network, mapped or not). When `net` is invalid non-empty text

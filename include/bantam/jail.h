@@ -24,6 +24,7 @@
 #include "bantam/fail_manager.h"
 #include "bantam/filter.h"
 #include "bantam/ignore_list.h"
+#include "bantam/prefix_options.h"
 #include "bantam/status.h"
 #include "bantam/value.h"
 
@@ -52,6 +53,9 @@ struct JailConfig {
   std::string ignorecommand;
   BanTimeIncrementOptions increment;
   std::vector<JailActionConfig> actions;
+  // bantam's counting and banning by prefix (not in the command stream:
+  // the server takes it from LoadedConfig::prefixes).
+  PrefixOptions prefixes;
 };
 
 // Collects every jail of a command stream (LoadConfig's), in order, with
@@ -72,6 +76,13 @@ class JailEvents {
   virtual void OnBan(const std::string& jail, const Ticket& ticket) = 0;
   virtual void OnAlreadyBanned(const std::string& jail, const IpAddr& id) = 0;
   virtual void OnUnban(const std::string& jail, const Ticket& ticket) = 0;
+  // A ban lifted because the prefix ban `by` now covers it (aggregate4/
+  // aggregate6): reported before the ban of `by`. Its record is no longer
+  // needed. By default an ordinary unban.
+  virtual void OnCovered(const std::string& jail, const Ticket& ticket, const IpAddr& by) {
+    (void)by;
+    OnUnban(jail, ticket);
+  }
   virtual void OnWarning(const std::string& jail, const std::string& message) = 0;
   // Runs a jail's ignorecommand off the event loop and calls `done` on the
   // loop thread with its exit status. Returns false when it cannot (the
@@ -116,8 +127,10 @@ class Jail {
   bool BanNow(const IpAddr& id);
   // A ban read back from the database at start: re-applied unless expired.
   void Restore(Ticket ticket);
-  // Unbans `id` (set JAIL unbanip); false if it was not banned.
-  bool Unban(const IpAddr& id);
+  // Unbans `id` (set JAIL unbanip); false if it was not banned. An address
+  // (or network) inside a banned prefix lifts that prefix, which `*lifted`
+  // (if given) then names; otherwise *lifted is id.
+  bool Unban(const IpAddr& id, IpAddr* lifted = nullptr);
   // Takes over the bans and failures of `old` (the same jail before a
   // reload rebuilt it); `old` is left with none.
   void TakeStateFrom(Jail& old);
@@ -169,6 +182,16 @@ class Jail {
   void CountFailure(const IpAddr& id, double time, FailData&& data, const IgnoreVerdict& verdict);
   void IgnoreCommandDone(const PendingIgnoreCommand& pending, const Result<int>& status);
   void TryBan(const IpAddr& id);
+  // The id failures of `address` count under (prefix4/prefix6): its prefix,
+  // unless that prefix holds an ignored address or network (then the
+  // address, with a warning once per prefix).
+  IpAddr CountingId(const IpAddr& address);
+  // The ignore entry inside `net`, or empty; answers are cached per
+  // network until the ignore list changes.
+  std::string IgnoredInside(const IpAddr& net);
+  // aggregate4/aggregate6 after `unit` was banned: bans its aggregate
+  // prefix once enough units of it are banned.
+  void MaybeAggregate(const IpAddr& unit);
 
   struct ParkedFailure {
     double time;
@@ -192,6 +215,11 @@ class Jail {
   // jail rebuilt by a reload meanwhile is not touched.
   std::shared_ptr<Jail*> alive_ = std::make_shared<Jail*>(this);
   uint64_t seq_ = 0;
+  // IgnoredInside's answers, by network, for ignore list generation
+  // ignore_generation_; and the prefixes already warned about.
+  std::unordered_map<IpAddr, std::string> ignored_inside_;
+  uint64_t ignore_generation_ = 0;
+  std::unordered_map<IpAddr, bool> warned_prefixes_;
 };
 
 }  // namespace bantam

@@ -36,6 +36,9 @@ struct Ticket {
   std::optional<double> ban_time;
   bool restored = false;  // came back from the database at start
   bool banned = false;    // the ban actions have run
+  // A prefix ban made by aggregate4/aggregate6: how many bans it took the
+  // place of (for the log); 0 otherwise. Not stored.
+  int aggregated = 0;
   // The first failure's named groups; data.matches holds the matched lines
   // kept (at most maxmatches once a second failure arrived).
   FailData data;

@@ -309,6 +309,25 @@ std::string IpAddr::ToString() const {
   return out;
 }
 
+IpAddr IpAddr::Network(int plen) const {
+  if (!is_ip() || plen >= plen_) return *this;
+  IpAddr net = *this;
+  net.plen_ = std::max(plen, 0);
+  if (is_ipv4()) {
+    net.lo_ &= HighMask(int64_t{net.plen_} + 32) & 0xFFFFFFFFu;
+  } else {
+    net.hi_ &= HighMask(net.plen_);
+    net.lo_ &= HighMask(int64_t{net.plen_} - 64);
+  }
+  return net;
+}
+
+bool IpAddr::Overlaps(const IpAddr& other) const {
+  if (!is_ip() || family_ != other.family_) return false;
+  const int shorter = std::min(plen_, other.plen_);
+  return Network(shorter) == other.Network(shorter);
+}
+
 bool IpAddr::IsInNet(const IpAddr& net, Resolver* resolver) const {
   if (net.family_ == 0 && !net.raw_.empty()) {
     if (resolver == nullptr) return false;

@@ -230,6 +230,9 @@ class Loader {
  private:
   struct Jail;
   Status ReadJail(LayeredConfig* jails, const std::string& name, Jail* jail);
+  // bantam's prefix4/prefix6/aggregate4/aggregate6 of jail `name` into
+  // out_.prefixes, each bad value an error diagnostic of the jail.
+  void ReadPrefixOptions(const LayeredConfig& jails, const std::string& name);
   Status ConvertJail(Jail* jail, std::vector<Value>* stream);
   Status ReadServer(LayeredConfig* cfg);
 
@@ -458,6 +461,36 @@ struct Loader::Jail {
   bool enabled = false;
 };
 
+void Loader::ReadPrefixOptions(const LayeredConfig& jails, const std::string& name) {
+  PrefixOptions prefixes;
+  bool set = false;
+  for (const char* opt : kPrefixOptionNames) {
+    Lookup l = jails.Get(name, opt);
+    if (l.code == LookupCode::kError) {
+      out_.diagnostics.push_back({Severity::kError, l.error, name});
+      continue;
+    }
+    if (!l.ok()) continue;
+    const SourceLoc loc = jails.Where(name, opt);
+    const std::string where = loc.file.empty() ? "" : loc.ToString() + ": ";
+    if (Status s = SetPrefixOption(&prefixes, opt, l.value); !s.ok()) {
+      out_.diagnostics.push_back({Severity::kError, where + "jail '" + name + "': " + s.message(), name});
+      continue;
+    }
+    out_.origins[{name, opt}] = loc;
+    set = true;
+  }
+  if (!set) return;
+  if (Status s = ValidatePrefixOptions(prefixes); !s.ok()) {
+    const char* opt = s.message().rfind("aggregate4", 0) == 0 ? "aggregate4" : "aggregate6";
+    const SourceLoc loc = jails.Where(name, opt);
+    out_.diagnostics.push_back(
+        {Severity::kError, (loc.file.empty() ? "" : loc.ToString() + ": ") + "jail '" + name + "': " + s.message(), name});
+    return;
+  }
+  out_.prefixes[name] = prefixes;
+}
+
 Status Loader::ReadJail(LayeredConfig* jails, const std::string& name, Jail* jail) {
   jail->name = name;
   Status s = GetOptions(jails, name, JailFirstOpts(), nullptr, nullptr, true, true, &jail->opts);
@@ -516,6 +549,7 @@ Status Loader::ReadJail(LayeredConfig* jails, const std::string& name, Jail* jai
     SourceLoc loc = jails->Where(name, spec.name);
     if (!loc.file.empty()) out_.origins[{name, spec.name}] = loc;
   }
+  ReadPrefixOptions(*jails, name);
   if (jail->filter) {
     s = jail->filter->GetOptions(jail->opts, /*all=*/false);
     if (!s.ok()) return s;

@@ -28,8 +28,9 @@ enum class BanCause {
   kRestored,  // still in force in the database at start
   kFleet,     // applied from a peer bantam (src/fleet)
   kRecidive,  // maxretry in a jail that reads bantam's own log (recidive)
+  kAggregated,  // a prefix ban that took the place of aggregate4/6 bans
 };
-inline constexpr size_t kBanCauses = 5;
+inline constexpr size_t kBanCauses = 6;
 const char* BanCauseName(BanCause cause);
 
 // Why a ban ended (the `cause` label of bantam_unbans_total).
@@ -37,8 +38,9 @@ enum class UnbanCause {
   kExpired,  // its bantime ran out
   kManual,   // `bantam unban`, `set JAIL unbanip`, `reload --unban`
   kFleet,    // lifted by a peer bantam (src/fleet)
+  kAggregated,  // now covered by a prefix ban (aggregate4/aggregate6)
 };
-inline constexpr size_t kUnbanCauses = 3;
+inline constexpr size_t kUnbanCauses = 4;
 const char* UnbanCauseName(UnbanCause cause);
 
 // Why a failure was ignored (the `reason` label), from the jail's report.

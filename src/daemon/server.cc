@@ -130,6 +130,10 @@ Result<std::vector<ConfiguredJail>> ConfiguredJails(const LoadedConfig& cfg,
       v.AppendJson(&c.signature);
       c.signature.push_back('\n');
     }
+    if (auto pr = cfg.prefixes.find(jc.name); pr != cfg.prefixes.end()) {
+      jc.prefixes = pr->second;
+      c.signature += "prefixes " + jc.prefixes.Describe() + "\n";
+    }
     for (const MissingLogPath& m : cfg.missing_logpaths) {
       if (m.jail != jc.name) continue;
       if (m.path.find_first_of("*?[") != std::string::npos) {
@@ -703,6 +707,7 @@ void ServerImpl::OnBan(const std::string& jail, const Ticket& t) {
   {
     BanCause cause = t.restored ? BanCause::kRestored : ban_cause_;
     if (cause == BanCause::kMaxretry && js->counters->recidive) cause = BanCause::kRecidive;
+    if (t.aggregated > 0 && !t.restored) cause = BanCause::kAggregated;
     ++js->counters->bans[static_cast<size_t>(cause)];
   }
   if (t.restored) {
@@ -736,9 +741,16 @@ void ServerImpl::LogBan(JailState& js, const Ticket& t) {
   // Once per ban, when it is on disk: the fleet publishes a local ban, and
   // names the origin of one it applied from a peer.
   const std::string fleet_note = fleet_ ? fleet_->BanReported(js.jail->name(), t) : "";
+  std::string note = fleet_note;
+  if (t.aggregated > 0) {
+    // aggregate4/aggregate6: what the prefix ban took the place of.
+    const bool units_are_addresses = t.id.is_ipv4() ? js.jail->config().prefixes.prefix4 == 32
+                                                    : js.jail->config().prefixes.prefix6 == 128;
+    note += " (aggregated " + std::to_string(t.aggregated) +
+            (units_are_addresses ? " address" : " prefix") + (t.aggregated == 1 ? "" : "es") + ")";
+  }
   Log(LogLevel::kNotice, "fail2ban.actions",
-      "[" + js.jail->name() + "] " + (t.restored ? "Restore Ban " : "Ban ") + t.id.ToString() +
-          fleet_note);
+      "[" + js.jail->name() + "] " + (t.restored ? "Restore Ban " : "Ban ") + t.id.ToString() + note);
 }
 
 void ServerImpl::ActOnBan(JailState& js, const Ticket& t) {
@@ -1052,6 +1064,21 @@ void ServerImpl::OnUnban(const std::string& jail, const Ticket& t) {
   if (js == nullptr) return;
   ++js->counters->unbans[static_cast<size_t>(unban_cause_)];
   Log(LogLevel::kNotice, "fail2ban.actions", "[" + jail + "] Unban " + t.id.ToString());
+  const BanInfo info = MakeBanInfo(*js, t);
+  for (auto& a : js->actions) Submit(*js, *a, ActionOp::kUnban, info);
+}
+
+void ServerImpl::OnCovered(const std::string& jail, const Ticket& t, const IpAddr& by) {
+  if (!deferred_bans_.empty()) ReportDeferredBans();
+  JailState* js = FindJail(jail);
+  if (js == nullptr) return;
+  ++js->counters->unbans[static_cast<size_t>(UnbanCause::kAggregated)];
+  Log(LogLevel::kNotice, "fail2ban.actions",
+      "[" + jail + "] Unban " + t.id.ToString() + " (covered by " + by.ToString() + ")");
+  // The prefix's record takes its place: a restart restores the prefix only.
+  if (Status s = store_->DelBan(jail, t.id.ToString()); !s.ok()) {
+    Log(LogLevel::kError, "fail2ban.database", s.message());
+  }
   const BanInfo info = MakeBanInfo(*js, t);
   for (auto& a : js->actions) Submit(*js, *a, ActionOp::kUnban, info);
 }

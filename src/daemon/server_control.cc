@@ -478,11 +478,22 @@ int ServerImpl::ControlUnban(JailState& js, const std::vector<std::string>& ips,
       Log(LogLevel::kError, "fail2ban.database", s.message());
     }
     const IpAddr id = IpAddr::FromText(ip);
-    if (publish && fleet_) fleet_->OperatorUnban(js.jail->name(), id);
-    if (js.jail->Unban(id)) {
+    IpAddr lifted;
+    if (js.jail->Unban(id, &lifted)) {
+      if (!(lifted == id)) {
+        // An address inside a banned prefix: the prefix is what is lifted.
+        Log(LogLevel::kNotice, "fail2ban.actions",
+            "[" + js.jail->name() + "] " + ip + " is inside the banned prefix " +
+                lifted.ToString() + ": lifted the prefix");
+        if (Status s = store_->DelBan(js.jail->name(), lifted.ToString()); !s.ok()) {
+          Log(LogLevel::kError, "fail2ban.database", s.message());
+        }
+      }
+      if (publish && fleet_) fleet_->OperatorUnban(js.jail->name(), lifted);
       ++cnt;
       continue;
     }
+    if (publish && fleet_) fleet_->OperatorUnban(js.jail->name(), id);
     if (!id.is_single()) {
       // A subnet (or a name): every banned address in it.
       std::vector<IpAddr> in = js.jail->bans().IdsIn(id);

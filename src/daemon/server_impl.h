@@ -140,6 +140,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void OnBan(const std::string& jail, const Ticket& ticket) override;
   void OnAlreadyBanned(const std::string& jail, const IpAddr& id) override;
   void OnUnban(const std::string& jail, const Ticket& ticket) override;
+  void OnCovered(const std::string& jail, const Ticket& ticket, const IpAddr& by) override;
   void OnWarning(const std::string& jail, const std::string& message) override;
   bool RunIgnoreCommand(const PendingIgnoreCommand& command,
                         std::function<void(Result<int>)> done) override;

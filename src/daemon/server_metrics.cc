@@ -28,6 +28,8 @@ const char* BanCauseName(BanCause cause) {
       return "fleet";
     case BanCause::kRecidive:
       return "recidive";
+    case BanCause::kAggregated:
+      return "aggregated";
   }
   return "";
 }
@@ -40,6 +42,8 @@ const char* UnbanCauseName(UnbanCause cause) {
       return "manual";
     case UnbanCause::kFleet:
       return "fleet";
+    case UnbanCause::kAggregated:
+      return "aggregated";
   }
   return "";
 }

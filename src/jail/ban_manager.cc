@@ -30,6 +30,7 @@ AddBanOutcome BanManager::AddBan(Ticket ticket, const Ticket** existing) {
   auto it = std::prev(order_.end());
   index_.emplace(e.ticket.id, it);
   by_end_.insert(it);
+  Indexed(e.ticket.id, +1);
   ++ban_total_;
   return AddBanOutcome::kAdded;
 }
@@ -62,6 +63,9 @@ std::vector<Ticket> BanManager::Flush() {
   by_end_.clear();
   index_.clear();
   order_.clear();
+  net_lengths_.clear();
+  aggregate4_.units.clear();
+  aggregate6_.units.clear();
   return all;
 }
 
@@ -116,9 +120,55 @@ void BanManager::Reindex(Order::iterator it) {
 Ticket BanManager::Erase(Order::iterator it) {
   by_end_.erase(it);
   index_.erase(it->ticket.id);
+  Indexed(it->ticket.id, -1);
   Ticket t = std::move(it->ticket);
   order_.erase(it);
   return t;
+}
+
+const Ticket* BanManager::CoveringBan(const IpAddr& id) const {
+  for (const auto& [key, count] : net_lengths_) {
+    const auto [family, plen] = key;
+    if (count == 0 || family != id.family() || plen >= id.plen()) continue;
+    if (const Ticket* t = Find(id.Network(plen))) return t;
+  }
+  return nullptr;
+}
+
+void BanManager::set_aggregation(int family, int aggregate_plen, int unit_plen) {
+  Aggregation& a = family == AF_INET ? aggregate4_ : aggregate6_;
+  a.aggregate_plen = aggregate_plen;
+  a.unit_plen = unit_plen;
+  a.units.clear();
+  if (aggregate_plen == 0) return;
+  for (const Entry& e : order_) {
+    if (e.ticket.id.family() == family && e.ticket.id.plen() == unit_plen) {
+      ++a.units[e.ticket.id.Network(aggregate_plen)];
+    }
+  }
+}
+
+size_t BanManager::UnitsIn(const IpAddr& net) const {
+  const Aggregation& a = net.is_ipv4() ? aggregate4_ : aggregate6_;
+  auto it = a.units.find(net);
+  return it == a.units.end() ? 0 : it->second;
+}
+
+void BanManager::Indexed(const IpAddr& id, int delta) {
+  if (!id.is_ip()) return;
+  if (!id.is_single()) {
+    size_t& n = net_lengths_[{id.family(), id.plen()}];
+    n += delta;
+    if (n == 0) net_lengths_.erase({id.family(), id.plen()});
+  }
+  Aggregation& a = id.is_ipv4() ? aggregate4_ : aggregate6_;
+  if (a.aggregate_plen == 0 || id.plen() != a.unit_plen) return;
+  const IpAddr net = id.Network(a.aggregate_plen);
+  if (delta > 0) {
+    ++a.units[net];
+  } else if (auto it = a.units.find(net); it != a.units.end() && --it->second == 0) {
+    a.units.erase(it);
+  }
 }
 
 }  // namespace bantam

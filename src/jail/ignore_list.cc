@@ -164,6 +164,7 @@ bool IgnoreList::Add(std::string_view text) {
   if (singles_.count(ip) != 0 || std::find(nets_.begin(), nets_.end(), ip) != nets_.end()) {
     return false;
   }
+  ++generation_;
   if (ip.is_single()) {
     singles_.insert(std::move(ip));
   } else {
@@ -174,6 +175,7 @@ bool IgnoreList::Add(std::string_view text) {
 
 bool IgnoreList::Remove(std::string_view text) {
   IpAddr ip = IpAddr::FromText(text);
+  ++generation_;
   if (singles_.erase(ip) != 0) return true;
   auto it = std::find(nets_.begin(), nets_.end(), ip);
   if (it == nets_.end()) return false;
@@ -182,6 +184,7 @@ bool IgnoreList::Remove(std::string_view text) {
 }
 
 void IgnoreList::Clear() {
+  ++generation_;
   singles_.clear();
   nets_.clear();
 }
@@ -291,10 +294,36 @@ bool IgnoreList::IsSelf(const IpAddr& id) {
   if (self_ == nullptr) return false;
   const double now = clock_.Now();
   if (now >= self_expires_) {
-    self_ips_ = self_->SelfIps();
+    std::vector<IpAddr> fresh = self_->SelfIps();
+    if (fresh != self_ips_) ++generation_;
+    self_ips_ = std::move(fresh);
     self_expires_ = now + kDnsCacheSeconds;
   }
   return std::find(self_ips_.begin(), self_ips_.end(), id) != self_ips_.end();
+}
+
+std::string IgnoreList::EntryInside(const IpAddr& net) {
+  if (!net.is_ip()) return "";
+  if (ignoreself_ && self_ != nullptr) {
+    IsSelf(net);  // refreshes self_ips_ when due
+    for (const IpAddr& ip : self_ips_) {
+      if (ip.Overlaps(net)) return "ignoreself " + ip.ToString();
+    }
+  }
+  for (const IpAddr& ip : singles_) {
+    if (ip.Overlaps(net)) return "ignoreip " + ip.ToString();
+  }
+  for (const IpAddr& entry : nets_) {
+    if (entry.is_ip()) {
+      if (entry.Overlaps(net)) return "ignoreip " + entry.ToString();
+      continue;
+    }
+    if (entry.raw().empty()) continue;
+    for (const IpAddr& ip : dns_.HostToIp(entry.raw())) {
+      if (ip.Overlaps(net)) return "ignoreip " + std::string(entry.raw()) + " (" + ip.ToString() + ")";
+    }
+  }
+  return "";
 }
 
 std::optional<IgnoreVerdict> IgnoreList::Prepare(const IpAddr& id, const FailData* data,

@@ -1,5 +1,8 @@
 #include "bantam/jail.h"
 
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -165,6 +168,15 @@ Result<std::unique_ptr<Jail>> Jail::Create(JailConfig config, const Clock& clock
   for (const std::string& ip : j->config_.ignoreip) j->ignore_->Add(ip);
   j->ignore_->set_ignoreself(j->config_.ignoreself);
   j->ignore_->set_ignorecommand(j->config_.ignorecommand);
+  if (Status s = ValidatePrefixOptions(j->config_.prefixes); !s.ok()) {
+    return Status::Error("jail '" + jail_name + "': " + s.message());
+  }
+  for (int family : {AF_INET, AF_INET6}) {
+    const PrefixOptions& p = j->config_.prefixes;
+    if (p.AggregatePlen(family) > 0) {
+      j->bans_.set_aggregation(family, p.AggregatePlen(family), p.UnitPlen(family));
+    }
+  }
   if (j->config_.increment.increment) {
     Result<BanTimeIncrement> inc = BanTimeIncrement::Create(j->config_.increment);
     if (!inc.ok()) return Status::Error("jail '" + jail_name + "': " + inc.status().message());
@@ -230,8 +242,9 @@ void Jail::AddAttempt(const IpAddr& id, std::vector<std::string> matches) {
   const int weight = matches.empty() ? 1 : static_cast<int>(matches.size());
   FailData data;
   data.matches = std::move(matches);
-  const int retry = fails_.AddFailure(id, now, std::move(data), weight);
-  if (retry >= fails_.maxretry()) TryBan(id);
+  const IpAddr key = CountingId(id);
+  const int retry = fails_.AddFailure(key, now, std::move(data), weight);
+  if (retry >= fails_.maxretry()) TryBan(key);
 }
 
 void Jail::ProcessLine(std::string_view line, bool in_operation) {
@@ -288,8 +301,93 @@ void Jail::CountFailure(const IpAddr& id, double time, FailData&& data, const Ig
     return;
   }
   events_->OnFound(config_.name, id, time);
-  const int retry = fails_.AddFailure(id, time, std::move(data));
-  if (retry >= fails_.maxretry()) TryBan(id);
+  const IpAddr key = CountingId(id);
+  const int retry = fails_.AddFailure(key, time, std::move(data));
+  if (retry >= fails_.maxretry()) TryBan(key);
+}
+
+IpAddr Jail::CountingId(const IpAddr& address) {
+  const IpAddr unit = config_.prefixes.UnitOf(address);
+  if (unit == address) return address;
+  const std::string inside = IgnoredInside(unit);
+  if (inside.empty()) return unit;
+  // ignoreip wins: this prefix is counted (and banned) address by address.
+  if (warned_prefixes_.size() >= 4096) warned_prefixes_.clear();
+  if (warned_prefixes_.emplace(unit, true).second) {
+    events_->OnWarning(config_.name, "prefix " + unit.ToString() + " holds " + inside +
+                                         ": its addresses are counted and banned one by one");
+  }
+  return address;
+}
+
+std::string Jail::IgnoredInside(const IpAddr& net) {
+  if (ignore_generation_ != ignore_->generation() || ignored_inside_.size() >= 65536) {
+    ignored_inside_.clear();
+    warned_prefixes_.clear();
+    ignore_generation_ = ignore_->generation();
+  }
+  auto found = ignored_inside_.find(net);
+  if (found != ignored_inside_.end()) return found->second;
+  std::string inside = ignore_->EntryInside(net);
+  // EntryInside may refresh this host's addresses and so the generation.
+  ignore_generation_ = ignore_->generation();
+  ignored_inside_.emplace(net, inside);
+  return inside;
+}
+
+void Jail::MaybeAggregate(const IpAddr& unit) {
+  const PrefixOptions& p = config_.prefixes;
+  const int plen = p.AggregatePlen(unit.family());
+  if (plen == 0 || unit.plen() != p.UnitPlen(unit.family())) return;
+  const IpAddr net = unit.Network(plen);
+  if (bans_.UnitsIn(net) < static_cast<size_t>(p.AggregateCount(unit.family()))) return;
+  if (const std::string inside = IgnoredInside(net); !inside.empty()) {
+    if (warned_prefixes_.size() >= 4096) warned_prefixes_.clear();
+    if (warned_prefixes_.emplace(net, true).second) {
+      events_->OnWarning(config_.name, "not aggregating into " + net.ToString() + ": it holds " +
+                                           inside + "; its bans stay one by one");
+    }
+    return;
+  }
+  const double now = clock_.Now();
+  Ticket t;
+  t.id = net;
+  t.time = now;
+  t.first_time = now;
+  t.retry = t.attempts = 0;
+  // The prefix ban never ends before a ban it replaces would have.
+  double longest = 0;
+  bool permanent = false;
+  std::vector<Ticket> covered;
+  for (const IpAddr& id : bans_.IdsIn(net)) {
+    std::optional<Ticket> old = bans_.Remove(id);
+    if (!old) continue;
+    const double bt = old->BanTimeOr(config_.bantime);
+    if (bt == kPermanentBanTime) {
+      permanent = true;
+    } else {
+      longest = std::max(longest, old->time + bt - now);
+    }
+    t.retry += old->retry;
+    t.attempts += old->attempts;
+    t.first_time = std::min(t.first_time, old->first_time);
+    covered.push_back(std::move(*old));
+  }
+  double bantime = config_.bantime;
+  if (increment_ && history_ != nullptr) {
+    std::string error;
+    bantime = increment_->IncrementFor(bantime, &t, *history_, config_.name, &error);
+    if (!error.empty()) events_->OnWarning(config_.name, "bantime.increment: " + error);
+  }
+  if (permanent || bantime == kPermanentBanTime) {
+    bantime = kPermanentBanTime;
+  } else {
+    bantime = std::max(bantime, longest);
+  }
+  t.ban_time = bantime;
+  t.aggregated = static_cast<int>(covered.size());
+  for (const Ticket& old : covered) events_->OnCovered(config_.name, old, net);
+  if (bans_.AddBan(t) == AddBanOutcome::kAdded) events_->OnBan(config_.name, t);
 }
 
 void Jail::IgnoreCommandDone(const PendingIgnoreCommand& pending, const Result<int>& status) {
@@ -307,6 +405,11 @@ void Jail::IgnoreCommandDone(const PendingIgnoreCommand& pending, const Result<i
 void Jail::TryBan(const IpAddr& id) {
   std::optional<Ticket> ticket = fails_.ToBan(&id);
   if (!ticket) return;
+  if (const Ticket* prefix = bans_.CoveringBan(id)) {
+    // A banned prefix holds it already: its packets are dropped.
+    events_->OnAlreadyBanned(config_.name, prefix->id);
+    return;
+  }
   double bantime = config_.bantime;
   if (increment_ && history_ != nullptr) {
     std::string error;
@@ -319,6 +422,7 @@ void Jail::TryBan(const IpAddr& id) {
   switch (bans_.AddBan(*ticket, &existing)) {
     case AddBanOutcome::kAdded:
       events_->OnBan(config_.name, *ticket);
+      MaybeAggregate(id);
       break;
     case AddBanOutcome::kAlreadyBanned:
     case AddBanOutcome::kProlonged:
@@ -330,6 +434,10 @@ void Jail::TryBan(const IpAddr& id) {
 }
 
 bool Jail::BanNow(const IpAddr& id) {
+  if (const Ticket* prefix = bans_.CoveringBan(id)) {
+    events_->OnAlreadyBanned(config_.name, prefix->id);
+    return false;
+  }
   if (bans_.IsBanned(id)) {
     // fail2ban's addBannedIP of a banned id: its ban is prolonged to end
     // one bantime from now.
@@ -350,17 +458,32 @@ bool Jail::BanNow(const IpAddr& id) {
   t.ban_time = bantime;
   if (bans_.AddBan(t) != AddBanOutcome::kAdded) return false;
   events_->OnBan(config_.name, t);
+  MaybeAggregate(id);
   return true;
 }
 
 void Jail::Restore(Ticket ticket) {
   ticket.restored = true;
+  // A prefix ban and the bans it covers are never held together (a record
+  // of a covered ban can outlive its prefix's aggregation in a crash).
+  if (bans_.CoveringBan(ticket.id) != nullptr) return;
+  if (ticket.id.is_ip() && !ticket.id.is_single()) {
+    for (const IpAddr& id : bans_.IdsIn(ticket.id)) {
+      if (id == ticket.id) continue;
+      if (std::optional<Ticket> old = bans_.Remove(id)) events_->OnCovered(config_.name, *old, ticket.id);
+    }
+  }
   if (bans_.AddBan(ticket) == AddBanOutcome::kAdded) events_->OnBan(config_.name, ticket);
 }
 
-bool Jail::Unban(const IpAddr& id) {
+bool Jail::Unban(const IpAddr& id, IpAddr* lifted) {
   std::optional<Ticket> t = bans_.Remove(id);
-  if (!t) return false;
+  if (!t) {
+    const Ticket* prefix = bans_.CoveringBan(id);
+    if (prefix == nullptr) return false;
+    t = bans_.Remove(IpAddr(prefix->id));
+  }
+  if (lifted != nullptr) *lifted = t->id;
   events_->OnUnban(config_.name, *t);
   return true;
 }
