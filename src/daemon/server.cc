@@ -328,10 +328,13 @@ Result<std::unique_ptr<JailState>> ServerImpl::BuildJail(JailConfig config,
   }
   js->jail = std::move(*jail);
   js->counters = CountersFor(js->jail->config());
+  // A jail that bans networks gets interval sets from native nftables.
+  ActionEnv env = action_env_;
+  env.network_bans = js->jail->config().prefixes.bans_networks();
   for (const JailActionConfig& a : actions) {
     OrderedMap<std::string> opts;
     for (const auto& [k, v] : a.options) opts.Set(k, v.ToPyStr());
-    Result<CreatedAction> act = CreateAction(name, a.name, std::move(opts), action_env_);
+    Result<CreatedAction> act = CreateAction(name, a.name, std::move(opts), env);
     if (!act.ok()) {
       Status s = Status::Error("Jail '" + name + "': action '" + a.name + "': " +
                                act.status().message());
