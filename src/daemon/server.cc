@@ -312,6 +312,22 @@ Status ServerImpl::InitAfterDetach(LoadedConfig& loaded) {
   return Status::Ok();
 }
 
+namespace {
+
+// Whether a filter's failures may be networks (<SUBNET>, <CIDR>: e.g. the
+// recidive filter reading prefix bans), so the jail bans networks too.
+bool CapturesNetworks(const FilterSettings& f) {
+  for (const std::string& r : f.failregex) {
+    if (r.find("<SUBNET>") != std::string::npos || r.find("<CIDR>") != std::string::npos ||
+        r.find("<F-SUBNET") != std::string::npos || r.find("<F-CIDR") != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<JailState>> ServerImpl::BuildJail(JailConfig config,
                                                          const std::string& signature) {
   const std::string name = config.name;
@@ -330,7 +346,7 @@ Result<std::unique_ptr<JailState>> ServerImpl::BuildJail(JailConfig config,
   js->counters = CountersFor(js->jail->config());
   // A jail that bans networks gets interval sets from native nftables.
   ActionEnv env = action_env_;
-  env.network_bans = js->jail->config().prefixes.bans_networks();
+  env.network_bans = js->jail->config().prefixes.bans_networks() || CapturesNetworks(js->jail->config().filter);
   for (const JailActionConfig& a : actions) {
     OrderedMap<std::string> opts;
     for (const auto& [k, v] : a.options) opts.Set(k, v.ToPyStr());

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "bantam/config_dir.h"
 #include "bantam/config_loader.h"
 #include "bantam/filter.h"
+#include "bantam/prefix_options.h"
 #include "bantam/ini.h"
 #include "bantam/journal_reader.h"
 #include "bantam/option_list.h"
@@ -93,6 +95,7 @@ struct Options {
   bool print_all_matched = false, print_all_missed = false, print_all_ignored = false;
   bool json = false;
   std::optional<double> now;
+  PrefixOptions prefixes;  // --prefix4, --prefix6
   std::vector<std::string> args;
 };
 
@@ -131,6 +134,9 @@ void PrintUsage(FILE* f, const char* prog) {
       "  --print-all-ignored     list every ignored line\n"
       "  --json                  one JSON object per failure and nothing else:\n"
       "                          {\"lineno\":N,\"id\":...,\"time\":T,\"fail\":{...}}\n"
+      "  --prefix4 N, --prefix6 N  count failures by their /N network, as a jail with\n"
+      "                          prefix4/prefix6 does: ids become prefixes, and the\n"
+      "                          report lists the failures per prefix\n"
       "  --now EPOCH             fix the current time (year inference, lines without date)\n",
       prog);
 }
@@ -158,6 +164,7 @@ std::string ParseArgs(int argc, char** argv, Options* o, int* exit_now) {
       {nullptr, "--print-all-ignored", nullptr, false}, {"-t", "--log-traceback", nullptr, false},
       {nullptr, "--full-traceback", nullptr, false}, {nullptr, "--json", nullptr, false},
       {nullptr, "--now", nullptr, true},          {"-h", "--help", nullptr, false},
+      {nullptr, "--prefix4", nullptr, true},      {nullptr, "--prefix6", nullptr, true},
   };
   bool only_args = false;
   for (int i = 1; i < argc; ++i) {
@@ -261,6 +268,10 @@ std::string ParseArgs(int argc, char** argv, Options* o, int* exit_now) {
         return "option --now: invalid number: " + PyRepr(*value);
       }
       o->now = v;
+    } else if (key == "--prefix4" || key == "--prefix6") {
+      if (Status st = SetPrefixOption(&o->prefixes, key.substr(2), *value); !st.ok()) {
+        return "option " + key + ": " + st.message();
+      }
     } else if (key == "--help") {
       PrintUsage(stdout, argv[0]);
       *exit_now = 0;
@@ -423,6 +434,7 @@ class RegexTool {
   std::vector<std::string> buffered_text_;  // text of lines in the buffer, by seq order
   std::vector<std::pair<uint64_t, std::string>> pending_lines_;
   std::string json_;
+  std::map<std::string, uint64_t> by_prefix_;  // failures per id, with --prefix4/6
   std::string journal_date_;
   LogLine dated_;
   double now_ = 0;
@@ -711,6 +723,14 @@ void RegexTool::TestDated(LogLine* dated, uint64_t lineno, const Original& origi
   if (multi) filter_->LineBufferSeqs(&buffer_before_);
   const bool full_buffer = buffer_before_.size() >= static_cast<size_t>(settings_.maxlines);
   filter_->MatchLine(dated, now_, &failures_, &line_result_);
+  if (o_.prefixes.bans_networks()) {
+    // Failures counted by prefix, as the jail would count them.
+    for (Failure& f : failures_) {
+      if (!f.id) continue;
+      *f.id = o_.prefixes.UnitOf(*f.id);
+      if (!f.nofail()) ++by_prefix_[f.id->ToString()];
+    }
+  }
   bool is_ignored = !line_result_.ignored_by.empty();
   for (int i : line_result_.ignored_by) ++ignoreregex_[static_cast<size_t>(i)].hits;
 
@@ -883,6 +903,21 @@ void RegexTool::PrintStats(double elapsed) {
   Out("\nLines: " + std::to_string(stats_.tested) + " lines, " + std::to_string(stats_.ignored) +
       " ignored, " + std::to_string(stats_.matched) + " matched, " +
       std::to_string(stats_.missed) + " missed");
+  if (o_.prefixes.bans_networks()) {
+    // The ids a jail with these options would count, most failures first.
+    std::vector<std::pair<std::string, uint64_t>> ids(by_prefix_.begin(), by_prefix_.end());
+    std::stable_sort(ids.begin(), ids.end(),
+                     [](const auto& a, const auto& b) { return a.second > b.second; });
+    Out("\nFailures by prefix (" + o_.prefixes.Describe() + "): " + std::to_string(ids.size()) +
+        " ids");
+    std::vector<std::string> list;
+    const size_t shown = o_.verbose ? ids.size() : std::min<size_t>(ids.size(), 20);
+    for (size_t i = 0; i < shown; ++i) {
+      list.push_back("[" + std::to_string(ids[i].second) + "] " + ids[i].first);
+    }
+    if (shown < ids.size()) list.push_back("... " + std::to_string(ids.size() - shown) + " more (-v lists all)");
+    PprintList(list, "[# of failures] id");
+  }
   char buf[64];
   std::snprintf(buf, sizeof buf, "[processed in %.2f sec]", elapsed);
   Out(buf);
