@@ -249,6 +249,7 @@ bool Filter::GateOpen(const LogLine& line) const {
     // starts `post`.
     const std::string_view t = lit.text;
     for (size_t k = 1; k < t.size() && k <= pre.size(); ++k) {
+      if (pre[pre.size() - k] != t[0]) continue;  // most fail here, without a call
       if (t.size() - k <= post.size() && pre.substr(pre.size() - k) == t.substr(0, k) &&
           post.substr(0, t.size() - k) == t.substr(k)) {
         return true;
