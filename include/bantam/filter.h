@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "bantam/date_detector.h"
 #include "bantam/failregex.h"
 #include "bantam/ip_address.h"
+#include "bantam/literal_scan.h"
 #include "bantam/status.h"
 
 namespace bantam {
@@ -64,6 +66,14 @@ struct FilterSettings {
   // that jails reading one file search each line's date once. Feed such
   // filters each line with the same `now` for the sharing to apply.
   bool share_date_searches = false;
+  // The line gate's strings (see Filter) looked for in one scan per line
+  // shared with the other filters created on this thread (LiteralScan), so
+  // jails reading one file scan each line once. Used on the creating
+  // thread only; elsewhere each filter looks for its own strings.
+  bool share_line_scans = false;
+  // False: no line gate, every line goes through the regexes (tests
+  // compare the two paths).
+  bool line_gate = true;
 
   // Receives warnings (PCRE2 limits hit, a line cut, DNS lookups under
   // usedns=warn, a match without a date). May be empty.
@@ -220,6 +230,11 @@ class Filter {
   int IgnoreLine(const FailRegex* failregex, const MatchedLines* matched_by_fail,
                  LineResult* result);
   void RebuildBuf();
+  // Builds gate_ from the compiled regexes (see gate_).
+  void BuildGate();
+  // Whether one of gate_ occurs in `line`'s text with its date cut out
+  // (pre + post, the text RebuildBuf gives a one-line buffer).
+  bool GateOpen(const LogLine& line) const;
   void CollectGroups(const FailRegex& re, FailData* fail) const;
   // fail2ban's _mergeFailure. Returns the merged data: the cache entry's
   // own FailData (fail2ban mutates the cached dict) or *fail itself.
@@ -238,6 +253,20 @@ class Filter {
   std::vector<FailRegex> ignoreregexes_;
   std::unique_ptr<DateDetector> date_detector_;
   int prefregex_content_ = -1;  // group number of <F-CONTENT> in prefregex
+
+  // The line gate: strings one of which a one-line buffer must contain for
+  // any failregex to match (empty: no gate, every line is searched). A
+  // line without any of them gives no failure and leaves no state behind,
+  // so FindFailure stops before building the buffer or running a regex.
+  // gate_bypasses_prefregex_: the strings come from the failregexes, the
+  // prefregex (which has none) is skipped too; only done when no caller
+  // looks at prefregex_matched (LineResult, record_prefregex_groups).
+  std::vector<FailRegex::RequiredLiteral> gate_;
+  bool gate_bypasses_prefregex_ = false;
+  // share_line_scans: the thread's scan, gate_'s ids in it, and the thread.
+  std::shared_ptr<LiteralScan> scan_;
+  std::vector<uint32_t> gate_ids_;
+  std::thread::id scan_thread_;
 
   // Per-line state, reused to avoid allocation.
   std::vector<LogLine> buffer_;  // fail2ban's __lineBuffer, unless buffer_is_org_

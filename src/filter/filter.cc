@@ -184,7 +184,79 @@ Result<std::unique_ptr<Filter>> Filter::Create(FilterSettings settings) {
   Result<DateDetector> dd = DateDetector::Create(date_options);
   if (!dd.ok()) return dd.status();
   f->date_detector_ = std::make_unique<DateDetector>(std::move(*dd));
+  f->BuildGate();
   return f;
+}
+
+void Filter::BuildGate() {
+  gate_.clear();
+  gate_bypasses_prefregex_ = false;
+  // A multi-line buffer holds earlier lines too; checking ignoreregexes
+  // first reports (LineResult) and warns for lines no failregex matches.
+  if (!settings_.line_gate || settings_.maxlines > 1) return;
+  if (!ignoreregexes_.empty() && ignoreregexes_.size() + 2 < failregexes_.size()) return;
+  std::vector<std::string> texts;
+  if (prefregex_ && !prefregex_->required_literals().empty()) {
+    for (const FailRegex::RequiredLiteral& lit : prefregex_->required_literals()) {
+      texts.push_back(lit.text);
+    }
+  } else {
+    if (failregexes_.empty()) return;
+    for (const FailRegex& re : failregexes_) {
+      // One failregex that may match anything opens the gate for all.
+      if (re.required_literals().empty()) return;
+      for (const FailRegex::RequiredLiteral& lit : re.required_literals()) {
+        texts.push_back(lit.text);
+      }
+    }
+    gate_bypasses_prefregex_ = prefregex_.has_value();
+  }
+  std::sort(texts.begin(), texts.end());
+  texts.erase(std::unique(texts.begin(), texts.end()), texts.end());
+  for (const std::string& t : texts) {
+    // The buffer ends in "\n" after the line: a string with a newline could
+    // match there, which GateOpen does not look at.
+    if (t.empty() || t.find('\n') != std::string::npos) {
+      gate_.clear();
+      gate_bypasses_prefregex_ = false;
+      return;
+    }
+    gate_.emplace_back(t);
+  }
+  if (settings_.share_line_scans && !gate_.empty()) {
+    scan_ = LiteralScan::ForThisThread();
+    scan_thread_ = std::this_thread::get_id();
+    for (const FailRegex::RequiredLiteral& lit : gate_) gate_ids_.push_back(scan_->Add(lit.text));
+  }
+}
+
+bool Filter::GateOpen(const LogLine& line) const {
+  const std::string_view pre = line.pre, post = line.post;
+  // The shared scan looks at the whole line, date included: a string in
+  // pre or post is found there (one only in the date opens the gate for
+  // nothing, which costs a search, not a result).
+  const bool shared = scan_ && scan_thread_ == std::this_thread::get_id();
+  if (shared) scan_->Scan(pre, line.date, post);
+  for (size_t i = 0; i < gate_.size(); ++i) {
+    const FailRegex::RequiredLiteral& lit = gate_[i];
+    if (shared) {
+      if (scan_->Has(gate_ids_[i])) return true;
+    } else if (lit.FoundIn(post) || (!pre.empty() && lit.FoundIn(pre))) {
+      return true;
+    }
+    if (pre.empty()) continue;
+    // Across the cut-out date: a head of the string ends `pre`, the rest
+    // starts `post`.
+    const std::string_view t = lit.text;
+    for (size_t k = 1; k < t.size() && k <= pre.size(); ++k) {
+      if (pre[pre.size() - k] != t[0]) continue;  // most fail here, without a call
+      if (t.size() - k <= post.size() && pre.substr(pre.size() - k) == t.substr(0, k) &&
+          post.substr(0, t.size() - k) == t.substr(k)) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 void Filter::Warn(const std::string& message) const {
@@ -655,10 +727,19 @@ void Filter::FindFailure(LogLine* line, double now, std::vector<Failure>* failur
     org_[0].seq = line->seq;
     buffer_is_org_ = true;
   }
-  RebuildBuf();
   auto report = [&]() {
     if (result != nullptr) result->prefregex_matched = prefregex_matched_;
   };
+  if (!gate_.empty() && !multi &&
+      !(gate_bypasses_prefregex_ && (result != nullptr || settings_.record_prefregex_groups)) &&
+      !GateOpen(org_[0])) {
+    // What the searches would have left: no prefregex match, no failure.
+    if (prefregex_) prefregex_matched_ = false;
+    buf_valid_ = false;
+    report();
+    return;
+  }
+  RebuildBuf();
 
   // Few ignoreregexes compared to failregexes: check them first.
   if (!ignoreregexes_.empty() && ignoreregexes_.size() + 2 < failregexes_.size()) {

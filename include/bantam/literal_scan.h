@@ -1,0 +1,66 @@
+// LiteralScan: one pass over a log line that finds which of many strings
+// occur in it, for every filter that reads the line. Each filter's line
+// gate (Filter) asks for the strings one of which its regexes need; with
+// several jails on one file the line is scanned once for all of them
+// instead of once per jail and string.
+//
+// A scan is exact: a string is reported present if and only if it occurs
+// in the scanned text. Shared scans are per thread (see ForThisThread):
+// the daemon's jails match on the event loop thread.
+#ifndef BANTAM_LITERAL_SCAN_H_
+#define BANTAM_LITERAL_SCAN_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bantam {
+
+class LiteralScan {
+ public:
+  LiteralScan() = default;
+  LiteralScan(const LiteralScan&) = delete;
+  LiteralScan& operator=(const LiteralScan&) = delete;
+
+  // The scan shared by the filters of this thread. Lives while one of the
+  // returned pointers does.
+  static std::shared_ptr<LiteralScan> ForThisThread();
+
+  // Adds `text` (not empty) to the set and returns its id; the same text
+  // always gets the same id. Forgets the last scanned line.
+  uint32_t Add(std::string_view text);
+
+  // Scans the text a + b + c (a line given in the pieces a filter keeps:
+  // before, of and after its date) unless it is the text scanned last.
+  // Afterwards Has(id) tells whether string `id` occurs in it.
+  void Scan(std::string_view a, std::string_view b, std::string_view c);
+  bool Has(uint32_t id) const { return (found_[id / 64] >> (id % 64) & 1) != 0; }
+
+  // How many Scan() calls scanned (the others reused the last scan); for
+  // tests.
+  uint64_t scans() const { return scans_; }
+
+ private:
+  struct Literal {
+    std::string text;
+    size_t anchor = 0;  // the byte of `text` looked for: the rarest one
+  };
+  void Rebuild();
+
+  std::vector<Literal> literals_;
+  // By anchor byte: literal ids in by_byte_[first_[b]] .. by_byte_[first_[b + 1]].
+  std::array<uint32_t, 257> first_{};
+  std::vector<uint32_t> by_byte_;
+  std::vector<uint64_t> found_;
+  std::string last_;  // the text of the last scan
+  bool last_valid_ = false;
+  uint64_t scans_ = 0;
+};
+
+}  // namespace bantam
+
+#endif  // BANTAM_LITERAL_SCAN_H_

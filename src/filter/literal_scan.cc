@@ -1,0 +1,75 @@
+#include "bantam/literal_scan.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "bantam/failregex.h"
+
+namespace bantam {
+
+std::shared_ptr<LiteralScan> LiteralScan::ForThisThread() {
+  thread_local std::weak_ptr<LiteralScan> current;
+  std::shared_ptr<LiteralScan> scan = current.lock();
+  if (!scan) {
+    scan = std::make_shared<LiteralScan>();
+    current = scan;
+  }
+  return scan;
+}
+
+uint32_t LiteralScan::Add(std::string_view text) {
+  for (size_t i = 0; i < literals_.size(); ++i) {
+    if (literals_[i].text == text) return static_cast<uint32_t>(i);
+  }
+  Literal lit;
+  lit.text.assign(text);
+  // The same choice of byte as the per-regex prefilter's.
+  lit.anchor = FailRegex::RequiredLiteral(lit.text).anchor;
+  literals_.push_back(std::move(lit));
+  Rebuild();
+  return static_cast<uint32_t>(literals_.size() - 1);
+}
+
+void LiteralScan::Rebuild() {
+  std::array<uint32_t, 256> count{};
+  for (const Literal& lit : literals_) ++count[static_cast<unsigned char>(lit.text[lit.anchor])];
+  first_[0] = 0;
+  for (size_t b = 0; b < 256; ++b) first_[b + 1] = first_[b] + count[b];
+  by_byte_.assign(literals_.size(), 0);
+  std::array<uint32_t, 256> next{};
+  for (size_t b = 0; b < 256; ++b) next[b] = first_[b];
+  for (size_t i = 0; i < literals_.size(); ++i) {
+    const auto b = static_cast<unsigned char>(literals_[i].text[literals_[i].anchor]);
+    by_byte_[next[b]++] = static_cast<uint32_t>(i);
+  }
+  found_.assign((literals_.size() + 63) / 64, 0);
+  last_valid_ = false;
+}
+
+void LiteralScan::Scan(std::string_view a, std::string_view b, std::string_view c) {
+  const size_t n = a.size() + b.size() + c.size();
+  if (last_valid_ && last_.size() == n && std::memcmp(last_.data(), a.data(), a.size()) == 0 &&
+      std::memcmp(last_.data() + a.size(), b.data(), b.size()) == 0 &&
+      std::memcmp(last_.data() + a.size() + b.size(), c.data(), c.size()) == 0) {
+    return;
+  }
+  ++scans_;
+  last_.assign(a).append(b).append(c);
+  last_valid_ = true;
+  std::fill(found_.begin(), found_.end(), 0);
+  const char* const text = last_.data();
+  for (size_t i = 0; i < n; ++i) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    const uint32_t end = first_[byte + 1];
+    for (uint32_t k = first_[byte]; k < end; ++k) {
+      const uint32_t id = by_byte_[k];
+      const Literal& lit = literals_[id];
+      if (i < lit.anchor || i - lit.anchor + lit.text.size() > n) continue;
+      if (std::memcmp(text + i - lit.anchor, lit.text.data(), lit.text.size()) == 0) {
+        found_[id / 64] |= uint64_t{1} << (id % 64);
+      }
+    }
+  }
+}
+
+}  // namespace bantam

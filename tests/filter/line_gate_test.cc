@@ -1,0 +1,193 @@
+// The line gate (Filter) and the scan it shares between filters
+// (LiteralScan): skipping lines no failregex can match never changes a
+// failure.
+#include <dirent.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bantam/config_loader.h"
+#include "bantam/filter.h"
+#include "bantam/literal_scan.h"
+#include "bantam/ordered_map.h"
+
+namespace bantam {
+namespace {
+
+TEST(LiteralScanTest, FindsEveryOccurringStringAndNoOther) {
+  LiteralScan scan;
+  const uint32_t a = scan.Add("abc"), b = scan.Add("bcd"), q = scan.Add("'"), x = scan.Add("xyz");
+  EXPECT_EQ(scan.Add("abc"), a);  // the same text, the same id
+  scan.Scan("zab", "", "cd'");
+  EXPECT_TRUE(scan.Has(a));
+  EXPECT_TRUE(scan.Has(b));
+  EXPECT_TRUE(scan.Has(q));
+  EXPECT_FALSE(scan.Has(x));
+  scan.Scan("", "xy", "");
+  EXPECT_FALSE(scan.Has(a));
+  EXPECT_FALSE(scan.Has(x));
+  scan.Scan("", "", "xyz");
+  EXPECT_TRUE(scan.Has(x));
+  EXPECT_FALSE(scan.Has(q));
+}
+
+TEST(LiteralScanTest, ScansALineOnceForItsReaders) {
+  LiteralScan scan;
+  scan.Add("fail");
+  scan.Scan("[", "Nov 1 00:00:01", "] auth fail");
+  scan.Scan("[", "Nov 1 00:00:01", "] auth fail");
+  scan.Scan("[Nov 1 00:00:01] ", "", "auth fail");  // the same text, cut elsewhere
+  EXPECT_EQ(scan.scans(), 1u);
+  scan.Scan("", "", "auth fail");
+  EXPECT_EQ(scan.scans(), 2u);
+  scan.Add("auth");  // a new string: the next line is scanned again
+  scan.Scan("", "", "auth fail");
+  EXPECT_EQ(scan.scans(), 3u);
+}
+
+TEST(LiteralScanTest, AgreesWithFindOnRandomText) {
+  std::mt19937 rng(15);
+  const std::string alphabet = "ab' :[]X";
+  auto random_text = [&](size_t max) {
+    std::string s(rng() % (max + 1), ' ');
+    for (char& c : s) c = alphabet[rng() % alphabet.size()];
+    return s;
+  };
+  LiteralScan scan;
+  std::vector<std::string> texts;
+  std::vector<uint32_t> ids;
+  for (int i = 0; i < 40; ++i) {
+    std::string t = random_text(4);
+    if (t.empty()) continue;
+    texts.push_back(t);
+    ids.push_back(scan.Add(t));
+  }
+  for (int n = 0; n < 2000; ++n) {
+    const std::string a = random_text(6), b = random_text(6), c = random_text(30);
+    scan.Scan(a, b, c);
+    const std::string whole = a + b + c;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      ASSERT_EQ(scan.Has(ids[i]), whole.find(texts[i]) != std::string::npos)
+          << "'" << texts[i] << "' in '" << whole << "'";
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+constexpr char kConfDir[] = "/etc/fail2ban";
+constexpr char kSampleLogs[] = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs";
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// The filter settings fail2ban's configuration gives filter.d/NAME, as a
+// jail reads them (no DNS lookups, no findtime: every failure counts).
+bool SettingsFor(const std::string& name, FilterSettings* out) {
+  Result<LoadedFilter> loaded = LoadFilter(kConfDir, "filter.d/" + name, OrderedMap<std::string>());
+  if (!loaded.ok()) return false;
+  FilterSettings s;
+  for (const Value& cmd : loaded->commands) {
+    const Value::List& c = cmd.as_list();
+    if (c.size() < 4) continue;
+    const std::string& opt = c[2].as_string();
+    std::vector<std::string> vals;
+    if (c[0].as_string() == "multi-set") {
+      for (const Value& v : c[3].as_list()) vals.push_back(v.ToPyStr());
+    } else {
+      for (size_t k = 3; k < c.size(); ++k) vals.push_back(c[k].ToPyStr());
+    }
+    if (vals.empty()) continue;
+    if (opt == "prefregex") s.prefregex = vals.back();
+    if (opt == "addfailregex") s.failregex.insert(s.failregex.end(), vals.begin(), vals.end());
+    if (opt == "addignoreregex") {
+      s.ignoreregex.insert(s.ignoreregex.end(), vals.begin(), vals.end());
+    }
+    if (opt == "maxlines") s.maxlines = std::atoi(vals.back().c_str());
+    if (opt == "datepattern") s.datepattern = vals.back();
+  }
+  s.return_raw_host = true;
+  s.check_find_time = false;
+  *out = std::move(s);
+  return true;
+}
+
+std::string Render(size_t line, const Failure& f) {
+  std::string s = std::to_string(line) + ":" + std::to_string(f.regex_index) + ":" +
+                  (f.id ? f.id->ToString() : "None") + ":" +
+                  (f.time ? std::to_string(*f.time) : "None") + (f.nofail() ? ":nofail" : "");
+  for (const std::string& m : f.fail.matches) s += "|" + m;
+  for (const auto& [k, v] : f.fail.groups()) s += ";" + k + "=" + v.value_or("None");
+  return s;
+}
+
+// Every stock filter on every fail2ban sample log (most lines of a log are
+// for another filter: the gate's case), read as the daemon reads a file
+// with many jails: all filters on one thread, sharing date searches and
+// line scans, each line with one `now`. The failures, their order and
+// their data must equal those of the same filters without a gate.
+TEST(LineGateTest, SameFailuresAsSearchingEveryLineOnFail2banSamples) {
+  const std::vector<std::string> logs = ListDir(kSampleLogs);
+  if (logs.empty()) GTEST_SKIP() << "no fail2ban sample logs in " << kSampleLogs;
+  std::vector<std::string> names;
+  std::vector<std::unique_ptr<Filter>> gated, plain;
+  for (const std::string& file : ListDir(std::string(kConfDir) + "/filter.d")) {
+    if (file.size() < 6 || file.substr(file.size() - 5) != ".conf") continue;
+    const std::string name = file.substr(0, file.size() - 5);
+    FilterSettings s;
+    if (!SettingsFor(name, &s) || s.failregex.empty()) continue;
+    FilterSettings g = s, p = s;
+    g.share_date_searches = g.share_line_scans = true;
+    p.line_gate = false;
+    Result<std::unique_ptr<Filter>> fg = Filter::Create(std::move(g));
+    Result<std::unique_ptr<Filter>> fp = Filter::Create(std::move(p));
+    if (!fg.ok() || !fp.ok()) continue;  // a filter bantam cannot compile: not this test's
+    names.push_back(name);
+    gated.push_back(std::move(*fg));
+    plain.push_back(std::move(*fp));
+  }
+  ASSERT_GT(names.size(), 50u);
+  size_t failures_seen = 0, lines_seen = 0;
+  std::vector<Failure> a, b;
+  for (const std::string& log : logs) {
+    std::ifstream in(std::string(kSampleLogs) + "/" + log);
+    std::string line;
+    uint64_t seq = 0;
+    double now = 1700000000;
+    while (std::getline(in, line)) {
+      ++seq;
+      ++lines_seen;
+      now += 0.25;
+      for (size_t i = 0; i < names.size(); ++i) {
+        gated[i]->ProcessLine(line, now, seq, &a);
+        plain[i]->ProcessLine(line, now, seq, &b);
+        ASSERT_EQ(a.size(), b.size()) << names[i] << " on " << log << ":" << seq;
+        for (size_t k = 0; k < a.size(); ++k) {
+          ASSERT_EQ(Render(seq, a[k]), Render(seq, b[k])) << names[i] << " on " << log;
+        }
+        failures_seen += a.size();
+        std::string pa = gated[i]->ProcessedLine(), pb = plain[i]->ProcessedLine();
+        ASSERT_EQ(pa, pb) << names[i] << " on " << log << ":" << seq;
+      }
+    }
+  }
+  EXPECT_GT(lines_seen, 1000u);
+  EXPECT_GT(failures_seen, 500u);
+}
+
+}  // namespace
+}  // namespace bantam
