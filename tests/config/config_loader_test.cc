@@ -156,5 +156,46 @@ TEST_F(ConfigLoaderTest, InvalidLogLevel) {
   EXPECT_EQ(Dump(), "error: " + tree_.Path("fail2ban.local") + ":2: Invalid log level 'LOUD'");
 }
 
+TEST_F(ConfigLoaderTest, PrefixOptionsPerJailOrDefaultStayOutOfTheStream) {
+  const std::string base =
+      "[DEFAULT]\nprefix6 = 64\n"
+      "[a]\nenabled = true\nfilter = f\naggregate4 = 24:5\n"
+      "[b]\nenabled = true\nfilter = f\nprefix6 = 128\n"
+      "[off]\nenabled = false\nfilter = f\nprefix6 = 999\n";
+  tree_.Write("jail.conf", base);
+  const std::string with = Dump();
+  Result<LoadedConfig> r = Load();
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(Errors().empty());
+  ASSERT_EQ(r->prefixes.size(), 2u);
+  EXPECT_EQ(r->prefixes.at("a").Describe(), "prefix6 = 64, aggregate4 = 24:5");
+  EXPECT_EQ(r->prefixes.at("b").Describe(), "");
+  // fail2ban does not know them: the stream is what it is without them.
+  tree_.Write("jail.conf",
+              "[a]\nenabled = true\nfilter = f\n[b]\nenabled = true\nfilter = f\n"
+              "[off]\nenabled = false\nfilter = f\n");
+  EXPECT_EQ(Dump(), with);
+}
+
+TEST_F(ConfigLoaderTest, BadPrefixOptionsAreErrorsOfTheirJailWithLocation) {
+  tree_.Write("jail.conf",
+              "[a]\nenabled = true\nfilter = f\nprefix4 = 33\n"
+              "[b]\nenabled = true\nfilter = f\nprefix6 = 64\naggregate6 = 64:3\n"
+              "[c]\nenabled = true\nfilter = f\n");
+  const std::string jail = tree_.Path("jail.conf");
+  EXPECT_EQ(Errors(), (std::vector<std::string>{
+                          jail + ":4: jail 'a': prefix4 = 33: expected a prefix length from 1 to 32",
+                          jail + ":9: jail 'b': aggregate6 = 64:3: the aggregate prefix must be "
+                                 "shorter than prefix6 (64)"}));
+  Result<LoadedConfig> r = Load();
+  ASSERT_TRUE(r.ok());
+  for (const Diagnostic& d : r->diagnostics) {
+    if (d.severity == Diagnostic::Severity::kError) {
+      EXPECT_TRUE(d.jail == "a" || d.jail == "b") << d.message;
+    }
+  }
+  EXPECT_EQ(r->prefixes.count("c"), 0u);
+}
+
 }  // namespace
 }  // namespace bantam
