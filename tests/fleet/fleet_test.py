@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ BANTAMD = os.path.join(os.path.dirname(BANTAM), 'bantamd')
 SOURCE = os.path.abspath(args.source_dir)
 sys.path.insert(0, os.path.join(SOURCE, 'tests', 'testing'))
 from nft_sets import set_elements  # noqa: E402
+from script_test import Checks, Namespaces, poll, require, run  # noqa: E402
 REDIS_SERVER = '/usr/bin/redis-server'
 REDIS_CLI = '/usr/bin/redis-cli'
 KEY = 'test-fleet-secret-0123456789abcdef'
@@ -56,57 +56,9 @@ STREAM = 'bantam:bans'
 REDIS_PASSWORD = 'test-redis-password-42'
 
 
-def require():
-    missing = []
-    for path, package in ((REDIS_SERVER, 'redis-server'), (REDIS_CLI, 'redis-tools'),
-                          ('ip', 'iproute2'), ('nft', 'nftables')):
-        if not (os.access(path, os.X_OK) if '/' in path else shutil.which(path)):
-            missing.append('%s (Debian package %s)' % (path, package))
-    if os.geteuid() != 0:
-        missing.append('root (network namespaces): run the tests as root')
-    if not missing:
-        return None
-    why = 'needs ' + ', '.join(missing) + '; set up with packaging/setup.sh'
-    if os.environ.get('CI'):
-        print('FATAL: ' + why)
-        return 1
-    print('SKIP: ' + why)
-    return 0
-
-
-def run(cmd, check=True, timeout=30, **kw):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError('%s: exit %d: %s' % (cmd, p.returncode, p.stdout.decode(errors='replace')))
-    return p.stdout.decode(errors='replace')
-
-
-def poll(cond, timeout, step=0.05):
-    end = time.time() + timeout
-    while True:
-        if cond():
-            return True
-        if time.time() >= end:
-            return False
-        time.sleep(step)
-
-
-NAMESPACES = []
-
-
-def new_netns(tag):
-    ns = 'btfleet-%d-%s' % (os.getpid(), tag)
-    run(['ip', 'netns', 'add', ns])
-    NAMESPACES.append(ns)
-    run(['ip', '-n', ns, 'link', 'set', 'lo', 'up'])
-    return ns
-
-
-def delete_stale_netns():
-    for line in run(['ip', 'netns', 'list']).splitlines():
-        m = re.match(r'^(btfleet-(\d+)-\w+)', line)
-        if m and not os.path.exists('/proc/' + m.group(2)):
-            subprocess.run(['ip', 'netns', 'delete', m.group(1)], stderr=subprocess.DEVNULL)
+TOOLS = ((REDIS_SERVER, 'Debian package redis-server'), (REDIS_CLI, 'Debian package redis-tools'),
+         ('ip', 'Debian package iproute2'), ('nft', 'Debian package nftables'))
+NAMESPACES = Namespaces('btfleet')
 
 
 class Redis:
@@ -149,7 +101,7 @@ class Node:
     def __init__(self, root, name, redis, ignoreip=''):
         self.name = name
         self.node = 'pbx' + name.lower()
-        self.ns = new_netns(name.lower())
+        self.ns = NAMESPACES.new(name.lower())
         self.dir = os.path.join(root, name)
         self.conf = os.path.join(self.dir, 'conf')
         shutil.copytree(os.path.join(SOURCE, 'config'), self.conf)
@@ -251,21 +203,6 @@ class Node:
         return 0
 
 
-class Checks:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, cond, what):
-        if cond:
-            self.passed += 1
-            print('ok   ' + what)
-        else:
-            self.failed += 1
-            print('FAIL ' + what)
-        return cond
-
-
 def wait_in(node, ips, timeout=15):
     ips = set(ips)
     return poll(lambda: ips <= node.bans(), timeout, 0.1)
@@ -277,10 +214,10 @@ def wait_out(node, ips, timeout=15):
 
 
 def main():
-    rc = require()
+    rc = require(TOOLS)
     if rc is not None:
         return rc
-    delete_stale_netns()
+    NAMESPACES.delete_stale()
     root = tempfile.mkdtemp(prefix='bantam-fleet-')
     c = Checks()
     redis = Redis(root)
@@ -468,8 +405,7 @@ def main():
                 print('stop %s: %s' % (n.name, e))
         if redis.proc:
             redis.kill()
-        for ns in NAMESPACES:
-            subprocess.run(['ip', 'netns', 'delete', ns], stderr=subprocess.DEVNULL)
+        NAMESPACES.delete_all()
         if args.keep:
             print('kept ' + root)
         else:

@@ -51,6 +51,7 @@ BANTAMD = os.path.join(os.path.dirname(BANTAM), 'bantamd')
 SOURCE = os.path.abspath(args.source_dir)
 sys.path.insert(0, os.path.join(SOURCE, 'tests', 'testing'))
 from nft_sets import set_elements  # noqa: E402
+from script_test import Checks, Namespaces, poll, require, run  # noqa: E402
 
 NET6 = '2001:db8:1:2::/64'
 NET4 = '198.51.100.0/24'
@@ -62,60 +63,10 @@ DEF6, DEF4 = '2001:db8::1', '198.51.0.1'
 PORT = 5061
 
 
-def require():
-    missing = []
-    for tool, package in (('ip', 'iproute2'), ('nft', 'nftables'), ('iptables', 'iptables'),
-                          ('ip6tables', 'iptables')):
-        if not shutil.which(tool):
-            missing.append('%s (Debian package %s)' % (tool, package))
-    for tool in (BANTAMD, BANTAM):
-        if not os.access(tool, os.X_OK):
-            missing.append('%s (build it first)' % tool)
-    if os.geteuid() != 0:
-        missing.append('root (network namespaces): run the tests as root')
-    if not missing:
-        return None
-    why = 'needs ' + ', '.join(missing) + '; set up with packaging/setup.sh'
-    if os.environ.get('CI'):
-        print('FATAL: ' + why)
-        return 1
-    print('SKIP: ' + why)
-    return 0
-
-
-def run(cmd, check=True, timeout=30, **kw):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError('%s: exit %d: %s' % (cmd, p.returncode, p.stdout.decode(errors='replace')))
-    return p.stdout.decode(errors='replace')
-
-
-def poll(cond, timeout, step=0.05):
-    end = time.time() + timeout
-    while True:
-        if cond():
-            return True
-        if time.time() >= end:
-            return False
-        time.sleep(step)
-
-
-NAMESPACES = []
-
-
-def new_netns(tag):
-    ns = 'btpfx-%d-%s' % (os.getpid(), tag)
-    run(['ip', 'netns', 'add', ns])
-    NAMESPACES.append(ns)
-    run(['ip', '-n', ns, 'link', 'set', 'lo', 'up'])
-    return ns
-
-
-def delete_stale_netns():
-    for line in run(['ip', 'netns', 'list']).splitlines():
-        m = re.match(r'^(btpfx-(\d+)-\w+)', line)
-        if m and not os.path.exists('/proc/' + m.group(2)):
-            subprocess.run(['ip', 'netns', 'delete', m.group(1)], stderr=subprocess.DEVNULL)
+TOOLS = (('ip', 'Debian package iproute2'), ('nft', 'Debian package nftables'),
+         ('iptables', 'Debian package iptables'), ('ip6tables', 'Debian package iptables'),
+         (BANTAMD, 'build it first'), (BANTAM, 'build it first'))
+NAMESPACES = Namespaces('btpfx')
 
 
 # The listener in `def`: accepts, records the peer, closes.
@@ -156,8 +107,8 @@ except OSError as e:
 
 class Topology:
     def __init__(self, root, tag):
-        self.defender = new_netns(tag + 'd')
-        self.attacker = new_netns(tag + 'a')
+        self.defender = NAMESPACES.new(tag + 'd')
+        self.attacker = NAMESPACES.new(tag + 'a')
         run(['ip', '-n', self.defender, 'link', 'add', 'veth0', 'type', 'veth',
              'peer', 'name', 'veth1', 'netns', self.attacker])
         run(['ip', '-n', self.defender, 'addr', 'add', DEF4 + '/16', 'dev', 'veth0'])
@@ -282,21 +233,6 @@ class Daemon:
         return [l for l in self.text().splitlines() if ' ERROR ' in l or 'CRITICAL' in l]
 
 
-class Checks:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, cond, what):
-        if cond:
-            self.passed += 1
-            print('ok   ' + what, flush=True)
-        else:
-            self.failed += 1
-            print('FAIL ' + what, flush=True)
-        return cond
-
-
 def banned_json(d):
     try:
         return json.loads(d.client('banned', '--json')).get('banned', {}).get('pfx', [])
@@ -394,10 +330,10 @@ def aggregate_case(c, root):
 
 
 def main():
-    rc = require()
+    rc = require(TOOLS)
     if rc is not None:
         return rc
-    delete_stale_netns()
+    NAMESPACES.delete_stale()
     root = tempfile.mkdtemp(prefix='bantam-prefix-')
     c = Checks()
     cases = (
@@ -419,8 +355,7 @@ def main():
             except (AssertionError, subprocess.TimeoutExpired) as e:
                 c.check(False, '%s: %s' % (name, e))
     finally:
-        for ns in NAMESPACES:
-            subprocess.run(['ip', 'netns', 'delete', ns], stderr=subprocess.DEVNULL)
+        NAMESPACES.delete_all()
         if args.keep:
             print('kept ' + root)
         else:
