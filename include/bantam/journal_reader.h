@@ -90,7 +90,9 @@ class JournalReader {
   // Opens as fail2ban's FilterSystemd does: journalpath, else journalfiles
   // (globbed, deduplicated), else the namespace, else the local journal.
   // `utc_offset` fixes the zone of timestamps (see FormatJournalEntry);
-  // unset means CurrentUtcOffset() at this call.
+  // unset means CurrentUtcOffset() at this call. The first Open() loads
+  // libsystemd.so.0 (dlopen, shared_library.h); when it cannot, this and
+  // every later Open() fail with an error naming the package libsystemd0.
   static Result<std::unique_ptr<JournalReader>> Open(const JournalOptions& options,
                                                      std::optional<long> utc_offset = {});
   ~JournalReader();

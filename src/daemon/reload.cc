@@ -1,8 +1,6 @@
 // Configuration reload (SIGHUP, `bantam reload`): what fail2ban's
 // reloadJails does, without stopping jails whose configuration did not
 // change.
-#include <systemd/sd-daemon.h>
-
 #include <algorithm>
 #include <set>
 
@@ -87,14 +85,14 @@ void ServerImpl::Transplant(JailState& from, JailState& to) {
 }
 
 Status ServerImpl::Reload(const ReloadRequest& request) {
-  sd_notify(0, "RELOADING=1");
+  Notify("RELOADING=1");
   // READY=1 and the metrics' reload count, whatever the outcome.
   struct Ready {
     ServerImpl* s;
     bool ok = false;
     ~Ready() {
       s->CountReload(ok);
-      sd_notify(0, "READY=1");
+      s->Notify("READY=1");
     }
   } ready{this};
 

@@ -5,7 +5,6 @@
 #include <malloc.h>
 #include <signal.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +20,7 @@
 #include "bantam/duration.h"
 #include "bantam/option_list.h"
 #include "bantam/py.h"
+#include "bantam/service_notify.h"
 #include "bantam/utf8.h"
 #include "server_impl.h"
 
@@ -1447,16 +1447,21 @@ Status ServerImpl::Start() {
   ServiceTimer();
   StartFleet();
   running_ = true;
-  sd_notify(0, "READY=1");
+  Notify("READY=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Server ready");
   return Status::Ok();
+}
+
+void ServerImpl::Notify(const char* state) {
+  Result<bool> sent = NotifyServiceManager(state);
+  if (!sent.ok()) Log(LogLevel::kDebug, "fail2ban.server", sent.status().message());
 }
 
 void ServerImpl::Finish() {
   StopControl();
   metrics_.reset();
   running_ = false;
-  sd_notify(0, "STOPPING=1");
+  Notify("STOPPING=1");
   Log(LogLevel::kInfo, "fail2ban.server", "Stopping all jails");
   SaveLogPositions();
   fleet_.reset();

@@ -191,6 +191,10 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void Log(LogLevel level, const char* component, const std::string& message) {
     if (logger_) logger_->Log(level, component, message);
   }
+  // sd_notify(0, state) (service_notify.h). A failure is logged at debug
+  // level only, as sd_notify's was ignored: under `bantamd -b` the
+  // starter's socket is gone once it heard READY=1.
+  void Notify(const char* state);
   JailState* FindJail(const std::string& name);
   JailState* FindJailById(uint64_t id);
   // After an action's report: if the action was repaired since its last

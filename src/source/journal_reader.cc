@@ -13,6 +13,7 @@
 
 #include "bantam/option_list.h"
 #include "bantam/py.h"
+#include "bantam/shared_library.h"
 #include "bantam/utf8.h"
 
 namespace bantam {
@@ -317,6 +318,73 @@ Result<JournalOptions> ParseJournalOptions(const OrderedMap<std::string>& backen
 
 namespace {
 
+// libsystemd, loaded when a jail reads the journal (shared_library.h):
+// linked, it and the six libraries it brings (libcap, libgcrypt,
+// libgpg-error, liblzma, libzstd, liblz4) were a quarter of every
+// program's start-up. Named as in libsystemd, without "sd_journal_".
+struct SdJournalApi {
+  decltype(&sd_journal_add_disjunction) add_disjunction;
+  decltype(&sd_journal_add_match) add_match;
+  decltype(&sd_journal_close) close;
+  decltype(&sd_journal_enumerate_data) enumerate_data;
+  decltype(&sd_journal_flush_matches) flush_matches;
+  decltype(&sd_journal_get_cursor) get_cursor;
+  decltype(&sd_journal_get_fd) get_fd;
+  decltype(&sd_journal_get_monotonic_usec) get_monotonic_usec;
+  decltype(&sd_journal_get_realtime_usec) get_realtime_usec;
+  decltype(&sd_journal_next) next;
+  decltype(&sd_journal_open) open;
+  decltype(&sd_journal_open_directory) open_directory;
+  decltype(&sd_journal_open_files) open_files;
+  decltype(&sd_journal_open_namespace) open_namespace;
+  decltype(&sd_journal_previous) previous;
+  decltype(&sd_journal_process) process;
+  decltype(&sd_journal_restart_data) restart_data;
+  decltype(&sd_journal_seek_cursor) seek_cursor;
+  decltype(&sd_journal_seek_head) seek_head;
+  decltype(&sd_journal_seek_realtime_usec) seek_realtime_usec;
+  decltype(&sd_journal_seek_tail) seek_tail;
+  decltype(&sd_journal_test_cursor) test_cursor;
+};
+
+SdJournalApi g_sd;  // filled once by LoadSdJournal, read-only after
+
+Status LoadSdJournal() {
+  static const Status loaded = []() -> Status {
+    Result<const SharedLibrary*> lib = SharedLibrary::Load("libsystemd.so.0", "libsystemd0");
+    if (!lib.ok()) return Status::Error("journal: " + lib.status().message());
+    const SharedLibrary& l = **lib;
+    SdJournalApi a{};
+    for (Status s : {l.Bind("sd_journal_add_disjunction", &a.add_disjunction),
+                     l.Bind("sd_journal_add_match", &a.add_match),
+                     l.Bind("sd_journal_close", &a.close),
+                     l.Bind("sd_journal_enumerate_data", &a.enumerate_data),
+                     l.Bind("sd_journal_flush_matches", &a.flush_matches),
+                     l.Bind("sd_journal_get_cursor", &a.get_cursor),
+                     l.Bind("sd_journal_get_fd", &a.get_fd),
+                     l.Bind("sd_journal_get_monotonic_usec", &a.get_monotonic_usec),
+                     l.Bind("sd_journal_get_realtime_usec", &a.get_realtime_usec),
+                     l.Bind("sd_journal_next", &a.next),
+                     l.Bind("sd_journal_open", &a.open),
+                     l.Bind("sd_journal_open_directory", &a.open_directory),
+                     l.Bind("sd_journal_open_files", &a.open_files),
+                     l.Bind("sd_journal_open_namespace", &a.open_namespace),
+                     l.Bind("sd_journal_previous", &a.previous),
+                     l.Bind("sd_journal_process", &a.process),
+                     l.Bind("sd_journal_restart_data", &a.restart_data),
+                     l.Bind("sd_journal_seek_cursor", &a.seek_cursor),
+                     l.Bind("sd_journal_seek_head", &a.seek_head),
+                     l.Bind("sd_journal_seek_realtime_usec", &a.seek_realtime_usec),
+                     l.Bind("sd_journal_seek_tail", &a.seek_tail),
+                     l.Bind("sd_journal_test_cursor", &a.test_cursor)}) {
+      if (!s.ok()) return Status::Error("journal: " + s.message());
+    }
+    g_sd = a;
+    return Status::Ok();
+  }();
+  return loaded;
+}
+
 Status JournalError(const std::string& what, int r) {
   return Status::FromErrno("journal: " + what, -r);
 }
@@ -339,6 +407,7 @@ std::vector<std::string> GlobAll(const std::vector<std::string>& patterns) {
 
 Result<std::unique_ptr<JournalReader>> JournalReader::Open(const JournalOptions& o,
                                                            std::optional<long> utc_offset) {
+  if (Status s = LoadSdJournal(); !s.ok()) return s;
   std::optional<std::vector<std::string>> files;
   if (o.journalfiles) files = GlobAll(*o.journalfiles);
   if (o.journalpath && files)
@@ -365,46 +434,46 @@ Result<std::unique_ptr<JournalReader>> JournalReader::Open(const JournalOptions&
   std::string what;
   if (o.journalpath) {
     what = "opening directory '" + *o.journalpath + "'";
-    r = sd_journal_open_directory(&j, o.journalpath->c_str(), flags);
+    r = g_sd.open_directory(&j, o.journalpath->c_str(), flags);
   } else if (files) {
     std::vector<const char*> argv;
     for (const std::string& f : *files) argv.push_back(f.c_str());
     argv.push_back(nullptr);
     what = files->empty() ? "no file matches journalfiles" : "opening journal files";
-    r = sd_journal_open_files(&j, argv.data(), flags);
+    r = g_sd.open_files(&j, argv.data(), flags);
   } else if (o.ns) {
     what = "opening namespace '" + *o.ns + "'";
-    r = sd_journal_open_namespace(&j, o.ns->c_str(), flags);
+    r = g_sd.open_namespace(&j, o.ns->c_str(), flags);
   } else {
     what = "opening the local journal";
-    r = sd_journal_open(&j, flags);
+    r = g_sd.open(&j, flags);
   }
   if (r < 0) return JournalError(what, r);
   return std::unique_ptr<JournalReader>(
       new JournalReader(j, utc_offset ? *utc_offset : CurrentUtcOffset()));
 }
 
-JournalReader::~JournalReader() { sd_journal_close(j_); }
+JournalReader::~JournalReader() { g_sd.close(j_); }
 
 Status JournalReader::AddGroups(const std::vector<std::vector<std::string>>& groups) {
   // The same calls, in the same order, as fail2ban's _addJournalMatches:
   // the journal's match tree depends on them.
   int r;
-  if (!matches_.empty() && (r = sd_journal_add_disjunction(j_)) < 0)
+  if (!matches_.empty() && (r = g_sd.add_disjunction(j_)) < 0)
     return JournalError("adding a disjunction", r);
   for (const std::vector<std::string>& group : groups) {
     for (const std::string& term : group) {
-      if ((r = sd_journal_add_match(j_, term.data(), term.size())) < 0)
+      if ((r = g_sd.add_match(j_, term.data(), term.size())) < 0)
         return JournalError("bad journal match '" + term + "'", r);
     }
-    if ((r = sd_journal_add_disjunction(j_)) < 0) return JournalError("adding a disjunction", r);
+    if ((r = g_sd.add_disjunction(j_)) < 0) return JournalError("adding a disjunction", r);
   }
   matches_.insert(matches_.end(), groups.begin(), groups.end());
   return Status::Ok();
 }
 
 Status JournalReader::Restore() {
-  sd_journal_flush_matches(j_);
+  g_sd.flush_matches(j_);
   std::vector<std::vector<std::string>> kept;
   kept.swap(matches_);
   return AddGroups(kept);
@@ -436,51 +505,51 @@ Status JournalReader::AddMatches(const std::vector<std::vector<std::string>>& ma
 }
 
 void JournalReader::ClearMatches() {
-  sd_journal_flush_matches(j_);
+  g_sd.flush_matches(j_);
   matches_.clear();
 }
 
 Status JournalReader::SeekHead() {
-  int r = sd_journal_seek_head(j_);
+  int r = g_sd.seek_head(j_);
   return r < 0 ? JournalError("seeking to the head", r) : Status::Ok();
 }
 
 Status JournalReader::SeekTail() {
-  int r = sd_journal_seek_tail(j_);
+  int r = g_sd.seek_tail(j_);
   return r < 0 ? JournalError("seeking to the tail", r) : Status::Ok();
 }
 
 Status JournalReader::SeekRealtime(double since) {
   if (!(since >= 0)) return Status::Error("journal: cannot seek to a negative time");
   // int(realtime * 1000000): truncation, as python-systemd does it.
-  int r = sd_journal_seek_realtime_usec(j_, static_cast<uint64_t>(since * 1000000));
+  int r = g_sd.seek_realtime_usec(j_, static_cast<uint64_t>(since * 1000000));
   return r < 0 ? JournalError("seeking to a time", r) : Status::Ok();
 }
 
 Status JournalReader::SeekCursor(std::string_view cursor) {
   std::string c(cursor);
-  int r = sd_journal_seek_cursor(j_, c.c_str());
+  int r = g_sd.seek_cursor(j_, c.c_str());
   if (r < 0) return JournalError("seeking to cursor '" + c + "'", r);
   // A seek only positions between entries; step onto the one the cursor
   // names so Next() continues after it. If that entry is gone (vacuumed,
   // or filtered out by matches) we stand on a later one that is unread.
-  r = sd_journal_next(j_);
+  r = g_sd.next(j_);
   if (r < 0) return JournalError("reading after cursor", r);
   if (r == 0) return Status::Ok();  // nothing at or after it: at the end
-  r = sd_journal_test_cursor(j_, c.c_str());
+  r = g_sd.test_cursor(j_, c.c_str());
   if (r < 0) return JournalError("testing cursor '" + c + "'", r);
   if (r > 0) return Status::Ok();
   // Seeking to the later entry's own cursor leaves it for Next().
   char* later = nullptr;
-  r = sd_journal_get_cursor(j_, &later);
+  r = g_sd.get_cursor(j_, &later);
   if (r < 0) return JournalError("reading the entry cursor", r);
-  r = sd_journal_seek_cursor(j_, later);
+  r = g_sd.seek_cursor(j_, later);
   std::free(later);
   return r < 0 ? JournalError("seeking past cursor '" + c + "'", r) : Status::Ok();
 }
 
 Result<bool> JournalReader::Next(JournalLine* out) {
-  int r = sd_journal_next(j_);
+  int r = g_sd.next(j_);
   if (r < 0) return JournalError("reading the next entry", r);
   if (r == 0) return false;
   Status s = ReadCurrent(out);
@@ -489,7 +558,7 @@ Result<bool> JournalReader::Next(JournalLine* out) {
 }
 
 Result<bool> JournalReader::Previous(JournalLine* out) {
-  int r = sd_journal_previous(j_);
+  int r = g_sd.previous(j_);
   if (r < 0) return JournalError("moving to the previous entry", r);
   if (r == 0) return false;
   if (out) {
@@ -507,10 +576,10 @@ Status JournalReader::ReadCurrent(JournalLine* out) {
   field_spans_.clear();
   const void* data;
   size_t len;
-  sd_journal_restart_data(j_);
+  g_sd.restart_data(j_);
   // Like python-systemd, stop quietly at a field that cannot be read and
   // use what came before it.
-  while (sd_journal_enumerate_data(j_, &data, &len) > 0) {
+  while (g_sd.enumerate_data(j_, &data, &len) > 0) {
     std::string_view d(static_cast<const char*>(data), len);
     size_t eq = d.find('=');
     if (eq == std::string_view::npos) continue;
@@ -522,13 +591,13 @@ Status JournalReader::ReadCurrent(JournalLine* out) {
     std::string_view d(field_bytes_.data() + f.start, f.size);
     entry_.fields.emplace_back(d.substr(0, f.eq), d.substr(f.eq + 1));
   }
-  int r = sd_journal_get_realtime_usec(j_, &entry_.realtime_usec);
+  int r = g_sd.get_realtime_usec(j_, &entry_.realtime_usec);
   if (r < 0) return JournalError("reading the entry time", r);
   sd_id128_t boot;
-  r = sd_journal_get_monotonic_usec(j_, &entry_.monotonic_usec, &boot);
+  r = g_sd.get_monotonic_usec(j_, &entry_.monotonic_usec, &boot);
   if (r < 0) return JournalError("reading the entry's monotonic time", r);
   char* cursor = nullptr;
-  r = sd_journal_get_cursor(j_, &cursor);
+  r = g_sd.get_cursor(j_, &cursor);
   if (r < 0) return JournalError("reading the entry cursor", r);
   entry_.cursor = cursor;
   FormatJournalEntry(entry_, utc_offset_, out);
@@ -538,13 +607,13 @@ Status JournalReader::ReadCurrent(JournalLine* out) {
 }
 
 Result<int> JournalReader::fd() {
-  int r = sd_journal_get_fd(j_);
+  int r = g_sd.get_fd(j_);
   if (r < 0) return JournalError("getting a file descriptor", r);
   return r;
 }
 
 Result<JournalChange> JournalReader::Process() {
-  int r = sd_journal_process(j_);
+  int r = g_sd.process(j_);
   if (r < 0) return JournalError("processing changes", r);
   if (r == SD_JOURNAL_APPEND) return JournalChange::kAppend;
   if (r == SD_JOURNAL_INVALIDATE) return JournalChange::kInvalidate;

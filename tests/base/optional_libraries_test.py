@@ -5,10 +5,13 @@ The metrics endpoint (libmicrohttpd, which brings GnuTLS and eight more
 libraries) and the fleet (hiredis, libcrypto) are off by default and
 loaded with dlopen when configured (include/bantam/shared_library.h).
 Linked at build time they made every start load 31 shared objects instead
-of 18 (bench/README.md). This test fails if one of them is linked into a
-program again, and checks that a daemon with neither configured has none
-of them mapped, while one with `metrics =` set has libmicrohttpd mapped
-and answers a scrape.
+of 18 (bench/README.md). So is libsystemd, for a journal backend only
+(READY=1 goes out without it, include/bantam/service_notify.h): linked, it
+and the six libraries it brings were about a quarter of every start-up.
+This test fails if one of them is linked into a program again, and checks
+that a daemon with none configured has none of them mapped, while one with
+`metrics =` set has libmicrohttpd mapped and answers a scrape, and one
+with a `backend = systemd` jail has libsystemd mapped and runs the jail.
 
 Run: python3 tests/base/optional_libraries_test.py --bantam build/bantam --source-dir REPO
 """
@@ -22,7 +25,9 @@ import tempfile
 import time
 import urllib.request
 
-OPTIONAL = ('libmicrohttpd', 'libhiredis', 'libcrypto', 'libgnutls')
+OPTIONAL = ('libmicrohttpd', 'libhiredis', 'libcrypto', 'libgnutls',
+            # libsystemd and what it brings
+            'libsystemd', 'libcap', 'libgcrypt', 'libgpg-error', 'liblzma', 'libzstd', 'liblz4')
 
 
 def main():
@@ -57,9 +62,12 @@ def main():
         open(log, 'w').close()
         with open(os.path.join(conf, 'filter.d', 'app.conf'), 'w') as f:
             f.write('[Definition]\nfailregex = ^fail from <HOST>$\n')
-        with open(os.path.join(conf, 'jail.conf'), 'w') as f:
-            f.write('[app]\nenabled = true\nfilter = app\nlogpath = %s\nbackend = polling\n'
-                    'action =\n' % log)
+        def write_jails(extra=''):
+            with open(os.path.join(conf, 'jail.conf'), 'w') as f:
+                f.write('[app]\nenabled = true\nfilter = app\nlogpath = %s\nbackend = polling\n'
+                        'action =\n%s' % (log, extra))
+
+        write_jails()
 
         def run_daemon(extra):
             with open(os.path.join(conf, 'fail2ban.conf'), 'w') as f:
@@ -113,8 +121,32 @@ def main():
             libs = mapped(p.pid)
             check('libmicrohttpd' in libs, 'bantamd with metrics = has no libmicrohttpd mapped')
             check('libhiredis' not in libs, 'bantamd without [Fleet] has libhiredis mapped')
+            check('libsystemd' not in libs, 'bantamd without a journal jail has libsystemd mapped')
             body = urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port, timeout=10).read()
             check(b'bantam_build_info' in body, 'the endpoint answers a scrape: %r' % body[:200])
+        finally:
+            stop(p)
+
+        # A journal jail (an empty journal directory: nothing to read, but
+        # opened) loads libsystemd, and only that.
+        journal_dir = os.path.join(work, 'journal')
+        os.makedirs(journal_dir)
+        write_jails('\n[app-journal]\nenabled = true\nfilter = app\naction =\n'
+                    'backend = systemd[journalpath=%s]\njournalmatch = _COMM=app\n' % journal_dir)
+        p = run_daemon('')
+        try:
+            libs = mapped(p.pid)
+            check('libsystemd' in libs, 'bantamd with a journal jail has no libsystemd mapped')
+            check('libmicrohttpd' not in libs, 'bantamd without metrics has libmicrohttpd mapped')
+            r = subprocess.run([args.bantam, '-s', os.path.join(work, 'sock'), 'status',
+                                'app-journal'], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+            check('Journal matches' in r.stdout and '_COMM=app' in r.stdout,
+                  'the journal jail runs: %r' % r.stdout)
+            with open(os.path.join(work, 'bantam.log')) as f:
+                text = f.read()
+            check('[app-journal] Jail is in operation now (process new journal entries)' in text,
+                  'the journal jail opened its journal:\n' + text[-2000:])
         finally:
             stop(p)
     finally:
