@@ -5,7 +5,8 @@
 // CreateAction (action_factory.h) picks one from the action's options.
 //
 // Every method is called on the loop thread. Operations run elsewhere (a
-// worker strand); their reports come back on the loop thread.
+// worker strand), or for NftAction's small turns on the loop thread inside
+// EndTurn; their reports always come back on the loop thread.
 #ifndef BANTAM_ACTION_H_
 #define BANTAM_ACTION_H_
 
@@ -162,6 +163,8 @@ class Action {
   virtual void Submit(ActionOp op, BanInfo info, std::function<void(ActionReport)> done) = 0;
   // Called once at the end of each loop turn: an action that gathers the
   // turn's operations into one unit of work (a netlink batch) sends it now.
+  // It may also run it at once and call their `done` before returning
+  // (NftAction, for a small turn while its strand is idle).
   virtual void EndTurn() {}
   // Whether the action reads BanInfo::context (tags such as <ipmatches> or
   // <jail.banned>); false lets the caller skip building it.

@@ -53,6 +53,13 @@ class WorkerPool {
   size_t CancelQueued();
   // Blocks until no job of `strand` is queued or running.
   void WaitIdle(StrandId strand);
+  // Runs `fn` on the calling thread as a job of `strand`, if no job of it is
+  // queued or running; returns false, without running it, otherwise. While
+  // `fn` runs the strand counts as running: jobs posted meanwhile (from any
+  // thread) queue behind it and WaitIdle waits for it, so `fn` and the
+  // strand's jobs never overlap and each sees what the other did. `fn`
+  // delivers no completion: the caller has its result at once.
+  bool RunIfIdle(StrandId strand, const std::function<void()>& fn);
 
   // Readable (EPOLLIN) when completions are waiting. Owned by the pool.
   int completion_fd() const { return event_fd_; }

@@ -469,6 +469,21 @@ class NftAction::Worker {
     return r;
   }
 
+  // The inline path (NftAction::SendTurn): `batch` holds only element
+  // operations. Applies it as Process would and returns its reports, or
+  // returns nullopt having changed nothing, here or in the kernel, when it
+  // needs more than the element transaction: the socket opened, a family
+  // started, or a set or rule that is not in order repaired (which puts
+  // back every ban held). Process then does all of that on the strand.
+  std::optional<Reports> ProcessSmall(std::vector<Pending>& batch) {
+    if (!rules_) return std::nullopt;
+    std::vector<size_t> run(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) run[i] = i;
+    Reports reports;
+    if (!ApplyRun(batch, run, reports, /*small=*/true)) return std::nullopt;
+    return reports;
+  }
+
   Reports Process(std::vector<Pending>& batch) {
     Reports reports;
     if (Status s = EnsureOpen(); !s.ok()) {
@@ -647,8 +662,12 @@ class NftAction::Worker {
     IpAddr addr;
   };
 
-  void ApplyRun(std::vector<Pending>& batch, const std::vector<size_t>& run, Reports& reports) {
-    if (run.empty()) return;
+  // Applies the element operations `run` of `batch`. With `small`, only
+  // when every family it adds to is started and in order: otherwise returns
+  // false before changing anything but `reports` (see ProcessSmall).
+  bool ApplyRun(std::vector<Pending>& batch, const std::vector<size_t>& run, Reports& reports,
+                bool small = false) {
+    if (run.empty()) return true;
     std::vector<Item> items;
     items.reserve(run.size());
     std::set<NftFamily> adding;
@@ -694,14 +713,23 @@ class NftAction::Worker {
     std::set<NftFamily> broken;
     ActionReport repair;
     bool repaired = false;
-    for (NftFamily f : adding) {
-      if (!started_.count(f)) {
-        if (!StartFamily(f).ok()) broken.insert(f);
-        continue;
+    if (small) {
+      // The same check RepairIfBroken makes, without its repair.
+      for (NftFamily f : adding) {
+        if (!started_.count(f)) return false;
+        Result<bool> ok = rules_->Check(f);
+        if (!ok.ok() || !*ok) return false;
       }
-      const size_t notes = repair.notes.size();
-      if (!RepairIfBroken(f, &repair)) broken.insert(f);
-      repaired = repaired || repair.notes.size() != notes;
+    } else {
+      for (NftFamily f : adding) {
+        if (!started_.count(f)) {
+          if (!StartFamily(f).ok()) broken.insert(f);
+          continue;
+        }
+        const size_t notes = repair.notes.size();
+        if (!RepairIfBroken(f, &repair)) broken.insert(f);
+        repaired = repaired || repair.notes.size() != notes;
+      }
     }
     if (repaired) {
       for (NftFamily f : Families()) {
@@ -810,7 +838,7 @@ class NftAction::Worker {
         st.shadowed = false;
       }
     }
-    if (ops.empty()) return;
+    if (ops.empty()) return true;
     const auto started = std::chrono::steady_clock::now();
     Result<std::vector<NftRuleset::ElementError>> errs = rules_->Apply(ops);
     transactions_.push_back(Transaction{
@@ -821,7 +849,7 @@ class NftAction::Worker {
       for (const Owned& o : owner) {
         if (o.primary) ReportOf(batch, items[o.item].op_index, reports).status = errs.status();
       }
-      return;
+      return true;
     }
     std::vector<bool> failed(ops.size(), false);
     for (const NftRuleset::ElementError& e : *errs) {
@@ -888,6 +916,7 @@ class NftAction::Worker {
         }
       }
     }
+    return true;
   }
 
   // The order the items of a run reach the kernel: theirs, except that the
@@ -968,7 +997,10 @@ NftAction::NftAction(std::string jail, std::string name, OrderedMap<std::string>
 }
 
 NftAction::~NftAction() {
-  EndTurn();
+  // Not inline: reports handed over from a destructor would reach a caller
+  // in the middle of tearing down; as queued completions they run (or are
+  // dropped with the pool) like those of every earlier turn.
+  SendTurn(/*may_inline=*/false);
   env_.pool->WaitIdle(strand_);
 }
 
@@ -985,28 +1017,68 @@ void NftAction::Submit(ActionOp op, BanInfo info, std::function<void(ActionRepor
   pending_.push_back(Pending{op, std::move(info.ip), info.time, info.bantime, std::move(done)});
 }
 
+namespace {
+
+bool IsElementOp(ActionOp op) {
+  return op == ActionOp::kBan || op == ActionOp::kReban || op == ActionOp::kProlong ||
+         op == ActionOp::kUnban;
+}
+
+}  // namespace
+
 void NftAction::EndTurn() {
+  // A report handed over inline may submit again (to this action too):
+  // that is part of this turn, not left for one that may not come soon.
+  while (!pending_.empty()) SendTurn(/*may_inline=*/true);
+}
+
+void NftAction::SendTurn(bool may_inline) {
   if (pending_.empty()) return;
-  auto batch = std::make_shared<std::vector<Pending>>(std::move(pending_));
+  std::vector<Pending> batch = std::move(pending_);
   pending_.clear();
-  env_.pool->Post(strand_, [worker = worker_, batch,
+  // Hands the reports of a turn's operations to their submitters, in order
+  // (loop thread).
+  auto report = [](Worker& w, std::vector<Pending>& ops, Worker::Reports& got,
+                   const std::vector<Worker::Transaction>& txs,
+                   const decltype(ActionEnv::on_nft_transaction)& observer) {
+    if (observer) {
+      for (const Worker::Transaction& t : txs) {
+        observer(w.jail(), w.name(), t.elements, t.seconds, t.ok);
+      }
+    }
+    auto next = got.begin();
+    for (size_t i = 0; i < ops.size(); ++i) {
+      Pending& p = ops[i];
+      const bool special = next != got.end() && next->first == i;
+      if (p.done) p.done(special ? std::move(next->second) : w.OkReport(p));
+      if (special) ++next;
+    }
+  };
+  if (may_inline && *unreported_ == 0 && batch.size() <= kInlineMaxOps &&
+      std::all_of(batch.begin(), batch.end(), [](const Pending& p) { return IsElementOp(p.op); })) {
+    std::optional<Worker::Reports> reports;
+    std::vector<Worker::Transaction> transactions;
+    // Idle by construction (every turn posted has reported), but the pool
+    // is the one that knows: on false nothing ran and the turn is posted.
+    const bool ran = env_.pool->RunIfIdle(strand_, [&] {
+      reports = worker_->ProcessSmall(batch);
+      transactions = worker_->TakeTransactions();
+    });
+    if (ran && reports) {
+      report(*worker_, batch, *reports, transactions, env_.on_nft_transaction);
+      return;
+    }
+  }
+  auto posted = std::make_shared<std::vector<Pending>>(std::move(batch));
+  ++*unreported_;
+  env_.pool->Post(strand_, [worker = worker_, posted, unreported = unreported_, report,
                             observer = env_.on_nft_transaction]() -> WorkerPool::Completion {
-    Worker::Reports reports = worker->Process(*batch);
-    std::vector<Worker::Transaction> transactions = worker->TakeTransactions();
-    return [worker, batch, reports = std::move(reports), transactions = std::move(transactions),
+    Worker::Reports got = worker->Process(*posted);
+    std::vector<Worker::Transaction> txs = worker->TakeTransactions();
+    return [worker, posted, unreported, report, got = std::move(got), txs = std::move(txs),
             observer = std::move(observer)]() mutable {
-      if (observer) {
-        for (const Worker::Transaction& t : transactions) {
-          observer(worker->jail(), worker->name(), t.elements, t.seconds, t.ok);
-        }
-      }
-      auto next = reports.begin();
-      for (size_t i = 0; i < batch->size(); ++i) {
-        Pending& p = (*batch)[i];
-        const bool special = next != reports.end() && next->first == i;
-        if (p.done) p.done(special ? std::move(next->second) : worker->OkReport(p));
-        if (special) ++next;
-      }
+      --*unreported;
+      report(*worker, *posted, got, txs, observer);
     };
   });
 }

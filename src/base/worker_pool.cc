@@ -54,6 +54,30 @@ void WorkerPool::WaitIdle(StrandId strand) {
   });
 }
 
+bool WorkerPool::RunIfIdle(StrandId strand, const std::function<void()>& fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // A strand has a lane exactly while a job of it is queued or running.
+    if (lanes_.count(strand) != 0) return false;
+    lanes_[strand].running = true;
+  }
+  fn();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Lane& after = lanes_[strand];
+    after.running = false;
+    if (!after.jobs.empty()) {
+      // Posted while `fn` ran: Post left them for us to make ready.
+      ready_.push_back(strand);
+      work_cv_.notify_one();
+      return true;
+    }
+    lanes_.erase(strand);
+  }
+  idle_cv_.notify_all();
+  return true;
+}
+
 void WorkerPool::WorkerMain() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {

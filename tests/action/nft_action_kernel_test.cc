@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bantam/nft_action.h"
@@ -383,6 +384,168 @@ TEST_F(NftActionKernel, NetworkBansWithKernelTimeouts) {
   const std::string set = List("addr6-set-pbx");
   EXPECT_NE(set.find("flags interval,timeout"), std::string::npos) << set;
   EXPECT_NE(set.find("2001:db8:1:2::/64 timeout 1h"), std::string::npos) << set;
+}
+
+
+// Issue 15: a small turn of a started action is applied on the loop thread
+// and reported before EndTurn returns, with no completion to wait for.
+TEST_F(NftActionKernel, SmallTurnIsAppliedInlineAndLandsInTheSet) {
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), env_);
+  Turn(a, {{ActionOp::kStart, {}}, {ActionOp::kBan, Ban("192.0.2.1")}});
+  std::vector<ActionReport> reports;
+  std::vector<std::thread::id> threads;
+  for (const char* ip : {"192.0.2.2", "192.0.2.3"}) {
+    a.Submit(ActionOp::kBan, Ban(ip), [&](ActionReport r) {
+      reports.push_back(std::move(r));
+      threads.push_back(std::this_thread::get_id());
+    });
+  }
+  a.EndTurn();
+  ASSERT_EQ(reports.size(), 2u);
+  for (const ActionReport& r : reports) EXPECT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_EQ(reports[0].ip, "192.0.2.2");
+  EXPECT_EQ(reports[1].ip, "192.0.2.3");
+  for (const std::thread::id& t : threads) EXPECT_EQ(t, std::this_thread::get_id());
+  EXPECT_EQ(Elements("addr-set-pbx"),
+            (std::set<std::string>{"192.0.2.1", "192.0.2.2", "192.0.2.3"}));
+  // And an inline unban takes it out again.
+  auto r = Turn(a, {{ActionOp::kUnban, Ban("192.0.2.2")}});
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.message();
+  EXPECT_EQ(Elements("addr-set-pbx"), (std::set<std::string>{"192.0.2.1", "192.0.2.3"}));
+}
+
+// The first ban of a family starts it (a few objects), a larger turn is a
+// restore slice: both stay on the worker.
+TEST_F(NftActionKernel, FirstBanAndLargeTurnsGoToTheWorker) {
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), env_);
+  size_t done = 0;
+  a.Submit(ActionOp::kBan, Ban("192.0.2.1"), [&](ActionReport) { ++done; });
+  a.EndTurn();
+  EXPECT_EQ(done, 0u);
+  for (int k = 0; k < 200 && done < 1; ++k) pool_.WaitAndRunCompletions(50);
+  ASSERT_EQ(done, 1u);
+  const size_t n = NftAction::kInlineMaxOps + 1;
+  for (size_t i = 0; i < n; ++i) {
+    a.Submit(ActionOp::kBan, Ban("10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250)),
+             [&](ActionReport r) {
+               EXPECT_TRUE(r.status.ok()) << r.status.message();
+               ++done;
+             });
+  }
+  a.EndTurn();
+  EXPECT_EQ(done, 1u);
+  for (int k = 0; k < 200 && done < 1 + n; ++k) pool_.WaitAndRunCompletions(50);
+  EXPECT_EQ(done, 1 + n);
+  EXPECT_EQ(Elements("addr-set-pbx").size(), 1 + n);
+}
+
+// A turn that comes while an earlier one is on the worker (or has not
+// reported yet) goes behind it: its unban of an address the earlier turn
+// banned finds it there, and the reports come in submission order.
+TEST_F(NftActionKernel, TurnArrivingWhileTheWorkerIsBusyGoesBehindIt) {
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), env_);
+  Turn(a, {{ActionOp::kStart, {}}, {ActionOp::kBan, Ban("192.0.2.1")}});
+  std::vector<std::string> order;
+  std::vector<ActionReport> small;
+  constexpr size_t kBig = 5000;
+  for (size_t i = 0; i < kBig; ++i) {
+    a.Submit(ActionOp::kBan, Ban("10.2." + std::to_string(i / 250) + "." + std::to_string(i % 250)),
+             [&](ActionReport r) {
+               EXPECT_TRUE(r.status.ok()) << r.status.message();
+               order.push_back("big");
+             });
+  }
+  a.EndTurn();
+  a.Submit(ActionOp::kUnban, Ban("10.2.0.7"), [&](ActionReport r) {
+    order.push_back("small");
+    small.push_back(std::move(r));
+  });
+  a.Submit(ActionOp::kBan, Ban("192.0.2.50"), [&](ActionReport r) {
+    order.push_back("small");
+    small.push_back(std::move(r));
+  });
+  a.EndTurn();
+  EXPECT_TRUE(small.empty());  // not inline: the big turn has not reported
+  for (int k = 0; k < 400 && order.size() < kBig + 2; ++k) pool_.WaitAndRunCompletions(50);
+  ASSERT_EQ(order.size(), kBig + 2);
+  for (size_t i = 0; i < kBig; ++i) ASSERT_EQ(order[i], "big") << i;
+  ASSERT_EQ(small.size(), 2u);
+  EXPECT_TRUE(small[0].status.ok()) << small[0].status.message();
+  EXPECT_TRUE(small[1].status.ok()) << small[1].status.message();
+  const std::set<std::string> in = Elements("addr-set-pbx");
+  EXPECT_EQ(in.size(), kBig + 1);  // 192.0.2.1 and .50, 10.2.0.7 out
+  EXPECT_EQ(in.count("10.2.0.7"), 0u);
+  EXPECT_EQ(in.count("192.0.2.50"), 1u);
+  // Everything reported: the next small turn is inline again.
+  size_t inline_done = 0;
+  a.Submit(ActionOp::kBan, Ban("192.0.2.51"), [&](ActionReport) { ++inline_done; });
+  a.EndTurn();
+  EXPECT_EQ(inline_done, 1u);
+}
+
+// A ban the kernel refuses on the inline path fails its own operation with
+// the report the worker gives (the daemon logs it and keeps the ban
+// recorded), is not held by the action (a flush does not look for it), and
+// goes in when banned again once there is room.
+TEST_F(NftActionKernel, BanRefusedOnTheInlinePathFailsAsOnTheWorker) {
+  // A set of ours with room for two, made before the action starts: Start
+  // keeps a set with the right type and flags.
+  Shell("nft add table inet f2b-table; "
+        "nft add set inet f2b-table addr-set-pbx '{ type ipv4_addr; size 2; }'");
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), env_);
+  Turn(a, {{ActionOp::kStart, {}}, {ActionOp::kBan, Ban("192.0.2.1")}});
+  ASSERT_NE(List("addr-set-pbx").find("size 2"), std::string::npos) << List("addr-set-pbx");
+  std::vector<ActionReport> r;
+  a.Submit(ActionOp::kBan, Ban("192.0.2.2"), [&](ActionReport x) { r.push_back(std::move(x)); });
+  a.Submit(ActionOp::kBan, Ban("192.0.2.3"), [&](ActionReport x) { r.push_back(std::move(x)); });
+  a.EndTurn();
+  ASSERT_EQ(r.size(), 2u);  // inline
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.message();
+  ASSERT_FALSE(r[1].status.ok());
+  const std::string inline_error = r[1].status.message();
+  EXPECT_NE(inline_error.find("add element inet f2b-table addr-set-pbx { 192.0.2.3 }: "),
+            std::string::npos)
+      << inline_error;
+  EXPECT_EQ(Elements("addr-set-pbx"), (std::set<std::string>{"192.0.2.1", "192.0.2.2"}));
+  // The same ban on the worker (a check in the turn sends it there) fails
+  // with the same report.
+  auto w = Turn(a, {{ActionOp::kCheck, {}}, {ActionOp::kBan, Ban("192.0.2.3")}});
+  EXPECT_EQ(w[1].status.message(), inline_error);
+  EXPECT_EQ(w[1].notes, r[1].notes);
+  // The action does not hold what the kernel refused: a flush finds every
+  // element it deletes (a held 192.0.2.3 would make a note of ENOENT).
+  auto f = Turn(a, {{ActionOp::kFlush, {}}});
+  EXPECT_TRUE(f[0].status.ok()) << f[0].status.message();
+  EXPECT_TRUE(f[0].notes.empty()) << f[0].notes[0];
+  EXPECT_TRUE(Elements("addr-set-pbx").empty());
+  // Room made, the ban given again goes in, inline.
+  std::vector<ActionReport> again;
+  a.Submit(ActionOp::kBan, Ban("192.0.2.3"), [&](ActionReport x) { again.push_back(std::move(x)); });
+  a.EndTurn();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_TRUE(again[0].status.ok()) << again[0].status.message();
+  EXPECT_EQ(Elements("addr-set-pbx"), (std::set<std::string>{"192.0.2.3"}));
+}
+
+// A small turn that finds the set gone (`nft flush ruleset`) is not
+// repaired on the loop thread: the repair puts back every ban held.
+TEST_F(NftActionKernel, SmallTurnNeedingARepairGoesToTheWorker) {
+  NftAction a("pbx", "nftables", {}, Allports("pbx"), env_);
+  Turn(a, {{ActionOp::kStart, {}}, {ActionOp::kBan, Ban("192.0.2.1")}});
+  Shell("nft flush ruleset");
+  size_t done = 0;
+  ActionReport got;
+  a.Submit(ActionOp::kBan, Ban("192.0.2.2"), [&](ActionReport r) {
+    got = std::move(r);
+    ++done;
+  });
+  a.EndTurn();
+  EXPECT_EQ(done, 0u);
+  for (int k = 0; k < 200 && done < 1; ++k) pool_.WaitAndRunCompletions(50);
+  ASSERT_EQ(done, 1u);
+  EXPECT_TRUE(got.status.ok()) << got.status.message();
+  EXPECT_FALSE(got.notes.empty());
+  EXPECT_EQ(Elements("addr-set-pbx"), (std::set<std::string>{"192.0.2.1", "192.0.2.2"}));
 }
 
 }  // namespace

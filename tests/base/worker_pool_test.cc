@@ -6,6 +6,7 @@
 #include <chrono>
 #include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace bantam {
@@ -103,6 +104,63 @@ TEST(WorkerPoolTest, AStrandWhoseQueueWasCancelledAcceptsNewJobs) {
   });
   Collect(pool, log, 2);
   EXPECT_EQ(log, (std::vector<std::string>{"cancelled", "after"}));
+}
+
+TEST(WorkerPoolTest, RunIfIdleRunsOnTheCallerWhenTheStrandIsIdle) {
+  WorkerPool pool(1);
+  const WorkerPool::StrandId strand = pool.NewStrand();
+  std::thread::id ran_on;
+  EXPECT_TRUE(pool.RunIfIdle(strand, [&] { ran_on = std::this_thread::get_id(); }));
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
+TEST(WorkerPoolTest, RunIfIdleRefusesWhileAJobIsRunningOrQueued) {
+  WorkerPool pool(1);
+  const WorkerPool::StrandId strand = pool.NewStrand();
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> started;
+  pool.Post(strand, [&, released]() -> WorkerPool::Completion {
+    started.set_value();
+    released.wait();
+    return nullptr;
+  });
+  started.get_future().wait();
+  bool ran = false;
+  EXPECT_FALSE(pool.RunIfIdle(strand, [&] { ran = true; }));
+  // Another strand is not held up by it.
+  EXPECT_TRUE(pool.RunIfIdle(pool.NewStrand(), [] {}));
+  release.set_value();
+  pool.WaitIdle(strand);
+  EXPECT_FALSE(ran);
+  EXPECT_TRUE(pool.RunIfIdle(strand, [&] { ran = true; }));
+  EXPECT_TRUE(ran);
+}
+
+// A job posted while the caller runs the strand's work waits for it, and
+// WaitIdle from another thread waits for both.
+TEST(WorkerPoolTest, JobsPostedDuringRunIfIdleRunAfterIt) {
+  WorkerPool pool(2);
+  const WorkerPool::StrandId strand = pool.NewStrand();
+  std::vector<std::string> order;  // strand-owned: written by the inline run, then the job
+  std::atomic<bool> waited{false};
+  std::thread waiter;
+  EXPECT_TRUE(pool.RunIfIdle(strand, [&] {
+    pool.Post(strand, [&]() -> WorkerPool::Completion {
+      order.push_back("job");
+      return nullptr;
+    });
+    waiter = std::thread([&] {
+      pool.WaitIdle(strand);
+      waited = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_FALSE(waited.load());  // the strand is still ours
+    order.push_back("inline");
+  }));
+  waiter.join();
+  EXPECT_TRUE(waited.load());
+  EXPECT_EQ(order, (std::vector<std::string>{"inline", "job"}));
 }
 
 }  // namespace
