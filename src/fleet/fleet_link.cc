@@ -225,6 +225,11 @@ FleetLink::Conn* FleetLink::Connect(Conn* c, const char* who) {
       c->Command(auth, &err);
     }
     if (err.empty() && settings_.db != 0) c->Command({"SELECT", std::to_string(settings_.db)}, &err);
+    // A restarted Redis takes connections, AUTH and SELECT while it loads its
+    // data, and refuses stream commands (-LOADING) until it is done. Up only
+    // once a stream command is answered: else the first XADD or XREAD would
+    // report that refusal as a second outage, with a second WARNING.
+    if (err.empty()) c->Command({"XRANGE", settings_.stream, "+", "+", "COUNT", "1"}, &err);
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (!err.empty()) {
