@@ -21,7 +21,11 @@ cmake --build build-asan -j"$jobs"
 # The fail2ban output comparisons (label "oracle") and the booted-container
 # package test (label "system") ran in the plain pass, and
 # so did the control socket's full load (20k ids); here it runs with 5k.
-ASAN_OPTIONS=detect_leaks=1 BANTAM_CONTROL_LOAD_IDS=5000 \
+# intercept_tls_get_addr=0: the leak checker of Debian 12's sanitizer runtime
+# misreads the thread-local blocks of a dlopen'd library (libsystemd, for a
+# journal jail) and dies at exit with "Tracer caught signal 11"
+# (google/sanitizers#1322); static TLS and everything else is still scanned.
+ASAN_OPTIONS=detect_leaks=1:intercept_tls_get_addr=0 BANTAM_CONTROL_LOAD_IDS=5000 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE "oracle|system"
 
 phase "fuzz (${fuzz_seconds}s per target)"
