@@ -48,7 +48,7 @@ BANTAMD = os.path.join(os.path.dirname(BANTAM), 'bantamd')
 SOURCE = os.path.abspath(args.source_dir)
 sys.path.insert(0, os.path.join(SOURCE, 'tests', 'testing'))
 from nft_sets import set_elements  # noqa: E402
-from script_test import Checks, Namespaces, poll, require, run  # noqa: E402
+from netns_script import Checks, Namespaces, poll, require, run  # noqa: E402
 REDIS_SERVER = '/usr/bin/redis-server'
 REDIS_CLI = '/usr/bin/redis-cli'
 KEY = 'test-fleet-secret-0123456789abcdef'

@@ -51,7 +51,7 @@ BANTAMD = os.path.join(os.path.dirname(BANTAM), 'bantamd')
 SOURCE = os.path.abspath(args.source_dir)
 sys.path.insert(0, os.path.join(SOURCE, 'tests', 'testing'))
 from nft_sets import set_elements  # noqa: E402
-from script_test import Checks, Namespaces, poll, require, run  # noqa: E402
+from netns_script import Checks, Namespaces, poll, require, run  # noqa: E402
 
 NET6 = '2001:db8:1:2::/64'
 NET4 = '198.51.100.0/24'

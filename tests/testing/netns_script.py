@@ -3,7 +3,7 @@ the required-tools check, running a command, polling, the pass/fail
 tally and the namespaces each run creates and deletes.
 
   sys.path.insert(0, os.path.join(SOURCE_DIR, 'tests', 'testing'))
-  from script_test import Checks, Namespaces, poll, require, run
+  from netns_script import Checks, Namespaces, poll, require, run
 """
 import os
 import re
