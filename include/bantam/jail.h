@@ -119,8 +119,11 @@ class Jail {
   // here, in order, and are counted (or ignored) when it does; later
   // failures of that address queue behind them.
   size_t waiting_for_ignorecommand() const { return parked_.size(); }
-  // A journal entry whose time is known.
+  // A journal entry whose time is known; the second form at a given `now`,
+  // as ProcessLine.
   void ProcessJournalLine(std::string_view line, double time, std::string_view date_text);
+  void ProcessJournalLine(std::string_view line, double time, std::string_view date_text,
+                          double now);
 
   // Bans `id` now as if it had reached maxretry (fail2ban-client set JAIL
   // banip); false if it is already banned.
@@ -177,7 +180,8 @@ class Jail {
 
  private:
   Jail(JailConfig config, const Clock& clock, JailEvents* events, BanHistory* history);
-  void HandleFailures(bool in_operation);
+  // Counts the failures the filter just found, at `now` (the line's time).
+  void HandleFailures(double now);
   // Counts (or ignores, per `verdict`) one failure of `id`.
   void CountFailure(const IpAddr& id, double time, FailData&& data, const IgnoreVerdict& verdict);
   void IgnoreCommandDone(const PendingIgnoreCommand& pending, const Result<int>& status);

@@ -254,6 +254,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // in a burst (a source has a backlog), the commit and the flush wait
   // until kBurstCommitMs passed since the last commit.
   void FlushTurn();
+  double LineNow();
   // Writes what this turn changed in one transaction: its bans, the failure
   // windows that changed, and (when there was any such change, or
   // `save_positions`) the positions the sources were read up to, so that
@@ -338,6 +339,10 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   bool running_ = false;
   bool log_reopen_failed_ = false;  // ReopenIfMoved failed; said once
   std::string scratch_;
+  // The time lines are seen at (LineNow): read once for up to
+  // kLinesPerClockRead lines, and again in every loop turn.
+  double line_now_ = 0;
+  uint32_t line_now_uses_ = 0;
   std::string message_scratch_;  // OnFound, OnAlreadyBanned: one log line at a time
   size_t pending_ops_ = 0;
   // By jail id and action; never erased (a few per reload), so pointers to

@@ -256,18 +256,21 @@ void Jail::ProcessLine(std::string_view line, bool in_operation, double now) {
   if (idle_) return;
   filter_->set_in_operation(in_operation);
   filter_->ProcessLine(line, now, ++seq_, &failures_);
-  HandleFailures(in_operation);
+  HandleFailures(now);
 }
 
 void Jail::ProcessJournalLine(std::string_view line, double time, std::string_view date_text) {
-  if (idle_) return;
-  filter_->ProcessLineWithTime(line, time, date_text, clock_.Now(), ++seq_, &failures_);
-  HandleFailures(true);
+  ProcessJournalLine(line, time, date_text, clock_.Now());
 }
 
-void Jail::HandleFailures(bool in_operation) {
-  (void)in_operation;
-  const double now = clock_.Now();
+void Jail::ProcessJournalLine(std::string_view line, double time, std::string_view date_text,
+                              double now) {
+  if (idle_) return;
+  filter_->ProcessLineWithTime(line, time, date_text, now, ++seq_, &failures_);
+  HandleFailures(now);
+}
+
+void Jail::HandleFailures(double now) {
   for (Failure& f : failures_) {
     if (!f.id || f.nofail()) continue;
     // A failure never lies in the future (fail2ban clamps estimated times).
