@@ -143,6 +143,18 @@ class FailRegex {
   Result<bool> Search(std::string_view subject, size_t start_offset,
                       FailRegexMatch* match) const;
 
+  // PCRE2 anchored the pattern (every top-level branch starts with a
+  // non-multi-line ^ or \A, ...): a search from offset 0 tries offset 0
+  // only.
+  bool anchored() const { return anchored_; }
+  // True only if no subject that starts with `prefix` has a match found by
+  // Search(subject, 0, ...): the pattern is anchored, and matching `prefix`
+  // alone with PCRE2_PARTIAL_HARD fails without reaching its end (which
+  // PCRE2 would report as a partial match). False when that cannot be
+  // shown: not anchored, a partial or complete match, or any PCRE2 error.
+  // Exact only for a prefix of whole characters; callers pass ASCII.
+  bool RulesOutPrefix(std::string_view prefix, FailRegexMatch* match) const;
+
  private:
   FailRegex() = default;
   // Compile() without the JIT step; Search() JIT-compiles on first use.
@@ -156,6 +168,7 @@ class FailRegex {
   int capture_count_ = 0;
   std::vector<FailRegexGroup> groups_;
   std::vector<RequiredLiteral> required_;  // literal prefilter: one must occur
+  bool anchored_ = false;
   void CompileJit() const;
 
   pcre2_real_code_8* code_ = nullptr;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <functional>
 #include <map>
@@ -63,6 +64,19 @@ struct DateTemplate {
   mutable bool memo_valid = false;
   mutable std::optional<double> memo_time;
   mutable bool memo_raised = false;
+
+  // Search short cuts (SearchTemplate). Each only skips a search whose
+  // result is known to be "no match", so results never change.
+  // An EPOCH template without a pattern: a match starts at the line's
+  // start, after a leading '[', or after "audit(", and with a digit.
+  bool epoch_starts = false;
+  // An anchored regex: whether lines starting with four given ASCII bytes
+  // can match at all (RulesOutPrefix), for the last few such prefixes.
+  struct PrefixVerdict {
+    uint32_t key = 0;
+    uint8_t state = 0;  // 0: unknown, 1: may match, 2: cannot match
+  };
+  std::array<PrefixVerdict, 16> prefix_verdicts{};
 
   double Weight() const {
     return static_cast<double>(hits) * weight / static_cast<double>(std::max<int64_t>(1, distance));
@@ -565,6 +579,12 @@ class TemplateFactory {
                R"(((?:^|(?P<square>(?<=^\[))|(?P<selinux>(?<=\baudit\())))" + epoch_re +
                    R"re()(?:(?(selinux)(?=:\d+\)))|(?(square)(?=\]))))re",
                Bound::kNone, true);
+      // Its three starts, then \d: checked on the final regex text.
+      const std::string_view starts =
+          R"(((?:^|(?P<square>(?<=^\[))|(?P<selinux>(?<=\baudit\()))\d{10,11})";
+      const std::string_view r = t.regex;
+      t.epoch_starts =
+          StartsWith(r, starts) || (StartsWith(r, "(") && StartsWith(r.substr(1), starts));
     } else {
       SetRegex(&t, R"(((?P<square>(?<=^\[))?)" + epoch_re + R"()(?(square)(?=\])))",
                Bound::kLineStart, true);
@@ -911,6 +931,7 @@ Result<DateDetector> DateDetector::Create(const DateDetectorOptions& options) {
     dd.templates_.push_back(std::make_unique<DateTemplate>(t));
   }
   dd.fields_.reserve(max_fields);
+  dd.search_shortcuts_ = options.search_shortcuts;
   if (options.share_searches) {
     // Equal template lists (the default ones carry the current year) and
     // zone give equal new detectors, so they start from one state id.
@@ -958,6 +979,46 @@ DateDetector::Char DateDetector::CharAt(std::string_view line, size_t byte) {
   return c;
 }
 
+namespace {
+
+bool MaybeDigitAt(std::string_view s, size_t i) {
+  if (i >= s.size()) return false;
+  const auto b = static_cast<unsigned char>(s[i]);
+  return (b >= '0' && b <= '9') || b >= 0x80;  // \d is Unicode's: any non-ASCII may be one
+}
+
+// An EPOCH template's match (epoch_starts) can begin only at 0, at 1 after
+// a leading '[', or right after "audit(" (any case: the pattern may carry
+// (?i)), and with a digit there.
+bool EpochMayStart(std::string_view s) {
+  if (MaybeDigitAt(s, 0) || (!s.empty() && s[0] == '[' && MaybeDigitAt(s, 1))) return true;
+  for (size_t p = s.find('('); p != std::string_view::npos; p = s.find('(', p + 1)) {
+    if (p < 5 || !MaybeDigitAt(s, p + 1)) continue;
+    static constexpr std::string_view kAudit = "audit";
+    bool audit = true;
+    for (size_t k = 0; k < 5 && audit; ++k) audit = (s[p - 5 + k] | 0x20) == kAudit[k];
+    if (audit) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool DateDetector::RuledOut(DateTemplate& t, std::string_view subject) {
+  if (!search_shortcuts_) return false;
+  if (t.epoch_starts && !EpochMayStart(subject)) return true;
+  if (!t.re->anchored() || subject.size() < 4) return false;
+  uint32_t key = 0;
+  std::memcpy(&key, subject.data(), 4);
+  if ((key & 0x80808080u) != 0) return false;  // whole characters only: ASCII
+  DateTemplate::PrefixVerdict& v = t.prefix_verdicts[(key * 2654435761u) >> 28];
+  if (v.state == 0 || v.key != key) {
+    v.key = key;
+    v.state = t.re->RulesOutPrefix(subject.substr(0, 4), match_.get()) ? 2 : 1;
+  }
+  return v.state == 2;
+}
+
 bool DateDetector::SearchTemplate(int index, std::string_view line, size_t pos, size_t endpos) {
   DateTemplate& t = *templates_[index];
   // pattern.search(line, pos, endpos): both clamped to the line; nothing
@@ -965,6 +1026,7 @@ bool DateDetector::SearchTemplate(int index, std::string_view line, size_t pos, 
   endpos = std::min(endpos, line.size());
   pos = std::min(pos, line.size());
   if (pos > endpos) return false;
+  if (pos == 0 && RuledOut(t, line.substr(0, endpos))) return false;
   Result<bool> r = t.re->Search(line.substr(0, endpos), pos, match_.get());
   // PCRE2 giving up (match limit) counts as no match; Python would go on.
   if (!r.ok() || !*r) return false;

@@ -202,6 +202,8 @@ Result<FailRegex> FailRegex::CompileNoJit(std::string_view regex, RegexKind kind
   }
   uint32_t captures = 0;
   pcre2_pattern_info(compiled, PCRE2_INFO_CAPTURECOUNT, &captures);
+  uint32_t all_options = 0;
+  pcre2_pattern_info(compiled, PCRE2_INFO_ALLOPTIONS, &all_options);
   if (static_cast<int>(captures) != t->capture_count) {
     pcre2_code_free(compiled);
     return Status::Error(CompileContext(regex, kind) +
@@ -215,6 +217,7 @@ Result<FailRegex> FailRegex::CompileNoJit(std::string_view regex, RegexKind kind
   re.capture_count_ = t->capture_count;
   re.groups_ = std::move(t->groups);
   for (std::string& lit : t->need) re.required_.emplace_back(std::move(lit));
+  re.anchored_ = (all_options & PCRE2_ANCHORED) != 0;
   re.code_ = compiled;
   return re;
 }
@@ -239,6 +242,7 @@ FailRegex& FailRegex::operator=(FailRegex&& other) noexcept {
     capture_count_ = other.capture_count_;
     groups_ = std::move(other.groups_);
     required_ = std::move(other.required_);
+    anchored_ = other.anchored_;
     code_ = std::exchange(other.code_, nullptr);
     jit_state_.store(other.jit_state_.load(std::memory_order_acquire), std::memory_order_release);
   }
@@ -291,6 +295,17 @@ bool FailRegex::RequiredLiteral::FoundIn(std::string_view hay) const {
     ++p;
   }
   return false;
+}
+
+bool FailRegex::RulesOutPrefix(std::string_view prefix, FailRegexMatch* match) const {
+  if (!anchored_ || prefix.empty()) return false;
+  match->matched_ = false;
+  if (!match->Reserve(static_cast<uint32_t>(capture_count_) + 1)) return false;
+  // Partial matching has JIT code of its own, which is not compiled: the
+  // interpreter runs, once per prefix the caller has not seen before.
+  const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(prefix.data()), prefix.size(), 0,
+                             PCRE2_PARTIAL_HARD, match->data_, match->context_);
+  return rc == PCRE2_ERROR_NOMATCH;
 }
 
 int FailRegex::GroupIndex(std::string_view name) const {

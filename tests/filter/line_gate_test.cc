@@ -1,17 +1,22 @@
-// The line gate (Filter) and the scan it shares between filters
-// (LiteralScan): skipping lines no failregex can match never changes a
-// failure.
+// Work skipped because it provably finds nothing never changes a result:
+// the line gate (Filter) and the scan it shares between filters
+// (LiteralScan) never change a failure; the date detector's search short
+// cuts (FailRegex::RulesOutPrefix, EPOCH starts) never change a date.
 #include <dirent.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "../testing/require.h"
 #include "bantam/config_loader.h"
+#include "bantam/date_detector.h"
+#include "bantam/failregex.h"
 #include "bantam/filter.h"
 #include "bantam/literal_scan.h"
 #include "bantam/ordered_map.h"
@@ -142,7 +147,8 @@ std::string Render(size_t line, const Failure& f) {
 // their data must equal those of the same filters without a gate.
 TEST(LineGateTest, SameFailuresAsSearchingEveryLineOnFail2banSamples) {
   const std::vector<std::string> logs = ListDir(kSampleLogs);
-  if (logs.empty()) GTEST_SKIP() << "no fail2ban sample logs in " << kSampleLogs;
+  BANTAM_REQUIRE_TOOL(!logs.empty(), std::string("fail2ban's sample logs in ") + kSampleLogs,
+                      "fail2ban");
   std::vector<std::string> names;
   std::vector<std::unique_ptr<Filter>> gated, plain;
   for (const std::string& file : ListDir(std::string(kConfDir) + "/filter.d")) {
@@ -187,6 +193,174 @@ TEST(LineGateTest, SameFailuresAsSearchingEveryLineOnFail2banSamples) {
   }
   EXPECT_GT(lines_seen, 1000u);
   EXPECT_GT(failures_seen, 500u);
+}
+
+// ---------------------------------------------------------------------------
+// Date search short cuts.
+
+TEST(RulesOutPrefixTest, OnlyWhatNoLongerSubjectCanMatch) {
+  FailRegexMatch m;
+  auto re = [](const char* r) {
+    Result<FailRegex> c = FailRegex::Compile(r, RegexKind::kDateRegex);
+    EXPECT_TRUE(c.ok()) << r;
+    return std::move(*c);
+  };
+  const FailRegex abc = re("^abc"), any = re("abc"), digits = re(R"(^(?:\W{0,2})?\d{4}-)");
+  EXPECT_TRUE(abc.anchored());
+  EXPECT_FALSE(any.anchored());
+  EXPECT_TRUE(abc.RulesOutPrefix("abx", &m));
+  EXPECT_TRUE(abc.RulesOutPrefix("b", &m));
+  EXPECT_FALSE(abc.RulesOutPrefix("ab", &m));    // "abc..." still can
+  EXPECT_FALSE(abc.RulesOutPrefix("abcd", &m));  // a match
+  EXPECT_FALSE(any.RulesOutPrefix("xyz", &m));   // unanchored: it may start later
+  EXPECT_TRUE(digits.RulesOutPrefix("[Nov", &m));
+  EXPECT_TRUE(digits.RulesOutPrefix("Nov ", &m));
+  EXPECT_FALSE(digits.RulesOutPrefix("[202", &m));
+  EXPECT_FALSE(digits.RulesOutPrefix("  20", &m));
+  // An assertion at the end of the prefix looks past it: never ruled out.
+  const FailRegex word = re(R"(^ab\b)"), end = re("^ab$"), ahead = re("^ab(?=x)");
+  EXPECT_FALSE(word.RulesOutPrefix("ab", &m));
+  EXPECT_FALSE(end.RulesOutPrefix("ab", &m));
+  EXPECT_FALSE(ahead.RulesOutPrefix("ab", &m));
+  EXPECT_TRUE(ahead.RulesOutPrefix("ac", &m));
+  // (?m)^ is not anchored: it may match after a newline.
+  EXPECT_FALSE(re("(?m)^abc").anchored());
+}
+
+// One detector with the short cuts and one without, fed the same lines
+// with the same `now`: every match and, at the end, the template list
+// (order and hit counts) must be equal.
+class DatePair {
+ public:
+  explicit DatePair(const std::string& datepattern) {
+    DateDetectorOptions a, b;
+    a.datepattern = b.datepattern = datepattern;
+    b.search_shortcuts = false;
+    Result<DateDetector> da = DateDetector::Create(a), db = DateDetector::Create(b);
+    ok_ = da.ok() && db.ok();
+    if (ok_) {
+      fast_.emplace(std::move(*da));
+      slow_.emplace(std::move(*db));
+    }
+  }
+  bool ok() const { return ok_; }
+  // "" if both agree, else what differs.
+  std::string Feed(std::string_view line, double now) {
+    const std::optional<DateMatch> a = fast_->Match(line, now), b = slow_->Match(line, now);
+    const std::string ra = Render(a), rb = Render(b);
+    return ra == rb ? "" : "with short cuts " + ra + ", without " + rb;
+  }
+  std::string Templates() const {
+    return RenderTemplates(*fast_) == RenderTemplates(*slow_)
+               ? ""
+               : RenderTemplates(*fast_) + " vs " + RenderTemplates(*slow_);
+  }
+  uint64_t hits() const {
+    uint64_t n = 0;
+    for (const DateTemplateStats& t : fast_->templates()) n += t.hits;
+    return n;
+  }
+
+ private:
+  static std::string Render(const std::optional<DateMatch>& m) {
+    if (!m) return "none";
+    return std::to_string(m->begin) + "-" + std::to_string(m->end) +
+           " t=" + (m->time ? std::to_string(*m->time) : "None") + " #" +
+           std::to_string(m->template_index) + (m->raised ? " raised" : "");
+  }
+  static std::string RenderTemplates(const DateDetector& d) {
+    std::string s;
+    for (const DateTemplateStats& t : d.templates())
+      s += t.name + "=" + std::to_string(t.hits) + ";";
+    return s;
+  }
+  bool ok_ = false;
+  std::optional<DateDetector> fast_, slow_;
+};
+
+TEST(DateShortcutTest, EpochStartsAsTheRegexHasThem) {
+  DatePair p("EPOCH");
+  ASSERT_TRUE(p.ok());
+  const char* lines[] = {
+      "1700000000 at the start",
+      "[1700000000] bracketed",
+      "type=AVC msg=audit(1700000000.123:44): avc: denied",
+      "type=AVC msg=AUDIT(1700000000.123:44): upper case, no match",
+      "xaudit(1700000000.1:4) no word boundary before audit",
+      "no date at all, 1700000000 in the middle",
+      "[\xd9\xa1\xd9\xa7\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0] "
+      "Arabic-Indic digits",
+      "\xd9\xa1\xd9\xa7\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0 at the "
+      "start",
+      "audit(",
+      "[",
+      "",
+      "(",
+      "audit(1700000000:1)",
+  };
+  double now = 1700000100;
+  for (const char* line : lines) {
+    EXPECT_EQ(p.Feed(line, now), "") << line;
+    now += 1;
+  }
+  EXPECT_EQ(p.Templates(), "");
+  EXPECT_GT(p.hits(), 3u);
+}
+
+// Every datepattern of a stock filter, the default set and the special
+// ones, on every fail2ban sample log and on its lines with their first
+// bytes changed (where the prefix verdicts and EPOCH starts decide).
+TEST(DateShortcutTest, SameDatesAsSearchingEveryTemplateOnFail2banSamples) {
+  const std::vector<std::string> logs = ListDir(kSampleLogs);
+  BANTAM_REQUIRE_TOOL(!logs.empty(), std::string("fail2ban's sample logs in ") + kSampleLogs,
+                      "fail2ban");
+  std::vector<std::string> patterns = {"",
+                                       "EPOCH",
+                                       "LEPOCH",
+                                       "^EPOCH",
+                                       "TAI64N",
+                                       "{^LN-BEG}TAI64N",
+                                       "{^LN-BEG}",
+                                       "^{DATE}",
+                                       "{^LN-BEG}%Y-%m-%d %H:%M:%S",
+                                       "%d/%b/%Y:%H:%M:%S"};
+  for (const std::string& file : ListDir(std::string(kConfDir) + "/filter.d")) {
+    if (file.size() < 6 || file.substr(file.size() - 5) != ".conf") continue;
+    FilterSettings s;
+    if (SettingsFor(file.substr(0, file.size() - 5), &s) && !s.datepattern.empty() &&
+        std::find(patterns.begin(), patterns.end(), s.datepattern) == patterns.end()) {
+      patterns.push_back(s.datepattern);
+    }
+  }
+  ASSERT_GT(patterns.size(), 14u);
+  const std::vector<std::string> heads = {"", "[", "  ", "@", "(", "x", "\xc3\xa9"};
+  size_t lines_seen = 0;
+  uint64_t hits = 0;
+  for (const std::string& pattern : patterns) {
+    DatePair p(pattern);
+    if (!p.ok()) continue;  // a pattern bantam rejects: not this test's
+    double now = 1700000000;
+    for (const std::string& log : logs) {
+      std::ifstream in(std::string(kSampleLogs) + "/" + log);
+      std::string line;
+      while (std::getline(in, line)) {
+        for (const std::string& head : heads) {
+          for (size_t cut : {size_t{0}, size_t{1}, size_t{3}}) {
+            if (cut > line.size() || (head.empty() && cut > 0)) continue;
+            const std::string changed = head + line.substr(cut);
+            now += 0.25;
+            ++lines_seen;
+            ASSERT_EQ(p.Feed(changed, now), "")
+                << "'" << pattern << "' on " << log << ": " << changed;
+          }
+        }
+      }
+      ASSERT_EQ(p.Templates(), "") << "'" << pattern << "' after " << log;
+    }
+    hits += p.hits();
+  }
+  EXPECT_GT(lines_seen, 100000u);
+  EXPECT_GT(hits, 10000u);
 }
 
 }  // namespace
