@@ -258,13 +258,16 @@ namespace {
 // How common a byte is in log text (higher: more common); the rarest byte
 // of a literal is the one memchr() looks for.
 int Commonness(unsigned char c) {
-  if (c == ' ') return 10;
-  if (std::strchr("etaoinsrhl", c) != nullptr && c != 0) return 9;
-  if (c >= '0' && c <= '9') return 8;
-  if (c >= 'a' && c <= 'z') return 7;
-  if (std::strchr(":.[]-/=,_'\"()", c) != nullptr && c != 0) return 6;
-  if (c >= 'A' && c <= 'Z') return 5;
-  return 4;
+  if (c == ' ') return 20;
+  if (std::strchr("etaoinsrhl", c) != nullptr && c != 0) return 18;
+  if (c >= '0' && c <= '9') return 16;
+  if (c >= 'a' && c <= 'z') return 14;
+  if (std::strchr(":.[]-/=,_'\"()", c) != nullptr && c != 0) return 12;
+  // Upper case: log levels and tags (VERBOSE, NOTICE, SECURITY) are full
+  // of the common letters; "NOTICE" is better found by its C than its E.
+  if (std::strchr("ETAOINSRHL", c) != nullptr && c != 0) return 10;
+  if (c >= 'A' && c <= 'Z') return 9;
+  return 8;
 }
 
 }  // namespace

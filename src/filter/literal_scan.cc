@@ -65,7 +65,10 @@ void LiteralScan::Scan(std::string_view a, std::string_view b, std::string_view 
       const uint32_t id = by_byte_[k];
       const Literal& lit = literals_[id];
       if (i < lit.anchor || i - lit.anchor + lit.text.size() > n) continue;
-      if (std::memcmp(text + i - lit.anchor, lit.text.data(), lit.text.size()) == 0) {
+      const char* start = text + i - lit.anchor;
+      // First and last byte inline before the call: most candidates fail there.
+      if (start[0] == lit.text[0] && start[lit.text.size() - 1] == lit.text.back() &&
+          std::memcmp(start, lit.text.data(), lit.text.size()) == 0) {
         found_[id / 64] |= uint64_t{1} << (id % 64);
       }
     }
