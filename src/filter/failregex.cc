@@ -2,6 +2,9 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <string.h>
 
@@ -300,6 +303,59 @@ bool FailRegex::RequiredLiteral::FoundIn(std::string_view hay) const {
   return false;
 }
 
+bool FailRegex::RequiredLiteral::AnyFoundIn(const std::vector<RequiredLiteral>& literals,
+                                            std::string_view hay) {
+  if (literals.empty()) return false;
+  if (literals.size() == 1) return literals[0].FoundIn(hay);
+#if defined(__SSE2__)
+  if (literals.size() <= 4 && hay.size() >= 16) {
+    // Unused lanes repeat the first literal's anchor: harmless duplicates.
+    __m128i anchors[4];
+    for (size_t k = 0; k < 4; ++k) {
+      const RequiredLiteral& lit = literals[k < literals.size() ? k : 0];
+      anchors[k] = _mm_set1_epi8(lit.text[lit.anchor]);
+    }
+    // A byte at `pos` equals some anchor: does a literal start around it?
+    auto found_at = [&](size_t pos) {
+      for (const RequiredLiteral& lit : literals) {
+        if (hay[pos] != lit.text[lit.anchor] || pos < lit.anchor) continue;
+        const size_t start = pos - lit.anchor;
+        if (start + lit.text.size() <= hay.size() &&
+            std::memcmp(hay.data() + start, lit.text.data(), lit.text.size()) == 0) {
+          return true;
+        }
+      }
+      return false;
+    };
+    auto candidates = [&](size_t at) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(hay.data() + at));
+      const __m128i m =
+          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, anchors[0]), _mm_cmpeq_epi8(v, anchors[1])),
+                       _mm_or_si128(_mm_cmpeq_epi8(v, anchors[2]), _mm_cmpeq_epi8(v, anchors[3])));
+      return static_cast<uint32_t>(_mm_movemask_epi8(m));
+    };
+    size_t at = 0;
+    for (; at + 16 <= hay.size(); at += 16) {
+      for (uint32_t mask = candidates(at); mask != 0; mask &= mask - 1) {
+        if (found_at(at + static_cast<size_t>(__builtin_ctz(mask)))) return true;
+      }
+    }
+    if (at < hay.size()) {
+      // The last 16 bytes, less those already looked at.
+      const size_t last = hay.size() - 16;
+      for (uint32_t mask = candidates(last) >> (at - last); mask != 0; mask &= mask - 1) {
+        if (found_at(at + static_cast<size_t>(__builtin_ctz(mask)))) return true;
+      }
+    }
+    return false;
+  }
+#endif
+  for (const RequiredLiteral& lit : literals) {
+    if (lit.FoundIn(hay)) return true;
+  }
+  return false;
+}
+
 bool FailRegex::RulesOutPrefix(std::string_view prefix, FailRegexMatch* match) const {
   if (!anchored_ || prefix.empty()) return false;
   match->matched_ = false;
@@ -331,15 +387,7 @@ Result<bool> FailRegex::Search(std::string_view subject, size_t start_offset,
   // Literal prefilter: a line without any of the required strings cannot
   // match, and memmem() is far cheaper than starting the matcher.
   if (!required_.empty()) {
-    const std::string_view rest = subject.substr(start_offset);
-    bool found = false;
-    for (const RequiredLiteral& lit : required_) {
-      if (lit.FoundIn(rest)) {
-        found = true;
-        break;
-      }
-    }
-    if (!found) return false;
+    if (!RequiredLiteral::AnyFoundIn(required_, subject.substr(start_offset))) return false;
   }
   match->subject_ = subject;
   const uint32_t pairs = static_cast<uint32_t>(capture_count_) + 1;

@@ -236,14 +236,15 @@ bool Filter::GateOpen(const LogLine& line) const {
   // pre or post is found there (one only in the date opens the gate for
   // nothing, which costs a search, not a result).
   const bool shared = scan_ && scan_thread_ == std::this_thread::get_id();
-  if (shared) scan_->Scan(pre, line.date, post);
+  if (shared) {
+    scan_->Scan(pre, line.date, post);
+  } else if (FailRegex::RequiredLiteral::AnyFoundIn(gate_, post) ||
+             (!pre.empty() && FailRegex::RequiredLiteral::AnyFoundIn(gate_, pre))) {
+    return true;
+  }
   for (size_t i = 0; i < gate_.size(); ++i) {
     const FailRegex::RequiredLiteral& lit = gate_[i];
-    if (shared) {
-      if (scan_->Has(gate_ids_[i])) return true;
-    } else if (lit.FoundIn(post) || (!pre.empty() && lit.FoundIn(pre))) {
-      return true;
-    }
+    if (shared && scan_->Has(gate_ids_[i])) return true;
     if (pre.empty()) continue;
     // Across the cut-out date: a head of the string ends `pre`, the rest
     // starts `post`.

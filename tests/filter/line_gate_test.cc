@@ -83,6 +83,33 @@ TEST(LiteralScanTest, AgreesWithFindOnRandomText) {
   }
 }
 
+TEST(RequiredLiteralTest, AnyFoundInAgreesWithFindOnRandomText) {
+  std::mt19937 rng(16);
+  const std::string alphabet = "abcXY' :";
+  auto random_text = [&](size_t min, size_t max) {
+    std::string s(min + rng() % (max - min + 1), ' ');
+    for (char& c : s) c = alphabet[rng() % alphabet.size()];
+    return s;
+  };
+  size_t found = 0, cases = 0;
+  for (int n = 0; n < 3000; ++n) {
+    std::vector<FailRegex::RequiredLiteral> lits;
+    const size_t count = rng() % 7;  // 0..6: the one-pass path takes 2..4
+    for (size_t k = 0; k < count; ++k) lits.emplace_back(random_text(1, 4));
+    for (int h = 0; h < 10; ++h) {
+      const std::string hay = random_text(0, 70);
+      bool expect = false;
+      for (const auto& lit : lits) expect = expect || hay.find(lit.text) != std::string::npos;
+      ASSERT_EQ(FailRegex::RequiredLiteral::AnyFoundIn(lits, hay), expect) << "in '" << hay << "'";
+      found += expect;
+      ++cases;
+    }
+  }
+  // Both answers are common, so a constant one cannot pass.
+  EXPECT_GT(found, cases / 5);
+  EXPECT_LT(found, cases - cases / 5);
+}
+
 // ---------------------------------------------------------------------------
 
 constexpr char kConfDir[] = "/etc/fail2ban";
