@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <atomic>
 #include <optional>
 #include <string>
@@ -125,6 +126,12 @@ class FailRegex {
   struct RequiredLiteral {
     explicit RequiredLiteral(std::string t);
     bool FoundIn(std::string_view hay) const;
+    // Whether `text` is at `p` (at least text.size() bytes readable): the
+    // first and last byte inline, where most candidates fail, then memcmp.
+    bool StartsAt(const char* p) const {
+      return p[0] == text[0] && p[text.size() - 1] == text.back() &&
+             std::memcmp(p, text.data(), text.size()) == 0;
+    }
     std::string text;
     size_t anchor = 0;  // index of the byte memchr() looks for: the rarest one
     // Whether any of `literals` occurs in `hay`: one pass over it for up to

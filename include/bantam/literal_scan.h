@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "bantam/failregex.h"
+
 namespace bantam {
 
 class LiteralScan {
@@ -45,13 +47,11 @@ class LiteralScan {
   uint64_t scans() const { return scans_; }
 
  private:
-  struct Literal {
-    std::string text;
-    size_t anchor = 0;  // the byte of `text` looked for: the rarest one
-  };
   void Rebuild();
 
-  std::vector<Literal> literals_;
+  // Each with the byte it is looked for by (its rarest), as FailRegex's
+  // per-regex prefilter chooses it.
+  std::vector<FailRegex::RequiredLiteral> literals_;
   // By anchor byte: literal ids in by_byte_[first_[b]] .. by_byte_[first_[b + 1]].
   std::array<uint32_t, 257> first_{};
   std::vector<uint32_t> by_byte_;

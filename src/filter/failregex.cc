@@ -292,12 +292,7 @@ bool FailRegex::RequiredLiteral::FoundIn(std::string_view hay) const {
   while (p <= last) {
     p = static_cast<const char*>(std::memchr(p, a, static_cast<size_t>(last - p) + 1));
     if (p == nullptr) return false;
-    const char* start = p - anchor;
-    // First and last byte inline before the call: most candidates fail there.
-    if (start[0] == text[0] && start[text.size() - 1] == text.back() &&
-        std::memcmp(start, text.data(), text.size()) == 0) {
-      return true;
-    }
+    if (StartsAt(p - anchor)) return true;
     ++p;
   }
   return false;
@@ -320,10 +315,7 @@ bool FailRegex::RequiredLiteral::AnyFoundIn(const std::vector<RequiredLiteral>& 
       for (const RequiredLiteral& lit : literals) {
         if (hay[pos] != lit.text[lit.anchor] || pos < lit.anchor) continue;
         const size_t start = pos - lit.anchor;
-        if (start + lit.text.size() <= hay.size() &&
-            std::memcmp(hay.data() + start, lit.text.data(), lit.text.size()) == 0) {
-          return true;
-        }
+        if (start + lit.text.size() <= hay.size() && lit.StartsAt(hay.data() + start)) return true;
       }
       return false;
     };

@@ -21,18 +21,16 @@ uint32_t LiteralScan::Add(std::string_view text) {
   for (size_t i = 0; i < literals_.size(); ++i) {
     if (literals_[i].text == text) return static_cast<uint32_t>(i);
   }
-  Literal lit;
-  lit.text.assign(text);
-  // The same choice of byte as the per-regex prefilter's.
-  lit.anchor = FailRegex::RequiredLiteral(lit.text).anchor;
-  literals_.push_back(std::move(lit));
+  literals_.emplace_back(std::string(text));
   Rebuild();
   return static_cast<uint32_t>(literals_.size() - 1);
 }
 
 void LiteralScan::Rebuild() {
   std::array<uint32_t, 256> count{};
-  for (const Literal& lit : literals_) ++count[static_cast<unsigned char>(lit.text[lit.anchor])];
+  for (const FailRegex::RequiredLiteral& lit : literals_) {
+    ++count[static_cast<unsigned char>(lit.text[lit.anchor])];
+  }
   first_[0] = 0;
   for (size_t b = 0; b < 256; ++b) first_[b + 1] = first_[b] + count[b];
   by_byte_.assign(literals_.size(), 0);
@@ -63,12 +61,9 @@ void LiteralScan::Scan(std::string_view a, std::string_view b, std::string_view 
     const uint32_t end = first_[byte + 1];
     for (uint32_t k = first_[byte]; k < end; ++k) {
       const uint32_t id = by_byte_[k];
-      const Literal& lit = literals_[id];
+      const FailRegex::RequiredLiteral& lit = literals_[id];
       if (i < lit.anchor || i - lit.anchor + lit.text.size() > n) continue;
-      const char* start = text + i - lit.anchor;
-      // First and last byte inline before the call: most candidates fail there.
-      if (start[0] == lit.text[0] && start[lit.text.size() - 1] == lit.text.back() &&
-          std::memcmp(start, lit.text.data(), lit.text.size()) == 0) {
+      if (lit.StartsAt(text + i - lit.anchor)) {
         found_[id / 64] |= uint64_t{1} << (id % 64);
       }
     }
