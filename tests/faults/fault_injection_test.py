@@ -99,6 +99,7 @@ BANTAMD = os.path.abspath(args.bantamd or os.path.join(os.path.dirname(BANTAM), 
 SOURCE = os.path.abspath(args.source_dir)
 sys.path.insert(0, os.path.join(SOURCE, 'tests', 'testing'))
 from nft_sets import set_elements  # noqa: E402
+from netns_script import require  # noqa: E402
 F2B_SERVER = '/usr/bin/fail2ban-server'
 F2B_CLIENT = '/usr/bin/fail2ban-client'
 MAXRETRY = 4  # the stock asterisk jail's
@@ -1367,24 +1368,6 @@ CASES = (
 )
 
 
-def require(tools):
-    """Missing tool: FATAL under CI (never a skip there), SKIP otherwise."""
-    missing = []
-    for path, package in tools:
-        if not (shutil.which(path) if '/' not in path else os.access(path, os.X_OK)):
-            missing.append('%s (Debian package %s)' % (path, package))
-    if os.geteuid() != 0:
-        missing.append('root (network namespaces, mounts): run the tests as root (sudo tests/run.sh)')
-    if not missing:
-        return None
-    why = 'needs ' + ', '.join(missing) + '; set up with packaging/setup.sh'
-    if os.environ.get('CI'):
-        print('FATAL: ' + why)
-        return 1
-    print('SKIP: ' + why)
-    return 0
-
-
 def main():
     names = [n for n, _ in CASES]
     for c in args.case:
@@ -1393,12 +1376,14 @@ def main():
             return 1
     kinds = ['fail2ban'] if args.fail2ban_only else (['bantam', 'fail2ban'] if args.against_fail2ban
                                                      else ['bantam'])
-    tools = [('ip', 'iproute2'), ('nft', 'nftables'), ('mount', 'mount'), ('dd', 'coreutils')]
+    tools = [('ip', 'Debian package iproute2'), ('nft', 'Debian package nftables'),
+             ('mount', 'Debian package mount'), ('dd', 'Debian package coreutils')]
     if 'bantam' in kinds:
-        tools += [(BANTAMD, 'bantam (build it)'), (BANTAM, 'bantam (build it)')]
+        tools += [(BANTAMD, 'Debian package bantam (build it)'),
+                  (BANTAM, 'Debian package bantam (build it)')]
     if 'fail2ban' in kinds:
-        tools += [(F2B_SERVER, 'fail2ban'), (F2B_CLIENT, 'fail2ban')]
-    rc = require(tools)
+        tools += [(F2B_SERVER, 'Debian package fail2ban'), (F2B_CLIENT, 'Debian package fail2ban')]
+    rc = require(tools, root='network namespaces, mounts')
     if rc is not None:
         return rc
     delete_stale_netns()

@@ -61,6 +61,8 @@ ap.add_argument('--keep', action='store_true')
 args = ap.parse_args()
 BANTAM = os.path.abspath(args.bantam)
 BANTAMD = os.path.join(os.path.dirname(BANTAM), 'bantamd')
+sys.path.insert(0, os.path.join(args.source_dir, 'tests', 'testing'))
+from netns_script import require  # noqa: E402
 PROMTOOL = '/usr/bin/promtool'
 PROMETHEUS = '/usr/bin/prometheus'
 
@@ -637,22 +639,12 @@ CASES = [('config-check', check_config), ('counts', counts), ('promtool', promto
 
 
 def main():
-    missing = ['%s (Debian package prometheus)' % p for p in (PROMTOOL, PROMETHEUS)
-               if not os.access(p, os.X_OK)]
-    for tool, package in (('ip', 'iproute2'), ('nft', 'nftables')):
-        if not shutil.which(tool):
-            missing.append('%s (Debian package %s)' % (tool, package))
-    if os.geteuid() != 0:
-        missing.append('root (the nft case runs bantamd in a network namespace)')
-    if not os.access(BANTAMD, os.X_OK):
-        missing.append(BANTAMD + ' (build it)')
-    if missing:
-        why = 'needs ' + ', '.join(missing) + '; set up with packaging/setup.sh'
-        if os.environ.get('CI'):
-            print('FATAL: ' + why)
-            return 1
-        print('SKIP: ' + why)
-        return 0
+    rc = require(((PROMTOOL, 'Debian package prometheus'), (PROMETHEUS, 'Debian package prometheus'),
+                  ('ip', 'Debian package iproute2'), ('nft', 'Debian package nftables'),
+                  (BANTAMD, 'build it')),
+                 root='the nft case runs bantamd in a network namespace')
+    if rc is not None:
+        return rc
     passed = failed = 0
     t = Tree()
     state = {}

@@ -12,18 +12,19 @@ import subprocess
 import time
 
 
-def require(tools, root=True):
+def require(tools, root='network namespaces'):
     """None when every tool is there (and we are root, if asked); else why
     not, as the exit status: 1 under CI (a missing tool fails), 0 outside.
 
     `tools`: (name or path, what provides it) pairs; a bare name is looked
-    up in PATH, a path must be executable."""
+    up in PATH, a path must be executable. `root`: why root is needed, or
+    None when it is not."""
     missing = []
     for tool, provider in tools:
         if not (os.access(tool, os.X_OK) if '/' in tool else shutil.which(tool)):
             missing.append('%s (%s)' % (tool, provider))
     if root and os.geteuid() != 0:
-        missing.append('root (network namespaces): run the tests as root')
+        missing.append('root (%s): run the tests as root (sudo tests/run.sh)' % root)
     if not missing:
         return None
     why = 'needs ' + ', '.join(missing) + '; set up with packaging/setup.sh'
