@@ -981,19 +981,24 @@ DateDetector::Char DateDetector::CharAt(std::string_view line, size_t byte) {
 
 namespace {
 
-bool MaybeDigitAt(std::string_view s, size_t i) {
-  if (i >= s.size()) return false;
-  const auto b = static_cast<unsigned char>(s[i]);
-  return (b >= '0' && b <= '9') || b >= 0x80;  // \d is Unicode's: any non-ASCII may be one
+// Whether `s` may hold ten \d at byte `i`: \d is Unicode's, so a byte of a
+// non-ASCII character may be part of one, but ten digits take ten bytes.
+bool MaybeTenDigitsAt(std::string_view s, size_t i) {
+  if (i > s.size() || s.size() - i < 10) return false;
+  for (size_t k = i; k < i + 10; ++k) {
+    const auto b = static_cast<unsigned char>(s[k]);
+    if (!((b >= '0' && b <= '9') || b >= 0x80)) return false;
+  }
+  return true;
 }
 
 // An EPOCH template's match (epoch_starts) can begin only at 0, at 1 after
 // a leading '[', or right after "audit(" (any case: the pattern may carry
-// (?i)), and with a digit there.
+// (?i)), and with \d{10,11} there.
 bool EpochMayStart(std::string_view s) {
-  if (MaybeDigitAt(s, 0) || (!s.empty() && s[0] == '[' && MaybeDigitAt(s, 1))) return true;
+  if (MaybeTenDigitsAt(s, 0) || (!s.empty() && s[0] == '[' && MaybeTenDigitsAt(s, 1))) return true;
   for (size_t p = s.find('('); p != std::string_view::npos; p = s.find('(', p + 1)) {
-    if (p < 5 || !MaybeDigitAt(s, p + 1)) continue;
+    if (p < 5 || !MaybeTenDigitsAt(s, p + 1)) continue;
     static constexpr std::string_view kAudit = "audit";
     bool audit = true;
     for (size_t k = 0; k < 5 && audit; ++k) audit = (s[p - 5 + k] | 0x20) == kAudit[k];

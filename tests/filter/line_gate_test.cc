@@ -324,6 +324,17 @@ TEST(DateShortcutTest, EpochStartsAsTheRegexHasThem) {
       "",
       "(",
       "audit(1700000000:1)",
+      // Ten digits are needed where a match may start; nine are not enough.
+      "[2026-12-06 11:36:37] a bracketed date that is not an epoch",
+      "170000000 nine digits at the start",
+      "[170000000] nine digits bracketed",
+      "type=AVC msg=audit(170000000.123:44): nine digits",
+      "17000000001 eleven digits",
+      "[1700000000",
+      "1700000000",
+      "170000000",
+      "[\xd9\xa1\xd9\xa7\xd9\xa0\xd9\xa0\xd9\xa0 five Arabic-Indic digits, ten bytes",
+      "[1\xd9\xa7\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0] mixed",
   };
   double now = 1700000100;
   for (const char* line : lines) {
