@@ -83,6 +83,43 @@ TEST(LiteralScanTest, AgreesWithFindOnRandomText) {
   }
 }
 
+// Bytes of every high nibble, non-ASCII ones included, and lines up to
+// 223 bytes long.
+TEST(LiteralScanTest, AgreesWithFindOnRandomBytesAndLongLines) {
+  std::mt19937 rng(151);
+  std::string alphabet;
+  for (int h = 0; h < 16; ++h) {
+    alphabet += {static_cast<char>(h << 4 | 3), static_cast<char>(h << 4 | 12)};
+  }
+  auto random_text = [&](size_t min, size_t max) {
+    std::string s(min + rng() % (max - min + 1), ' ');
+    for (char& c : s) c = alphabet[rng() % alphabet.size()];
+    return s;
+  };
+  size_t present = 0, absent = 0;
+  for (int round = 0; round < 20; ++round) {
+    LiteralScan scan;
+    std::vector<std::string> texts;
+    std::vector<uint32_t> ids;
+    for (int i = 0, count = 1 + static_cast<int>(rng() % 30); i < count; ++i) {
+      texts.push_back(random_text(1, 3));
+      ids.push_back(scan.Add(texts.back()));
+    }
+    for (int n = 0; n < 300; ++n) {
+      const std::string a = random_text(0, 3), b = random_text(0, 20), c = random_text(0, 200);
+      scan.Scan(a, b, c);
+      const std::string whole = a + b + c;
+      for (size_t i = 0; i < texts.size(); ++i) {
+        const bool found = whole.find(texts[i]) != std::string::npos;
+        ASSERT_EQ(scan.Has(ids[i]), found) << "string " << i << " in a line of " << whole.size();
+        ++(found ? present : absent);
+      }
+    }
+  }
+  EXPECT_GT(present, 10000u);
+  EXPECT_GT(absent, 10000u);
+}
+
 TEST(RequiredLiteralTest, AnyFoundInAgreesWithFindOnRandomText) {
   std::mt19937 rng(16);
   const std::string alphabet = "abcXY' :";
