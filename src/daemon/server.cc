@@ -50,8 +50,9 @@ constexpr uint64_t kCompactAfterRows = 50000;
 class ServerBanContext : public BanContext {
  public:
   ServerBanContext(std::shared_ptr<BanHistoryReader> history, std::string jail, uint64_t banned,
-                   uint64_t banned_total, uint64_t found, uint64_t found_total)
-      : history_(std::move(history)), jail_(std::move(jail)) {
+                   uint64_t banned_total, uint64_t found, uint64_t found_total,
+                   std::optional<BanHistoryReader::Pending> pending)
+      : history_(std::move(history)), jail_(std::move(jail)), pending_(std::move(pending)) {
     counters_[0] = banned;
     counters_[1] = banned_total;
     counters_[2] = found;
@@ -59,7 +60,7 @@ class ServerBanContext : public BanContext {
   }
   std::optional<MergedBans> MergedBansOf(const std::string& ip, const std::string& jail) override {
     if (!history_) return std::nullopt;
-    return history_->Merged(ip, jail);
+    return history_->Merged(ip, jail, pending_ ? &*pending_ : nullptr);
   }
   std::optional<std::string> JailCounter(const std::string& jail, const std::string& tag) override {
     if (jail != jail_) return std::nullopt;
@@ -79,6 +80,7 @@ class ServerBanContext : public BanContext {
  private:
   std::shared_ptr<BanHistoryReader> history_;
   std::string jail_;
+  std::optional<BanHistoryReader::Pending> pending_;
   uint64_t counters_[4];
 };
 
@@ -87,18 +89,53 @@ class ServerBanContext : public BanContext {
 std::unique_ptr<BanHistoryReader> BanHistoryReader::Open(const std::string& dbfile) {
   const std::string lower = LowerAscii(dbfile);
   if (lower == "none" || dbfile == ":memory:" || dbfile.empty()) return nullptr;
-  Result<std::unique_ptr<BanStore>> store = BanStore::Open(dbfile, BanStoreOptions{});
-  if (!store.ok()) return nullptr;
-  return std::unique_ptr<BanHistoryReader>(new BanHistoryReader(std::move(*store)));
+  return std::unique_ptr<BanHistoryReader>(new BanHistoryReader(dbfile));
 }
 
-std::optional<MergedBans> BanHistoryReader::Merged(const std::string& ip, const std::string& jail) {
+std::optional<MergedBans> BanHistoryReader::Merged(const std::string& ip, const std::string& jail,
+                                                   const Pending* pending) {
   std::lock_guard<std::mutex> lock(mu_);
+  // Connected at the first action that asks (most never do), not at start.
+  if (!store_) {
+    Result<std::unique_ptr<BanStore>> store = BanStore::Open(dbfile_, BanStoreOptions{});
+    if (!store.ok()) return std::nullopt;
+    store_ = std::move(*store);
+  }
   BanStore::BansQuery q;
   q.ip = ip;
   if (!jail.empty()) q.jail = jail;
   Result<std::vector<StoredBan>> bans = store_->GetBans(q);
   if (!bans.ok()) return std::nullopt;
+  if (pending != nullptr && pending->row.ip == ip && (jail.empty() || jail == pending->jail)) {
+    auto same = [&](const StoredBan& b) {
+      return b.time == pending->row.time && b.bantime == pending->row.bantime &&
+             b.bancount == pending->row.bancount &&
+             b.data.failures == pending->row.data.failures;
+    };
+    bool stored = false;
+    if (jail.empty()) {
+      BanStore::BansQuery own = q;
+      own.jail = pending->jail;
+      Result<std::vector<StoredBan>> own_bans = store_->GetBans(own);
+      if (!own_bans.ok()) return std::nullopt;
+      stored = std::any_of(own_bans->begin(), own_bans->end(), same);
+    } else {
+      stored = std::any_of(bans->begin(), bans->end(), same);
+    }
+    if (!stored) {
+      // Where the query's order (newest first) puts it; kept as the store
+      // keeps it: the last dbmaxmatches lines.
+      StoredBan b = pending->row;
+      const size_t keep = static_cast<size_t>(std::max(pending->max_matches, 0));
+      if (b.data.matches.size() > keep) {
+        b.data.matches.erase(b.data.matches.begin(),
+                             b.data.matches.end() - static_cast<std::ptrdiff_t>(keep));
+      }
+      auto at = std::find_if(bans->begin(), bans->end(),
+                             [&](const StoredBan& x) { return x.time < b.time; });
+      bans->insert(at, std::move(b));
+    }
+  }
   // fail2ban's getBansMerged: failures summed, matches of every ban, oldest
   // ban first.
   MergedBans merged;
@@ -551,7 +588,8 @@ JailState* ServerImpl::FindJailById(uint64_t id) {
   return nullptr;
 }
 
-BanInfo ServerImpl::MakeBanInfo(const JailState& js, const Ticket& t) const {
+BanInfo ServerImpl::MakeBanInfo(const JailState& js, const Ticket& t,
+                                const StoredBan* pending) const {
   BanInfo info;
   info.jail = js.jail->name();
   info.ip = t.id.ToString();
@@ -572,9 +610,13 @@ BanInfo ServerImpl::MakeBanInfo(const JailState& js, const Ticket& t) const {
     return a == nullptr || a->uses_ban_context();
   });
   if (!read) return info;
+  std::optional<BanHistoryReader::Pending> own;
+  if (pending != nullptr) {
+    own = BanHistoryReader::Pending{info.jail, *pending, store_->max_matches()};
+  }
   info.context = std::make_shared<ServerBanContext>(
       history_reader_, info.jail, j.bans().size(), j.bans().ban_total(), j.failures().size(),
-      j.failures().fail_total());
+      j.failures().fail_total(), std::move(own));
   return info;
 }
 
@@ -775,8 +817,8 @@ void ServerImpl::LogBan(JailState& js, const Ticket& t) {
       "[" + js.jail->name() + "] " + (t.restored ? "Restore Ban " : "Ban ") + t.id.ToString() + note);
 }
 
-void ServerImpl::ActOnBan(JailState& js, const Ticket& t) {
-  BanInfo info = MakeBanInfo(js, t);
+void ServerImpl::ActOnBan(JailState& js, const Ticket& t, const StoredBan* pending) {
+  BanInfo info = MakeBanInfo(js, t, pending);
   for (size_t i = 0; i < js.actions.size(); ++i) {
     Action& a = *js.actions[i];
     Submit(js, a, ActionOp::kBan, i + 1 == js.actions.size() ? std::move(info) : info);
@@ -798,7 +840,7 @@ void ServerImpl::CommitTurn(bool save_positions) {
   // sub-millisecond window and its lines are never read again; a logged
   // Ban line (what recidive and the operator see) still always has its row.
   for (const DeferredBan& d : bans) {
-    if (JailState* js = FindJailById(d.jail_id)) ActOnBan(*js, d.ticket);
+    if (JailState* js = FindJailById(d.jail_id)) ActOnBan(*js, d.ticket, &d.row);
   }
   if (!bans.empty()) EndActionTurns();
   if (store_->enabled()) {

@@ -89,14 +89,26 @@ Result<std::vector<ConfiguredJail>> ConfiguredJails(const LoadedConfig& cfg,
 // action worker threads, one query at a time.
 class BanHistoryReader {
  public:
+  // A ban whose row may not be committed yet: actions start before the
+  // turn's commit (CommitTurn). fail2ban writes the row first, so its
+  // history tags count the ban being acted on; this one is counted too.
+  struct Pending {
+    std::string jail;
+    StoredBan row;
+    int max_matches = 0;  // the store's dbmaxmatches: what the row keeps
+  };
   // nullptr when the database is not a file (None, :memory:).
   static std::unique_ptr<BanHistoryReader> Open(const std::string& dbfile);
-  std::optional<MergedBans> Merged(const std::string& ip, const std::string& jail);
+  // fail2ban's getBansMerged(ip, jail) (all jails when `jail` is empty),
+  // with `pending` where it belongs when its row is not there yet.
+  std::optional<MergedBans> Merged(const std::string& ip, const std::string& jail,
+                                   const Pending* pending = nullptr);
 
  private:
-  explicit BanHistoryReader(std::unique_ptr<BanStore> store) : store_(std::move(store)) {}
+  explicit BanHistoryReader(std::string dbfile) : dbfile_(std::move(dbfile)) {}
+  const std::string dbfile_;
   std::mutex mu_;
-  std::unique_ptr<BanStore> store_;  // guarded by mu_
+  std::unique_ptr<BanStore> store_;  // guarded by mu_; opened by the first Merged()
 };
 
 class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
@@ -202,7 +214,9 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void CheckBanEpoch(uint64_t jail_id, Action& action, const ActionReport& r);
   // Action::EndTurn for every action, retired ones included.
   void EndActionTurns();
-  BanInfo MakeBanInfo(const JailState& js, const Ticket& t) const;
+  // `pending`: the ban's row when its commit may still be to come.
+  BanInfo MakeBanInfo(const JailState& js, const Ticket& t,
+                      const StoredBan* pending = nullptr) const;
   // Queues `op` on `action`, or holds it while the actions that `js`
   // replaced (same jail name, earlier jail id) have not stopped yet: a jail
   // rebuilt by a reload or restarted runs nothing before its predecessor's
@@ -287,7 +301,7 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   void ReportBan(JailState& js, const Ticket& t);
   // ReportBan's halves: the Ban line; the actions' ban operations.
   void LogBan(JailState& js, const Ticket& t);
-  void ActOnBan(JailState& js, const Ticket& t);
+  void ActOnBan(JailState& js, const Ticket& t, const StoredBan* pending = nullptr);
   Status WritePidFile();
 
   ServerOptions options_;

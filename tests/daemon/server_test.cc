@@ -38,6 +38,7 @@ class RecordingSpawner : public Spawner {
     }
     std::lock_guard<std::mutex> lock(mu_);
     scripts_.push_back(request.script);
+    args_.push_back(request.args);
     SpawnResult r;
     r.end = SpawnResult::End::kExited;
     r.exit_code = 0;
@@ -49,6 +50,15 @@ class RecordingSpawner : public Spawner {
     std::vector<std::string> out;
     for (const std::string& s : scripts_) {
       if (s.find(word) != std::string::npos) out.push_back(s);
+    }
+    return out;
+  }
+  // The arguments ($0, $1...) of the recorded scripts that contain `word`.
+  std::vector<std::vector<std::string>> ArgsWith(const std::string& word) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::vector<std::string>> out;
+    for (size_t i = 0; i < scripts_.size(); ++i) {
+      if (scripts_[i].find(word) != std::string::npos) out.push_back(args_[i]);
     }
     return out;
   }
@@ -70,6 +80,7 @@ class RecordingSpawner : public Spawner {
  private:
   std::mutex mu_;
   std::vector<std::string> scripts_;
+  std::vector<std::vector<std::string>> args_;
   std::string slow_word_;
   milliseconds slow_for_{0};
 };
@@ -186,6 +197,39 @@ TEST_F(ServerTest, FailuresBanOnceAndFakeTimeLiftsTheBan) {
 
   server->Finish();
   EXPECT_EQ(spawner_.With("do-stop").size(), 1u);
+}
+
+// <ipfailures> and <ipjailmatches> read the address's past bans from the
+// database (a second connection, opened by the first action that asks).
+TEST_F(ServerTest, BanTagsReadTheAddressHistoryFromTheDatabase) {
+  tree_.Write("action.d/record.conf",
+              "[Definition]\nactionban = do-ban <ip> failures=<ipfailures> "
+              "matches=<ipjailmatches>\nactionunban = do-unban <ip>\n");
+  std::unique_ptr<Server> server = Create();
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(server->Start().ok());
+  Fail("192.0.2.7", 3);
+  ASSERT_TRUE(RunUntilScripts(*server, "do-ban", 1));
+  clock_.Advance(601);
+  ASSERT_TRUE(RunUntilScripts(*server, "do-unban", 1));
+  Fail("192.0.2.7", 3);
+  ASSERT_TRUE(RunUntilScripts(*server, "do-ban", 2));
+  const std::vector<std::string> bans = spawner_.With("do-ban");
+  ASSERT_EQ(bans.size(), 2u);
+  EXPECT_NE(bans[0].find("failures=3 "), std::string::npos) << bans[0];
+  EXPECT_NE(bans[1].find("failures=6 "), std::string::npos) << bans[1];
+  // <ipjailmatches> reaches the shell as an argument: both bans' lines.
+  const std::vector<std::vector<std::string>> args = spawner_.ArgsWith("do-ban");
+  ASSERT_EQ(args.size(), 2u);
+  std::string all;
+  for (const std::string& a : args[1]) all += a + "\n";
+  size_t lines = 0;
+  for (size_t at = all.find("auth failed from 192.0.2.7"); at != std::string::npos;
+       at = all.find("auth failed from 192.0.2.7", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 6u) << all;
+  server->Finish();
 }
 
 // A server that goes away without its stop (as after kill -9: no position
