@@ -19,6 +19,7 @@
 #define BANTAM_DATE_DETECTOR_H_
 
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -156,6 +157,15 @@ class DateDetector {
   // True if searching template `t` from offset 0 of `subject` provably
   // finds nothing (search_shortcuts).
   bool RuledOut(DateTemplate& t, std::string_view subject);
+  // RuledOut's prefix verdicts of every template (by slot) for the lines
+  // starting with `key` (four ASCII bytes), for the last few such keys.
+  struct PrefixMask {
+    uint32_t key = 0;
+    bool valid = false;
+    uint64_t known = 0, ruled_out = 0;
+  };
+  // The mask for `line`'s first four bytes, or null (shorter, not ASCII).
+  PrefixMask* PrefixMaskFor(std::string_view line);
   void Convert(const DateTemplate& t, double now, DateMatch* out);
   Char CharAt(std::string_view line, size_t byte);
 
@@ -178,6 +188,8 @@ class DateDetector {
   // share_searches: the search shared with equal detectors (null without),
   // the id of this detector's state, and the replay count.
   bool search_shortcuts_ = true;
+  std::array<PrefixMask, 8> prefix_masks_{};
+  PrefixMask* line_mask_ = nullptr;  // the line MatchFresh is matching's, or null
   std::shared_ptr<SharedSearch> shared_;
   SearchRecord* recording_ = nullptr;  // what a search in progress fills, or null
   uint64_t state_ = 0;

@@ -49,6 +49,9 @@ struct DateTemplate {
   std::vector<std::pair<int, TimeField>> fields;  // strptime groups, by group number
   bool has_p = false;
 
+  // Its index in its detector's list as created (the list is reordered).
+  int slot = -1;
+
   // DateDetectorTemplate's counters.
   uint64_t hits = 0;
   double last_used = 0;
@@ -929,6 +932,7 @@ Result<DateDetector> DateDetector::Create(const DateDetectorOptions& options) {
   for (const DateTemplate& t : *prototypes) {
     max_fields = std::max(max_fields, t.fields.size());
     dd.templates_.push_back(std::make_unique<DateTemplate>(t));
+    dd.templates_.back()->slot = static_cast<int>(dd.templates_.size() - 1);
   }
   dd.fields_.reserve(max_fields);
   dd.search_shortcuts_ = options.search_shortcuts;
@@ -1009,10 +1013,25 @@ bool EpochMayStart(std::string_view s) {
 
 }  // namespace
 
+DateDetector::PrefixMask* DateDetector::PrefixMaskFor(std::string_view line) {
+  if (!search_shortcuts_ || line.size() < 4) return nullptr;
+  uint32_t key = 0;
+  std::memcpy(&key, line.data(), 4);
+  if ((key & 0x80808080u) != 0) return nullptr;
+  PrefixMask& m = prefix_masks_[(key * 2654435761u) >> 29];
+  if (!m.valid || m.key != key) m = PrefixMask{key, true, 0, 0};
+  return &m;
+}
+
 bool DateDetector::RuledOut(DateTemplate& t, std::string_view subject) {
   if (!search_shortcuts_) return false;
   if (t.epoch_starts && !EpochMayStart(subject)) return true;
   if (!t.re->anchored() || subject.size() < 4) return false;
+  // The line's verdicts, one bit per template: one lookup per line, not
+  // one per template (a line no template takes asks all of them).
+  const bool masked = line_mask_ != nullptr && t.slot >= 0 && t.slot < 64;
+  const uint64_t bit = masked ? uint64_t{1} << t.slot : 0;
+  if (masked && (line_mask_->known & bit) != 0) return (line_mask_->ruled_out & bit) != 0;
   uint32_t key = 0;
   std::memcpy(&key, subject.data(), 4);
   if ((key & 0x80808080u) != 0) return false;  // whole characters only: ASCII
@@ -1020,6 +1039,10 @@ bool DateDetector::RuledOut(DateTemplate& t, std::string_view subject) {
   if (v.state == 0 || v.key != key) {
     v.key = key;
     v.state = t.re->RulesOutPrefix(subject.substr(0, 4), match_.get()) ? 2 : 1;
+  }
+  if (masked) {
+    line_mask_->known |= bit;
+    if (v.state == 2) line_mask_->ruled_out |= bit;
   }
   return v.state == 2;
 }
@@ -1093,7 +1116,12 @@ int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised)
       }
     }
   }
-  if (!matched) {
+  // Every template ruled out for lines starting as this one does: each
+  // search of the loop below would return false before running.
+  const bool none_can =
+      line_mask_ != nullptr && count <= 64 &&
+      line_mask_->ruled_out == (count == 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1);
+  if (!matched && !none_can) {
     for (i = 0; i < count; ++i) {
       if (i == ignore_by_search) continue;
       DateTemplate& t = *templates_[i];
@@ -1295,7 +1323,9 @@ std::optional<DateMatch> DateDetector::Match(std::string_view line, double now) 
 
 std::optional<DateMatch> DateDetector::MatchFresh(std::string_view line, double now) {
   bool raised = false;
+  line_mask_ = PrefixMaskFor(line);
   const int i = MatchTemplate(line, now, &raised);
+  line_mask_ = nullptr;
   if (i < 0) return std::nullopt;
   DateMatch out;
   out.template_index = i;

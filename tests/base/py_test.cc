@@ -26,6 +26,13 @@ TEST(Py, IntFollowsPython) {
   EXPECT_EQ(PyInt("1a"), std::nullopt);
   EXPECT_EQ(PyInt("0x10"), std::nullopt);
   EXPECT_EQ(PyInt("1.0"), std::nullopt);
+  // Leading zeros, the int64 range edge, and a mix of ASCII and other digits.
+  EXPECT_EQ(PyInt("0"), 0);
+  EXPECT_EQ(PyInt("000000000000000007"), 7);
+  EXPECT_EQ(PyInt("999999999999999999"), 999999999999999999);
+  EXPECT_EQ(PyInt("1234567890123456789"), 1234567890123456789);
+  EXPECT_EQ(PyInt("12 "), 12);
+  EXPECT_EQ(PyInt("1\xd9\xa2"), 12);  // then an Arabic-Indic two
 }
 
 TEST(Py, IntSaturatesOutsideInt64AndSaysSo) {
