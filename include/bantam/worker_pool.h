@@ -31,8 +31,10 @@ class WorkerPool {
   using Job = std::function<Completion()>;
   using StrandId = uint64_t;
 
-  // threads >= 1. Error only if the eventfd cannot be created (aborts: a
-  // daemon without it cannot run any action).
+  // Up to `threads` (>= 1) workers, each started when a job is ready and no
+  // worker is free: a daemon whose actions never run starts none. Error
+  // only if the eventfd cannot be created (aborts: a daemon without it
+  // cannot run any action).
   explicit WorkerPool(int threads);
   // Runs every job already posted, joins the workers; completions not yet
   // collected by RunCompletions are dropped.
@@ -69,6 +71,8 @@ class WorkerPool {
   // Tests: blocks until at least one completion is waiting or `timeout_ms`
   // passed; then RunCompletions(). Returns how many ran.
   size_t WaitAndRunCompletions(int timeout_ms);
+  // Workers started so far (tests).
+  size_t threads_started();
 
  private:
   struct Queued {
@@ -82,6 +86,9 @@ class WorkerPool {
   void WorkerMain();
   // mu_ held.
   void Deliver(Completion done);
+  // mu_ held, after a lane was made ready: starts a worker if every
+  // started one is busy and the cap allows.
+  void StartWorkerIfNeeded();
 
   int event_fd_ = -1;
   std::mutex mu_;
@@ -92,7 +99,9 @@ class WorkerPool {
   std::deque<Completion> completions_;
   StrandId next_strand_ = 1;
   bool stopping_ = false;
-  std::vector<std::thread> threads_;
+  size_t max_threads_ = 1;
+  size_t idle_ = 0;                  // workers waiting for a ready lane
+  std::vector<std::thread> threads_;  // guarded by mu_
 };
 
 }  // namespace bantam

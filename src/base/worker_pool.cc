@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <system_error>
 
 namespace bantam {
 
@@ -16,8 +17,27 @@ WorkerPool::WorkerPool(int threads) {
     std::perror("bantam: eventfd");
     std::abort();
   }
-  if (threads < 1) threads = 1;
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { WorkerMain(); });
+  max_threads_ = threads < 1 ? 1 : static_cast<size_t>(threads);
+  threads_.reserve(max_threads_);
+}
+
+void WorkerPool::StartWorkerIfNeeded() {
+  if (idle_ >= ready_.size() || threads_.size() >= max_threads_) return;
+  try {
+    threads_.emplace_back([this] { WorkerMain(); });
+  } catch (const std::system_error& e) {
+    // Out of threads: the started workers get to the lane in turn. With
+    // none, no action could ever run.
+    if (threads_.empty()) {
+      std::fprintf(stderr, "bantam: cannot start a worker thread: %s\n", e.what());
+      std::abort();
+    }
+  }
+}
+
+size_t WorkerPool::threads_started() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return threads_.size();
 }
 
 WorkerPool::~WorkerPool() {
@@ -42,6 +62,7 @@ void WorkerPool::Post(StrandId strand, Job job, Job cancel) {
     lane.jobs.push_back({std::move(job), std::move(cancel)});
     if (lane.running || lane.jobs.size() > 1) return;  // already queued or running
     ready_.push_back(strand);
+    StartWorkerIfNeeded();
   }
   work_cv_.notify_one();
 }
@@ -69,6 +90,7 @@ bool WorkerPool::RunIfIdle(StrandId strand, const std::function<void()>& fn) {
     if (!after.jobs.empty()) {
       // Posted while `fn` ran: Post left them for us to make ready.
       ready_.push_back(strand);
+      StartWorkerIfNeeded();
       work_cv_.notify_one();
       return true;
     }
@@ -82,7 +104,9 @@ void WorkerPool::WorkerMain() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     // Stopping: keep running until every posted job has run.
+    ++idle_;
     work_cv_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
+    --idle_;
     if (ready_.empty()) return;  // stopping and nothing left
     StrandId id = ready_.front();
     ready_.pop_front();
@@ -97,6 +121,7 @@ void WorkerPool::WorkerMain() {
     Lane& after = lanes_[id];
     after.running = false;
     if (!after.jobs.empty()) {
+      // This worker looks for a ready lane next: no new one is needed.
       ready_.push_back(id);
       work_cv_.notify_one();
     } else {

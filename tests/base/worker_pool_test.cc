@@ -35,6 +35,37 @@ TEST(WorkerPoolTest, JobsOfAStrandRunInOrder) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(log[i], std::to_string(i));
 }
 
+// Workers start when jobs need them, up to the cap: none before the first
+// job, as many as jobs of different strands run at once, never more.
+TEST(WorkerPoolTest, WorkersStartWhenJobsNeedThemUpToTheCap) {
+  WorkerPool pool(3);
+  EXPECT_EQ(pool.threads_started(), 0u);
+  // Four strands' jobs that all wait until three of them run together:
+  // only three workers can make that happen, and the fourth waits.
+  std::atomic<int> running{0};
+  std::atomic<int> peak{0};
+  std::atomic<bool> release{false};
+  std::vector<std::string> log;
+  for (int i = 0; i < 4; ++i) {
+    pool.Post(pool.NewStrand(), [&, i]() -> WorkerPool::Completion {
+      const int now = ++running;
+      for (int p = peak.load(); now > p && !peak.compare_exchange_weak(p, now);) {
+      }
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+      while (peak.load() < 3 && !release.load() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();
+      }
+      --running;
+      return [&log, i] { log.push_back(std::to_string(i)); };
+    });
+  }
+  Collect(pool, log, 4);
+  release = true;
+  EXPECT_EQ(log.size(), 4u);
+  EXPECT_EQ(peak.load(), 3);
+  EXPECT_EQ(pool.threads_started(), 3u);
+}
+
 TEST(WorkerPoolTest, CancelQueuedAbandonsOnlyCancellableQueuedJobs) {
   WorkerPool pool(1);
   const WorkerPool::StrandId strand = pool.NewStrand();
