@@ -89,18 +89,17 @@ class ServerBanContext : public BanContext {
 std::unique_ptr<BanHistoryReader> BanHistoryReader::Open(const std::string& dbfile) {
   const std::string lower = LowerAscii(dbfile);
   if (lower == "none" || dbfile == ":memory:" || dbfile.empty()) return nullptr;
-  return std::unique_ptr<BanHistoryReader>(new BanHistoryReader(dbfile));
+  // Opened now, before the loop runs: opening reads the schema and sets the
+  // journal mode, which a connection opened by a worker later would do while
+  // the loop commits, and one of the two could then find the file busy.
+  Result<std::unique_ptr<BanStore>> store = BanStore::Open(dbfile, BanStoreOptions{});
+  if (!store.ok()) return nullptr;
+  return std::unique_ptr<BanHistoryReader>(new BanHistoryReader(std::move(*store)));
 }
 
 std::optional<MergedBans> BanHistoryReader::Merged(const std::string& ip, const std::string& jail,
                                                    const Pending* pending) {
   std::lock_guard<std::mutex> lock(mu_);
-  // Connected at the first action that asks (most never do), not at start.
-  if (!store_) {
-    Result<std::unique_ptr<BanStore>> store = BanStore::Open(dbfile_, BanStoreOptions{});
-    if (!store.ok()) return std::nullopt;
-    store_ = std::move(*store);
-  }
   BanStore::BansQuery q;
   q.ip = ip;
   if (!jail.empty()) q.jail = jail;

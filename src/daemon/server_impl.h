@@ -105,10 +105,9 @@ class BanHistoryReader {
                                    const Pending* pending = nullptr);
 
  private:
-  explicit BanHistoryReader(std::string dbfile) : dbfile_(std::move(dbfile)) {}
-  const std::string dbfile_;
+  explicit BanHistoryReader(std::unique_ptr<BanStore> store) : store_(std::move(store)) {}
   std::mutex mu_;
-  std::unique_ptr<BanStore> store_;  // guarded by mu_; opened by the first Merged()
+  std::unique_ptr<BanStore> store_;  // guarded by mu_
 };
 
 class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {

@@ -200,7 +200,7 @@ TEST_F(ServerTest, FailuresBanOnceAndFakeTimeLiftsTheBan) {
 }
 
 // <ipfailures> and <ipjailmatches> read the address's past bans from the
-// database (a second connection, opened by the first action that asks).
+// database (a second connection), the ban being acted on included.
 TEST_F(ServerTest, BanTagsReadTheAddressHistoryFromTheDatabase) {
   tree_.Write("action.d/record.conf",
               "[Definition]\nactionban = do-ban <ip> failures=<ipfailures> "
@@ -230,6 +230,8 @@ TEST_F(ServerTest, BanTagsReadTheAddressHistoryFromTheDatabase) {
   }
   EXPECT_EQ(lines, 6u) << all;
   server->Finish();
+  // Every ban was written when it was made: none waited for a retry.
+  EXPECT_EQ(LogCount("Cannot write to the database"), 0);
 }
 
 // A server that goes away without its stop (as after kill -9: no position
