@@ -24,6 +24,13 @@
 namespace bantam {
 namespace {
 
+// A string of `min` to `max` characters drawn from `alphabet`.
+std::string RandomText(std::mt19937& rng, const std::string& alphabet, size_t min, size_t max) {
+  std::string s(min + rng() % (max - min + 1), ' ');
+  for (char& c : s) c = alphabet[rng() % alphabet.size()];
+  return s;
+}
+
 TEST(LiteralScanTest, FindsEveryOccurringStringAndNoOther) {
   LiteralScan scan;
   const uint32_t a = scan.Add("abc"), b = scan.Add("bcd"), q = scan.Add("'"), x = scan.Add("xyz");
@@ -58,11 +65,7 @@ TEST(LiteralScanTest, ScansALineOnceForItsReaders) {
 TEST(LiteralScanTest, AgreesWithFindOnRandomText) {
   std::mt19937 rng(15);
   const std::string alphabet = "ab' :[]X";
-  auto random_text = [&](size_t max) {
-    std::string s(rng() % (max + 1), ' ');
-    for (char& c : s) c = alphabet[rng() % alphabet.size()];
-    return s;
-  };
+  auto random_text = [&](size_t max) { return RandomText(rng, alphabet, 0, max); };
   LiteralScan scan;
   std::vector<std::string> texts;
   std::vector<uint32_t> ids;
@@ -91,11 +94,7 @@ TEST(LiteralScanTest, AgreesWithFindOnRandomBytesAndLongLines) {
   for (int h = 0; h < 16; ++h) {
     alphabet += {static_cast<char>(h << 4 | 3), static_cast<char>(h << 4 | 12)};
   }
-  auto random_text = [&](size_t min, size_t max) {
-    std::string s(min + rng() % (max - min + 1), ' ');
-    for (char& c : s) c = alphabet[rng() % alphabet.size()];
-    return s;
-  };
+  auto random_text = [&](size_t min, size_t max) { return RandomText(rng, alphabet, min, max); };
   size_t present = 0, absent = 0;
   for (int round = 0; round < 20; ++round) {
     LiteralScan scan;
@@ -123,11 +122,7 @@ TEST(LiteralScanTest, AgreesWithFindOnRandomBytesAndLongLines) {
 TEST(RequiredLiteralTest, AnyFoundInAgreesWithFindOnRandomText) {
   std::mt19937 rng(16);
   const std::string alphabet = "abcXY' :";
-  auto random_text = [&](size_t min, size_t max) {
-    std::string s(min + rng() % (max - min + 1), ' ');
-    for (char& c : s) c = alphabet[rng() % alphabet.size()];
-    return s;
-  };
+  auto random_text = [&](size_t min, size_t max) { return RandomText(rng, alphabet, min, max); };
   size_t found = 0, cases = 0;
   for (int n = 0; n < 3000; ++n) {
     std::vector<FailRegex::RequiredLiteral> lits;
