@@ -119,9 +119,7 @@ class Jail {
   // here, in order, and are counted (or ignored) when it does; later
   // failures of that address queue behind them.
   size_t waiting_for_ignorecommand() const { return parked_.size(); }
-  // A journal entry whose time is known; the second form at a given `now`,
-  // as ProcessLine.
-  void ProcessJournalLine(std::string_view line, double time, std::string_view date_text);
+  // A journal entry whose time is known, seen at `now` (as ProcessLine).
   void ProcessJournalLine(std::string_view line, double time, std::string_view date_text,
                           double now);
 

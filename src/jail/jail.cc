@@ -259,10 +259,6 @@ void Jail::ProcessLine(std::string_view line, bool in_operation, double now) {
   HandleFailures(now);
 }
 
-void Jail::ProcessJournalLine(std::string_view line, double time, std::string_view date_text) {
-  ProcessJournalLine(line, time, date_text, clock_.Now());
-}
-
 void Jail::ProcessJournalLine(std::string_view line, double time, std::string_view date_text,
                               double now) {
   if (idle_) return;
