@@ -18,8 +18,8 @@
 #ifndef BANTAM_DATE_DETECTOR_H_
 #define BANTAM_DATE_DETECTOR_H_
 
-#include <cstddef>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -158,7 +158,8 @@ class DateDetector {
   // finds nothing (search_shortcuts).
   bool RuledOut(DateTemplate& t, std::string_view subject);
   // RuledOut's prefix verdicts of every template (by slot) for the lines
-  // starting with `key` (four ASCII bytes), for the last few such keys.
+  // starting with `key` (four ASCII bytes), for the last few such keys:
+  // `known` the templates asked so far, `ruled_out` those that cannot match.
   struct PrefixMask {
     uint32_t key = 0;
     bool valid = false;
@@ -188,7 +189,7 @@ class DateDetector {
   // share_searches: the search shared with equal detectors (null without),
   // the id of this detector's state, and the replay count.
   bool search_shortcuts_ = true;
-  std::array<PrefixMask, 8> prefix_masks_{};
+  std::array<PrefixMask, 16> prefix_masks_{};
   PrefixMask* line_mask_ = nullptr;  // the line MatchFresh is matching's, or null
   std::shared_ptr<SharedSearch> shared_;
   SearchRecord* recording_ = nullptr;  // what a search in progress fills, or null

@@ -74,12 +74,8 @@ struct DateTemplate {
   // start, after a leading '[', or after "audit(", and with a digit.
   bool epoch_starts = false;
   // An anchored regex: whether lines starting with four given ASCII bytes
-  // can match at all (RulesOutPrefix), for the last few such prefixes.
-  struct PrefixVerdict {
-    uint32_t key = 0;
-    uint8_t state = 0;  // 0: unknown, 1: may match, 2: cannot match
-  };
-  std::array<PrefixVerdict, 16> prefix_verdicts{};
+  // can match at all (RulesOutPrefix) is kept by the detector, per prefix
+  // (PrefixMask).
 
   double Weight() const {
     return static_cast<double>(hits) * weight / static_cast<double>(std::max<int64_t>(1, distance));
@@ -1018,7 +1014,7 @@ DateDetector::PrefixMask* DateDetector::PrefixMaskFor(std::string_view line) {
   uint32_t key = 0;
   std::memcpy(&key, line.data(), 4);
   if ((key & 0x80808080u) != 0) return nullptr;
-  PrefixMask& m = prefix_masks_[(key * 2654435761u) >> 29];
+  PrefixMask& m = prefix_masks_[(key * 2654435761u) >> 28];
   if (!m.valid || m.key != key) m = PrefixMask{key, true, 0, 0};
   return &m;
 }
@@ -1026,25 +1022,18 @@ DateDetector::PrefixMask* DateDetector::PrefixMaskFor(std::string_view line) {
 bool DateDetector::RuledOut(DateTemplate& t, std::string_view subject) {
   if (!search_shortcuts_) return false;
   if (t.epoch_starts && !EpochMayStart(subject)) return true;
-  if (!t.re->anchored() || subject.size() < 4) return false;
-  // The line's verdicts, one bit per template: one lookup per line, not
-  // one per template (a line no template takes asks all of them).
-  const bool masked = line_mask_ != nullptr && t.slot >= 0 && t.slot < 64;
-  const uint64_t bit = masked ? uint64_t{1} << t.slot : 0;
-  if (masked && (line_mask_->known & bit) != 0) return (line_mask_->ruled_out & bit) != 0;
-  uint32_t key = 0;
-  std::memcpy(&key, subject.data(), 4);
-  if ((key & 0x80808080u) != 0) return false;  // whole characters only: ASCII
-  DateTemplate::PrefixVerdict& v = t.prefix_verdicts[(key * 2654435761u) >> 28];
-  if (v.state == 0 || v.key != key) {
-    v.key = key;
-    v.state = t.re->RulesOutPrefix(subject.substr(0, 4), match_.get()) ? 2 : 1;
+  // The verdicts for the line's first four bytes (line_mask_: ASCII, at
+  // least four of them), one bit per template, each worked out once.
+  if (!t.re->anchored() || subject.size() < 4 || line_mask_ == nullptr || t.slot < 0 ||
+      t.slot >= 64) {
+    return false;
   }
-  if (masked) {
+  const uint64_t bit = uint64_t{1} << t.slot;
+  if ((line_mask_->known & bit) == 0) {
     line_mask_->known |= bit;
-    if (v.state == 2) line_mask_->ruled_out |= bit;
+    if (t.re->RulesOutPrefix(subject.substr(0, 4), match_.get())) line_mask_->ruled_out |= bit;
   }
-  return v.state == 2;
+  return (line_mask_->ruled_out & bit) != 0;
 }
 
 bool DateDetector::SearchTemplate(int index, std::string_view line, size_t pos, size_t endpos) {
