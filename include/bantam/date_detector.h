@@ -76,10 +76,13 @@ struct DateMatch {
   bool raised = false;
 };
 
-// A template's name as fail2ban-regex prints it and its hit count.
+// A template's name as fail2ban-regex prints it and its hit count; and
+// how often its regex found a date, winning or not (what decides whether
+// the search stops at the template before it).
 struct DateTemplateStats {
   std::string name;
   uint64_t hits;
+  uint64_t regex_hits = 0;
 };
 
 struct DateTemplate;  // one compiled template with its usage counters
@@ -116,6 +119,10 @@ class DateDetector {
   // How many Match() calls were answered by replaying another detector's
   // search (share_searches only); for tests and statistics.
   uint64_t replayed() const { return replayed_; }
+  // How many Match() calls took the search and conversion of the template
+  // that matched last from another detector's (or an earlier) identical
+  // one (search_shortcuts only); for tests and statistics.
+  uint64_t shared_wins() const { return shared_wins_; }
 
   // Templates in their current order, as fail2ban-regex lists them under
   // "Date template hits:" (it prints only those with hits).
@@ -142,10 +149,26 @@ class DateDetector {
   // options on one thread (defined in the .cc file).
   struct SearchRecord;
   struct SharedSearch;
+  // What MatchAnchoredLast worked out for one template regex and line.
+  struct AnchoredWin;
 
   // Finds the matching template like matchTime(); returns its index or -1.
   // Sets *raised when fail2ban would have raised (IndexError).
-  int MatchTemplate(std::string_view line, double now, bool* raised);
+  // `last_unmatched`: the template that matched last, anchored, is known
+  // not to match `line` (MatchAnchoredLast searched it).
+  int MatchTemplate(std::string_view line, double now, bool* raised, bool last_unmatched);
+  // matchTime and getTime when the template that matched last is anchored
+  // at the line's begin or end and matches again (the usual case): its
+  // search, boundaries and conversion are pure functions of the line, so
+  // the detectors of one thread share them (a template list of another
+  // jail holds the same compiled regex). False, with nothing changed, when
+  // that template does not match `line`: the full search then runs.
+  bool MatchAnchoredLast(std::string_view line, double now, std::optional<DateMatch>* out);
+  // fail2ban's __lastPos / __lastEndPos for a match spanning bytes
+  // [start, end) of `line`, code points [distance, endpos); *raised when
+  // line[start] is past the end.
+  void WinBoundaries(std::string_view line, size_t start, size_t end, int64_t distance,
+                     int64_t endpos, bool* raised, Boundary* pos, Boundary* end_pos);
   // Match() without sharing.
   std::optional<DateMatch> MatchFresh(std::string_view line, double now);
   // The state changes of a template win (hits, boundaries, reordering);
@@ -194,7 +217,11 @@ class DateDetector {
   std::shared_ptr<SharedSearch> shared_;
   SearchRecord* recording_ = nullptr;  // what a search in progress fills, or null
   uint64_t state_ = 0;
+  // state_ is an id no search record holds: this detector searched alone
+  // (no other detector of its thread shares its options) since it took it.
+  bool private_state_ = false;
   uint64_t replayed_ = 0;
+  uint64_t shared_wins_ = 0;
 };
 
 }  // namespace bantam

@@ -777,24 +777,43 @@ class TemplateList {
   std::set<std::string> names_;
 };
 
+// The compiled regex of a template's regex text. One per text in the
+// process: template lists of different datepatterns hold many of the same
+// templates (each `{^LN-BEG}` one is also in the default list), and one
+// compiled object lets detectors share a search (MatchAnchoredLast).
+Result<std::shared_ptr<const FailRegex>> CompileShared(const std::string& regex) {
+  static std::mutex mu;
+  static auto* const compiled = new std::map<std::string, std::shared_ptr<const FailRegex>>;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = compiled->find(regex);
+    if (it != compiled->end()) return it->second;
+  }
+  Result<FailRegex> re = FailRegex::Compile(regex, RegexKind::kDateRegex);
+  if (!re.ok()) return re.status();
+  auto shared = std::make_shared<const FailRegex>(std::move(*re));
+  std::lock_guard<std::mutex> lock(mu);
+  return compiled->emplace(regex, std::move(shared)).first->second;
+}
+
 Status Compile(DateTemplate* t) {
-  Result<FailRegex> re = FailRegex::Compile(t->regex, RegexKind::kDateRegex);
+  Result<std::shared_ptr<const FailRegex>> re = CompileShared(t->regex);
   if (!re.ok()) {
     // The message already quotes the expression.
     return Status::Error("Compile " + PyRepr(t->name) + " failed, " + re.status().message());
   }
-  if (re->capture_count() < t->value_group) {
+  if ((*re)->capture_count() < t->value_group) {
     return Status::Error("Compile " + PyRepr(t->name) + " failed, expression " + PyRepr(t->regex) +
                          ": no such group");
   }
-  for (const FailRegexGroup& g : re->groups()) {
+  for (const FailRegexGroup& g : (*re)->groups()) {
     if (std::optional<TimeField> f = TimeFieldFromGroupName(g.name)) {
       t->fields.emplace_back(g.index, *f);
       if (*f == TimeField::p) t->has_p = true;
     }
   }
   std::sort(t->fields.begin(), t->fields.end());
-  t->re = std::make_shared<const FailRegex>(std::move(*re));
+  t->re = std::move(*re);
   return Status::Ok();
 }
 
@@ -873,6 +892,26 @@ struct DateDetector::SharedSearch {
   // others in step with each other replay.
   std::array<SearchRecord, 4> records;
   size_t next = 0;
+};
+
+struct DateDetector::AnchoredWin {
+  // The template it is for (null: unused), by what its match and
+  // conversion depend on: the compiled regex (one per regex text), the
+  // kind of conversion and its options.
+  const FailRegex* re = nullptr;
+  TemplateKind kind = TemplateKind::kPattern;
+  int value_group = 1;
+  bool long_epoch = false;
+  // The line it matched, and the `now` and zone it was converted at.
+  std::string line;
+  double now = 0;
+  std::optional<int> tz;
+  // The match's start in code points, fail2ban's IndexError, boundaries.
+  int64_t distance = 0;
+  bool raised = false;
+  Boundary pos, end_pos;
+  // The detector's answer but for template_index (the detector's order).
+  DateMatch result;
 };
 
 namespace {
@@ -959,7 +998,7 @@ Result<DateDetector> DateDetector::Create(const DateDetectorOptions& options) {
 std::vector<DateTemplateStats> DateDetector::templates() const {
   std::vector<DateTemplateStats> out;
   out.reserve(templates_.size());
-  for (const auto& t : templates_) out.push_back({t->name, t->hits});
+  for (const auto& t : templates_) out.push_back({t->name, t->hits, t->regex_hits});
   return out;
 }
 
@@ -1052,7 +1091,77 @@ bool DateDetector::SearchTemplate(int index, std::string_view line, size_t pos, 
   return true;
 }
 
-int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised) {
+bool DateDetector::MatchAnchoredLast(std::string_view line, double now,
+                                     std::optional<DateMatch>* out) {
+  const int i = last_template_;
+  if (i >= static_cast<int>(templates_.size())) return false;
+  DateTemplate& t = *templates_[i];
+  if ((t.flags & (kLineBegin | kLineEnd)) == 0) return false;
+  // MatchTemplate's first step for this template: a search of the whole
+  // line, and no other template is tried when it matches.
+  thread_local std::array<AnchoredWin, 4> wins;
+  thread_local size_t next_win = 0;
+  AnchoredWin* w = nullptr;
+  for (AnchoredWin& c : wins) {
+    if (c.re == t.re.get() && c.kind == t.kind && c.value_group == t.value_group &&
+        c.long_epoch == t.long_epoch) {
+      w = &c;
+      break;
+    }
+  }
+  if (w != nullptr && w->now == now && w->tz == default_tz_ && w->line == line) {
+    // What SearchTemplate would have counted.
+    ++shared_wins_;
+    ++t.regex_hits;
+    if (recording_ != nullptr) recording_->hit_templates.push_back(i);
+  } else {
+    if (!SearchTemplate(i, line, 0, line.size())) return false;
+    if (w == nullptr) {
+      w = &wins[next_win];
+      next_win = (next_win + 1) % wins.size();
+    }
+    const size_t start_b = match_->start(), end_b = match_->end();
+    w->distance = static_cast<int64_t>(CodePointIndex(line, start_b));
+    w->raised = false;
+    w->pos = Boundary{};
+    w->end_pos = Boundary{};
+    WinBoundaries(line, start_b, end_b, w->distance,
+                  static_cast<int64_t>(CodePointIndex(line, end_b)), &w->raised, &w->pos,
+                  &w->end_pos);
+    DateMatch& d = w->result;
+    d = DateMatch();
+    if (std::optional<std::string_view> g = match_->Group(1)) {
+      d.begin = static_cast<size_t>(g->data() - line.data());
+      d.end = d.begin + g->size();
+    }
+    if (w->raised) {
+      d.raised = true;
+    } else {
+      Convert(t, now, &d);
+    }
+    w->re = t.re.get();
+    w->kind = t.kind;
+    w->value_group = t.value_group;
+    w->long_epoch = t.long_epoch;
+    w->line.assign(line);
+    w->now = now;
+    w->tz = default_tz_;
+  }
+  if (recording_ != nullptr) {
+    recording_->winner = i;
+    recording_->distance = w->distance;
+    recording_->raised = w->raised;
+    recording_->pos = w->pos;
+    recording_->end_pos = w->end_pos;
+  }
+  const int index = CommitWin(i, w->distance, w->raised, w->pos, w->end_pos, now);
+  *out = w->result;
+  (*out)->template_index = w->raised ? -1 : index;
+  return true;
+}
+
+int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised,
+                                bool last_unmatched) {
   const int count = static_cast<int>(templates_.size());
   bool matched = false;
   int found_index = -1;
@@ -1064,7 +1173,7 @@ int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised)
   if (i < count) {
     DateTemplate& t = *templates_[i];
     if (t.flags & (kLineBegin | kLineEnd)) {
-      matched = SearchTemplate(i, line, 0, line.size());
+      matched = !last_unmatched && SearchTemplate(i, line, 0, line.size());
       ignore_by_search = i;
     } else {
       const int64_t d = last_pos_.index, e = last_end_pos_.index;
@@ -1145,21 +1254,8 @@ int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised)
   }
   if (!matched) return -1;
 
-  const size_t start_b = match_->start(), end_b = match_->end();
   Boundary pos, end_pos;
-  if (start_b >= line.size()) {
-    // line[distance] past the end: fail2ban's IndexError.
-    *raised = true;
-  } else {
-    pos.index = distance;
-    pos.before = start_b == 0 ? Char{} : CharAt(line, start_b - CodePointBackLength(line, start_b));
-    pos.at = CharAt(line, start_b);
-    end_pos.index = endpos;
-    // line[endpos - 1]: for endpos 0 Python's index -1 is the last character.
-    const size_t before_end = end_b == 0 ? line.size() : end_b;
-    end_pos.before = CharAt(line, before_end - CodePointBackLength(line, before_end));
-    end_pos.at = CharAt(line, end_b);
-  }
+  WinBoundaries(line, match_->start(), match_->end(), distance, endpos, raised, &pos, &end_pos);
   if (recording_ != nullptr) {
     recording_->winner = i;
     recording_->distance = distance;
@@ -1168,6 +1264,24 @@ int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised)
     recording_->end_pos = end_pos;
   }
   return CommitWin(i, distance, *raised, pos, end_pos, now);
+}
+
+void DateDetector::WinBoundaries(std::string_view line, size_t start_b, size_t end_b,
+                                 int64_t distance, int64_t endpos, bool* raised, Boundary* pos,
+                                 Boundary* end_pos) {
+  if (start_b >= line.size()) {
+    // line[distance] past the end: fail2ban's IndexError.
+    *raised = true;
+    return;
+  }
+  pos->index = distance;
+  pos->before = start_b == 0 ? Char{} : CharAt(line, start_b - CodePointBackLength(line, start_b));
+  pos->at = CharAt(line, start_b);
+  end_pos->index = endpos;
+  // line[endpos - 1]: for endpos 0 Python's index -1 is the last character.
+  const size_t before_end = end_b == 0 ? line.size() : end_b;
+  end_pos->before = CharAt(line, before_end - CodePointBackLength(line, before_end));
+  end_pos->at = CharAt(line, end_b);
 }
 
 int DateDetector::CommitWin(int i, int64_t distance, bool raised, const Boundary& pos,
@@ -1280,8 +1394,14 @@ void DateDetector::Convert(const DateTemplate& t, double now, DateMatch* out) {
 std::optional<DateMatch> DateDetector::Match(std::string_view line, double now) {
   SharedSearch* const s =
       shared_ && shared_->thread == std::this_thread::get_id() ? shared_.get() : nullptr;
-  if (s == nullptr) {
-    if (shared_) state_ = NextStateId();  // off its thread: never replayed
+  if (s == nullptr || shared_.use_count() == 1) {
+    // Off its thread, or no other detector shares the options: nothing to
+    // replay and no one to record for. The state gets an id no record
+    // holds, so that no detector created later takes it for its own.
+    if (shared_ && !private_state_) {
+      state_ = NextStateId();
+      private_state_ = true;
+    }
     return MatchFresh(line, now);
   }
   for (const SearchRecord& r : s->records) {
@@ -1291,6 +1411,7 @@ std::optional<DateMatch> DateDetector::Match(std::string_view line, double now) 
     for (int k : r.hit_templates) ++templates_[static_cast<size_t>(k)]->regex_hits;
     if (r.winner >= 0) CommitWin(r.winner, r.distance, r.raised, r.pos, r.end_pos, now);
     state_ = r.after;
+    private_state_ = false;
     ++replayed_;
     return r.result;
   }
@@ -1306,14 +1427,23 @@ std::optional<DateMatch> DateDetector::Match(std::string_view line, double now) 
   r.result = MatchFresh(line, now);
   recording_ = nullptr;
   state_ = r.after = NextStateId();
+  private_state_ = false;
   r.valid = true;
   return r.result;
 }
 
 std::optional<DateMatch> DateDetector::MatchFresh(std::string_view line, double now) {
-  bool raised = false;
   line_mask_ = PrefixMaskFor(line);
-  const int i = MatchTemplate(line, now, &raised);
+  std::optional<DateMatch> anchored;
+  // The search of the last template cannot be shared when shortcuts are
+  // off: the tests comparing both ways then search every time.
+  const bool last_unmatched = search_shortcuts_ && !MatchAnchoredLast(line, now, &anchored);
+  if (anchored) {
+    line_mask_ = nullptr;
+    return anchored;
+  }
+  bool raised = false;
+  const int i = MatchTemplate(line, now, &raised, last_unmatched);
   line_mask_ = nullptr;
   if (i < 0) return std::nullopt;
   DateMatch out;

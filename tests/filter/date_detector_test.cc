@@ -804,13 +804,28 @@ DateDetector MakeSharing(const std::string& datepattern = "", const std::string&
   return std::move(*dd);
 }
 
-// Every result and the template statistics (order and hits) of a detector.
+// Every result and the template statistics (order, hits and regex hits)
+// of a detector.
 std::string Trace(DateDetector& dd, std::string_view line, double now = kNow) {
   std::string out = Find(dd, line, now);
   for (const DateTemplateStats& t : dd.templates()) {
-    if (t.hits) out += " | " + t.name + "=" + std::to_string(t.hits);
+    if (t.hits || t.regex_hits) {
+      out += " | " + t.name + "=" + std::to_string(t.hits) + "/" + std::to_string(t.regex_hits);
+    }
   }
   return out;
+}
+
+// A detector that searches every template of every line: no short cut, no
+// sharing of any kind, the reference the others are held to.
+DateDetector MakeSearching(const std::string& datepattern = "") {
+  DateDetectorOptions o;
+  o.datepattern = datepattern;
+  o.search_shortcuts = false;
+  Result<DateDetector> dd = DateDetector::Create(o);
+  EXPECT_TRUE(dd.ok()) << dd.status().message();
+  if (!dd.ok()) std::abort();
+  return std::move(*dd);
 }
 
 // Lines that move the default detector around: two formats alternating,
@@ -877,6 +892,47 @@ TEST(DateDetectorSharingTest, NoReplayOnceOutOfStep) {
     EXPECT_EQ(Trace(b, lines[i]), Trace(alone_b, lines[i])) << lines[i];
   }
   EXPECT_EQ(b.replayed(), 2u);  // the two lines before the skip
+}
+
+// A detector of another datepattern whose last template is the same
+// anchored regex goes first: the detector that searches takes that match
+// from it (MatchAnchoredLast), and what the others replay must still
+// include its effects.
+TEST(DateDetectorSharingTest, ReplaysASearchTakenFromAnotherPattern) {
+  ScopedTz tz(kTestTz);
+  DateDetector other = MakeSharing("{^LN-BEG}");
+  DateDetector a = MakeSharing(), b = MakeSharing();
+  DateDetector want_other = MakeSearching("{^LN-BEG}"), want = MakeSearching();
+  for (int round = 0; round < 3; ++round) {
+    for (const std::string& line : TrickyLines()) {
+      EXPECT_EQ(Trace(other, line), Trace(want_other, line)) << line;
+      const std::string w = Trace(want, line);
+      EXPECT_EQ(Trace(a, line), w) << line;
+      EXPECT_EQ(Trace(b, line), w) << line;
+    }
+  }
+  EXPECT_GT(a.shared_wins(), 10u);
+  EXPECT_EQ(b.replayed(), 3 * TrickyLines().size());
+}
+
+// A detector that matched while it was the only one with its options made
+// no records, and its state must not look like a new detector's: one made
+// later with the same options records from the start state, and the first
+// must not replay that.
+TEST(DateDetectorSharingTest, ADetectorThatWasAloneIsNotTakenForANewOne) {
+  ScopedTz tz(kTestTz);
+  DateDetector first = MakeSharing();
+  DateDetector want_first = MakeSearching();
+  for (const std::string& line : TrickyLines()) {
+    EXPECT_EQ(Trace(first, line), Trace(want_first, line)) << line;
+  }
+  DateDetector second = MakeSharing();
+  DateDetector want_second = MakeSearching();
+  for (const std::string& line : TrickyLines()) {
+    EXPECT_EQ(Trace(second, line), Trace(want_second, line)) << line;
+    EXPECT_EQ(Trace(first, line), Trace(want_first, line)) << line;
+  }
+  EXPECT_EQ(first.replayed(), 0u);
 }
 
 // Not replayed: another line, another `now`, other options, a detector

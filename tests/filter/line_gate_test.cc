@@ -291,9 +291,10 @@ TEST(RulesOutPrefixTest, OnlyWhatNoLongerSubjectCanMatch) {
 // (order and hit counts) must be equal.
 class DatePair {
  public:
-  explicit DatePair(const std::string& datepattern) {
+  explicit DatePair(const std::string& datepattern, const std::string& logtimezone = "") {
     DateDetectorOptions a, b;
     a.datepattern = b.datepattern = datepattern;
+    a.logtimezone = b.logtimezone = logtimezone;
     b.search_shortcuts = false;
     Result<DateDetector> da = DateDetector::Create(a), db = DateDetector::Create(b);
     ok_ = da.ok() && db.ok();
@@ -314,6 +315,7 @@ class DatePair {
                ? ""
                : RenderTemplates(*fast_) + " vs " + RenderTemplates(*slow_);
   }
+  uint64_t shared_wins() const { return fast_->shared_wins(); }
   uint64_t hits() const {
     uint64_t n = 0;
     for (const DateTemplateStats& t : fast_->templates()) n += t.hits;
@@ -330,7 +332,7 @@ class DatePair {
   static std::string RenderTemplates(const DateDetector& d) {
     std::string s;
     for (const DateTemplateStats& t : d.templates())
-      s += t.name + "=" + std::to_string(t.hits) + ";";
+      s += t.name + "=" + std::to_string(t.hits) + "/" + std::to_string(t.regex_hits) + ";";
     return s;
   }
   bool ok_ = false;
@@ -431,6 +433,59 @@ TEST(DateShortcutTest, SameDatesAsSearchingEveryTemplateOnFail2banSamples) {
   }
   EXPECT_GT(lines_seen, 100000u);
   EXPECT_GT(hits, 10000u);
+}
+
+// Detectors of different datepatterns and zones on one thread, each fed
+// every line in turn as the jails of one file are: where their last
+// template is the same anchored regex they share its search and
+// conversion (MatchAnchoredLast). Each must still give what a detector of
+// its own, searching every template, gives. Every line comes twice, the
+// second time with a `now` half a year later (another inferred year).
+TEST(DateShortcutTest, DetectorsOfOtherPatternsAndZonesShareSearchesExactly) {
+  const std::vector<std::string> logs = ListDir(kSampleLogs);
+  BANTAM_REQUIRE_TOOL(!logs.empty(), std::string("fail2ban's sample logs in ") + kSampleLogs,
+                      "fail2ban");
+  const std::vector<std::pair<std::string, std::string>> settings = {
+      {"{^LN-BEG}", ""},
+      {"", ""},
+      {"^(?:%Y-)?%m-%d[ T]%H:%M:%S(?:\\.%f)?\n{^LN-BEG}", ""},
+      {"{^LN-BEG}TAI64N\n{^LN-BEG}", ""},
+      {"{^LN-BEG}", "UTC+0200"},
+      {"", "UTC-0130"},
+      {"^{DATE}", ""},
+      {"{^LN-BEG}%Y-%m-%d %H:%M:%S", ""},
+  };
+  std::vector<std::unique_ptr<DatePair>> pairs;
+  for (const auto& [pattern, zone] : settings) {
+    pairs.push_back(std::make_unique<DatePair>(pattern, zone));
+    ASSERT_TRUE(pairs.back()->ok()) << pattern;
+  }
+  size_t lines_seen = 0;
+  double now = 1700000000;
+  for (const std::string& log : logs) {
+    std::ifstream in(std::string(kSampleLogs) + "/" + log);
+    std::string line;
+    while (std::getline(in, line)) {
+      now += 0.5;
+      ++lines_seen;
+      for (double at : {now, now + 183 * 86400.0}) {
+        for (size_t k = 0; k < pairs.size(); ++k) {
+          ASSERT_EQ(pairs[k]->Feed(line, at), "")
+              << "'" << settings[k].first << "' " << settings[k].second << " on " << log << ": "
+              << line;
+        }
+      }
+    }
+  }
+  uint64_t shared = 0;
+  for (size_t k = 0; k < pairs.size(); ++k) {
+    EXPECT_EQ(pairs[k]->Templates(), "") << settings[k].first << " " << settings[k].second;
+    EXPECT_GT(pairs[k]->hits(), 200u) << settings[k].first;
+    shared += pairs[k]->shared_wins();
+  }
+  EXPECT_GT(lines_seen, 2000u);
+  // The sharing this is about took place, on more than a line in two.
+  EXPECT_GT(shared, lines_seen);
 }
 
 }  // namespace
