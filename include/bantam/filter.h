@@ -218,7 +218,23 @@ class Filter {
     double expires = 0;
   };
 
+  // A line as DateLine cuts it, viewing the line (and last_time_text_)
+  // instead of copying them: valid until the next line is dated.
+  struct DatedView {
+    std::string_view pre, date, post;
+    std::optional<double> time;
+    bool no_date = false, skip = false, skipped_old = false;
+  };
+
   explicit Filter(FilterSettings settings);
+
+  void DateView(std::string_view line, double now, uint64_t seq, DatedView* out);
+  void DateViewWithTime(std::string_view line, double time, std::string_view date_text, double now,
+                        uint64_t seq, DatedView* out);
+  // ProcessLine's second phase from a view: a line the gate turns away is
+  // not copied (see turned_away_); any other goes to MatchLine.
+  void MatchView(const DatedView& v, double now, uint64_t seq, std::vector<Failure>* failures,
+                 LineResult* result);
 
   void FindFailure(LogLine* line, double now, std::vector<Failure>* failures,
                    LineResult* result);
@@ -232,9 +248,9 @@ class Filter {
   void RebuildBuf();
   // Builds gate_ from the compiled regexes (see gate_).
   void BuildGate();
-  // Whether one of gate_ occurs in `line`'s text with its date cut out
+  // Whether one of gate_ occurs in a line's text with its date cut out
   // (pre + post, the text RebuildBuf gives a one-line buffer).
-  bool GateOpen(const LogLine& line) const;
+  bool GateOpen(std::string_view pre, std::string_view date, std::string_view post) const;
   void CollectGroups(const FailRegex& re, FailData* fail) const;
   // fail2ban's _mergeFailure. Returns the merged data: the cache entry's
   // own FailData (fail2ban mutates the cached dict) or *fail itself.
@@ -273,6 +289,12 @@ class Filter {
   bool buffer_is_org_ = false;     // the buffer is exactly org_ (one line, untouched)
   std::vector<LogLine> org_;     // orgBuffer of the current line
   LogLine current_;  // ProcessLine's line between the two phases
+  // The last line was turned away by the gate before reaching MatchLine:
+  // org_ still holds an older line, and this one is kept only as
+  // ProcessedLine() and LineBufferSeqs() report it (date cut out, seq).
+  bool org_stale_ = false;
+  std::string turned_away_;
+  uint64_t turned_away_seq_ = 0;
   std::string buf_;  // "\n".join(stripped lines) + "\n"
   bool buf_valid_ = false;
   FailRegexMatch match_;

@@ -230,14 +230,13 @@ void Filter::BuildGate() {
   }
 }
 
-bool Filter::GateOpen(const LogLine& line) const {
-  const std::string_view pre = line.pre, post = line.post;
+bool Filter::GateOpen(std::string_view pre, std::string_view date, std::string_view post) const {
   // The shared scan looks at the whole line, date included: a string in
   // pre or post is found there (one only in the date opens the gate for
   // nothing, which costs a search, not a result).
   const bool shared = scan_ && scan_thread_ == std::this_thread::get_id();
   if (shared) {
-    scan_->Scan(pre, line.date, post);
+    scan_->Scan(pre, date, post);
   } else if (FailRegex::RequiredLiteral::AnyFoundIn(gate_, post) ||
              (!pre.empty() && FailRegex::RequiredLiteral::AnyFoundIn(gate_, pre))) {
     return true;
@@ -266,21 +265,49 @@ void Filter::Warn(const std::string& message) const {
 
 void Filter::LineBufferSeqs(std::vector<uint64_t>* seqs) const {
   seqs->clear();
+  if (org_stale_ && buffer_is_org_) {
+    seqs->push_back(turned_away_seq_);
+    return;
+  }
   for (const LogLine& t : buffer_is_org_ ? org_ : buffer_) seqs->push_back(t.seq);
 }
 
 std::string Filter::ProcessedLine() const {
+  if (org_stale_) return turned_away_;
   return org_.empty() ? std::string() : org_.back().pre + org_.back().post;
 }
 
 
 void Filter::DateLineWithTime(std::string_view line, double time, std::string_view date_text,
                               double now, uint64_t seq, LogLine* out) {
+  DatedView v;
+  DateViewWithTime(line, time, date_text, now, seq, &v);
+  out->Set(v.pre, v.date, v.post, seq);
+  out->time = v.time;
+  out->no_date = v.no_date;
+  out->skip = v.skip;
+  out->skipped_old = v.skipped_old;
+}
+
+void Filter::DateLine(std::string_view line, double now, uint64_t seq, LogLine* out) {
+  DatedView v;
+  DateView(line, now, seq, &v);
+  out->Set(v.pre, v.date, v.post, seq);
+  out->time = v.time;
+  out->no_date = v.no_date;
+  out->skip = v.skip;
+  out->skipped_old = v.skipped_old;
+}
+
+void Filter::DateViewWithTime(std::string_view line, double time, std::string_view date_text,
+                              double now, uint64_t seq, DatedView* out) {
   if (line.size() > kMaxLineBytes) {
     Warn("line " + std::to_string(seq) + " cut to " + std::to_string(kMaxLineBytes) + " bytes");
     line = line.substr(0, kMaxLineBytes);
   }
-  out->Set("", date_text, line, seq);
+  out->pre = {};
+  out->date = date_text;
+  out->post = line;
   out->no_date = false;
   out->skip = false;
   out->skipped_old = false;
@@ -292,7 +319,12 @@ void Filter::DateLineWithTime(std::string_view line, double time, std::string_vi
   }
 }
 
-void Filter::DateLine(std::string_view line, double now, uint64_t seq, LogLine* out) {
+void Filter::DateView(std::string_view line, double now, uint64_t seq, DatedView* out) {
+  const auto set = [out](std::string_view p, std::string_view d, std::string_view q) {
+    out->pre = p;
+    out->date = d;
+    out->post = q;
+  };
   out->no_date = false;
   out->skip = false;
   out->skipped_old = false;
@@ -307,13 +339,13 @@ void Filter::DateLine(std::string_view line, double now, uint64_t seq, LogLine* 
   if (m && m->raised) {
     // fail2ban's date code raises here and the line is dropped with an error.
     Warn("Failed to process line (date parsing raised): " + std::string(line));
-    out->Set("", "", line, seq);
+    set("", "", line);
     out->skip = true;
     return;
   }
   if (m) {
     const std::string_view text = line.substr(m->begin, m->end - m->begin);
-    out->Set(line.substr(0, m->begin), text, line.substr(m->end), seq);
+    set(line.substr(0, m->begin), text, line.substr(m->end));
     if (!text.empty()) {
       if (m->time) {
         date = *m->time;
@@ -323,18 +355,18 @@ void Filter::DateLine(std::string_view line, double now, uint64_t seq, LogLine* 
         Warn("findFailure failed to parse timeText: " + std::string(text));
       }
     } else if (last_date_ && *last_date_ != 0 && *last_date_ > now - kDateSkew) {
-      out->Set("", last_time_text_, line, seq);
+      set("", last_time_text_, line);
       date = last_date_;
     } else {
       date = now;
     }
   } else {
-    out->Set("", "", line, seq);
+    set("", "", line);
   }
   if (!date) {
     out->no_date = true;
     if (last_date_ && *last_date_ != 0 && *last_date_ > now - kDateSkew) {
-      out->Set("", last_time_text_, line, seq);
+      set("", last_time_text_, line);
       date = last_date_;
     } else if (settings_.check_find_time && settings_.in_operation) {
       date = now;
@@ -383,13 +415,44 @@ void Filter::MatchLine(LogLine* line, double now, std::vector<Failure>* failures
 void Filter::ProcessLineWithTime(std::string_view line, double time, std::string_view date_text,
                                  double now, uint64_t seq, std::vector<Failure>* failures,
                                  LineResult* result) {
-  DateLineWithTime(line, time, date_text, now, seq, &current_);
-  MatchLine(&current_, now, failures, result);
+  DatedView v;
+  DateViewWithTime(line, time, date_text, now, seq, &v);
+  MatchView(v, now, seq, failures, result);
 }
 
 void Filter::ProcessLine(std::string_view line, double now, uint64_t seq,
                          std::vector<Failure>* failures, LineResult* result) {
-  DateLine(line, now, seq, &current_);
+  DatedView v;
+  DateView(line, now, seq, &v);
+  MatchView(v, now, seq, failures, result);
+}
+
+void Filter::MatchView(const DatedView& v, double now, uint64_t seq,
+                       std::vector<Failure>* failures, LineResult* result) {
+  // FindFailure's gate, before the line is copied: with several jails on a
+  // file most lines are turned away by most of them. What is left is what
+  // FindFailure leaves for such a line.
+  if (!v.skip && !gate_.empty() && settings_.maxlines <= 1 &&
+      !(gate_bypasses_prefregex_ && (result != nullptr || settings_.record_prefregex_groups)) &&
+      !GateOpen(v.pre, v.date, v.post)) {
+    failures->clear();
+    org_stale_ = true;
+    turned_away_.assign(v.pre).append(v.post);
+    turned_away_seq_ = seq;
+    buffer_is_org_ = true;
+    if (prefregex_) prefregex_matched_ = false;
+    buf_valid_ = false;
+    if (result != nullptr) {
+      *result = LineResult();
+      result->prefregex_matched = prefregex_matched_;
+    }
+    return;
+  }
+  current_.Set(v.pre, v.date, v.post, seq);
+  current_.time = v.time;
+  current_.no_date = v.no_date;
+  current_.skip = v.skip;
+  current_.skipped_old = v.skipped_old;
   MatchLine(&current_, now, failures, result);
 }
 
@@ -709,6 +772,7 @@ void Filter::FindFailure(LogLine* line, double now, std::vector<Failure>* failur
   const bool check_all = settings_.check_all_regex;
   const bool multi = settings_.maxlines > 1;
 
+  org_stale_ = false;
   if (multi) {
     buffer_.push_back(*line);
     if (buffer_.size() > static_cast<size_t>(settings_.maxlines)) {
@@ -733,7 +797,7 @@ void Filter::FindFailure(LogLine* line, double now, std::vector<Failure>* failur
   };
   if (!gate_.empty() && !multi &&
       !(gate_bypasses_prefregex_ && (result != nullptr || settings_.record_prefregex_groups)) &&
-      !GateOpen(org_[0])) {
+      !GateOpen(org_[0].pre, org_[0].date, org_[0].post)) {
     // What the searches would have left: no prefregex match, no failure.
     if (prefregex_) prefregex_matched_ = false;
     buf_valid_ = false;
