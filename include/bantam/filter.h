@@ -11,6 +11,7 @@
 #define BANTAM_FILTER_H_
 
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -281,8 +282,12 @@ class Filter {
   bool gate_bypasses_prefregex_ = false;
   // share_line_scans: the thread's scan, gate_'s ids in it, and the thread.
   std::shared_ptr<LiteralScan> scan_;
-  std::vector<uint32_t> gate_ids_;
+  std::vector<uint64_t> gate_mask_;  // gate_'s ids in scan_ (LiteralScan::MaskOf)
   std::thread::id scan_thread_;
+  // For strings across the cut-out date: the first bytes of gate_'s
+  // strings (a bit set) and the longest string's length.
+  std::array<uint64_t, 4> gate_first_bytes_{};
+  size_t gate_max_size_ = 0;
 
   // Per-line state, reused to avoid allocation.
   std::vector<LogLine> buffer_;  // fail2ban's __lineBuffer, unless buffer_is_org_

@@ -41,6 +41,15 @@ class LiteralScan {
   // Afterwards Has(id) tells whether string `id` occurs in it.
   void Scan(std::string_view a, std::string_view b, std::string_view c);
   bool Has(uint32_t id) const { return (found_[id / 64] >> (id % 64) & 1) != 0; }
+  // Whether any string of a set occurs: `mask` has bit id % 64 of word
+  // id / 64 set for each of the set's ids (see MaskOf).
+  bool HasAny(const std::vector<uint64_t>& mask) const {
+    for (size_t w = 0; w < mask.size(); ++w) {
+      if ((found_[w] & mask[w]) != 0) return true;
+    }
+    return false;
+  }
+  static std::vector<uint64_t> MaskOf(const std::vector<uint32_t>& ids);
 
   // How many Scan() calls scanned (the others reused the last scan); for
   // tests.

@@ -222,11 +222,16 @@ void Filter::BuildGate() {
       return;
     }
     gate_.emplace_back(t);
+    const auto first = static_cast<unsigned char>(t[0]);
+    gate_first_bytes_[first / 64] |= uint64_t{1} << (first % 64);
+    gate_max_size_ = std::max(gate_max_size_, t.size());
   }
   if (settings_.share_line_scans && !gate_.empty()) {
     scan_ = LiteralScan::ForThisThread();
     scan_thread_ = std::this_thread::get_id();
-    for (const FailRegex::RequiredLiteral& lit : gate_) gate_ids_.push_back(scan_->Add(lit.text));
+    std::vector<uint32_t> ids;
+    for (const FailRegex::RequiredLiteral& lit : gate_) ids.push_back(scan_->Add(lit.text));
+    gate_mask_ = LiteralScan::MaskOf(ids);
   }
 }
 
@@ -234,23 +239,23 @@ bool Filter::GateOpen(std::string_view pre, std::string_view date, std::string_v
   // The shared scan looks at the whole line, date included: a string in
   // pre or post is found there (one only in the date opens the gate for
   // nothing, which costs a search, not a result).
-  const bool shared = scan_ && scan_thread_ == std::this_thread::get_id();
-  if (shared) {
+  if (scan_ && scan_thread_ == std::this_thread::get_id()) {
     scan_->Scan(pre, date, post);
+    if (scan_->HasAny(gate_mask_)) return true;
   } else if (FailRegex::RequiredLiteral::AnyFoundIn(gate_, post) ||
              (!pre.empty() && FailRegex::RequiredLiteral::AnyFoundIn(gate_, pre))) {
     return true;
   }
-  for (size_t i = 0; i < gate_.size(); ++i) {
-    const FailRegex::RequiredLiteral& lit = gate_[i];
-    if (shared && scan_->Has(gate_ids_[i])) return true;
-    if (pre.empty()) continue;
-    // Across the cut-out date: a head of the string ends `pre`, the rest
-    // starts `post`.
-    const std::string_view t = lit.text;
-    for (size_t k = 1; k < t.size() && k <= pre.size(); ++k) {
-      if (pre[pre.size() - k] != t[0]) continue;  // most fail here, without a call
-      if (t.size() - k <= post.size() && pre.substr(pre.size() - k) == t.substr(0, k) &&
+  // Across the cut-out date: a head of k bytes of a string ends `pre`,
+  // the rest starts `post`. Most lines fail on the first byte's bit.
+  const size_t last_k = std::min(pre.size(), gate_max_size_ == 0 ? 0 : gate_max_size_ - 1);
+  for (size_t k = 1; k <= last_k; ++k) {
+    const auto c = static_cast<unsigned char>(pre[pre.size() - k]);
+    if ((gate_first_bytes_[c / 64] >> (c % 64) & 1) == 0) continue;
+    const std::string_view head = pre.substr(pre.size() - k);
+    for (const FailRegex::RequiredLiteral& lit : gate_) {
+      const std::string_view t = lit.text;
+      if (k < t.size() && t.size() - k <= post.size() && t.substr(0, k) == head &&
           post.substr(0, t.size() - k) == t.substr(k)) {
         return true;
       }

@@ -26,6 +26,15 @@ uint32_t LiteralScan::Add(std::string_view text) {
   return static_cast<uint32_t>(literals_.size() - 1);
 }
 
+std::vector<uint64_t> LiteralScan::MaskOf(const std::vector<uint32_t>& ids) {
+  std::vector<uint64_t> mask;
+  for (uint32_t id : ids) {
+    if (mask.size() <= id / 64) mask.resize(id / 64 + 1, 0);
+    mask[id / 64] |= uint64_t{1} << (id % 64);
+  }
+  return mask;
+}
+
 void LiteralScan::Rebuild() {
   std::array<uint32_t, 256> count{};
   for (const FailRegex::RequiredLiteral& lit : literals_) {
