@@ -222,6 +222,7 @@ class Filter {
   // A line as DateLine cuts it, viewing the line (and last_time_text_)
   // instead of copying them: valid until the next line is dated.
   struct DatedView {
+    std::string_view line;  // as matched (cut to kMaxLineBytes): pre is its head, post its tail
     std::string_view pre, date, post;
     std::optional<double> time;
     bool no_date = false, skip = false, skipped_old = false;
@@ -296,9 +297,11 @@ class Filter {
   LogLine current_;  // ProcessLine's line between the two phases
   // The last line was turned away by the gate before reaching MatchLine:
   // org_ still holds an older line, and this one is kept only as
-  // ProcessedLine() and LineBufferSeqs() report it (date cut out, seq).
+  // ProcessedLine() and LineBufferSeqs() report it: the line, the sizes
+  // of its pre and post (the date is cut out between them), its seq.
   bool org_stale_ = false;
   std::string turned_away_;
+  size_t turned_away_pre_ = 0, turned_away_post_ = 0;
   uint64_t turned_away_seq_ = 0;
   std::string buf_;  // "\n".join(stripped lines) + "\n"
   bool buf_valid_ = false;

@@ -278,7 +278,10 @@ void Filter::LineBufferSeqs(std::vector<uint64_t>* seqs) const {
 }
 
 std::string Filter::ProcessedLine() const {
-  if (org_stale_) return turned_away_;
+  if (org_stale_) {
+    return turned_away_.substr(0, turned_away_pre_) +
+           turned_away_.substr(turned_away_.size() - turned_away_post_);
+  }
   return org_.empty() ? std::string() : org_.back().pre + org_.back().post;
 }
 
@@ -310,13 +313,14 @@ void Filter::DateViewWithTime(std::string_view line, double time, std::string_vi
     Warn("line " + std::to_string(seq) + " cut to " + std::to_string(kMaxLineBytes) + " bytes");
     line = line.substr(0, kMaxLineBytes);
   }
+  out->line = line;
   out->pre = {};
   out->date = date_text;
   out->post = line;
   out->no_date = false;
   out->skip = false;
   out->skipped_old = false;
-  last_time_text_.assign(date_text);
+  if (last_time_text_ != date_text) last_time_text_.assign(date_text);
   last_date_ = time;
   out->time = time;
   if (settings_.check_find_time && !settings_.in_operation && time < now - settings_.findtime) {
@@ -338,6 +342,7 @@ void Filter::DateView(std::string_view line, double now, uint64_t seq, DatedView
     Warn("line " + std::to_string(seq) + " cut to " + std::to_string(kMaxLineBytes) + " bytes");
     line = line.substr(0, kMaxLineBytes);
   }
+  out->line = line;
 
   std::optional<double>& date = out->time;
   const std::optional<DateMatch> m = date_detector_->Match(line, now);
@@ -354,7 +359,7 @@ void Filter::DateView(std::string_view line, double now, uint64_t seq, DatedView
     if (!text.empty()) {
       if (m->time) {
         date = *m->time;
-        last_time_text_.assign(text);
+        if (last_time_text_ != text) last_time_text_.assign(text);
         last_date_ = date;
       } else {
         Warn("findFailure failed to parse timeText: " + std::string(text));
@@ -442,7 +447,9 @@ void Filter::MatchView(const DatedView& v, double now, uint64_t seq,
       !GateOpen(v.pre, v.date, v.post)) {
     failures->clear();
     org_stale_ = true;
-    turned_away_.assign(v.pre).append(v.post);
+    turned_away_.assign(v.line);
+    turned_away_pre_ = v.pre.size();
+    turned_away_post_ = v.post.size();
     turned_away_seq_ = seq;
     buffer_is_org_ = true;
     if (prefregex_) prefregex_matched_ = false;
