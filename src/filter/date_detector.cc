@@ -902,7 +902,13 @@ struct DateDetector::AnchoredWin {
   TemplateKind kind = TemplateKind::kPattern;
   int value_group = 1;
   bool long_epoch = false;
-  // The line it matched, and the `now` and zone it was converted at.
+  // The detector that asked last: the line is kept only when detectors
+  // take turns, so a detector alone on its thread (bantam-regex) does not
+  // copy every line for nobody.
+  const DateDetector* asker = nullptr;
+  // The line it matched, and the `now` and zone it was converted at; the
+  // rest below is the answer for it when `valid`.
+  bool valid = false;
   std::string line;
   double now = 0;
   std::optional<int> tz;
@@ -1109,7 +1115,9 @@ bool DateDetector::MatchAnchoredLast(std::string_view line, double now,
       break;
     }
   }
-  if (w != nullptr && w->now == now && w->tz == default_tz_ && w->line == line) {
+  const bool others = w != nullptr && w->asker != this;
+  if (w != nullptr) w->asker = this;
+  if (w != nullptr && w->valid && w->now == now && w->tz == default_tz_ && w->line == line) {
     // What SearchTemplate would have counted.
     ++shared_wins_;
     ++t.regex_hits;
@@ -1119,7 +1127,13 @@ bool DateDetector::MatchAnchoredLast(std::string_view line, double now,
     if (w == nullptr) {
       w = &wins[next_win];
       next_win = (next_win + 1) % wins.size();
+      w->re = t.re.get();
+      w->kind = t.kind;
+      w->value_group = t.value_group;
+      w->long_epoch = t.long_epoch;
+      w->asker = this;
     }
+    w->valid = false;
     const size_t start_b = match_->start(), end_b = match_->end();
     w->distance = static_cast<int64_t>(CodePointIndex(line, start_b));
     w->raised = false;
@@ -1139,13 +1153,12 @@ bool DateDetector::MatchAnchoredLast(std::string_view line, double now,
     } else {
       Convert(t, now, &d);
     }
-    w->re = t.re.get();
-    w->kind = t.kind;
-    w->value_group = t.value_group;
-    w->long_epoch = t.long_epoch;
-    w->line.assign(line);
-    w->now = now;
-    w->tz = default_tz_;
+    if (others) {
+      w->line.assign(line);
+      w->now = now;
+      w->tz = default_tz_;
+      w->valid = true;
+    }
   }
   if (recording_ != nullptr) {
     recording_->winner = i;
