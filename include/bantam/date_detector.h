@@ -33,6 +33,11 @@
 
 namespace bantam {
 
+// A new line key, never returned before in this process: the caller that
+// hands one line to several filters (or detectors) passes one key with it,
+// and a different key with any other text. Keys are never 0.
+uint64_t NewLineKey();
+
 struct DateDetectorOptions {
   // The jail's/filter's `datepattern` as written ("" = fail2ban's default
   // template set). Like fail2ban's setDatePattern, the value is split at
@@ -114,7 +119,11 @@ class DateDetector {
   // same recorded effects (template hit counts, the winner's bookkeeping,
   // its reordering) to the same state. So equal ids mean equal states, and
   // replaying is exact.
-  std::optional<DateMatch> Match(std::string_view line, double now);
+  //
+  // `line_key`: 0, or a number that stands for the line's content (see
+  // NewLineKey): detectors then recognise a line met before by the number
+  // instead of comparing its bytes. Results never depend on it.
+  std::optional<DateMatch> Match(std::string_view line, double now, uint64_t line_key = 0);
 
   // How many Match() calls were answered by replaying another detector's
   // search (share_searches only); for tests and statistics.
@@ -217,6 +226,7 @@ class DateDetector {
   std::shared_ptr<SharedSearch> shared_;
   SearchRecord* recording_ = nullptr;  // what a search in progress fills, or null
   uint64_t state_ = 0;
+  uint64_t line_key_ = 0;  // Match()'s while it runs
   // state_ is an id no search record holds: this detector searched alone
   // (no other detector of its thread shares its options) since it took it.
   bool private_state_ = false;

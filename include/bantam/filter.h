@@ -171,8 +171,11 @@ class Filter {
   // time in epoch seconds (fail2ban's MyTime.time()). `seq` names the line
   // in line_buffer(), e.g. its line number. `failures` is cleared and filled;
   // `result`, if given, is filled.
+  // `line_key`: 0, or a key (NewLineKey, date_detector.h) given with this
+  // line to every filter it goes to and with no other text: the filters of
+  // one thread then know the line they share by the key.
   void ProcessLine(std::string_view line, double now, uint64_t seq, std::vector<Failure>* failures,
-                   LineResult* result = nullptr);
+                   LineResult* result = nullptr, uint64_t line_key = 0);
   // ProcessLine in two phases, for callers that pipeline them: DateLine
   // finds the date (touching only the date state), MatchLine runs the
   // regexes (touching only the matching state). Each phase must stay on one
@@ -226,11 +229,16 @@ class Filter {
     std::string_view pre, date, post;
     std::optional<double> time;
     bool no_date = false, skip = false, skipped_old = false;
+    // pre + date + post is `line` (the date was not taken from an earlier
+    // line), and the line's key if it has one.
+    bool whole_line = true;
+    uint64_t line_key = 0;
   };
 
   explicit Filter(FilterSettings settings);
 
-  void DateView(std::string_view line, double now, uint64_t seq, DatedView* out);
+  void DateView(std::string_view line, double now, uint64_t seq, uint64_t line_key,
+                DatedView* out);
   void DateViewWithTime(std::string_view line, double time, std::string_view date_text, double now,
                         uint64_t seq, DatedView* out);
   // ProcessLine's second phase from a view: a line the gate turns away is
@@ -252,7 +260,8 @@ class Filter {
   void BuildGate();
   // Whether one of gate_ occurs in a line's text with its date cut out
   // (pre + post, the text RebuildBuf gives a one-line buffer).
-  bool GateOpen(std::string_view pre, std::string_view date, std::string_view post) const;
+  bool GateOpen(std::string_view pre, std::string_view date, std::string_view post,
+                uint64_t line_key) const;
   void CollectGroups(const FailRegex& re, FailData* fail) const;
   // fail2ban's _mergeFailure. Returns the merged data: the cache entry's
   // own FailData (fail2ban mutates the cached dict) or *fail itself.
@@ -299,6 +308,8 @@ class Filter {
   // org_ still holds an older line, and this one is kept only as
   // ProcessedLine() and LineBufferSeqs() report it: the line, the sizes
   // of its pre and post (the date is cut out between them), its seq.
+  // MatchView found the gate open for the line it hands to MatchLine.
+  bool gate_open_known_ = false;
   bool org_stale_ = false;
   std::string turned_away_;
   size_t turned_away_pre_ = 0, turned_away_post_ = 0;

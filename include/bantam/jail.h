@@ -115,6 +115,8 @@ class Jail {
   // to every jail reading it with one `now`, so that their filters can
   // share the line's date search.
   void ProcessLine(std::string_view line, bool in_operation, double now);
+  // ... and with the line's key (NewLineKey), the same for every jail.
+  void ProcessLine(std::string_view line, bool in_operation, double now, uint64_t line_key);
   // Failures of an address whose ignorecommand has not answered yet wait
   // here, in order, and are counted (or ignored) when it does; later
   // failures of that address queue behind them.

@@ -39,7 +39,9 @@ class LiteralScan {
   // Scans the text a + b + c (a line given in the pieces a filter keeps:
   // before, of and after its date) unless it is the text scanned last.
   // Afterwards Has(id) tells whether string `id` occurs in it.
-  void Scan(std::string_view a, std::string_view b, std::string_view c);
+  // `line_key`: 0, or a key (NewLineKey) that stands for the text a + b + c:
+  // a scan with the same key is then known to be of the same text.
+  void Scan(std::string_view a, std::string_view b, std::string_view c, uint64_t line_key = 0);
   bool Has(uint32_t id) const { return (found_[id / 64] >> (id % 64) & 1) != 0; }
   // Whether any string of a set occurs: `mask` has bit id % 64 of word
   // id / 64 set for each of the set's ids (see MaskOf).
@@ -65,8 +67,9 @@ class LiteralScan {
   std::array<uint32_t, 257> first_{};
   std::vector<uint32_t> by_byte_;
   std::vector<uint64_t> found_;
-  std::string last_;  // the text of the last scan
+  std::string last_;  // the text of the last scan, when last_valid_
   bool last_valid_ = false;
+  uint64_t last_key_ = 0;  // the last scan's key; 0: none
   uint64_t scans_ = 0;
 };
 

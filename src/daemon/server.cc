@@ -1210,6 +1210,9 @@ void ServerImpl::OnLine(const SourceLine& line) {
   // for a batch of lines: they were read together, and the date
   // conversions of equal timestamps are then reused.
   const double now = LineNow();
+  // The jails' filters know the line they share by this key instead of
+  // comparing its bytes again.
+  const uint64_t key = NewLineKey();
   for (SubscriberId id : *line.subscribers) {
     JailState* js = FindJailById(id);
     if (js == nullptr) continue;
@@ -1220,7 +1223,7 @@ void ServerImpl::OnLine(const SourceLine& line) {
     if (line.time) {
       js->jail->ProcessJournalLine(text, *line.time, line.date_text, now);
     } else {
-      js->jail->ProcessLine(text, !initial_read_, now);
+      js->jail->ProcessLine(text, !initial_read_, now, key);
     }
   }
 }

@@ -874,6 +874,8 @@ Result<std::vector<DateTemplate>> BuildTemplates(std::string_view datepattern,
 struct DateDetector::SearchRecord {
   bool valid = false;
   uint64_t before = 0, after = 0;
+  // The line: by its key when the search had one (then `line` is not kept).
+  uint64_t line_key = 0;
   std::string line;
   double now = 0;
   std::vector<int> hit_templates;  // templates whose regex found a date, in order
@@ -909,6 +911,7 @@ struct DateDetector::AnchoredWin {
   // The line it matched, and the `now` and zone it was converted at; the
   // rest below is the answer for it when `valid`.
   bool valid = false;
+  uint64_t line_key = 0;  // when not 0, `line` is not kept
   std::string line;
   double now = 0;
   std::optional<int> tz;
@@ -926,6 +929,22 @@ namespace {
 uint64_t NextStateId() {
   static std::atomic<uint64_t> next{1};
   return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+uint64_t NewLineKey() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+namespace {
+
+// Whether a kept line (by key, or by its text when key is 0) is `line`
+// given with `key`.
+bool SameLine(uint64_t kept_key, const std::string& kept, uint64_t key, std::string_view line) {
+  if (kept_key != 0 || key != 0) return kept_key == key;
+  return kept == line;
 }
 
 }  // namespace
@@ -1117,7 +1136,8 @@ bool DateDetector::MatchAnchoredLast(std::string_view line, double now,
   }
   const bool others = w != nullptr && w->asker != this;
   if (w != nullptr) w->asker = this;
-  if (w != nullptr && w->valid && w->now == now && w->tz == default_tz_ && w->line == line) {
+  if (w != nullptr && w->valid && w->now == now && w->tz == default_tz_ &&
+      SameLine(w->line_key, w->line, line_key_, line)) {
     // What SearchTemplate would have counted.
     ++shared_wins_;
     ++t.regex_hits;
@@ -1154,7 +1174,8 @@ bool DateDetector::MatchAnchoredLast(std::string_view line, double now,
       Convert(t, now, &d);
     }
     if (others) {
-      w->line.assign(line);
+      w->line_key = line_key_;
+      if (line_key_ == 0) w->line.assign(line);
       w->now = now;
       w->tz = default_tz_;
       w->valid = true;
@@ -1404,7 +1425,9 @@ void DateDetector::Convert(const DateTemplate& t, double now, DateMatch* out) {
   }
 }
 
-std::optional<DateMatch> DateDetector::Match(std::string_view line, double now) {
+std::optional<DateMatch> DateDetector::Match(std::string_view line, double now,
+                                             uint64_t line_key) {
+  line_key_ = line_key;
   SharedSearch* const s =
       shared_ && shared_->thread == std::this_thread::get_id() ? shared_.get() : nullptr;
   if (s == nullptr || shared_.use_count() == 1) {
@@ -1418,7 +1441,10 @@ std::optional<DateMatch> DateDetector::Match(std::string_view line, double now) 
     return MatchFresh(line, now);
   }
   for (const SearchRecord& r : s->records) {
-    if (!r.valid || r.before != state_ || r.now != now || r.line != line) continue;
+    if (!r.valid || r.before != state_ || r.now != now ||
+        !SameLine(r.line_key, r.line, line_key, line)) {
+      continue;
+    }
     // The same state met the same line before: redo its effects in order
     // (search hits, then the winner's bookkeeping), no regex runs.
     for (int k : r.hit_templates) ++templates_[static_cast<size_t>(k)]->regex_hits;
@@ -1432,7 +1458,8 @@ std::optional<DateMatch> DateDetector::Match(std::string_view line, double now) 
   s->next = (s->next + 1) % s->records.size();
   r.valid = false;
   r.before = state_;
-  r.line.assign(line);
+  r.line_key = line_key;
+  if (line_key == 0) r.line.assign(line);
   r.now = now;
   r.hit_templates.clear();
   r.winner = -1;

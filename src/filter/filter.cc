@@ -235,12 +235,13 @@ void Filter::BuildGate() {
   }
 }
 
-bool Filter::GateOpen(std::string_view pre, std::string_view date, std::string_view post) const {
+bool Filter::GateOpen(std::string_view pre, std::string_view date, std::string_view post,
+                      uint64_t line_key) const {
   // The shared scan looks at the whole line, date included: a string in
   // pre or post is found there (one only in the date opens the gate for
   // nothing, which costs a search, not a result).
   if (scan_ && scan_thread_ == std::this_thread::get_id()) {
-    scan_->Scan(pre, date, post);
+    scan_->Scan(pre, date, post, line_key);
     if (scan_->HasAny(gate_mask_)) return true;
   } else if (FailRegex::RequiredLiteral::AnyFoundIn(gate_, post) ||
              (!pre.empty() && FailRegex::RequiredLiteral::AnyFoundIn(gate_, pre))) {
@@ -299,7 +300,7 @@ void Filter::DateLineWithTime(std::string_view line, double time, std::string_vi
 
 void Filter::DateLine(std::string_view line, double now, uint64_t seq, LogLine* out) {
   DatedView v;
-  DateView(line, now, seq, &v);
+  DateView(line, now, seq, 0, &v);
   out->Set(v.pre, v.date, v.post, seq);
   out->time = v.time;
   out->no_date = v.no_date;
@@ -317,6 +318,8 @@ void Filter::DateViewWithTime(std::string_view line, double time, std::string_vi
   out->pre = {};
   out->date = date_text;
   out->post = line;
+  out->whole_line = date_text.empty();
+  out->line_key = 0;
   out->no_date = false;
   out->skip = false;
   out->skipped_old = false;
@@ -328,12 +331,18 @@ void Filter::DateViewWithTime(std::string_view line, double time, std::string_vi
   }
 }
 
-void Filter::DateView(std::string_view line, double now, uint64_t seq, DatedView* out) {
-  const auto set = [out](std::string_view p, std::string_view d, std::string_view q) {
+void Filter::DateView(std::string_view line, double now, uint64_t seq, uint64_t line_key,
+                      DatedView* out) {
+  // Every cut keeps pre as the line's head and post as its tail; the date
+  // between them is the line's own text unless it is last_time_text_.
+  const auto set = [out](std::string_view p, std::string_view d, std::string_view q,
+                         bool whole_line = true) {
     out->pre = p;
     out->date = d;
     out->post = q;
+    out->whole_line = whole_line || d.empty();
   };
+  out->line_key = line_key;
   out->no_date = false;
   out->skip = false;
   out->skipped_old = false;
@@ -345,7 +354,7 @@ void Filter::DateView(std::string_view line, double now, uint64_t seq, DatedView
   out->line = line;
 
   std::optional<double>& date = out->time;
-  const std::optional<DateMatch> m = date_detector_->Match(line, now);
+  const std::optional<DateMatch> m = date_detector_->Match(line, now, line_key);
   if (m && m->raised) {
     // fail2ban's date code raises here and the line is dropped with an error.
     Warn("Failed to process line (date parsing raised): " + std::string(line));
@@ -365,7 +374,7 @@ void Filter::DateView(std::string_view line, double now, uint64_t seq, DatedView
         Warn("findFailure failed to parse timeText: " + std::string(text));
       }
     } else if (last_date_ && *last_date_ != 0 && *last_date_ > now - kDateSkew) {
-      set("", last_time_text_, line);
+      set("", last_time_text_, line, false);
       date = last_date_;
     } else {
       date = now;
@@ -376,7 +385,7 @@ void Filter::DateView(std::string_view line, double now, uint64_t seq, DatedView
   if (!date) {
     out->no_date = true;
     if (last_date_ && *last_date_ != 0 && *last_date_ > now - kDateSkew) {
-      set("", last_time_text_, line);
+      set("", last_time_text_, line, false);
       date = last_date_;
     } else if (settings_.check_find_time && settings_.in_operation) {
       date = now;
@@ -431,9 +440,9 @@ void Filter::ProcessLineWithTime(std::string_view line, double time, std::string
 }
 
 void Filter::ProcessLine(std::string_view line, double now, uint64_t seq,
-                         std::vector<Failure>* failures, LineResult* result) {
+                         std::vector<Failure>* failures, LineResult* result, uint64_t line_key) {
   DatedView v;
-  DateView(line, now, seq, &v);
+  DateView(line, now, seq, line_key, &v);
   MatchView(v, now, seq, failures, result);
 }
 
@@ -442,9 +451,10 @@ void Filter::MatchView(const DatedView& v, double now, uint64_t seq,
   // FindFailure's gate, before the line is copied: with several jails on a
   // file most lines are turned away by most of them. What is left is what
   // FindFailure leaves for such a line.
-  if (!v.skip && !gate_.empty() && settings_.maxlines <= 1 &&
-      !(gate_bypasses_prefregex_ && (result != nullptr || settings_.record_prefregex_groups)) &&
-      !GateOpen(v.pre, v.date, v.post)) {
+  const bool gate_applies =
+      !v.skip && !gate_.empty() && settings_.maxlines <= 1 &&
+      !(gate_bypasses_prefregex_ && (result != nullptr || settings_.record_prefregex_groups));
+  if (gate_applies && !GateOpen(v.pre, v.date, v.post, v.whole_line ? v.line_key : 0)) {
     failures->clear();
     org_stale_ = true;
     turned_away_.assign(v.line);
@@ -465,7 +475,9 @@ void Filter::MatchView(const DatedView& v, double now, uint64_t seq,
   current_.no_date = v.no_date;
   current_.skip = v.skip;
   current_.skipped_old = v.skipped_old;
+  gate_open_known_ = gate_applies;
   MatchLine(&current_, now, failures, result);
+  gate_open_known_ = false;
 }
 
 void Filter::RebuildBuf() {
@@ -809,7 +821,7 @@ void Filter::FindFailure(LogLine* line, double now, std::vector<Failure>* failur
   };
   if (!gate_.empty() && !multi &&
       !(gate_bypasses_prefregex_ && (result != nullptr || settings_.record_prefregex_groups)) &&
-      !GateOpen(org_[0].pre, org_[0].date, org_[0].post)) {
+      !gate_open_known_ && !GateOpen(org_[0].pre, org_[0].date, org_[0].post, 0)) {
     // What the searches would have left: no prefregex match, no failure.
     if (prefregex_) prefregex_matched_ = false;
     buf_valid_ = false;

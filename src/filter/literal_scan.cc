@@ -51,11 +51,15 @@ void LiteralScan::Rebuild() {
   }
   found_.assign((literals_.size() + 63) / 64, 0);
   last_valid_ = false;
+  last_key_ = 0;
 }
 
-void LiteralScan::Scan(std::string_view a, std::string_view b, std::string_view c) {
+void LiteralScan::Scan(std::string_view a, std::string_view b, std::string_view c,
+                       uint64_t line_key) {
   const size_t n = a.size() + b.size() + c.size();
-  if (last_valid_ && last_.size() == n && std::memcmp(last_.data(), a.data(), a.size()) == 0 &&
+  if (line_key != 0 && line_key == last_key_) return;
+  if (line_key == 0 && last_valid_ && last_.size() == n &&
+      std::memcmp(last_.data(), a.data(), a.size()) == 0 &&
       std::memcmp(last_.data() + a.size(), b.data(), b.size()) == 0 &&
       std::memcmp(last_.data() + a.size() + b.size(), c.data(), c.size()) == 0) {
     return;
@@ -63,6 +67,7 @@ void LiteralScan::Scan(std::string_view a, std::string_view b, std::string_view 
   ++scans_;
   last_.assign(a).append(b).append(c);
   last_valid_ = true;
+  last_key_ = line_key;
   std::fill(found_.begin(), found_.end(), 0);
   const char* const text = last_.data();
   for (size_t i = 0; i < n; ++i) {

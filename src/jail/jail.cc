@@ -253,9 +253,13 @@ void Jail::ProcessLine(std::string_view line, bool in_operation) {
 }
 
 void Jail::ProcessLine(std::string_view line, bool in_operation, double now) {
+  ProcessLine(line, in_operation, now, 0);
+}
+
+void Jail::ProcessLine(std::string_view line, bool in_operation, double now, uint64_t line_key) {
   if (idle_) return;
   filter_->set_in_operation(in_operation);
-  filter_->ProcessLine(line, now, ++seq_, &failures_);
+  filter_->ProcessLine(line, now, ++seq_, &failures_, nullptr, line_key);
   HandleFailures(now);
 }
 

@@ -62,6 +62,30 @@ TEST(LiteralScanTest, ScansALineOnceForItsReaders) {
   EXPECT_EQ(scan.scans(), 3u);
 }
 
+// A line key stands for the text: the scan trusts it and compares nothing
+// (shown here by breaking the promise), and a scan without a key does not
+// take a keyed scan's text for its own unless the bytes are equal.
+TEST(LiteralScanTest, ALineKeyStandsForTheText) {
+  LiteralScan scan;
+  const uint32_t fail = scan.Add("fail");
+  const uint64_t k1 = NewLineKey(), k2 = NewLineKey();
+  EXPECT_NE(k1, k2);
+  scan.Scan("[", "Nov 1 00:00:01", "] auth fail", k1);
+  scan.Scan("", "", "not the same text", k1);
+  EXPECT_EQ(scan.scans(), 1u);
+  EXPECT_TRUE(scan.Has(fail));
+  scan.Scan("", "", "no such word", k2);
+  EXPECT_EQ(scan.scans(), 2u);
+  EXPECT_FALSE(scan.Has(fail));
+  scan.Scan("", "", "no such word");  // the same bytes: no new scan
+  EXPECT_EQ(scan.scans(), 2u);
+  scan.Scan("", "", "auth fail");
+  EXPECT_EQ(scan.scans(), 3u);
+  EXPECT_TRUE(scan.Has(fail));
+  scan.Scan("", "", "auth fail", k2);  // k2 was another text
+  EXPECT_EQ(scan.scans(), 4u);
+}
+
 TEST(LiteralScanTest, AgreesWithFindOnRandomText) {
   std::mt19937 rng(15);
   const std::string alphabet = "ab' :[]X";
@@ -204,7 +228,11 @@ std::string Render(size_t line, const Failure& f) {
 // with many jails: all filters on one thread, sharing date searches and
 // line scans, each line with one `now`. The failures, their order and
 // their data must equal those of the same filters without a gate.
-TEST(LineGateTest, SameFailuresAsSearchingEveryLineOnFail2banSamples) {
+// Every stock filter, gated (sharing the date search and the line scan)
+// and not, on every fail2ban sample line: the same failures and the same
+// processed line. With `line_keys`, the gated filters get one key per line,
+// as the daemon gives them.
+void ExpectTheGateChangesNothing(bool line_keys) {
   const std::vector<std::string> logs = ListDir(kSampleLogs);
   BANTAM_REQUIRE_TOOL(!logs.empty(), std::string("fail2ban's sample logs in ") + kSampleLogs,
                       "fail2ban");
@@ -237,8 +265,9 @@ TEST(LineGateTest, SameFailuresAsSearchingEveryLineOnFail2banSamples) {
       ++seq;
       ++lines_seen;
       now += 0.25;
+      const uint64_t key = line_keys ? NewLineKey() : 0;
       for (size_t i = 0; i < names.size(); ++i) {
-        gated[i]->ProcessLine(line, now, seq, &a);
+        gated[i]->ProcessLine(line, now, seq, &a, nullptr, key);
         plain[i]->ProcessLine(line, now, seq, &b);
         ASSERT_EQ(a.size(), b.size()) << names[i] << " on " << log << ":" << seq;
         for (size_t k = 0; k < a.size(); ++k) {
@@ -253,6 +282,12 @@ TEST(LineGateTest, SameFailuresAsSearchingEveryLineOnFail2banSamples) {
   EXPECT_GT(lines_seen, 1000u);
   EXPECT_GT(failures_seen, 500u);
 }
+
+TEST(LineGateTest, SameFailuresAsSearchingEveryLineOnFail2banSamples) {
+  ExpectTheGateChangesNothing(false);
+}
+
+TEST(LineGateTest, SameFailuresWithLineKeys) { ExpectTheGateChangesNothing(true); }
 
 // ---------------------------------------------------------------------------
 // Date search short cuts.
@@ -305,8 +340,9 @@ class DatePair {
   }
   bool ok() const { return ok_; }
   // "" if both agree, else what differs.
-  std::string Feed(std::string_view line, double now) {
-    const std::optional<DateMatch> a = fast_->Match(line, now), b = slow_->Match(line, now);
+  // `key`: the line's key for the detector with short cuts.
+  std::string Feed(std::string_view line, double now, uint64_t key = 0) {
+    const std::optional<DateMatch> a = fast_->Match(line, now, key), b = slow_->Match(line, now);
     const std::string ra = Render(a), rb = Render(b);
     return ra == rb ? "" : "with short cuts " + ra + ", without " + rb;
   }
@@ -441,7 +477,7 @@ TEST(DateShortcutTest, SameDatesAsSearchingEveryTemplateOnFail2banSamples) {
 // conversion (MatchAnchoredLast). Each must still give what a detector of
 // its own, searching every template, gives. Every line comes twice, the
 // second time with a `now` half a year later (another inferred year).
-TEST(DateShortcutTest, DetectorsOfOtherPatternsAndZonesShareSearchesExactly) {
+void ExpectSharedDatesExact(bool line_keys) {
   const std::vector<std::string> logs = ListDir(kSampleLogs);
   BANTAM_REQUIRE_TOOL(!logs.empty(), std::string("fail2ban's sample logs in ") + kSampleLogs,
                       "fail2ban");
@@ -469,8 +505,9 @@ TEST(DateShortcutTest, DetectorsOfOtherPatternsAndZonesShareSearchesExactly) {
       now += 0.5;
       ++lines_seen;
       for (double at : {now, now + 183 * 86400.0}) {
+        const uint64_t key = line_keys ? NewLineKey() : 0;
         for (size_t k = 0; k < pairs.size(); ++k) {
-          ASSERT_EQ(pairs[k]->Feed(line, at), "")
+          ASSERT_EQ(pairs[k]->Feed(line, at, key), "")
               << "'" << settings[k].first << "' " << settings[k].second << " on " << log << ": "
               << line;
         }
@@ -487,6 +524,12 @@ TEST(DateShortcutTest, DetectorsOfOtherPatternsAndZonesShareSearchesExactly) {
   // The sharing this is about took place, on more than a line in two.
   EXPECT_GT(shared, lines_seen);
 }
+
+TEST(DateShortcutTest, DetectorsOfOtherPatternsAndZonesShareSearchesExactly) {
+  ExpectSharedDatesExact(false);
+}
+
+TEST(DateShortcutTest, DetectorsShareSearchesExactlyByLineKey) { ExpectSharedDatesExact(true); }
 
 }  // namespace
 }  // namespace bantam
