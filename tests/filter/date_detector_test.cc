@@ -793,15 +793,19 @@ TEST_F(DateDetectorPythonTest, EdgeCases) {
 // ---------------------------------------------------------------------------
 // share_searches: detectors of equal options replay each other's search.
 
+DateDetector MakeWith(const DateDetectorOptions& o) {
+  Result<DateDetector> dd = DateDetector::Create(o);
+  EXPECT_TRUE(dd.ok()) << dd.status().message();
+  if (!dd.ok()) std::abort();
+  return std::move(*dd);
+}
+
 DateDetector MakeSharing(const std::string& datepattern = "", const std::string& tz = "") {
   DateDetectorOptions o;
   o.datepattern = datepattern;
   o.logtimezone = tz;
   o.share_searches = true;
-  Result<DateDetector> dd = DateDetector::Create(o);
-  EXPECT_TRUE(dd.ok()) << dd.status().message();
-  if (!dd.ok()) std::abort();
-  return std::move(*dd);
+  return MakeWith(o);
 }
 
 // Every result and the template statistics (order, hits and regex hits)
@@ -822,10 +826,7 @@ DateDetector MakeSearching(const std::string& datepattern = "") {
   DateDetectorOptions o;
   o.datepattern = datepattern;
   o.search_shortcuts = false;
-  Result<DateDetector> dd = DateDetector::Create(o);
-  EXPECT_TRUE(dd.ok()) << dd.status().message();
-  if (!dd.ok()) std::abort();
-  return std::move(*dd);
+  return MakeWith(o);
 }
 
 // Lines that move the default detector around: two formats alternating,
