@@ -239,6 +239,7 @@ class Filter {
 
   void DateView(std::string_view line, double now, uint64_t seq, uint64_t line_key,
                 DatedView* out);
+  static void CopyView(const DatedView& v, uint64_t seq, LogLine* out);
   void DateViewWithTime(std::string_view line, double time, std::string_view date_text, double now,
                         uint64_t seq, DatedView* out);
   // ProcessLine's second phase from a view: a line the gate turns away is

@@ -287,10 +287,7 @@ std::string Filter::ProcessedLine() const {
 }
 
 
-void Filter::DateLineWithTime(std::string_view line, double time, std::string_view date_text,
-                              double now, uint64_t seq, LogLine* out) {
-  DatedView v;
-  DateViewWithTime(line, time, date_text, now, seq, &v);
+void Filter::CopyView(const DatedView& v, uint64_t seq, LogLine* out) {
   out->Set(v.pre, v.date, v.post, seq);
   out->time = v.time;
   out->no_date = v.no_date;
@@ -298,14 +295,17 @@ void Filter::DateLineWithTime(std::string_view line, double time, std::string_vi
   out->skipped_old = v.skipped_old;
 }
 
+void Filter::DateLineWithTime(std::string_view line, double time, std::string_view date_text,
+                              double now, uint64_t seq, LogLine* out) {
+  DatedView v;
+  DateViewWithTime(line, time, date_text, now, seq, &v);
+  CopyView(v, seq, out);
+}
+
 void Filter::DateLine(std::string_view line, double now, uint64_t seq, LogLine* out) {
   DatedView v;
   DateView(line, now, seq, 0, &v);
-  out->Set(v.pre, v.date, v.post, seq);
-  out->time = v.time;
-  out->no_date = v.no_date;
-  out->skip = v.skip;
-  out->skipped_old = v.skipped_old;
+  CopyView(v, seq, out);
 }
 
 void Filter::DateViewWithTime(std::string_view line, double time, std::string_view date_text,
@@ -470,11 +470,7 @@ void Filter::MatchView(const DatedView& v, double now, uint64_t seq,
     }
     return;
   }
-  current_.Set(v.pre, v.date, v.post, seq);
-  current_.time = v.time;
-  current_.no_date = v.no_date;
-  current_.skip = v.skip;
-  current_.skipped_old = v.skipped_old;
+  CopyView(v, seq, &current_);
   gate_open_known_ = gate_applies;
   MatchLine(&current_, now, failures, result);
   gate_open_known_ = false;
