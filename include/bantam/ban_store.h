@@ -296,6 +296,11 @@ class BanStore {
     int64_t now = 0;
   };
   Result<std::vector<StoredBan>> GetBans(const BansQuery& query);
+  // Reads between BeginRead() and EndRead() see one state of the file:
+  // what other connections commit meanwhile is not seen by any of them. For
+  // a connection that only reads; without a database both do nothing.
+  Status BeginRead();
+  Status EndRead();
 
   // getCurrentBans: the bans to restore, ordered by ip; see CurrentBansQuery.
   Result<std::vector<StoredBan>> GetCurrentBans(const CurrentBansQuery& query);

@@ -100,6 +100,14 @@ std::unique_ptr<BanHistoryReader> BanHistoryReader::Open(const std::string& dbfi
 std::optional<MergedBans> BanHistoryReader::Merged(const std::string& ip, const std::string& jail,
                                                    const Pending* pending) {
   std::lock_guard<std::mutex> lock(mu_);
+  // The queries below must see the same rows: the loop may commit the
+  // pending ban between two of them, and the row would then be missed by
+  // one query and taken as stored by the next.
+  if (!store_->BeginRead().ok()) return std::nullopt;
+  struct EndRead {
+    BanStore* store;
+    ~EndRead() { (void)store->EndRead(); }
+  } end_read{store_.get()};
   BanStore::BansQuery q;
   q.ip = ip;
   if (!jail.empty()) q.jail = jail;

@@ -1542,6 +1542,16 @@ Result<std::vector<StoredBan>> BanStore::GetBans(const BansQuery& query) {
   return bans;
 }
 
+Status BanStore::BeginRead() {
+  if (!impl_->db) return Status::Ok();
+  return impl_->Exec("BEGIN");
+}
+
+Status BanStore::EndRead() {
+  if (!impl_->db) return Status::Ok();
+  return impl_->Exec("COMMIT");
+}
+
 Result<std::vector<StoredBan>> BanStore::GetCurrentBans(const CurrentBansQuery& query) {
   std::vector<StoredBan> bans;
   if (!impl_->db) return bans;

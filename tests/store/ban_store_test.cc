@@ -256,6 +256,25 @@ TEST(BanStoreTest, GetBanHistoryPerJailAndOverall) {
             (BanHistoryRow{3, 2000, 1500}));
 }
 
+// A second connection reading between BeginRead and EndRead sees one
+// state of the file: a ban the first commits meanwhile appears only after.
+TEST(BanStoreTest, ReadsBetweenBeginReadAndEndReadSeeOneState) {
+  TempTree tmp;
+  auto writer = MustOpen(tmp.Path("db"));
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE(writer->AddJail("a").ok());
+  ASSERT_TRUE(writer->AddBan("a", Ban("10.0.0.1", 1000, 600, 1)).ok());
+  auto reader = MustOpen(tmp.Path("db"));
+  ASSERT_TRUE(reader);
+  const BanStore::BansQuery q{.ip = "10.0.0.1"};
+  ASSERT_TRUE(reader->BeginRead().ok());
+  EXPECT_EQ(Val(reader->GetBans(q)).size(), 1u);
+  ASSERT_TRUE(writer->AddBan("a", Ban("10.0.0.1", 2000, 600, 2)).ok());
+  EXPECT_EQ(Val(reader->GetBans(q)).size(), 1u);
+  ASSERT_TRUE(reader->EndRead().ok());
+  EXPECT_EQ(Val(reader->GetBans(q)).size(), 2u);
+}
+
 TEST(BanStoreTest, DelBansForgetsHistoryAndCurrent) {
   TempTree tmp;
   auto store = MustOpen(tmp.Path("db"));
