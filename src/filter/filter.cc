@@ -315,7 +315,7 @@ void Filter::DateViewWithTime(std::string_view line, double time, std::string_vi
     line = line.substr(0, kMaxLineBytes);
   }
   out->line = line;
-  out->pre = {};
+  out->pre = line.substr(0, 0);
   out->date = date_text;
   out->post = line;
   out->whole_line = date_text.empty();

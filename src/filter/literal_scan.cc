@@ -58,10 +58,11 @@ void LiteralScan::Scan(std::string_view a, std::string_view b, std::string_view 
                        uint64_t line_key) {
   const size_t n = a.size() + b.size() + c.size();
   if (line_key != 0 && line_key == last_key_) return;
-  if (line_key == 0 && last_valid_ && last_.size() == n &&
-      std::memcmp(last_.data(), a.data(), a.size()) == 0 &&
-      std::memcmp(last_.data() + a.size(), b.data(), b.size()) == 0 &&
-      std::memcmp(last_.data() + a.size() + b.size(), c.data(), c.size()) == 0) {
+  // string_view's compare, not memcmp: a piece may be an empty view
+  // without data (nullptr), which memcmp must not be given.
+  const std::string_view last = last_;
+  if (line_key == 0 && last_valid_ && last.size() == n && last.substr(0, a.size()) == a &&
+      last.substr(a.size(), b.size()) == b && last.substr(a.size() + b.size()) == c) {
     return;
   }
   ++scans_;
