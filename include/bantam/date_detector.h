@@ -180,6 +180,9 @@ class DateDetector {
                      int64_t endpos, bool* raised, Boundary* pos, Boundary* end_pos);
   // Match() without sharing.
   std::optional<DateMatch> MatchFresh(std::string_view line, double now);
+  // The answer for template `t`'s match in match_ (raised: fail2ban's
+  // IndexError), but for its template_index.
+  DateMatch WinResult(const DateTemplate& t, std::string_view line, bool raised, double now);
   // The state changes of a template win (hits, boundaries, reordering);
   // returns the winner's index afterwards.
   int CommitWin(int i, int64_t distance, bool raised, const Boundary& pos,

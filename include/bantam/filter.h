@@ -10,8 +10,8 @@
 #ifndef BANTAM_FILTER_H_
 #define BANTAM_FILTER_H_
 
-#include <cstddef>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -305,12 +305,12 @@ class Filter {
   bool buffer_is_org_ = false;     // the buffer is exactly org_ (one line, untouched)
   std::vector<LogLine> org_;     // orgBuffer of the current line
   LogLine current_;  // ProcessLine's line between the two phases
+  // MatchView found the gate open for the line it hands to MatchLine.
+  bool gate_open_known_ = false;
   // The last line was turned away by the gate before reaching MatchLine:
   // org_ still holds an older line, and this one is kept only as
   // ProcessedLine() and LineBufferSeqs() report it: the line, the sizes
   // of its pre and post (the date is cut out between them), its seq.
-  // MatchView found the gate open for the line it hands to MatchLine.
-  bool gate_open_known_ = false;
   bool org_stale_ = false;
   std::string turned_away_;
   size_t turned_away_pre_ = 0, turned_away_post_ = 0;

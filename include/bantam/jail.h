@@ -114,9 +114,8 @@ class Jail {
   // The same at a given time (the clock's Now()): the server hands a line
   // to every jail reading it with one `now`, so that their filters can
   // share the line's date search.
-  void ProcessLine(std::string_view line, bool in_operation, double now);
-  // ... and with the line's key (NewLineKey), the same for every jail.
-  void ProcessLine(std::string_view line, bool in_operation, double now, uint64_t line_key);
+  // `line_key`: the line's key (NewLineKey), the same for every jail, or 0.
+  void ProcessLine(std::string_view line, bool in_operation, double now, uint64_t line_key = 0);
   // Failures of an address whose ignorecommand has not answered yet wait
   // here, in order, and are counted (or ignored) when it does; later
   // failures of that address queue behind them.

@@ -1162,17 +1162,7 @@ bool DateDetector::MatchAnchoredLast(std::string_view line, double now,
     WinBoundaries(line, start_b, end_b, w->distance,
                   static_cast<int64_t>(CodePointIndex(line, end_b)), &w->raised, &w->pos,
                   &w->end_pos);
-    DateMatch& d = w->result;
-    d = DateMatch();
-    if (std::optional<std::string_view> g = match_->Group(1)) {
-      d.begin = static_cast<size_t>(g->data() - line.data());
-      d.end = d.begin + g->size();
-    }
-    if (w->raised) {
-      d.raised = true;
-    } else {
-      Convert(t, now, &d);
-    }
+    w->result = WinResult(t, line, w->raised, now);
     if (others) {
       w->line_key = line_key_;
       if (line_key_ == 0) w->line.assign(line);
@@ -1486,18 +1476,23 @@ std::optional<DateMatch> DateDetector::MatchFresh(std::string_view line, double 
   const int i = MatchTemplate(line, now, &raised, last_unmatched);
   line_mask_ = nullptr;
   if (i < 0) return std::nullopt;
+  DateMatch out = WinResult(*templates_[i], line, raised, now);
+  out.template_index = raised ? -1 : i;
+  return out;
+}
+
+DateMatch DateDetector::WinResult(const DateTemplate& t, std::string_view line, bool raised,
+                                  double now) {
   DateMatch out;
-  out.template_index = i;
   if (std::optional<std::string_view> g = match_->Group(1)) {
     out.begin = static_cast<size_t>(g->data() - line.data());
     out.end = out.begin + g->size();
   }
   if (raised) {
     out.raised = true;
-    out.template_index = -1;
-    return out;
+  } else {
+    Convert(t, now, &out);
   }
-  Convert(*templates_[i], now, &out);
   return out;
 }
 

@@ -252,10 +252,6 @@ void Jail::ProcessLine(std::string_view line, bool in_operation) {
   ProcessLine(line, in_operation, clock_.Now());
 }
 
-void Jail::ProcessLine(std::string_view line, bool in_operation, double now) {
-  ProcessLine(line, in_operation, now, 0);
-}
-
 void Jail::ProcessLine(std::string_view line, bool in_operation, double now, uint64_t line_key) {
   if (idle_) return;
   filter_->set_in_operation(in_operation);
