@@ -457,9 +457,14 @@ void Filter::MatchView(const DatedView& v, double now, uint64_t seq,
   if (gate_applies && !GateOpen(v.pre, v.date, v.post, v.whole_line ? v.line_key : 0)) {
     failures->clear();
     org_stale_ = true;
-    turned_away_.assign(v.line);
-    turned_away_pre_ = v.pre.size();
-    turned_away_post_ = v.post.size();
+    if (settings_.keep_processed_line) {
+      turned_away_.assign(v.line);
+      turned_away_pre_ = v.pre.size();
+      turned_away_post_ = v.post.size();
+    } else {
+      turned_away_.clear();
+      turned_away_pre_ = turned_away_post_ = 0;
+    }
     turned_away_seq_ = seq;
     buffer_is_org_ = true;
     if (prefregex_) prefregex_matched_ = false;

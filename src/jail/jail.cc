@@ -190,6 +190,7 @@ Status Jail::SetFilterSettings(FilterSettings settings) {
   fs.resolver = resolver_;
   fs.share_date_searches = true;  // jails on one file search a line's date once
   fs.share_line_scans = true;     // ... and scan it for their gates' strings once
+  fs.keep_processed_line = false;  // nothing in the daemon reads it
   const std::string jail_name = config_.name;
   JailEvents* ev = events_;
   fs.warn = [ev, jail_name](const std::string& m) { ev->OnWarning(jail_name, m); };

@@ -231,8 +231,10 @@ std::string Render(size_t line, const Failure& f) {
 // Every stock filter, gated (sharing the date search and the line scan)
 // and not, on every fail2ban sample line: the same failures and the same
 // processed line. With `line_keys`, the gated filters get one key per line,
-// as the daemon gives them.
-void ExpectTheGateChangesNothing(bool line_keys) {
+// as the daemon gives them. Without `keep_processed_line` (the daemon's
+// setting), a gated filter's processed line is empty after a line its gate
+// turned away and the plain filter's otherwise.
+void ExpectTheGateChangesNothing(bool line_keys, bool keep_processed_line = true) {
   const std::vector<std::string> logs = ListDir(kSampleLogs);
   BANTAM_REQUIRE_TOOL(!logs.empty(), std::string("fail2ban's sample logs in ") + kSampleLogs,
                       "fail2ban");
@@ -245,6 +247,7 @@ void ExpectTheGateChangesNothing(bool line_keys) {
     if (!SettingsFor(name, &s) || s.failregex.empty()) continue;
     FilterSettings g = s, p = s;
     g.share_date_searches = g.share_line_scans = true;
+    g.keep_processed_line = keep_processed_line;
     p.line_gate = false;
     Result<std::unique_ptr<Filter>> fg = Filter::Create(std::move(g));
     Result<std::unique_ptr<Filter>> fp = Filter::Create(std::move(p));
@@ -254,7 +257,7 @@ void ExpectTheGateChangesNothing(bool line_keys) {
     plain.push_back(std::move(*fp));
   }
   ASSERT_GT(names.size(), 50u);
-  size_t failures_seen = 0, lines_seen = 0;
+  size_t failures_seen = 0, lines_seen = 0, not_kept = 0;
   std::vector<Failure> a, b;
   for (const std::string& log : logs) {
     std::ifstream in(std::string(kSampleLogs) + "/" + log);
@@ -275,12 +278,23 @@ void ExpectTheGateChangesNothing(bool line_keys) {
         }
         failures_seen += a.size();
         std::string pa = gated[i]->ProcessedLine(), pb = plain[i]->ProcessedLine();
+        if (!keep_processed_line && pa.empty() && !pb.empty()) {
+          // Only a line that matched nothing can have been turned away.
+          ASSERT_TRUE(b.empty()) << names[i] << " on " << log << ":" << seq;
+          ++not_kept;
+          continue;
+        }
         ASSERT_EQ(pa, pb) << names[i] << " on " << log << ":" << seq;
       }
     }
   }
   EXPECT_GT(lines_seen, 1000u);
   EXPECT_GT(failures_seen, 500u);
+  if (keep_processed_line) {
+    EXPECT_EQ(not_kept, 0u);
+  } else {
+    EXPECT_GT(not_kept, lines_seen);  // most filters turn most lines away
+  }
 }
 
 TEST(LineGateTest, SameFailuresAsSearchingEveryLineOnFail2banSamples) {
@@ -288,6 +302,10 @@ TEST(LineGateTest, SameFailuresAsSearchingEveryLineOnFail2banSamples) {
 }
 
 TEST(LineGateTest, SameFailuresWithLineKeys) { ExpectTheGateChangesNothing(true); }
+
+TEST(LineGateTest, SameFailuresWithoutKeepingTurnedAwayLines) {
+  ExpectTheGateChangesNothing(true, false);
+}
 
 // ---------------------------------------------------------------------------
 // Date search short cuts.
