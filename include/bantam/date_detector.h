@@ -38,6 +38,14 @@ namespace bantam {
 // and a different key with any other text. Keys are never 0.
 uint64_t NewLineKey();
 
+// A token of the calling thread, equal only for calls on the same thread:
+// what the per-line paths compare instead of std::this_thread::get_id(),
+// which is a library call each time.
+inline const void* ThisThreadToken() {
+  static thread_local const char token = 0;
+  return &token;
+}
+
 struct DateDetectorOptions {
   // The jail's/filter's `datepattern` as written ("" = fail2ban's default
   // template set). Like fail2ban's setDatePattern, the value is split at

@@ -19,7 +19,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -299,7 +298,7 @@ class Filter {
   // share_line_scans: the thread's scan, gate_'s ids in it, and the thread.
   std::shared_ptr<LiteralScan> scan_;
   std::vector<uint64_t> gate_mask_;  // gate_'s ids in scan_ (LiteralScan::MaskOf)
-  std::thread::id scan_thread_;
+  const void* scan_thread_ = nullptr;  // ThisThreadToken() of the creating thread
   // For strings across the cut-out date: the first bytes of gate_'s
   // strings (a bit set) and the longest string's length.
   std::array<uint64_t, 4> gate_first_bytes_{};

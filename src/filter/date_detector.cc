@@ -13,7 +13,6 @@
 #include <map>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <utility>
 
 #include "bantam/py.h"
@@ -887,7 +886,7 @@ struct DateDetector::SearchRecord {
 };
 
 struct DateDetector::SharedSearch {
-  std::thread::id thread;  // the only thread that uses it
+  const void* thread = nullptr;  // the only thread that uses it (ThisThreadToken)
   uint64_t initial = 0;    // the state id of a new detector with these options
   // The last searches, overwritten in turn: a few, so that a detector out
   // of step (an idle jail's) does not take the place of the search the
@@ -1009,7 +1008,7 @@ Result<DateDetector> DateDetector::Create(const DateDetectorOptions& options) {
     std::shared_ptr<SharedSearch> shared = registry[key].lock();
     if (!shared) {
       shared = std::make_shared<SharedSearch>();
-      shared->thread = std::this_thread::get_id();
+      shared->thread = ThisThreadToken();
       shared->initial = NextStateId();
       for (SearchRecord& r : shared->records) r.hit_templates.reserve(dd.templates_.size());
       registry[key] = shared;
@@ -1419,7 +1418,7 @@ std::optional<DateMatch> DateDetector::Match(std::string_view line, double now,
                                              uint64_t line_key) {
   line_key_ = line_key;
   SharedSearch* const s =
-      shared_ && shared_->thread == std::this_thread::get_id() ? shared_.get() : nullptr;
+      shared_ && shared_->thread == ThisThreadToken() ? shared_.get() : nullptr;
   if (s == nullptr || shared_.use_count() == 1) {
     // Off its thread, or no other detector shares the options: nothing to
     // replay and no one to record for. The state gets an id no record

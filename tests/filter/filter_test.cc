@@ -248,6 +248,35 @@ TEST(Filter, HugeLineIsCutAndWarned) {
   EXPECT_NE(warnings[0].find("cut to 65536 bytes"), std::string::npos) << warnings[0];
 }
 
+// In operation a date more than a minute away from now is taken as now,
+// the difference cut to whole seconds first (fail2ban's int()): 60.9 s off
+// keeps the line's date, 61 s does not. Said once.
+TEST(Filter, InOperationADateOverAMinuteOffIsTakenAsNow) {
+  std::vector<std::string> warnings;
+  FilterSettings s;
+  s.failregex = {"failed from <HOST>"};
+  s.datepattern = "{^LN-BEG}EPOCH";
+  s.warn = [&](const std::string& m) { warnings.push_back(m); };
+  auto f = Make(s);
+  ASSERT_TRUE(f);
+  std::vector<Failure> failures;
+  uint64_t seq = 0;
+  auto time_at = [&](double now) {
+    f->ProcessLine("1124013600 failed from 192.0.2.1", now, ++seq, &failures);
+    return failures.size() == 1 ? failures[0].time : -1.0;
+  };
+  EXPECT_EQ(time_at(kNow), kNow);
+  EXPECT_EQ(time_at(kNow + 60.9), kNow);
+  EXPECT_EQ(time_at(kNow - 60.9), kNow);
+  EXPECT_EQ(time_at(kNow + 61), kNow + 61);
+  EXPECT_EQ(time_at(kNow - 61), kNow - 61);
+  EXPECT_EQ(time_at(kNow + 3600.5), kNow + 3600.5);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("Detected a log entry 61s before the current time"),
+            std::string::npos)
+      << warnings[0];
+}
+
 TEST(Filter, CatastrophicBacktrackingIsAWarningNotAHang) {
   std::vector<std::string> warnings;
   FilterSettings s;

@@ -11,6 +11,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../testing/require.h"
@@ -84,6 +85,33 @@ TEST(LiteralScanTest, ALineKeyStandsForTheText) {
   EXPECT_TRUE(scan.Has(fail));
   scan.Scan("", "", "auth fail", k2);  // k2 was another text
   EXPECT_EQ(scan.scans(), 4u);
+}
+
+// The scan is shared by the filters of the thread that made them; one used
+// on another thread looks for its strings itself and leaves it alone.
+TEST(LiteralScanTest, AFilterUsedOnAnotherThreadDoesNotTouchTheSharedScan) {
+  FilterSettings s;
+  s.failregex = {"auth fail from <HOST>"};
+  s.share_line_scans = true;
+  Result<std::unique_ptr<Filter>> a = Filter::Create(s), b = Filter::Create(s);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::shared_ptr<LiteralScan> scan = LiteralScan::ForThisThread();
+  const uint64_t before = scan->scans();
+  std::vector<Failure> on_other, on_this;
+  size_t found_other[2] = {9, 9};
+  std::thread other([&] {
+    (*a)->ProcessLine("auth fail from 192.0.2.1", 1700000000, 1, &on_other, nullptr, 0);
+    found_other[0] = on_other.size();
+    (*a)->ProcessLine("auth ok from 192.0.2.2", 1700000000, 2, &on_other, nullptr, 0);
+    found_other[1] = on_other.size();
+  });
+  other.join();
+  EXPECT_EQ(found_other[0], 1u);
+  EXPECT_EQ(found_other[1], 0u);
+  EXPECT_EQ(scan->scans(), before);
+  (*b)->ProcessLine("auth fail from 192.0.2.1", 1700000000, 1, &on_this, nullptr, 0);
+  EXPECT_EQ(on_this.size(), 1u);
+  EXPECT_EQ(scan->scans(), before + 1);
 }
 
 TEST(LiteralScanTest, AgreesWithFindOnRandomText) {
