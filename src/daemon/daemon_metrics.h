@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,6 +80,7 @@ struct JailCounters {
   std::array<uint64_t, kIgnoreReasons.size()> ignored{};
   // Bans of this jail reached at maxretry count as kRecidive.
   bool recidive = false;
+  // Read anywhere; changed only by Source and KeepSources.
   std::vector<SourceCounters> sources;
   // By action name.
   std::map<std::string, ActionCounters> actions;
@@ -89,6 +91,7 @@ struct JailCounters {
     if (last_source_ < sources.size() && sources[last_source_].origin == origin) {
       return sources[last_source_];
     }
+    last_origin_id_ = kNoOriginId;
     for (size_t i = 0; i < sources.size(); ++i) {
       if (sources[i].origin == origin) {
         last_source_ = i;
@@ -99,9 +102,30 @@ struct JailCounters {
     last_source_ = sources.size() - 1;
     return sources.back();
   }
+  // The same, for a caller that numbers its origins (one number for one
+  // origin text, for good): a run of lines compares numbers, not paths.
+  SourceCounters& Source(uint32_t origin_id, std::string_view origin) {
+    if (origin_id == last_origin_id_ && last_source_ < sources.size()) {
+      return sources[last_source_];
+    }
+    SourceCounters& found = Source(origin);
+    last_origin_id_ = origin_id;
+    return found;
+  }
+  // Drops the counters of every origin not in `origins` (a reload took
+  // them away). Here and in Source only is `sources` changed: the
+  // number above must not name an entry that moved.
+  void KeepSources(const std::set<std::string>& origins) {
+    std::erase_if(sources, [&](const SourceCounters& s) { return origins.count(s.origin) == 0; });
+    last_origin_id_ = kNoOriginId;
+  }
 
  private:
+  static constexpr uint32_t kNoOriginId = UINT32_MAX;
   size_t last_source_ = 0;
+  // What last_source_ was found for by number; kNoOriginId once it was
+  // found (or changed) by text.
+  uint32_t last_origin_id_ = kNoOriginId;
 };
 
 struct DaemonCounters {

@@ -1221,10 +1221,18 @@ void ServerImpl::OnLine(const SourceLine& line) {
   // The jails' filters know the line they share by this key instead of
   // comparing its bytes again.
   const uint64_t key = NewLineKey();
+  const uint32_t origin = OriginId(line.origin);
+  // The subscribers are sorted by id, and so, but for jails added at run
+  // time out of order, is jails_ (ids are given in creation order): one
+  // walk over both finds them, with the search for any it passed. An index,
+  // not an iterator: nothing here may hold on across the jails' calls.
+  size_t next = 0;
   for (SubscriberId id : *line.subscribers) {
-    JailState* js = FindJailById(id);
+    while (next < jails_.size() && jails_[next]->id < id) ++next;
+    JailState* js =
+        next < jails_.size() && jails_[next]->id == id ? jails_[next].get() : FindJailById(id);
     if (js == nullptr) continue;
-    SourceCounters& sc = js->counters->Source(line.origin);
+    SourceCounters& sc = js->counters->Source(origin, line.origin);
     ++sc.lines;
     sc.bytes += line.text.size();
     sc.last_line = now;
@@ -1234,6 +1242,15 @@ void ServerImpl::OnLine(const SourceLine& line) {
       js->jail->ProcessLine(text, !initial_read_, now, key);
     }
   }
+}
+
+uint32_t ServerImpl::OriginId(std::string_view origin) {
+  if (last_origin_ < origins_.size() && origins_[last_origin_] == origin) return last_origin_;
+  for (uint32_t i = 0; i < origins_.size(); ++i) {
+    if (origins_[i] == origin) return last_origin_ = i;
+  }
+  origins_.emplace_back(origin);
+  return last_origin_ = static_cast<uint32_t>(origins_.size() - 1);
 }
 
 void ServerImpl::ServiceTimer() {

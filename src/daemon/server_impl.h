@@ -253,6 +253,8 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   // that changed since the last save.
   void SaveLogPositions() { CommitTurn(/*save_positions=*/true); }
   void OnLine(const SourceLine& line);
+  // The number of `origin` in origins_, given on first sight.
+  uint32_t OriginId(std::string_view origin);
   void ServiceTimer();
   void PurgeDatabase();
   // BanStore::CompactFailures when its log outgrew the windows held and no
@@ -352,6 +354,10 @@ class ServerImpl : public JailEvents, public BanHistory, public CommandRunner {
   bool running_ = false;
   bool log_reopen_failed_ = false;  // ReopenIfMoved failed; said once
   std::string scratch_;
+  // Every origin a line came from (OriginId), numbered once; never erased:
+  // as many as the logs, journal and AMI connections ever read.
+  std::vector<std::string> origins_;
+  uint32_t last_origin_ = 0;
   // The time lines are seen at (LineNow): read once for up to
   // kLinesPerClockRead lines, and again in every loop turn.
   double line_now_ = 0;

@@ -105,7 +105,7 @@ std::shared_ptr<JailCounters> ServerImpl::CountersFor(const JailConfig& config) 
     // show from the start, at 0.
     std::set<std::string> paths;
     for (const auto& [path, tail] : config.logpaths) paths.insert(path);
-    std::erase_if(c->sources, [&](const SourceCounters& s) { return paths.count(s.origin) == 0; });
+    c->KeepSources(paths);
     for (const std::string& p : paths) c->Source(p);
   }
   // The recidive jail: the stock one, or any jail reading bantam's own log.

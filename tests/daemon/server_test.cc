@@ -234,6 +234,53 @@ TEST_F(ServerTest, BanTagsReadTheAddressHistoryFromTheDatabase) {
   EXPECT_EQ(LogCount("Cannot write to the database"), 0);
 }
 
+// Jails sharing logs: a.log is read by jails a and ab, b.log by ab and b.
+// Each line reaches exactly the jails of its file (ab counts an address's
+// failures over both files), whichever file the last line came from.
+TEST_F(ServerTest, EachLineReachesTheJailsOfItsFileOnly) {
+  const std::string d = tree_.root();
+  tree_.Write("action.d/record.conf",
+              "[Definition]\nactionban = do-ban <name> <ip>\nactionunban =\n[Init]\nname = x\n");
+  std::string jails = "[DEFAULT]\nignoreself = false\nfilter = pbx\nmaxretry = 2\n"
+                      "findtime = 600\nbantime = 600\n";
+  for (const auto& [name, logs] : std::vector<std::pair<std::string, std::string>>{
+           {"a", d + "/a.log"}, {"ab", d + "/a.log\n          " + d + "/b.log"},
+           {"b", d + "/b.log"}}) {
+    jails += "[" + name + "]\nenabled = true\naction = record[name=" + name + "]\nlogpath = " +
+             logs + "\n";
+  }
+  tree_.Write("jail.conf", jails);
+  tree_.Write("a.log", "");
+  tree_.Write("b.log", "");
+  std::unique_ptr<Server> server = Create();
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(server->Start().ok());
+  const auto fail = [&](const std::string& log, const std::string& ip) {
+    std::ofstream out(tree_.Path(log), std::ios::app);
+    out << LocalTime(clock_.Now()) << " auth failed from " << ip << "\n";
+  };
+  // Alternating files, each line served before the next is written.
+  const std::vector<std::pair<std::string, std::string>> lines = {
+      {"a.log", "192.0.2.1"}, {"b.log", "192.0.2.2"}, {"a.log", "192.0.2.3"},
+      {"b.log", "192.0.2.3"}, {"a.log", "192.0.2.1"}, {"b.log", "192.0.2.2"}};
+  for (const auto& [log, ip] : lines) {
+    fail(log, ip);
+    ASSERT_TRUE(server->RunUntil([] { return false; }, milliseconds(150)).ok());
+  }
+  // 192.0.2.1: twice in a.log; .2: twice in b.log; .3: once in each.
+  ASSERT_TRUE(RunUntilScripts(*server, "do-ban", 5));
+  ASSERT_TRUE(server->RunUntil([] { return false; }, milliseconds(300)).ok());
+  std::vector<std::string> bans;
+  for (const std::string& script : spawner_.With("do-ban")) {
+    bans.push_back(script.substr(script.find("do-ban ")));
+  }
+  std::sort(bans.begin(), bans.end());
+  EXPECT_EQ(bans, (std::vector<std::string>{"do-ban a 192.0.2.1", "do-ban ab 192.0.2.1",
+                                            "do-ban ab 192.0.2.2", "do-ban ab 192.0.2.3",
+                                            "do-ban b 192.0.2.2"}));
+  server->Finish();
+}
+
 // A server that goes away without its stop (as after kill -9: no position
 // saved at stop, no actionstop) leaves on disk exactly what its turns
 // committed: the log position together with the failure windows read up to

@@ -89,6 +89,7 @@ class Tree:
         self.write_config()
         self.write('pbx.log', '')
         self.write('other.log', '')
+        self.write('extra.log', '')
         self.proc = None
 
     def write_config(self, maxretry=3, other=True, broken=False):
@@ -128,6 +129,7 @@ enabled = true
 filter = pbx
 action = record[name=other]
 logpath = {d}/other.log
+          {d}/extra.log
 maxretry = 2
 bantime = 2
 '''
@@ -277,7 +279,16 @@ def counts(t, state):
     pbx_text += t.fail('203.0.113.250', 4)      # ignoreip
     pbx_text += 'a line that is no failure\n'
     t.write('pbx.log', 'a line that is no failure\n', 'a')
-    other_text = t.fail('198.51.100.1', 2, log='other.log')
+    # other reads two logs; lines alternate between them, each one's
+    # count is its own.
+    other_text = ''
+    extra_text = ''
+    for i in range(3):
+        extra_text += 'no failure %d\n' % i
+        t.write('extra.log', 'no failure %d\n' % i, 'a')
+        if i < 2:
+            other_text += t.fail('198.51.100.1', 1, log='other.log')
+        time.sleep(0.05)
     t.wait_for('actions.log', 'ban pbx 192.0.2.2')
     t.wait_for('actions.log', 'ban other 198.51.100.1')
     t.wait_for('bantam.log', 'Found 192.0.2.3', count=2)
@@ -287,6 +298,8 @@ def counts(t, state):
     expect(ctype == 'text/plain; version=0.0.4; charset=utf-8', 'Content-Type %r' % ctype)
     s = parse(body)
     pbx_log = os.path.join(t.dir, 'pbx.log')
+    other_log = os.path.join(t.dir, 'other.log')
+    extra_log = os.path.join(t.dir, 'extra.log')
     want = {
         ('bantam_failures_total', (('jail', 'pbx'),)): 8,
         ('bantam_failures_total', (('jail', 'other'),)): 2,
@@ -303,6 +316,10 @@ def counts(t, state):
             pbx_text.count('\n'),
         ('bantam_source_read_bytes_total', (('jail', 'pbx'), ('source', pbx_log))):
             len(pbx_text.encode()) - pbx_text.count('\n'),
+        ('bantam_source_lines_read_total', (('jail', 'other'), ('source', other_log))):
+            other_text.count('\n'),
+        ('bantam_source_lines_read_total', (('jail', 'other'), ('source', extra_log))):
+            extra_text.count('\n'),
         ('bantam_action_runs_total', (('jail', 'pbx'), ('action', 'record'), ('operation', 'ban'))): 2,
         ('bantam_action_runs_total', (('jail', 'pbx'), ('action', 'record'), ('operation', 'start'))): 1,
         ('bantam_action_errors_total', (('jail', 'pbx'), ('action', 'record'), ('operation', 'ban'))): 0,
