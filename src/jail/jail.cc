@@ -71,7 +71,8 @@ Result<std::vector<JailConfig>> JailsFromCommands(const std::vector<Value>& comm
     }
     const std::string& name = j->name;
     if (opt == "usedns") {
-      j->filter.usedns = v.ToPyStr();
+      // fail2ban's setUseDns lowercases it: "No" is "no".
+      j->filter.usedns = LowerAscii(v.ToPyStr());
     } else if (opt == "prefregex") {
       j->filter.prefregex = v.ToPyStr();
     } else if (opt == "addfailregex") {

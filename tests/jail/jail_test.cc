@@ -232,6 +232,11 @@ TEST(JailsFromCommands, ReadsTheStreamBantamDumps) {
   EXPECT_EQ(j.backend, "polling");
   EXPECT_EQ(j.filter.usedns, "no");
   EXPECT_EQ(j.filter.failregex, std::vector<std::string>({"a <HOST>", "b <HOST>"}));
+  // Any case, as fail2ban's setUseDns lowercases it.
+  cmds[2] = L({"set", "asterisk", "usedns", "No"});
+  Result<std::vector<JailConfig>> upper = JailsFromCommands(cmds, &warnings);
+  ASSERT_TRUE(upper.ok()) << upper.status().message();
+  EXPECT_EQ((*upper)[0].filter.usedns, "no");
   ASSERT_EQ(j.logpaths.size(), 1u);
   EXPECT_TRUE(j.logpaths[0].second);
   EXPECT_EQ(j.maxretry, 4);
