@@ -32,6 +32,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "bantam/status.h"
@@ -62,6 +63,8 @@ struct FailRegexOptions {
   // fail2ban accepts a failregex without a failure-id group (host, address,
   // <F-ID>, <F-MLFID>) only when the jail's prefregex has one.
   bool prefregex_has_failure_id = false;
+
+  bool operator==(const FailRegexOptions&) const = default;
 };
 
 // The PCRE2 pattern fail2ban's Regex would compile for `regex` (tags
@@ -80,8 +83,12 @@ std::string ExpandFailRegexTags(std::string_view regex, const FailRegexOptions& 
 
 // Translates and compiles `regex`. Error: "cannot compile failregex
 // '^foo(': missing ), unterminated subpattern at offset 4".
+// `has_failure_id` (if given) is set to FailRegex::HasFailureIdGroup's
+// answer. While a CheckedRegexes lives on this thread, what was compiled is
+// kept there for FailRegex::Compile.
 Status CheckFailRegex(std::string_view regex, RegexKind kind);
-Status CheckFailRegex(std::string_view regex, RegexKind kind, const FailRegexOptions& options);
+Status CheckFailRegex(std::string_view regex, RegexKind kind, const FailRegexOptions& options,
+                      bool* has_failure_id = nullptr);
 
 // A named group of a compiled regex, under its fail2ban/Python name
 // ("ip4", "user", "alt_user_1", "skiplines0", "content", ...).
@@ -171,7 +178,7 @@ class FailRegex {
   // Compile() without the JIT step; Search() JIT-compiles on first use.
   static Result<FailRegex> CompileNoJit(std::string_view regex, RegexKind kind,
                                         const FailRegexOptions& options);
-  friend Status CheckFailRegex(std::string_view, RegexKind, const FailRegexOptions&);
+  friend Status CheckFailRegex(std::string_view, RegexKind, const FailRegexOptions&, bool*);
 
   std::string regex_;
   std::string pattern_;
@@ -187,6 +194,44 @@ class FailRegex {
   // made on first use (start-up cost); other kinds are JIT-compiled at
   // once. 0: not yet; 1: done (or JIT unavailable: the interpreter runs).
   mutable std::atomic<int> jit_state_{0};
+};
+
+// A configuration's regexes compiled once for its check and its jails.
+// While one lives on a thread (the daemon's start-up and reload: the check
+// of a configuration, then the jails built from it), CheckFailRegex keeps
+// each regex it compiled, and FailRegex::Compile of the same text, kind and
+// options takes it and adds only the JIT step, instead of translating and
+// compiling it again. What is taken is what Compile would have made; what
+// is not taken (a check without jails, a jail that did not change) goes
+// with the scope. Scopes nest: the inner one is used.
+class CheckedRegexes {
+ public:
+  CheckedRegexes();
+  ~CheckedRegexes();
+  CheckedRegexes(const CheckedRegexes&) = delete;
+  CheckedRegexes& operator=(const CheckedRegexes&) = delete;
+
+  // How many compilations were taken from here, and how many are kept.
+  size_t taken() const { return taken_; }
+  size_t kept() const { return kept_.size(); }
+
+ private:
+  friend class FailRegex;
+  friend Status CheckFailRegex(std::string_view, RegexKind, const FailRegexOptions&, bool*);
+  struct Kept {
+    RegexKind kind;
+    FailRegexOptions options;
+    FailRegex regex;
+  };
+  // The one on this thread; null: none.
+  static CheckedRegexes* Current();
+  void Keep(RegexKind kind, const FailRegexOptions& options, FailRegex regex);
+  std::optional<FailRegex> Take(std::string_view regex, RegexKind kind,
+                                const FailRegexOptions& options);
+
+  std::unordered_multimap<std::string, Kept> kept_;  // by the regex's text
+  size_t taken_ = 0;
+  CheckedRegexes* outer_;
 };
 
 // Reusable per-thread state for FailRegex::Search: PCRE2 match data, match

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "bantam/config_loader.h"
+#include "bantam/failregex.h"
 #include "bantam/option_list.h"
 #include "server_impl.h"
 
@@ -96,6 +97,8 @@ Status ServerImpl::Reload(const ReloadRequest& request) {
     }
   } ready{this};
 
+  // The check's compiled regexes serve the jails rebuilt below.
+  CheckedRegexes checked;
   Result<LoadedConfig> cfg = LoadCheckedConfig();
   if (!cfg.ok()) return cfg.status();
   LogDiagnostics(*cfg);

@@ -18,6 +18,7 @@
 
 #include "bantam/config_check.h"
 #include "bantam/duration.h"
+#include "bantam/failregex.h"
 #include "bantam/option_list.h"
 #include "bantam/py.h"
 #include "bantam/service_notify.h"
@@ -242,6 +243,9 @@ Status ServerImpl::Init() {
   if (::pthread_sigmask(SIG_BLOCK, &mask, nullptr) != 0) {
     return Status::Error(std::string("pthread_sigmask: ") + strerror(errno));
   }
+  // The check's compiled regexes serve the jails InitAfterDetach builds
+  // (after a fork with -b: the same thread, the same memory).
+  CheckedRegexes checked;
   Result<LoadedConfig> cfg = LoadCheckedConfig();
   if (!cfg.ok()) return cfg.status();
   server_opts_ = cfg->server;

@@ -163,19 +163,57 @@ Status CheckFailRegex(std::string_view regex, RegexKind kind) {
   return CheckFailRegex(regex, kind, FailRegexOptions());
 }
 
-Status CheckFailRegex(std::string_view regex, RegexKind kind, const FailRegexOptions& options) {
+Status CheckFailRegex(std::string_view regex, RegexKind kind, const FailRegexOptions& options,
+                      bool* has_failure_id) {
   // Compiled as a date template is: without JIT code, which a check does
-  // not need.
+  // not need (Compile adds it if the regex is taken from CheckedRegexes).
   Result<FailRegex> compiled = FailRegex::CompileNoJit(regex, kind, options);
   if (!compiled.ok()) return compiled.status();
+  if (has_failure_id != nullptr) *has_failure_id = compiled->HasFailureIdGroup();
+  if (CheckedRegexes* checked = CheckedRegexes::Current()) {
+    checked->Keep(kind, options, std::move(*compiled));
+  }
   return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+
+namespace {
+thread_local CheckedRegexes* t_checked_regexes = nullptr;
+}  // namespace
+
+CheckedRegexes::CheckedRegexes() : outer_(t_checked_regexes) { t_checked_regexes = this; }
+
+CheckedRegexes::~CheckedRegexes() { t_checked_regexes = outer_; }
+
+CheckedRegexes* CheckedRegexes::Current() { return t_checked_regexes; }
+
+void CheckedRegexes::Keep(RegexKind kind, const FailRegexOptions& options, FailRegex regex) {
+  std::string text = regex.regex();
+  kept_.emplace(std::move(text), Kept{kind, options, std::move(regex)});
+}
+
+std::optional<FailRegex> CheckedRegexes::Take(std::string_view regex, RegexKind kind,
+                                              const FailRegexOptions& options) {
+  auto [it, end] = kept_.equal_range(std::string(regex));
+  for (; it != end; ++it) {
+    if (it->second.kind != kind || !(it->second.options == options)) continue;
+    std::optional<FailRegex> out(std::move(it->second.regex));
+    kept_.erase(it);
+    ++taken_;
+    return out;
+  }
+  return std::nullopt;
 }
 
 // ---------------------------------------------------------------------------
 
 Result<FailRegex> FailRegex::Compile(std::string_view regex, RegexKind kind,
                                      const FailRegexOptions& options) {
-  Result<FailRegex> re = CompileNoJit(regex, kind, options);
+  std::optional<FailRegex> checked;
+  if (CheckedRegexes* c = CheckedRegexes::Current()) checked = c->Take(regex, kind, options);
+  Result<FailRegex> re = checked ? Result<FailRegex>(std::move(*checked))
+                                 : CompileNoJit(regex, kind, options);
   if (re.ok() && kind != RegexKind::kDateRegex) re->CompileJit();
   return re;
 }

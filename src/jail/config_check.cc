@@ -39,11 +39,13 @@ class Checker {
     }
     for (auto& [name, j] : jails_) {
       if (!j.prefregex) continue;
-      Result<FailRegex> pref = FailRegex::Compile(*j.prefregex, RegexKind::kPrefRegex, j.options);
+      bool has_failure_id = false;
+      Status pref =
+          CheckFailRegex(*j.prefregex, RegexKind::kPrefRegex, j.options, &has_failure_id);
       if (!pref.ok()) {
-        Error(name, "prefregex", pref.status().message());
+        Error(name, "prefregex", pref.message());
       } else {
-        j.options.prefregex_has_failure_id = pref->HasFailureIdGroup();
+        j.options.prefregex_has_failure_id = has_failure_id;
       }
     }
     for (const Value& cmd : config_->commands) {

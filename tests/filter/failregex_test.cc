@@ -316,6 +316,62 @@ TEST(FailRegexErrorTest, CheckFailRegexNamesTheRegex) {
   EXPECT_TRUE(CheckFailRegex("^x<F-CONTENT>.+</F-CONTENT>$", RegexKind::kPrefRegex).ok());
 }
 
+// A regex a check compiled under CheckedRegexes is taken by Compile once,
+// for the same text, kind and options only, and matches as one compiled
+// without it.
+TEST(CheckedRegexesTest, CompileTakesWhatTheCheckCompiledOnce) {
+  const std::string re = "^auth failure from <HOST> user <F-USER>\\S+</F-USER>$";
+  const std::string line = "auth failure from 192.0.2.7 user bob";
+  FailRegexOptions no_dns;
+  no_dns.host_matches_dns = false;
+  CheckedRegexes checked;
+  bool has_id = false;
+  ASSERT_TRUE(CheckFailRegex(re, RegexKind::kFailRegex, no_dns, &has_id).ok());
+  EXPECT_TRUE(has_id);
+  EXPECT_EQ(checked.kept(), 1u);
+  // Other options or another kind: compiled anew.
+  Result<FailRegex> with_dns = FailRegex::Compile(re, RegexKind::kFailRegex);
+  Result<FailRegex> ignore = FailRegex::Compile(re, RegexKind::kIgnoreRegex, no_dns);
+  ASSERT_TRUE(with_dns.ok() && ignore.ok());
+  EXPECT_EQ(checked.taken(), 0u);
+  Result<FailRegex> taken = FailRegex::Compile(re, RegexKind::kFailRegex, no_dns);
+  ASSERT_TRUE(taken.ok()) << taken.status().message();
+  EXPECT_EQ(checked.taken(), 1u);
+  EXPECT_EQ(checked.kept(), 0u);
+  Result<FailRegex> again = FailRegex::Compile(re, RegexKind::kFailRegex, no_dns);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(checked.taken(), 1u);
+  // The taken one is complete: pattern, groups and matching as compiled anew.
+  EXPECT_EQ(taken->pattern(), again->pattern());
+  EXPECT_NE(taken->pattern(), with_dns->pattern());
+  EXPECT_EQ(taken->GroupIndex("user"), again->GroupIndex("user"));
+  FailRegexMatch m1, m2;
+  Result<bool> a = taken->Search(line, &m1);
+  Result<bool> b = again->Search(line, &m2);
+  ASSERT_TRUE(a.ok() && b.ok() && *a && *b);
+  EXPECT_EQ(m1.Group(taken->GroupIndex("ip4")), "192.0.2.7");
+  EXPECT_EQ(m1.Group(taken->GroupIndex("user")), m2.Group(again->GroupIndex("user")));
+  EXPECT_FALSE(*taken->Search("auth failure from host.example.org user bob", &m1));
+}
+
+// Without one nothing is kept; a nested one is used while it lives.
+TEST(CheckedRegexesTest, OnlyTheInnermostScopeKeeps) {
+  ASSERT_TRUE(CheckFailRegex("^a <HOST>$", RegexKind::kFailRegex).ok());
+  CheckedRegexes outer;
+  {
+    CheckedRegexes inner;
+    ASSERT_TRUE(CheckFailRegex("^b <HOST>$", RegexKind::kFailRegex).ok());
+    EXPECT_EQ(inner.kept(), 1u);
+    EXPECT_EQ(outer.kept(), 0u);
+  }
+  ASSERT_TRUE(CheckFailRegex("^c <HOST>$", RegexKind::kFailRegex).ok());
+  EXPECT_EQ(outer.kept(), 1u);
+  ASSERT_TRUE(FailRegex::Compile("^b <HOST>$", RegexKind::kFailRegex).ok());
+  EXPECT_EQ(outer.taken(), 0u);
+  ASSERT_TRUE(FailRegex::Compile("^c <HOST>$", RegexKind::kFailRegex).ok());
+  EXPECT_EQ(outer.taken(), 1u);
+}
+
 // ---------------------------------------------------------------------------
 // Compiled regexes.
 

@@ -2,10 +2,17 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "../testing/temp_tree.h"
 #include "bantam/clock.h"
+#include "bantam/config_check.h"
+#include "bantam/config_loader.h"
+#include "bantam/failregex.h"
+#include "bantam/filter.h"
 
 namespace bantam {
 namespace {
@@ -204,6 +211,42 @@ TEST(JailIgnoreCommand, AnswerForADestroyedJailIsDropped) {
   events.log.clear();
   events.queued[0](1);
   EXPECT_TRUE(events.log.empty());
+}
+
+// The daemon's start-up: the check of the bundled configuration compiles
+// every regex its jails' filters then take (CheckedRegexes), under the
+// jails' own settings (usedns = No here, a prefregex), none compiled twice.
+TEST(JailsFromCommands, FiltersTakeEveryRegexTheCheckCompiled) {
+  testing::TempTree tree;
+  std::filesystem::copy(std::string(BANTAM_SOURCE_DIR) + "/config", tree.Path("etc"),
+                        std::filesystem::copy_options::recursive);
+  std::ofstream(tree.Path("log")) << "";
+  std::ofstream(tree.Path("etc/jail.local"))
+      << "[asterisk]\nenabled = true\nusedns = No\nlogpath = " << tree.Path("log") << "\n"
+      << "[sshd]\nenabled = true\nlogpath = " << tree.Path("log") << "\n";
+  LoadOptions o;
+  o.basedir = tree.Path("etc");
+  CheckedRegexes checked;
+  Result<LoadedConfig> cfg = LoadConfig(o);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  CheckConfig(&*cfg);
+  ASSERT_TRUE(cfg->diagnostics.empty()) << cfg->diagnostics[0].message;
+  const size_t kept = checked.kept();
+  std::vector<std::string> warnings;
+  Result<std::vector<JailConfig>> jails = JailsFromCommands(cfg->commands, &warnings);
+  ASSERT_TRUE(jails.ok()) << jails.status().message();
+  ASSERT_EQ(jails->size(), 2u);
+  size_t regexes = 0;
+  for (const JailConfig& j : *jails) {
+    regexes += j.filter.failregex.size() + j.filter.ignoreregex.size() +
+               (j.filter.prefregex.empty() ? 0 : 1);
+    Result<std::unique_ptr<Filter>> f = Filter::Create(j.filter);
+    ASSERT_TRUE(f.ok()) << f.status().message();
+  }
+  EXPECT_GT(regexes, 10u);
+  EXPECT_EQ(kept, regexes);
+  EXPECT_EQ(checked.taken(), regexes);
+  EXPECT_EQ(checked.kept(), 0u);
 }
 
 TEST(JailsFromCommands, ReadsTheStreamBantamDumps) {
