@@ -113,7 +113,9 @@ class Checker {
     static const std::set<std::string> kKnown = {"auto", "pyinotify", "inotify", "polling",
                                                  "systemd", "ami"};
     Result<NamedOptions> b = ParseNamedOptions(backend);
-    if (b.ok() && PyStripAscii(b->name) == "ami") {
+    // The name in any case, as fail2ban lowercases it.
+    const std::string name = b.ok() ? LowerAscii(PyStripAscii(b->name)) : std::string();
+    if (b.ok() && name == "ami") {
       // Its options are checked here, and its messages never quote the
       // value: it may hold an inline secret.
       std::vector<std::string> warnings;
@@ -122,7 +124,7 @@ class Checker {
       for (const std::string& w : warnings) Warning(jail, "backend", w);
       return;
     }
-    if (!b.ok() || !kKnown.count(std::string(PyStripAscii(b->name)))) {
+    if (!b.ok() || !kKnown.count(name)) {
       Error(jail, "backend",
             "backend = '" + backend +
                 "' is not one of auto, pyinotify, inotify, polling, systemd, ami");

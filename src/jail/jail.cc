@@ -54,7 +54,11 @@ Result<std::vector<JailConfig>> JailsFromCommands(const std::vector<Value>& comm
     if (op == "add" && c.size() >= 3) {
       JailConfig j;
       j.name = c[1].ToPyStr();
+      // fail2ban lowercases the backend's name (Jail._setBackend), not its
+      // options: "Systemd[journalpath=/X]" reads /X's journal.
       j.backend = c[2].ToPyStr();
+      const size_t name_end = std::min(j.backend.find('['), j.backend.size());
+      j.backend.replace(0, name_end, LowerAscii(std::string_view(j.backend).substr(0, name_end)));
       jails.push_back(std::move(j));
       continue;
     }

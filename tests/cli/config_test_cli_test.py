@@ -86,6 +86,8 @@ case('bad usedns', {'jail.conf': JAIL + 'usedns = maybe\n'}, 255,
 case('bad backend', {'jail.conf': JAIL + 'backend = gamin2\n'}, 255,
      ["{d}/jail.conf:6: [pbx] backend = 'gamin2' is not one of auto, pyinotify, inotify, "
       "polling, systemd, ami"])
+# fail2ban lowercases the backend's name: any case is good.
+case('backend in capitals', {'jail.conf': JAIL + 'backend = Polling\n'}, 0, [])
 case('bad ami option', {'jail.conf': JAIL + 'backend = ami[username=u, secret_file=/f, prot=1]\n'},
      255, ["{d}/jail.conf:6: [pbx] ami backend: unknown option 'prot' (known: host, port, "
            "username, secret, secret_file, events)"])

@@ -275,6 +275,14 @@ TEST(JailsFromCommands, ReadsTheStreamBantamDumps) {
   EXPECT_EQ(j.backend, "polling");
   EXPECT_EQ(j.filter.usedns, "no");
   EXPECT_EQ(j.filter.failregex, std::vector<std::string>({"a <HOST>", "b <HOST>"}));
+  // fail2ban lowercases the backend's name, not its options.
+  std::vector<Value> journal = {L({"add", "j", "Systemd[journalpath=/Var/Log/X]"}),
+                                L({"add", "k", " Polling"})};
+  Result<std::vector<JailConfig>> be = JailsFromCommands(journal, &warnings);
+  ASSERT_TRUE(be.ok()) << be.status().message();
+  ASSERT_EQ(be->size(), 2u);
+  EXPECT_EQ((*be)[0].backend, "systemd[journalpath=/Var/Log/X]");
+  EXPECT_EQ((*be)[1].backend, " polling");
   // Any case, as fail2ban's setUseDns lowercases it.
   cmds[2] = L({"set", "asterisk", "usedns", "No"});
   Result<std::vector<JailConfig>> upper = JailsFromCommands(cmds, &warnings);
