@@ -140,6 +140,9 @@ class DateDetector {
   // that matched last from another detector's (or an earlier) identical
   // one (search_shortcuts only); for tests and statistics.
   uint64_t shared_wins() const { return shared_wins_; }
+  // How many Match() calls skipped the search of every template because
+  // each was ruled out (search_shortcuts only); for tests and statistics.
+  uint64_t ruled_out_lines() const { return ruled_out_lines_; }
 
   // Templates in their current order, as fail2ban-regex lists them under
   // "Date template hits:" (it prints only those with hits).
@@ -243,6 +246,12 @@ class DateDetector {
   bool private_state_ = false;
   uint64_t replayed_ = 0;
   uint64_t shared_wins_ = 0;
+  uint64_t ruled_out_lines_ = 0;
+  // The slots (bits) of the EPOCH templates, which RuledOut rules out by a
+  // look at the line rather than by its first four bytes: those whose
+  // match may start anywhere, and those anchored at the line's begin.
+  uint64_t epoch_slots_ = 0;
+  uint64_t epoch_begin_slots_ = 0;
 };
 
 }  // namespace bantam

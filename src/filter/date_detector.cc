@@ -72,6 +72,9 @@ struct DateTemplate {
   // An EPOCH template without a pattern: a match starts at the line's
   // start, after a leading '[', or after "audit(", and with a digit.
   bool epoch_starts = false;
+  // A line-begin EPOCH template: its digits start after at most two \W
+  // at the line's start.
+  bool epoch_at_begin = false;
   // An anchored regex: whether lines starting with four given ASCII bytes
   // can match at all (RulesOutPrefix) is kept by the detector, per prefix
   // (PrefixMask).
@@ -577,12 +580,6 @@ class TemplateFactory {
                R"(((?:^|(?P<square>(?<=^\[))|(?P<selinux>(?<=\baudit\())))" + epoch_re +
                    R"re()(?:(?(selinux)(?=:\d+\)))|(?(square)(?=\]))))re",
                Bound::kNone, true);
-      // Its three starts, then \d: checked on the final regex text.
-      const std::string_view starts =
-          R"(((?:^|(?P<square>(?<=^\[))|(?P<selinux>(?<=\baudit\()))\d{10,11})";
-      const std::string_view r = t.regex;
-      t.epoch_starts =
-          StartsWith(r, starts) || (StartsWith(r, "(") && StartsWith(r.substr(1), starts));
     } else {
       SetRegex(&t, R"(((?P<square>(?<=^\[))?)" + epoch_re + R"()(?(square)(?=\])))",
                Bound::kLineStart, true);
@@ -795,7 +792,24 @@ Result<std::shared_ptr<const FailRegex>> CompileShared(const std::string& regex)
   return compiled->emplace(regex, std::move(shared)).first->second;
 }
 
+// Which rule of RuledOut an EPOCH template's regex allows, told by its
+// final text, whichever way the template was built (copies included).
+void SetEpochStarts(DateTemplate* t) {
+  t->epoch_starts = t->epoch_at_begin = false;
+  if (t->kind != TemplateKind::kEpoch) return;
+  const std::string_view r = t->regex;
+  // Its three starts, then \d.
+  static constexpr std::string_view kAnywhere =
+      R"(((?:^|(?P<square>(?<=^\[))|(?P<selinux>(?<=\baudit\()))\d{10,11})";
+  t->epoch_starts =
+      StartsWith(r, kAnywhere) || (StartsWith(r, "(") && StartsWith(r.substr(1), kAnywhere));
+  // At most two \W at the line's start (a '[' among them), then \d.
+  static constexpr std::string_view kAtBegin = R"(^(?:\W{0,2})?((?P<square>(?<=^\[))?\d{10,11})";
+  t->epoch_at_begin = StartsWith(r, kAtBegin);
+}
+
 Status Compile(DateTemplate* t) {
+  SetEpochStarts(t);
   Result<std::shared_ptr<const FailRegex>> re = CompileShared(t->regex);
   if (!re.ok()) {
     // The message already quotes the expression.
@@ -995,6 +1009,11 @@ Result<DateDetector> DateDetector::Create(const DateDetectorOptions& options) {
   }
   dd.fields_.reserve(max_fields);
   dd.search_shortcuts_ = options.search_shortcuts;
+  for (const auto& t : dd.templates_) {
+    if (t->slot >= 64) continue;
+    if (t->epoch_starts) dd.epoch_slots_ |= uint64_t{1} << t->slot;
+    if (t->epoch_at_begin) dd.epoch_begin_slots_ |= uint64_t{1} << t->slot;
+  }
   if (options.share_searches) {
     // Equal template lists (the default ones carry the current year) and
     // zone give equal new detectors, so they start from one state id.
@@ -1070,6 +1089,20 @@ bool EpochMayStart(std::string_view s) {
   return false;
 }
 
+// A line-begin EPOCH template's match (epoch_at_begin) has its ten \d
+// after at most two \W at the line's start. Two code points take at most
+// eight bytes, and an ASCII word character cannot be one of them.
+bool EpochMayStartAtBegin(std::string_view s) {
+  for (size_t i = 0; i <= 8 && i < s.size(); ++i) {
+    if (MaybeTenDigitsAt(s, i)) return true;
+    const auto b = static_cast<unsigned char>(s[i]);
+    if ((b >= '0' && b <= '9') || ((b | 0x20) >= 'a' && (b | 0x20) <= 'z') || b == '_') {
+      return false;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 DateDetector::PrefixMask* DateDetector::PrefixMaskFor(std::string_view line) {
@@ -1085,6 +1118,7 @@ DateDetector::PrefixMask* DateDetector::PrefixMaskFor(std::string_view line) {
 bool DateDetector::RuledOut(DateTemplate& t, std::string_view subject) {
   if (!search_shortcuts_) return false;
   if (t.epoch_starts && !EpochMayStart(subject)) return true;
+  if (t.epoch_at_begin && !EpochMayStartAtBegin(subject)) return true;
   // The verdicts for the line's first four bytes (line_mask_: ASCII, at
   // least four of them), one bit per template, each worked out once.
   if (!t.re->anchored() || subject.size() < 4 || line_mask_ == nullptr || t.slot < 0 ||
@@ -1237,11 +1271,23 @@ int DateDetector::MatchTemplate(std::string_view line, double now, bool* raised,
       }
     }
   }
-  // Every template ruled out for lines starting as this one does: each
-  // search of the loop below would return false before running.
-  const bool none_can =
-      line_mask_ != nullptr && count <= 64 &&
-      line_mask_->ruled_out == (count == 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1);
+  // Every template ruled out, each search of the loop below would return
+  // false before running: by the verdicts for lines starting as this one
+  // does, and an EPOCH template (whose rule looks at the whole line, so it
+  // has no verdict by prefix) by its rule on this line, asked once for all.
+  bool none_can = false;
+  if (!matched && line_mask_ != nullptr && count <= 64) {
+    const uint64_t all = count == 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1;
+    uint64_t out = line_mask_->ruled_out;
+    if (out != all && (out | epoch_slots_ | epoch_begin_slots_) == all) {
+      if ((epoch_slots_ & ~out) != 0 && !EpochMayStart(line)) out |= epoch_slots_;
+      if ((epoch_begin_slots_ & ~out) != 0 && !EpochMayStartAtBegin(line)) {
+        out |= epoch_begin_slots_;
+      }
+    }
+    none_can = out == all;
+    if (none_can) ++ruled_out_lines_;
+  }
   if (!matched && !none_can) {
     for (i = 0; i < count; ++i) {
       if (i == ignore_by_search) continue;

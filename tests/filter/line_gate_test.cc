@@ -398,6 +398,7 @@ class DatePair {
                : RenderTemplates(*fast_) + " vs " + RenderTemplates(*slow_);
   }
   uint64_t shared_wins() const { return fast_->shared_wins(); }
+  uint64_t ruled_out_lines() const { return fast_->ruled_out_lines(); }
   uint64_t hits() const {
     uint64_t n = 0;
     for (const DateTemplateStats& t : fast_->templates()) n += t.hits;
@@ -459,6 +460,81 @@ TEST(DateShortcutTest, EpochStartsAsTheRegexHasThem) {
   }
   EXPECT_EQ(p.Templates(), "");
   EXPECT_GT(p.hits(), 3u);
+}
+
+// A line-begin EPOCH template ({^LN-BEG}EPOCH, and the one in `^{DATE}`'s
+// list) is ruled out by its own rule: ten digits after at most two non-word
+// characters at the line's start.
+TEST(DateShortcutTest, EpochAtTheLineBeginAsTheRegexHasIt) {
+  for (const char* pattern : {"{^LN-BEG}EPOCH", "^{DATE}", "{^LN-BEG}"}) {
+    DatePair p(pattern);
+    ASSERT_TRUE(p.ok()) << pattern;
+    const char* lines[] = {
+        "1700000000 at the start",
+        "[1700000000] bracketed",
+        "[[1700000000 two non-word characters",
+        "[[[1700000000 three: no match",
+        "  1700000000 two blanks",
+        "_1700000000 an underscore is a word character",
+        "x1700000000 so is a letter",
+        "\xc3\xa9" "1700000000 a non-ASCII letter",
+        "\xe2\x80\x94\xe2\x80\x94" "1700000000 two dashes of three bytes",
+        "\xe2\x80\x94\xe2\x80\x94\xe2\x80\x94" "1700000000 three dashes",
+        "[\xd9\xa1\xd9\xa7\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0\xd9\xa0"
+        "\xd9\xa0] Arabic-Indic digits",
+        "[170000000] nine digits",
+        "[17000000001] eleven",
+        "[2026-12-06 11:36:37] a date that is not an epoch",
+        "[1700 not ten digits",
+        "[",
+        "",
+        "1700000000",
+        "[1700000000",
+    };
+    double now = 1700000100;
+    for (int round = 0; round < 2; ++round) {
+      for (const char* line : lines) {
+        EXPECT_EQ(p.Feed(line, now), "") << pattern << ": " << line;
+        now += 1;
+      }
+    }
+    EXPECT_EQ(p.Templates(), "") << pattern;
+    EXPECT_GT(p.hits(), 10u) << pattern;
+  }
+}
+
+// recidive's `^{DATE}` on a log whose lines start with "[": no template can
+// match, and every one is ruled out without a search, the EPOCH template by
+// its rule on each line (which looks past the first bytes). A line with the
+// same first bytes on which an epoch may start is still searched.
+TEST(DateShortcutTest, EveryTemplateRuledOutTheEpochOneLineByLine) {
+  DatePair p("^{DATE}");
+  ASSERT_TRUE(p.ok());
+  struct Step {
+    const char* line;
+    uint64_t ruled_out;  // lines ruled out so far
+  };
+  const Step steps[] = {
+      // The first line with these bytes asks every template.
+      {"[Nov 25 16:18:31] NOTICE[1] chan_sip.c: no date at the start", 0},
+      {"[Nov 25 16:18:32] NOTICE[1] chan_sip.c: again", 1},
+      {"[Nov 25 16:18:33] NOTICE[1] chan_sip.c: and again", 2},
+      {"[1700 not ten digits", 2},
+      // The same four bytes, every other template ruled out by them: the
+      // EPOCH template must be searched, and matches.
+      {"[1700000000] an epoch", 2},
+      // EPOCH, now the last template, is searched first and fails.
+      {"[1700 not ten digits again", 3},
+      {"[Nov 25 16:18:34] NOTICE[1] chan_sip.c: back", 4},
+  };
+  double now = 1700000100;
+  for (const Step& s : steps) {
+    EXPECT_EQ(p.Feed(s.line, now), "") << s.line;
+    EXPECT_EQ(p.ruled_out_lines(), s.ruled_out) << s.line;
+    now += 1;
+  }
+  EXPECT_EQ(p.Templates(), "");
+  EXPECT_EQ(p.hits(), 1u);
 }
 
 // Every datepattern of a stock filter, the default set and the special
