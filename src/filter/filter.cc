@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <utility>
 
@@ -195,20 +196,41 @@ void Filter::BuildGate() {
   // first reports (LineResult) and warns for lines no failregex matches.
   if (!settings_.line_gate || settings_.maxlines > 1) return;
   if (!ignoreregexes_.empty() && ignoreregexes_.size() + 2 < failregexes_.size()) return;
-  std::vector<std::string> texts;
-  if (prefregex_ && !prefregex_->required_literals().empty()) {
+  // A failure needs one of the failregexes' strings, each in the line (or
+  // in the prefregex's content, which is part of it); a prefregex match
+  // needs one of the prefregex's. One failregex that may match anything
+  // leaves the failregexes none.
+  std::vector<std::string> fail_texts;
+  for (const FailRegex& re : failregexes_) {
+    if (re.required_literals().empty()) {
+      fail_texts.clear();
+      break;
+    }
+    for (const FailRegex::RequiredLiteral& lit : re.required_literals()) {
+      fail_texts.push_back(lit.text);
+    }
+  }
+  std::vector<std::string> pref_texts;
+  if (prefregex_) {
     for (const FailRegex::RequiredLiteral& lit : prefregex_->required_literals()) {
-      texts.push_back(lit.text);
+      pref_texts.push_back(lit.text);
     }
+  }
+  // The set whose shortest string is longest turns more lines away:
+  // dropbear's prefregex needs "ad", "ogin" or "xit", its failregexes
+  // "password attempt for " and the like. Strings from the failregexes
+  // skip the prefregex too (gate_bypasses_prefregex_).
+  const auto shortest = [](const std::vector<std::string>& v) {
+    size_t n = SIZE_MAX;
+    for (const std::string& t : v) n = std::min(n, t.size());
+    return v.empty() ? size_t{0} : n;
+  };
+  std::vector<std::string> texts;
+  if (!pref_texts.empty() && shortest(pref_texts) >= shortest(fail_texts)) {
+    texts = std::move(pref_texts);
   } else {
-    if (failregexes_.empty()) return;
-    for (const FailRegex& re : failregexes_) {
-      // One failregex that may match anything opens the gate for all.
-      if (re.required_literals().empty()) return;
-      for (const FailRegex::RequiredLiteral& lit : re.required_literals()) {
-        texts.push_back(lit.text);
-      }
-    }
+    if (fail_texts.empty()) return;
+    texts = std::move(fail_texts);
     gate_bypasses_prefregex_ = prefregex_.has_value();
   }
   std::sort(texts.begin(), texts.end());

@@ -335,6 +335,32 @@ TEST(LineGateTest, SameFailuresWithoutKeepingTurnedAwayLines) {
   ExpectTheGateChangesNothing(true, false);
 }
 
+// dropbear's prefregex needs only "ad", "ogin" or "xit" after its prefix,
+// its failregexes much longer strings: the gate takes those, so a dropbear
+// line that no failregex can match is turned away (its processed line is
+// not kept) while a failure is still found.
+TEST(LineGateTest, TakesTheFailregexesStringsWhenTheyAreLonger) {
+  FilterSettings s;
+  BANTAM_REQUIRE_TOOL(SettingsFor("dropbear", &s), std::string(kConfDir) + "/filter.d/dropbear.conf",
+                      "fail2ban");
+  ASSERT_FALSE(s.prefregex.empty());
+  s.keep_processed_line = false;
+  Result<std::unique_ptr<Filter>> f = Filter::Create(std::move(s));
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  std::vector<Failure> out;
+  double now = 1700000000;
+  (*f)->ProcessLine("Nov 14 22:13:20 host dropbear[1]: Bad thing happened", now, 1, &out);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ((*f)->ProcessedLine(), "");  // turned away by the gate
+  (*f)->ProcessLine("Nov 14 22:13:21 host dropbear[1]: Bad password attempt for 'root' from "
+                    "192.0.2.7:5000",
+                    now + 1, 2, &out);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(out[0].id.has_value());
+  EXPECT_EQ(out[0].id->ToString(), "192.0.2.7");
+  EXPECT_NE((*f)->ProcessedLine(), "");
+}
+
 // ---------------------------------------------------------------------------
 // Date search short cuts.
 
