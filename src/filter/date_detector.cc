@@ -165,6 +165,10 @@ bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
+bool IsAsciiAlnum(unsigned char b) {
+  return (b >= '0' && b <= '9') || ((b | 0x20) >= 'a' && (b | 0x20) <= 'z');
+}
+
 std::string AsciiUpper(std::string_view s) {
   std::string out(s);
   for (char& c : out) {
@@ -1053,7 +1057,7 @@ DateDetector::Char DateDetector::CharAt(std::string_view line, size_t byte) {
   c.size = static_cast<uint8_t>(len);
   const auto b = static_cast<unsigned char>(line[byte]);
   if (b < 0x80) {
-    c.alnum = (b >= '0' && b <= '9') || ((b | 0x20) >= 'a' && (b | 0x20) <= 'z');
+    c.alnum = IsAsciiAlnum(b);
   } else {
     FailRegexMatch* m = found_match_.get();  // free at this point
     c.alnum = Found(Meta().alnum, c.view(), m);
@@ -1096,9 +1100,7 @@ bool EpochMayStartAtBegin(std::string_view s) {
   for (size_t i = 0; i <= 8 && i < s.size(); ++i) {
     if (MaybeTenDigitsAt(s, i)) return true;
     const auto b = static_cast<unsigned char>(s[i]);
-    if ((b >= '0' && b <= '9') || ((b | 0x20) >= 'a' && (b | 0x20) <= 'z') || b == '_') {
-      return false;
-    }
+    if (IsAsciiAlnum(b) || b == '_') return false;
   }
   return false;
 }
