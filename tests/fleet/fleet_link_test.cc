@@ -39,10 +39,23 @@ class FleetLinkTest : public ::testing::Test {
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     ASSERT_EQ(posix_spawn(&pid_, kRedisServer, nullptr, nullptr, argv.data(), environ), 0);
-    for (int i = 0; i < 200 && ::access(sock_.c_str(), F_OK) != 0; ++i) {
+    // The socket file appears at bind(), before listen(): wait for a PONG.
+    for (int i = 0; i < 500 && !Pongs(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    ASSERT_EQ(::access(sock_.c_str(), F_OK), 0) << "redis-server did not start";
+    ASSERT_TRUE(Pongs()) << "redis-server did not answer PING on " << sock_;
+  }
+  bool Pongs() const {
+    redisContext* c = redisConnectUnix(sock_.c_str());
+    if (c == nullptr) return false;
+    bool pong = false;
+    if (!c->err) {
+      auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
+      pong = r != nullptr && r->type == REDIS_REPLY_STATUS && std::string(r->str, r->len) == "PONG";
+      if (r) freeReplyObject(r);
+    }
+    redisFree(c);
+    return pong;
   }
   void StopRedis() {
     if (pid_ <= 0) return;
@@ -119,7 +132,7 @@ class FleetLinkTest : public ::testing::Test {
 };
 
 TEST_F(FleetLinkTest, OneNodesBansReachAnotherInOrderAndNotItself) {
-  StartRedis();
+  ASSERT_NO_FATAL_FAILURE(StartRedis());
   FleetLink a(Settings("pbxa"));
   FleetLink b(Settings("pbxb"));
   ASSERT_TRUE(a.Start("").ok());
@@ -143,7 +156,7 @@ TEST_F(FleetLinkTest, OneNodesBansReachAnotherInOrderAndNotItself) {
 }
 
 TEST_F(FleetLinkTest, BadEntriesAreDroppedCountedAndReadPast) {
-  StartRedis();
+  ASSERT_NO_FATAL_FAILURE(StartRedis());
   FleetFields good = EncodeFleetEntry([] {
     FleetEntry e = Ban("192.0.2.9");
     e.node = "pbxa";
@@ -171,7 +184,7 @@ TEST_F(FleetLinkTest, BadEntriesAreDroppedCountedAndReadPast) {
 }
 
 TEST_F(FleetLinkTest, ReaderResumesAfterItsCursor) {
-  StartRedis();
+  ASSERT_NO_FATAL_FAILURE(StartRedis());
   std::vector<std::string> ids;
   for (const char* ip : {"192.0.2.1", "192.0.2.2", "192.0.2.3"}) {
     FleetEntry e = Ban(ip);
@@ -203,7 +216,7 @@ TEST_F(FleetLinkTest, WhatIsPublishedWhileRedisIsDownGoesOutWhenItIsBack) {
   // Retries while down say nothing more.
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
   EXPECT_TRUE(a.Take().messages.empty());
-  StartRedis();
+  ASSERT_NO_FATAL_FAILURE(StartRedis());
   FleetLink::Report up = Collect(a, [](const FleetLink::Report& r) { return !r.published.empty(); });
   EXPECT_EQ(up.published, (std::vector<int64_t>{7}));
   ASSERT_FALSE(up.messages.empty());
